@@ -1,0 +1,166 @@
+/* beamlet core: the layer everything else stands on.
+ *
+ * Status codes with a thread-local error message (library code never exits), log levels,
+ * element types, an arena allocator, a seeded deterministic RNG, a monotonic timer and a
+ * terminal progress bar. Nothing here knows about tensors, models or pipelines. */
+#ifndef BEAMLET_CORE_H
+#define BEAMLET_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ------------------------------------------------------------------ */
+
+typedef enum bl_status {
+    BL_OK = 0,
+    BL_ERR_INVALID_ARG,  /* the caller passed something malformed */
+    BL_ERR_OUT_OF_MEMORY,
+    BL_ERR_IO,           /* open/read/write/rename failed */
+    BL_ERR_FORMAT,       /* a file or string does not follow its format */
+    BL_ERR_UNSUPPORTED,  /* valid request this build or backend cannot do */
+    BL_ERR_NOT_FOUND,
+    BL_ERR_DEVICE,       /* a device or its driver/library reported a failure */
+    BL_ERR_INTERNAL,     /* a broken invariant inside beamlet */
+} bl_status;
+
+/* Sets the calling thread's error message (printf-style) and returns `status`, so that
+ * `return bl_error(BL_ERR_IO, "%s: %s", path, strerror(errno));` reads naturally. */
+bl_status bl_error(bl_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prefixes context to the current message: "context: previous message". Returns `status`. */
+bl_status bl_error_context(bl_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The calling thread's last message ("" when none). Valid until the next bl_error call. */
+const char *bl_last_error(void);
+void bl_clear_error(void);
+const char *bl_status_name(bl_status status);
+
+/* Propagate a failure unchanged. */
+#define BL_TRY(expr)                                                                         \
+    do {                                                                                     \
+        bl_status bl_try_status_ = (expr);                                                   \
+        if (bl_try_status_ != BL_OK) return bl_try_status_;                                  \
+    } while (0)
+
+/* For broken invariants only: prints and aborts. */
+#define BL_ASSERT(cond)                                                                      \
+    do {                                                                                     \
+        if (!(cond)) bl_panic(__FILE__, __LINE__, #cond);                                    \
+    } while (0)
+_Noreturn void bl_panic(const char *file, int line, const char *what);
+
+/* ---- logging ---------------------------------------------------------------------------- */
+
+typedef enum bl_log_level {
+    BL_LOG_DEBUG = 0,
+    BL_LOG_INFO,
+    BL_LOG_WARN,
+    BL_LOG_ERROR,
+    BL_LOG_OFF,
+} bl_log_level;
+
+/* The threshold starts from BEAMLET_LOG (debug|info|warn|error|off), default info. */
+void bl_log_set_level(bl_log_level level);
+bl_log_level bl_log_get_level(void);
+void bl_log(bl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define bl_log_debug(...) bl_log(BL_LOG_DEBUG, __VA_ARGS__)
+#define bl_log_info(...) bl_log(BL_LOG_INFO, __VA_ARGS__)
+#define bl_log_warn(...) bl_log(BL_LOG_WARN, __VA_ARGS__)
+#define bl_log_error(...) bl_log(BL_LOG_ERROR, __VA_ARGS__)
+
+/* ---- element types ---------------------------------------------------------------------- */
+
+typedef enum bl_dtype {
+    BL_F32 = 0,
+    BL_BF16,
+    BL_F16,
+    BL_U8,
+    BL_I32,
+    BL_I64,
+    BL_DTYPE_COUNT
+} bl_dtype;
+
+size_t bl_dtype_size(bl_dtype dtype);
+/* Lower-case name ("f32", "bf16", ...). */
+const char *bl_dtype_name(bl_dtype dtype);
+float bl_bf16_to_f32(uint16_t v);
+uint16_t bl_f32_to_bf16(float v); /* round to nearest even; NaN stays NaN */
+float bl_f16_to_f32(uint16_t v);
+uint16_t bl_f32_to_f16(float v);  /* round to nearest even; overflow gives inf */
+
+/* ---- arena allocator -------------------------------------------------------------------- */
+
+/* A bump allocator over one block: many allocations, one free. Used for plans and scratch
+ * whose lifetime is a whole model or run, so steps never call malloc. */
+typedef struct bl_arena bl_arena;
+bl_status bl_arena_new(size_t capacity, bl_arena **out);
+void bl_arena_free(bl_arena *arena);
+/* Returns NULL (and sets the error) when the arena is full. align must be a power of two. */
+void *bl_arena_alloc(bl_arena *arena, size_t size, size_t align);
+void bl_arena_reset(bl_arena *arena);
+size_t bl_arena_used(const bl_arena *arena);
+size_t bl_arena_capacity(const bl_arena *arena);
+
+/* ---- deterministic random numbers ------------------------------------------------------- */
+
+/* xoshiro256** seeded through splitmix64: the same seed gives the same stream everywhere.
+ * The state is a plain struct so it can be checkpointed and restored. */
+typedef struct bl_rng {
+    uint64_t s[4];
+} bl_rng;
+
+void bl_rng_seed(bl_rng *rng, uint64_t seed);
+uint64_t bl_rng_u64(bl_rng *rng);
+uint32_t bl_rng_u32(bl_rng *rng);
+/* Uniform in [0, n); n > 0, without modulo bias. */
+uint64_t bl_rng_below(bl_rng *rng, uint64_t n);
+/* Uniform in [0, 1). */
+double bl_rng_uniform(bl_rng *rng);
+/* Standard normal (Box-Muller). */
+double bl_rng_normal(bl_rng *rng);
+/* An independent stream derived from this one and a label (e.g. a worker or epoch index). */
+bl_rng bl_rng_fork(const bl_rng *rng, uint64_t label);
+
+/* ---- time ------------------------------------------------------------------------------- */
+
+/* Seconds on a monotonic clock (arbitrary origin). */
+double bl_time_now(void);
+
+/* ---- progress bar ----------------------------------------------------------------------- */
+
+/* One line on stderr redrawn in place when stderr is a terminal; otherwise a line every
+ * ~10% so logs stay readable. Not thread-safe: drive it from one thread. */
+typedef struct bl_progress {
+    char label[48];
+    int64_t total;
+    int64_t done;
+    double start;
+    double last_draw;
+    int last_decile;
+    bool tty;
+    char suffix[96];
+} bl_progress;
+
+void bl_progress_begin(bl_progress *p, const char *label, int64_t total);
+/* Advances by `n` and sets an optional suffix (e.g. "loss 1.23"); NULL keeps the old one. */
+void bl_progress_step(bl_progress *p, int64_t n, const char *suffix);
+void bl_progress_end(bl_progress *p);
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+/* Writes `size` bytes to `path` atomically: to "<path>.tmp.<pid>", flushed and fsync'ed, then
+ * renamed into place. A failure leaves no file at `path` changed and no temp file behind. */
+bl_status bl_file_write_atomic(const char *path, const void *data, size_t size);
+/* Reads a whole file into a malloc'ed buffer (caller frees). */
+bl_status bl_file_read_all(const char *path, void **data, size_t *size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
