@@ -1,0 +1,111 @@
+/* The interface a backend implements: device memory, copies, and one function per op.
+ *
+ * The bl_op_* front ends in tensor/ops.c validate shapes, dtypes and devices before calling
+ * these, so a backend may assume well-formed arguments. A NULL entry means "not supported",
+ * which the front end reports as BL_ERR_UNSUPPORTED naming the op and the backend. */
+#ifndef BEAMLET_TENSOR_BACKEND_H
+#define BEAMLET_TENSOR_BACKEND_H
+
+#include "beamlet/tensor.h"
+
+typedef struct bl_backend_ops {
+    bl_status (*conv2d_forward)(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
+                                const bl_tensor *w, const bl_tensor *bias,
+                                const bl_tensor *residual, bool relu, bl_tensor *y);
+    bl_status (*conv2d_backward_data)(bl_device *, const bl_conv2d_params *,
+                                      const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx);
+    bl_status (*conv2d_backward_filter)(bl_device *, const bl_conv2d_params *,
+                                        const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw);
+    bl_status (*batchnorm_forward_train)(bl_device *, const bl_batchnorm_params *,
+                                         const bl_tensor *x, const bl_tensor *gamma,
+                                         const bl_tensor *beta, const bl_tensor *residual,
+                                         bool relu, bl_tensor *running_mean,
+                                         bl_tensor *running_var, bl_tensor *save_mean,
+                                         bl_tensor *save_invstd, bl_tensor *y);
+    bl_status (*batchnorm_forward_eval)(bl_device *, const bl_batchnorm_params *,
+                                        const bl_tensor *x, const bl_tensor *gamma,
+                                        const bl_tensor *beta, const bl_tensor *residual,
+                                        bool relu, const bl_tensor *running_mean,
+                                        const bl_tensor *running_var, bl_tensor *y);
+    bl_status (*batchnorm_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x,
+                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
+                                    const bl_tensor *save_mean, const bl_tensor *save_invstd,
+                                    bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
+                                    bl_tensor *dresidual);
+    bl_status (*relu_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
+    bl_status (*relu_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *y,
+                               bl_tensor *dx);
+    bl_status (*add)(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
+    bl_status (*maxpool_forward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
+                                 bl_tensor *y);
+    bl_status (*maxpool_backward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
+                                  const bl_tensor *dy, bl_tensor *dx);
+    bl_status (*global_avgpool_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
+    bl_status (*global_avgpool_backward)(bl_device *, const bl_tensor *dy, bl_tensor *dx);
+    bl_status (*linear_forward)(bl_device *, const bl_tensor *x, const bl_tensor *w,
+                                const bl_tensor *b, bl_tensor *y);
+    bl_status (*linear_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x,
+                                 const bl_tensor *w, bl_tensor *dx, bl_tensor *dw,
+                                 bl_tensor *db);
+    bl_status (*softmax_cross_entropy)(bl_device *, const bl_tensor *logits,
+                                       const bl_tensor *labels, float label_smoothing,
+                                       bl_tensor *loss, bl_tensor *dlogits);
+    bl_status (*sgd_update)(bl_device *, const bl_sgd_params *, bl_tensor *param,
+                            const bl_tensor *grad, bl_tensor *momentum_buf);
+    bl_status (*adamw_update)(bl_device *, const bl_adamw_params *, bl_tensor *param,
+                              const bl_tensor *grad, bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+} bl_backend_ops;
+
+typedef struct bl_backend {
+    const char *name;  /* "cpu_ref", "onednn", "cuda" */
+    bl_device_kind kind;
+    bl_layout preferred_layout;
+    unsigned layouts; /* bit (1 << bl_layout) for each 4-D layout the ops accept */
+    /* Opens the backend's per-handle state (scratch, streams) for device `index`. */
+    bl_status (*open)(int index, void **ctx, char *description, size_t description_size);
+    void (*close)(void *ctx);
+    bl_status (*alloc)(void *ctx, size_t bytes, void **ptr);
+    void (*free)(void *ctx, void *ptr);
+    /* Copies: kind 0 host->device, 1 device->host, 2 device->device. */
+    bl_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes, int kind);
+    bl_status (*memset_zero)(void *ctx, void *dst, size_t bytes);
+    bl_status (*synchronize)(void *ctx);
+    /* Which activation dtypes an op accepts; NULL means f32 only for every op present. */
+    bool (*supports_dtype)(bl_op op, bl_dtype dtype);
+    bl_backend_ops ops;
+} bl_backend;
+
+enum { BL_COPY_H2D = 0, BL_COPY_D2H = 1, BL_COPY_D2D = 2 };
+
+struct bl_device {
+    const bl_backend *backend;
+    void *ctx;
+    int index;
+    char name[32];
+    char description[128];
+};
+
+static inline void *bl_device_ctx(const bl_device *dev) { return dev->ctx; }
+
+/* Backends compiled into this build. */
+const bl_backend *bl_backend_cpu_ref(void);
+#ifdef BEAMLET_HAVE_ONEDNN
+const bl_backend *bl_backend_onednn(void);
+#endif
+#ifdef BEAMLET_HAVE_CUDA
+const bl_backend *bl_backend_cuda(void);
+int bl_backend_cuda_device_count(void);
+#endif
+
+/* Shared helpers for backends: 4-D strides of a tensor in its layout, in elements, in the
+ * logical (N, C, H, W) order. */
+static inline void bl_tensor_strides4(const bl_tensor *t, int64_t s[4]) {
+    int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
+    if (t->layout == BL_LAYOUT_NHWC) {
+        s[0] = H * W * C; s[1] = 1; s[2] = W * C; s[3] = C;
+    } else {
+        s[0] = C * H * W; s[1] = H * W; s[2] = W; s[3] = 1;
+    }
+}
+
+#endif

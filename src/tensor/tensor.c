@@ -1,0 +1,134 @@
+/* Tensor views, allocation and host transfers. Conversions between f32 and the 16-bit types,
+ * and between NCHW and NHWC, happen here on the host so backends only see their own formats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/backend.h"
+
+int64_t bl_tensor_numel(const bl_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+size_t bl_tensor_nbytes(const bl_tensor *t) {
+    return (size_t)bl_tensor_numel(t) * bl_dtype_size(t->dtype);
+}
+
+bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim,
+                         const int64_t *shape) {
+    bl_tensor t;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.device = dev;
+    t.dtype = dtype;
+    t.layout = BL_LAYOUT_NCHW;
+    t.ndim = ndim;
+    for (int i = 0; i < ndim && i < BL_MAX_DIMS; i++) t.shape[i] = shape[i];
+    return t;
+}
+
+bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout layout,
+                          int64_t n, int64_t c, int64_t h, int64_t w) {
+    int64_t shape[4] = {n, c, h, w};
+    bl_tensor t = bl_tensor_view(dev, data, dtype, 4, shape);
+    t.layout = layout;
+    return t;
+}
+
+bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape,
+                          bl_tensor *out) {
+    if (ndim < 0 || ndim > BL_MAX_DIMS)
+        return bl_error(BL_ERR_INVALID_ARG, "tensor: %d dimensions (at most %d)", ndim, BL_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) return bl_error(BL_ERR_INVALID_ARG, "tensor: negative dimension %d", i);
+    *out = bl_tensor_view(dev, NULL, dtype, ndim, shape);
+    out->layout = bl_device_preferred_layout(dev);
+    size_t bytes = bl_tensor_nbytes(out);
+    return bl_device_alloc(dev, bytes ? bytes : 1, &out->data);
+}
+
+void bl_tensor_release(bl_tensor *t) {
+    if (t->data && t->device) bl_device_free(t->device, t->data);
+    t->data = NULL;
+}
+
+bl_status bl_tensor_copy_from_host(bl_tensor *dst, const void *src) {
+    const bl_backend *b = dst->device->backend;
+    return b->copy(dst->device->ctx, dst->data, src, bl_tensor_nbytes(dst), BL_COPY_H2D);
+}
+
+bl_status bl_tensor_copy_to_host(const bl_tensor *src, void *dst) {
+    const bl_backend *b = src->device->backend;
+    return b->copy(src->device->ctx, dst, src->data, bl_tensor_nbytes(src), BL_COPY_D2H);
+}
+
+bl_status bl_tensor_zero(bl_tensor *t) {
+    return t->device->backend->memset_zero(t->device->ctx, t->data, bl_tensor_nbytes(t));
+}
+
+static float load_as_f32(const void *base, bl_dtype dtype, int64_t i) {
+    switch (dtype) {
+    case BL_F32: return ((const float *)base)[i];
+    case BL_BF16: return bl_bf16_to_f32(((const uint16_t *)base)[i]);
+    case BL_F16: return bl_f16_to_f32(((const uint16_t *)base)[i]);
+    case BL_U8: return ((const uint8_t *)base)[i];
+    case BL_I32: return (float)((const int32_t *)base)[i];
+    case BL_I64: return (float)((const int64_t *)base)[i];
+    default: return 0;
+    }
+}
+
+static void store_from_f32(void *base, bl_dtype dtype, int64_t i, float v) {
+    switch (dtype) {
+    case BL_F32: ((float *)base)[i] = v; break;
+    case BL_BF16: ((uint16_t *)base)[i] = bl_f32_to_bf16(v); break;
+    case BL_F16: ((uint16_t *)base)[i] = bl_f32_to_f16(v); break;
+    case BL_U8: ((uint8_t *)base)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f); break;
+    case BL_I32: ((int32_t *)base)[i] = (int32_t)v; break;
+    case BL_I64: ((int64_t *)base)[i] = (int64_t)v; break;
+    default: break;
+    }
+}
+
+/* Position in memory of logical element i (row-major over the logical shape). */
+static int64_t physical_index(const bl_tensor *t, int64_t i) {
+    if (t->ndim != 4 || t->layout == BL_LAYOUT_NCHW) return i;
+    int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
+    int64_t w = i % W, h = (i / W) % H, c = (i / (W * H)) % C, n = i / (W * H * C);
+    return ((n * H + h) * W + w) * C + c;
+}
+
+bl_status bl_tensor_upload_nchw_f32(bl_tensor *dst, const float *src) {
+    int64_t n = bl_tensor_numel(dst);
+    if (dst->dtype == BL_F32 && physical_index(dst, n - 1) == n - 1 &&
+        (dst->ndim != 4 || dst->layout == BL_LAYOUT_NCHW))
+        return bl_tensor_copy_from_host(dst, src);
+    void *staging = malloc(bl_tensor_nbytes(dst) ? bl_tensor_nbytes(dst) : 1);
+    if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor upload: %zu bytes", bl_tensor_nbytes(dst));
+    for (int64_t i = 0; i < n; i++) store_from_f32(staging, dst->dtype, physical_index(dst, i), src[i]);
+    bl_status s = bl_tensor_copy_from_host(dst, staging);
+    free(staging);
+    return s;
+}
+
+bl_status bl_tensor_download_f32(const bl_tensor *src, float *dst) {
+    int64_t n = bl_tensor_numel(src);
+    void *staging = malloc(bl_tensor_nbytes(src) ? bl_tensor_nbytes(src) : 1);
+    if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor download: %zu bytes", bl_tensor_nbytes(src));
+    bl_status s = bl_tensor_copy_to_host(src, staging);
+    if (s == BL_OK)
+        for (int64_t i = 0; i < n; i++) dst[i] = load_as_f32(staging, src->dtype, physical_index(src, i));
+    free(staging);
+    return s;
+}
+
+void bl_tensor_describe(const bl_tensor *t, char *buf, size_t size) {
+    size_t used = (size_t)snprintf(buf, size, "%s[", bl_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+    if (used < size)
+        snprintf(buf + used, size - used, "]%s",
+                 t->ndim == 4 ? (t->layout == BL_LAYOUT_NHWC ? " nhwc" : " nchw") : "");
+}
