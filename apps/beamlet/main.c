@@ -1,12 +1,36 @@
-/* The beamlet command-line tool. */
+/* The beamlet command-line tool: one entry point, one subcommand per task. */
 #include <stdio.h>
 #include <string.h>
 
-#include "beamlet/core.h"
+#include "cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"demo", cmd_demo, "train a narrow CIFAR ResNet-18 on generated data and watch the loss fall"},
+    {"devices", cmd_devices, "list the devices beamlet can use"},
+};
+
+static void usage(void) {
+    printf("usage: beamlet <command> [--name=value ...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+    printf("\n'beamlet <command> --help' describes a command's options.\n");
+}
 
 int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    printf("beamlet\n");
-    return 0;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc, argv);
+    fprintf(stderr, "beamlet: unknown command '%s'\n", argv[1]);
+    usage();
+    return 2;
 }

@@ -1,0 +1,123 @@
+/* beamlet nn: models as small static graphs of layers, built once, run on any device.
+ *
+ * A model owns its parameters, gradients and batch-norm buffers in one allocation each on its
+ * device, and plans its activations once for the largest batch, so a training or inference
+ * step allocates nothing. Every layer calls the op table (tensor.h), so the one definition runs
+ * on cpu_ref, cpu and cuda alike. Parameter names follow torchvision, so a torchvision
+ * state_dict saved as safetensors loads as is. */
+#ifndef BEAMLET_NN_H
+#define BEAMLET_NN_H
+
+#include "beamlet/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum bl_resnet_stem {
+    BL_RESNET_STEM_IMAGENET = 0, /* 7x7/2 convolution + 3x3/2 max-pool (torchvision) */
+    BL_RESNET_STEM_CIFAR,        /* 3x3/1 convolution, no max-pool (small images) */
+} bl_resnet_stem;
+
+typedef struct bl_resnet_config {
+    int depth;       /* 18 or 34 */
+    int num_classes; /* any positive count */
+    int width;       /* base channels: 64 in torchvision */
+    int in_channels; /* 3 for RGB, 1 for grayscale */
+    bl_resnet_stem stem;
+} bl_resnet_config;
+
+/* The defaults: ResNet-18, 10 classes, width 64, 3 channels, ImageNet stem. */
+bl_resnet_config bl_resnet_config_default(void);
+
+typedef struct bl_model bl_model;
+
+typedef enum bl_param_kind {
+    BL_PARAM_WEIGHT = 0, /* trainable */
+    BL_PARAM_BUFFER,     /* batch-norm running statistics: saved, not trained */
+} bl_param_kind;
+
+typedef struct bl_param_info {
+    const char *name;    /* torchvision name, e.g. "layer1.0.conv1.weight" */
+    bl_param_kind kind;
+    bl_tensor value;     /* view into the model's parameter or buffer allocation */
+    bl_tensor grad;      /* view into the gradient allocation (trainable only) */
+} bl_param_info;
+
+/* Builds a ResNet on `dev` with parameters initialized as torchvision does (Kaiming-normal
+ * convolutions, unit batch-norm scale, PyTorch's default linear init) from `seed`. */
+bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t seed,
+                        bl_model **out);
+void bl_model_free(bl_model *model);
+
+const bl_resnet_config *bl_model_config(const bl_model *model);
+bl_device *bl_model_device(const bl_model *model);
+int bl_model_param_count(const bl_model *model);
+const bl_param_info *bl_model_param(const bl_model *model, int index);
+const bl_param_info *bl_model_find_param(const bl_model *model, const char *name);
+/* Number of trainable scalars. */
+int64_t bl_model_trainable_count(const bl_model *model);
+/* Times the batch-norm layers have updated their running statistics (torchvision's
+ * num_batches_tracked); saved and restored with the weights. */
+int64_t bl_model_batches_tracked(const bl_model *model);
+void bl_model_set_batches_tracked(bl_model *model, int64_t count);
+/* The trainable parameters and their gradients as flat f32 tensors (for the optimizer). */
+bl_tensor bl_model_flat_params(const bl_model *model);
+bl_tensor bl_model_flat_grads(const bl_model *model);
+
+/* Allocates activations (and, with `training`, gradients of activations) for batches of up
+ * to `max_batch` images of height x width. Call once; steps then allocate nothing. */
+bl_status bl_model_plan(bl_model *model, int max_batch, int height, int width, bool training);
+
+typedef enum bl_forward_mode {
+    BL_FORWARD_TRAIN = 0, /* batch statistics, running statistics updated, saved for backward */
+    BL_FORWARD_EVAL,      /* running statistics */
+    BL_FORWARD_INFER,     /* running statistics folded into the convolutions: fastest */
+} bl_forward_mode;
+
+/* x: (N, C, H, W) on the model's device in its preferred layout, N <= max_batch. Returns a
+ * view of the logits (N, num_classes), valid until the next forward. BL_FORWARD_INFER uses the
+ * folded weights made by bl_model_fold_batchnorm (it folds on first use). */
+bl_status bl_model_forward(bl_model *model, const bl_tensor *x, bl_forward_mode mode,
+                           bl_tensor *logits);
+/* After a BL_FORWARD_TRAIN forward: mean softmax cross-entropy against labels (N) i32 on the
+ * device, written to `loss` (1) f32 on the device, and gradients of every trainable parameter
+ * (overwritten, not accumulated). */
+bl_status bl_model_backward(bl_model *model, const bl_tensor *labels, float label_smoothing,
+                            bl_tensor *loss);
+/* Recomputes the folded inference weights from the current parameters and statistics. */
+bl_status bl_model_fold_batchnorm(bl_model *model);
+
+/* ---- optimizers --------------------------------------------------------------------------- */
+
+typedef enum bl_optimizer_kind { BL_OPTIMIZER_SGD = 0, BL_OPTIMIZER_ADAMW } bl_optimizer_kind;
+
+typedef struct bl_optimizer_config {
+    bl_optimizer_kind kind;
+    float lr;
+    float weight_decay;
+    float momentum;  /* SGD */
+    bool nesterov;   /* SGD */
+    float beta1, beta2, eps; /* AdamW */
+} bl_optimizer_config;
+
+bl_optimizer_config bl_optimizer_config_sgd(float lr, float momentum, float weight_decay,
+                                             bool nesterov);
+bl_optimizer_config bl_optimizer_config_adamw(float lr, float weight_decay);
+
+typedef struct bl_optimizer bl_optimizer;
+/* State (momentum or Adam moments) lives in one allocation on the model's device. */
+bl_status bl_optimizer_new(bl_model *model, const bl_optimizer_config *cfg, bl_optimizer **out);
+void bl_optimizer_free(bl_optimizer *opt);
+/* One update of every trainable parameter from its gradient, at learning rate `lr`. */
+bl_status bl_optimizer_step(bl_optimizer *opt, float lr);
+int64_t bl_optimizer_steps_taken(const bl_optimizer *opt);
+/* The state tensors, flat f32 (for checkpoints): 1 for SGD (momentum), 2 for AdamW. */
+int bl_optimizer_state_count(const bl_optimizer *opt);
+bl_tensor bl_optimizer_state(const bl_optimizer *opt, int index, const char **name);
+void bl_optimizer_set_steps_taken(bl_optimizer *opt, int64_t steps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
