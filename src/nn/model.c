@@ -101,6 +101,8 @@ static bl_tensor *G(bl_model *m, int index) { return &m->params[index].info.grad
 
 /* Sets every value's per-image spatial size for an input of height x width. */
 static bl_status infer_shapes(bl_model *m, int height, int width) {
+    if (height < 1 || width < 1)
+        return bl_error(BL_ERR_INVALID_ARG, "model: input %dx%d is empty", height, width);
     m->values[0].h = height;
     m->values[0].w = width;
     for (int i = 0; i < m->nnodes; i++) {
@@ -108,6 +110,9 @@ static bl_status infer_shapes(bl_model *m, int height, int width) {
         value *in = &m->values[n->in], *out = &m->values[n->out];
         if (n->kind == NODE_CONV) {
             const param *w = &m->params[n->weight];
+            if (in->h + 2 * n->conv.pad_h < w->shape[2] || in->w + 2 * n->conv.pad_w < w->shape[3])
+                return bl_error(BL_ERR_INVALID_ARG, "model: input %dx%d is too small for layer %d "
+                                "(%s)", height, width, i, m->params[n->weight].name);
             out->h = (int)((in->h + 2 * n->conv.pad_h - w->shape[2]) / n->conv.stride_h + 1);
             out->w = (int)((in->w + 2 * n->conv.pad_w - w->shape[3]) / n->conv.stride_w + 1);
         } else if (n->kind == NODE_MAXPOOL) {
