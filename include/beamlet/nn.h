@@ -117,6 +117,25 @@ int bl_optimizer_state_count(const bl_optimizer *opt);
 bl_tensor bl_optimizer_state(const bl_optimizer *opt, int index, const char **name);
 void bl_optimizer_set_steps_taken(bl_optimizer *opt, int64_t steps);
 
+/* ---- learning-rate schedules -------------------------------------------------------------- */
+
+typedef enum bl_lr_schedule_kind {
+    BL_LR_CONSTANT = 0,
+    BL_LR_COSINE,    /* cosine decay from lr to 0 over total_steps */
+    BL_LR_ONE_CYCLE, /* PyTorch's OneCycleLR (cosine, pct_start 0.3, div 25, final div 1e4) */
+} bl_lr_schedule_kind;
+
+typedef struct bl_lr_schedule {
+    bl_lr_schedule_kind kind;
+    float max_lr;
+    int64_t total_steps;
+} bl_lr_schedule;
+
+/* Parses "constant", "cosine" or "onecycle". */
+bl_status bl_lr_schedule_parse(const char *name, bl_lr_schedule_kind *out);
+/* The learning rate for step `step` (0-based) of the schedule. */
+float bl_lr_schedule_at(const bl_lr_schedule *s, int64_t step);
+
 #ifdef __cplusplus
 }
 #endif
