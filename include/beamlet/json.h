@@ -66,9 +66,16 @@ const bl_json *bl_json_array_at(const bl_json *v, size_t i);
 /* The i-th member of an object in document order; *key (if key is not NULL) gets its
  * decoded name. NULL when out of range or v is not an object. */
 const bl_json *bl_json_object_at(const bl_json *v, size_t i, const char **key);
+/* The name of the i-th member with its length (a name may contain "\u0000"); NULL when out
+ * of range or v is not an object. len may be NULL. */
+const char *bl_json_object_key(const bl_json *v, size_t i, size_t *len);
 /* The member named key (O(log n)); NULL when absent or v is not an object. */
 const bl_json *bl_json_object_get(const bl_json *v, const char *key);
 const bl_json *bl_json_object_getn(const bl_json *v, const char *key, size_t key_len);
+
+/* Whether s[0, len) is valid UTF-8 (RFC 3629: no overlong forms, no surrogates), i.e.
+ * whether the writer will accept it as a string. */
+bool bl_json_utf8_valid(const char *s, size_t len);
 
 /* ---- writing ---------------------------------------------------------------------------- */
 

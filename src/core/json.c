@@ -530,6 +530,12 @@ const bl_json *bl_json_object_at(const bl_json *v, size_t i, const char **key) {
     return v->items[i];
 }
 
+const char *bl_json_object_key(const bl_json *v, size_t i, size_t *len) {
+    if (!v || v->type != BL_JSON_OBJECT || i >= v->count) return NULL;
+    if (len) *len = v->items[i]->key_len;
+    return v->items[i]->key;
+}
+
 const bl_json *bl_json_object_getn(const bl_json *v, const char *key, size_t key_len) {
     if (!v || v->type != BL_JSON_OBJECT || !key) return NULL;
     bl_json probe;
@@ -548,6 +554,16 @@ const bl_json *bl_json_object_getn(const bl_json *v, const char *key, size_t key
 
 const bl_json *bl_json_object_get(const bl_json *v, const char *key) {
     return key ? bl_json_object_getn(v, key, strlen(key)) : NULL;
+}
+
+bool bl_json_utf8_valid(const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(u + i, len - i);
+        if (k == 0) return false;
+        i += k;
+    }
+    return true;
 }
 
 /* ---- writer ----------------------------------------------------------------------------- */
