@@ -87,6 +87,19 @@ static void test_strings(void) {
     CHECK(bl_json_object_get(j, "a") != NULL);
     bl_json_free(j);
     CHECK_REJECT("{\"a\": 1, \"\\u0061\": 2}", "offset 9: duplicate object key \"a\"");
+    /* A key holding a NUL is told apart by its length. */
+    CHECK_OK(parse_str("{\"k\\u0000x\": 1, \"k\": 2}", &j));
+    size_t klen = 0;
+    CHECK(j && strcmp(bl_json_object_key(j, 0, &klen), "k") == 0 && klen == 3);
+    CHECK(j && bl_json_number(bl_json_object_getn(j, "k\0x", 3)) == 1.0);
+    CHECK(j && bl_json_number(bl_json_object_get(j, "k")) == 2.0);
+    CHECK(bl_json_object_key(j, 2, NULL) == NULL);
+    bl_json_free(j);
+    CHECK(bl_json_utf8_valid("plain caf\xc3\xa9 \xf0\x9f\x98\x80", 16));
+    CHECK(bl_json_utf8_valid("", 0));
+    CHECK(!bl_json_utf8_valid("\xc3", 1));
+    CHECK(!bl_json_utf8_valid("\xed\xa0\x80", 3));
+    CHECK(!bl_json_utf8_valid("\xc0\x80", 2));
 }
 
 static void test_rejections(void) {
