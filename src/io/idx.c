@@ -18,38 +18,47 @@
  * declared size up front. */
 #define IDX_FIRST_CHUNK ((size_t)16 << 20)
 
-/* One reader over plain stdio or zlib, counting uncompressed bytes so errors can say where. */
+/* One reader over a plain file or a gzip stream, counting uncompressed bytes so errors can say
+ * where. Gzip goes through inflate() rather than gzread() so that a corrupt stream is reported
+ * at the compressed and uncompressed offsets where inflate found it, not where the caller's
+ * read happened to start. */
+#define GZ_CHUNK (1 << 16)
+
 typedef struct idx_reader {
     const char *path;
-    FILE *plain;
+    FILE *file;
+    bool gzipped;
+    uint64_t offset; /* uncompressed bytes delivered */
 #ifdef BEAMLET_HAVE_ZLIB
-    gzFile gz;
+    z_stream zs;
+    bool zs_live;
+    unsigned char *in; /* (GZ_CHUNK) compressed input */
+    uint64_t consumed; /* compressed bytes inflate has taken */
+    bool finished;     /* the last gzip member ended and nothing follows */
 #endif
-    uint64_t offset;
     bool stream_cut; /* the gzip stream ended before its end marker and trailer */
 } idx_reader;
 
 static bl_status reader_open(idx_reader *r, const char *path) {
     memset(r, 0, sizeof *r);
     r->path = path;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    r->file = fopen(path, "rb");
+    if (!r->file) {
         return bl_error(errno == ENOENT ? BL_ERR_NOT_FOUND : BL_ERR_IO, "%s: cannot open: %s",
                         path, strerror(errno));
     }
     unsigned char sig[2] = {0, 0};
-    size_t got = fread(sig, 1, 2, f);
-    bool gzipped = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
-    if (!gzipped) {
-        rewind(f);
-        r->plain = f;
-        return BL_OK;
-    }
-    fclose(f);
+    size_t got = fread(sig, 1, 2, r->file);
+    rewind(r->file);
+    r->gzipped = got == 2 && sig[0] == 0x1f && sig[1] == 0x8b;
+    if (!r->gzipped) return BL_OK;
 #ifdef BEAMLET_HAVE_ZLIB
-    r->gz = gzopen(path, "rb");
-    if (!r->gz) return bl_error(BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    gzbuffer(r->gz, 1 << 16);
+    r->in = malloc(GZ_CHUNK);
+    if (!r->in) return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: no memory for inflate", path);
+    if (inflateInit2(&r->zs, 15 + 16) != Z_OK) { /* 15 + 16: a gzip wrapper, not zlib's */
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: inflateInit failed", path);
+    }
+    r->zs_live = true;
     return BL_OK;
 #else
     return bl_error(BL_ERR_UNSUPPORTED, "%s: gzipped, and this build has no zlib (install "
@@ -58,54 +67,87 @@ static bl_status reader_open(idx_reader *r, const char *path) {
 }
 
 static void reader_close(idx_reader *r) {
-    if (r->plain) fclose(r->plain);
+    if (r->file) fclose(r->file);
 #ifdef BEAMLET_HAVE_ZLIB
-    if (r->gz) gzclose(r->gz);
+    if (r->zs_live) inflateEnd(&r->zs);
+    free(r->in);
 #endif
     memset(r, 0, sizeof *r);
 }
+
+#ifdef BEAMLET_HAVE_ZLIB
+/* Makes at least `need` compressed bytes available when the file has them; returns how many are. */
+static bl_status gz_fill(idx_reader *r, size_t need, size_t *avail) {
+    *avail = 0;
+    if (r->zs.avail_in < need) {
+        memmove(r->in, r->zs.next_in ? r->zs.next_in : r->in, r->zs.avail_in);
+        size_t m = fread(r->in + r->zs.avail_in, 1, GZ_CHUNK - r->zs.avail_in, r->file);
+        if (m == 0 && ferror(r->file)) {
+            return bl_error(BL_ERR_IO, "%s: read failed at offset %llu: %s", r->path,
+                            (unsigned long long)(r->consumed + r->zs.avail_in), strerror(errno));
+        }
+        r->zs.next_in = r->in;
+        r->zs.avail_in += (uInt)m;
+    }
+    *avail = r->zs.avail_in;
+    return BL_OK;
+}
+
+static bl_status gz_read(idx_reader *r, unsigned char *p, size_t n, size_t *got) {
+    while (*got < n && !r->finished) {
+        size_t avail = 0;
+        BL_TRY(gz_fill(r, 1, &avail));
+        if (avail == 0) { /* the file ends inside a gzip member */
+            r->stream_cut = true;
+            break;
+        }
+        size_t want = n - *got;
+        r->zs.next_out = p + *got;
+        r->zs.avail_out = want > (1u << 30) ? (1u << 30) : (uInt)want;
+        uInt out_before = r->zs.avail_out, in_before = r->zs.avail_in;
+        int z = inflate(&r->zs, Z_NO_FLUSH);
+        size_t produced = out_before - r->zs.avail_out;
+        *got += produced;
+        r->offset += produced;
+        r->consumed += in_before - r->zs.avail_in;
+        if (z == Z_STREAM_END) {
+            /* Another gzip member may follow (as `cat a.gz b.gz` makes); anything else is not
+             * part of the file's data and is refused like any trailing bytes. */
+            BL_TRY(gz_fill(r, 2, &avail));
+            if (avail == 0) {
+                r->finished = true;
+            } else if (avail >= 2 && r->zs.next_in[0] == 0x1f && r->zs.next_in[1] == 0x8b) {
+                inflateReset(&r->zs);
+            } else {
+                return bl_error(BL_ERR_FORMAT, "%s: unexpected bytes after the gzip stream at "
+                                "offset %llu", r->path, (unsigned long long)r->consumed);
+            }
+        } else if (z == Z_MEM_ERROR) {
+            return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: inflate ran out of memory", r->path);
+        } else if (z != Z_OK && z != Z_BUF_ERROR) {
+            return bl_error(BL_ERR_FORMAT, "%s: corrupt gzip data at offset %llu (uncompressed "
+                            "offset %llu): zlib: %s", r->path, (unsigned long long)r->consumed,
+                            (unsigned long long)r->offset, r->zs.msg ? r->zs.msg : "error");
+        }
+    }
+    return BL_OK;
+}
+#endif
 
 /* Reads up to n bytes; *got < n means end of data. A failure of the medium itself (a read
  * error, corrupt gzip data) is an error here, so callers only decide what a short read means. */
 static bl_status reader_read(idx_reader *r, void *buf, size_t n, size_t *got) {
     *got = 0;
-    unsigned char *p = buf;
-    if (r->plain) {
-        size_t m = fread(p, 1, n, r->plain);
-        r->offset += m;
-        *got = m;
-        if (m < n && ferror(r->plain)) {
-            return bl_error(BL_ERR_IO, "%s: read failed at offset %llu: %s", r->path,
-                            (unsigned long long)r->offset, strerror(errno));
-        }
-        return BL_OK;
-    }
 #ifdef BEAMLET_HAVE_ZLIB
-    while (*got < n) {
-        size_t want = n - *got;
-        if (want > (1u << 30)) want = 1u << 30;
-        int m = gzread(r->gz, p + *got, (unsigned)want);
-        if (m > 0) {
-            *got += (size_t)m;
-            r->offset += (uint64_t)m;
-        }
-        int errnum = Z_OK;
-        const char *msg = gzerror(r->gz, &errnum);
-        if (errnum == Z_BUF_ERROR) { /* the compressed stream ended early: a short file */
-            r->stream_cut = true;
-            break;
-        }
-        if (errnum == Z_ERRNO) {
-            return bl_error(BL_ERR_IO, "%s: read failed at uncompressed offset %llu: %s",
-                            r->path, (unsigned long long)r->offset, strerror(errno));
-        }
-        if (errnum != Z_OK) {
-            return bl_error(BL_ERR_FORMAT, "%s: corrupt gzip data at uncompressed offset %llu: "
-                            "zlib: %s", r->path, (unsigned long long)r->offset, msg);
-        }
-        if (m <= 0) break;
-    }
+    if (r->gzipped) return gz_read(r, buf, n, got);
 #endif
+    size_t m = fread(buf, 1, n, r->file);
+    r->offset += m;
+    *got = m;
+    if (m < n && ferror(r->file)) {
+        return bl_error(BL_ERR_IO, "%s: read failed at offset %llu: %s", r->path,
+                        (unsigned long long)r->offset, strerror(errno));
+    }
     return BL_OK;
 }
 
@@ -228,7 +270,7 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
         free(buf);
         return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %llu%s: the header declares "
                         "%s elements of %zu byte(s), %llu bytes after the %llu-byte header",
-                        r->path, (unsigned long long)r->offset, r->plain ? "" : " (uncompressed)",
+                        r->path, (unsigned long long)r->offset, r->gzipped ? " (uncompressed)" : "",
                         dims, out->elem_size, (unsigned long long)out->size,
                         (unsigned long long)header);
     }
@@ -256,7 +298,7 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
         return bl_error(BL_ERR_FORMAT, "%s: %llu unexpected trailing bytes from offset %llu%s: "
                         "the header declares %llu bytes of data", r->path,
                         (unsigned long long)trailing, (unsigned long long)end,
-                        r->plain ? "" : " (uncompressed)", (unsigned long long)out->size);
+                        r->gzipped ? " (uncompressed)" : "", (unsigned long long)out->size);
     }
     to_host_order(buf, out->size / out->elem_size, out->elem_size);
     out->data = buf;
