@@ -287,8 +287,8 @@ bl_status bl_image_decode(const void *data, size_t size, const char *name, bl_im
 #endif
     }
     char first[16] = "";
-    for (size_t i = 0; i < 4 && i < size; i++) {
-        snprintf(first + 3 * i, sizeof first - 3 * i, "%s%02x", i ? " " : "", p[i]);
+    for (size_t i = 0, n = 0; i < 4 && i < size; i++) {
+        n += (size_t)snprintf(first + n, sizeof first - n, "%s%02x", i ? " " : "", p[i]);
     }
     return bl_error(BL_ERR_FORMAT, "%s: not a JPEG or PNG file (first bytes %s)", name, first);
 }
