@@ -425,6 +425,23 @@ static bl_status check_image(const bl_image *img, const char *what) {
     return BL_OK;
 }
 
+/* One separable pass along one axis, into a new image. */
+static bl_status resample_pass(const bl_image *in, bool horizontal, int size, bl_image *out) {
+    resample_coeffs rc = {0};
+    BL_TRY(precompute_coeffs(horizontal ? in->width : in->height, size, &rc));
+    bl_status s = image_alloc(out, horizontal ? size : in->width, horizontal ? in->height : size,
+                              in->channels);
+    if (s == BL_OK) {
+        if (horizontal) {
+            resample_horizontal(in, out, &rc);
+        } else {
+            resample_vertical(in, out, &rc);
+        }
+    }
+    coeffs_free(&rc);
+    return s;
+}
+
 bl_status bl_image_resize(const bl_image *src, int width, int height, bl_image *out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "resize: NULL output");
     memset(out, 0, sizeof *out);
@@ -432,32 +449,19 @@ bl_status bl_image_resize(const bl_image *src, int width, int height, bl_image *
     if (width <= 0 || height <= 0 || (int64_t)width * height > MAX_PIXELS) {
         return bl_error(BL_ERR_INVALID_ARG, "resize: to %dx%d", width, height);
     }
-    if (width == src->width && height == src->height) return image_copy(src, out);
-    /* Horizontal first, through an 8-bit intermediate, as Pillow does. */
-    bl_image tmp = *src;
-    bl_image horiz = {0};
-    if (width != src->width) {
-        resample_coeffs rc = {0};
-        BL_TRY(precompute_coeffs(src->width, width, &rc));
-        bl_status s = image_alloc(&horiz, width, src->height, src->channels);
-        if (s != BL_OK) {
-            coeffs_free(&rc);
-            return s;
-        }
-        resample_horizontal(src, &horiz, &rc);
-        coeffs_free(&rc);
-        tmp = horiz;
-    }
-    if (height == src->height) {
-        *out = horiz; /* only the horizontal pass was needed, and it ran */
-        return BL_OK;
-    }
-    resample_coeffs rc = {0};
-    bl_status s = precompute_coeffs(src->height, height, &rc);
-    if (s == BL_OK) s = image_alloc(out, width, height, src->channels);
-    if (s == BL_OK) resample_vertical(&tmp, out, &rc);
-    coeffs_free(&rc);
-    bl_image_free(&horiz);
+    bool need_h = width != src->width, need_v = height != src->height;
+    if (!need_h && !need_v) return image_copy(src, out);
+    if (need_h != need_v) return resample_pass(src, need_h, need_h ? width : height, out);
+    /* Two passes through an 8-bit intermediate, so the pass order changes the low bit. Pillow
+     * (13, Resample.c) runs the vertical pass first only when the height shrinks by more than
+     * twice what the width does; older Pillow always ran horizontal first. The two agree for
+     * the usual photo-to-256 resize, which shrinks both sides alike. */
+    int64_t dh = (int64_t)src->height - height, dw = (int64_t)src->width - width;
+    bool horizontal_first = !(dh > 0 && dh > dw * 2);
+    bl_image mid;
+    BL_TRY(resample_pass(src, horizontal_first, horizontal_first ? width : height, &mid));
+    bl_status s = resample_pass(&mid, !horizontal_first, horizontal_first ? height : width, out);
+    bl_image_free(&mid);
     return s;
 }
 
