@@ -96,12 +96,14 @@ fi
 [[ -f "$archive" ]] || die "$archive: no such file"
 
 got="$(md5sum "$archive" | cut -d' ' -f1)"
-[[ "$got" == "$MD5" ]] || die "$archive: MD5 $got, expected $MD5 (corrupt or not the CIFAR-10 binary archive)"
+[[ "$got" == "$MD5" ]] ||
+    die "$archive: MD5 $got, expected $MD5 (corrupt, or not the CIFAR-10 binary archive)"
 echo "fetch_cifar10: MD5 ok"
 
 tar -xzf "$archive" -C "$work" || die "$archive: cannot unpack"
 unpacked="$work/cifar-10-batches-bin"
-complete "$unpacked" || die "$archive: the unpacked folder lacks a batch file or has one of the wrong size"
+complete "$unpacked" ||
+    die "$archive: the unpacked folder lacks a batch file, or one has the wrong size"
 
 if [[ -e "$dest" ]]; then # --force: swap, then drop the old copy
     mv "$dest" "$work/old"

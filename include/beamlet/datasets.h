@@ -206,7 +206,8 @@ bl_status bl_dataset_sample_grid_png(const bl_dataset *ds, const char *path, int
 /* ---- image folders --------------------------------------------------------------------------- */
 
 /* A sorted, deterministic list of the .jpg/.jpeg/.png files (extension case-insensitive) under a
- * folder. With class subfolders (torchvision's ImageFolder layout: root/<class>/<any depth>/<file>),
+ * folder. With class subfolders (torchvision's ImageFolder layout:
+ * root/<class>/<any depth>/<file>),
  * classes are the subfolder names in byte order, numbered from 0. Without, the files are listed
  * recursively and have no class (-1). Paths sort bytewise; entries starting with '.' are skipped;
  * symbolic links are followed, to a depth of 32 folders. Files with other extensions are counted

@@ -29,7 +29,9 @@ static bl_status find_file(const char *dir, const char *stem, char *path, size_t
                     stem);
 }
 
-static uint32_t idx_magic(const bl_idx *idx) { return (uint32_t)idx->type << 8 | (uint32_t)idx->ndim; }
+static uint32_t idx_magic(const bl_idx *idx) {
+    return (uint32_t)idx->type << 8 | (uint32_t)idx->ndim;
+}
 
 bl_status bl_fashion_mnist_load(const char *dir, bool train, bl_dataset *out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_fashion_mnist_load: NULL output");

@@ -261,7 +261,7 @@ static void png_write_mem(png_structp png, png_bytep src, size_t n) {
 static void png_flush_mem(png_structp png) { (void)png; }
 #endif
 
-/* ---- decode entry points ---------------------------------------------------------------------- */
+/* ---- decode entry points --------------------------------------------------------------------- */
 
 bl_status bl_image_decode(const void *data, size_t size, const char *name, bl_image *out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_image_decode: NULL output");
@@ -304,7 +304,7 @@ bl_status bl_image_read(const char *path, bl_image *out) {
     return s;
 }
 
-/* ---- resize (Pillow's Resample.c, bilinear, 8 bits per channel) ---------------------------------- */
+/* ---- resize (Pillow's Resample.c, bilinear, 8 bits per channel) ------------------------------ */
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -533,7 +533,7 @@ bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *
     return BL_OK;
 }
 
-/* ---- PNG writer and sample grids -------------------------------------------------------------- */
+/* ---- PNG writer and sample grids ------------------------------------------------------------- */
 
 bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
                           const uint8_t *pixels) {

@@ -195,7 +195,7 @@ static bl_status scan_root(bl_image_folder *f, char ***dirs, int *ndirs, bool *h
             free(names[i]);
         }
     }
-    qsort(names, (size_t)*ndirs, sizeof *names, cmp_str);
+    if (*ndirs > 1) qsort(names, (size_t)*ndirs, sizeof *names, cmp_str);
     *dirs = names;
     return BL_OK;
 }
@@ -261,7 +261,7 @@ bl_status bl_image_folder_open_mode(const char *dir, bl_image_folder_mode mode,
     while (n > 1 && f->root[n - 1] == '/') f->root[--n] = '\0';
     bl_status s = build(f, mode);
     if (s == BL_OK) {
-        qsort(f->items, (size_t)f->count, sizeof *f->items, cmp_item);
+        if (f->count > 1) qsort(f->items, (size_t)f->count, sizeof *f->items, cmp_item);
         for (int64_t i = 0; s == BL_OK && i < f->count; i++) {
             char *d = join(f->root, f->items[i].dir);
             f->items[i].path = d ? join(d, f->items[i].name) : NULL;

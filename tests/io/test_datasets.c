@@ -511,7 +511,7 @@ static void test_cifar_truncated_and_corrupt(void) {
     free(full);
 }
 
-/* ---- float batches and augmentation -------------------------------------------------------------- */
+/* ---- float batches and augmentation ---------------------------------------------------------- */
 
 /* A dataset in memory whose pixels all differ within an image, so a crop offset and a flip can be
  * recovered from the output. */
@@ -598,8 +598,8 @@ static bool explain(const bl_dataset *ds, int64_t img, const bl_batch_transform 
                             int sy = y + dy - top, sx = (flip ? ow - 1 - x : x) + dx - left;
                             int v = 0;
                             if (sy >= 0 && sy < ds->height && sx >= 0 && sx < ds->width) {
-                                v = ds->images[(((size_t)img * ds->channels + c) * ds->height + sy) *
-                                                   ds->width + sx];
+                                size_t plane = (size_t)img * ds->channels + c;
+                                v = ds->images[(plane * ds->height + sy) * ds->width + sx];
                             }
                             float want = ((float)v / 255.0f - t->mean[c]) / t->std[c];
                             ok = out[((size_t)c * oh + y) * ow + x] == want;

@@ -274,11 +274,14 @@ static void test_resize_hand_computed(void) {
     /* Both passes on RGB: a constant image stays constant, exactly. */
     bl_image c = {.width = 7, .height = 5, .channels = 3};
     c.pixels = malloc(7 * 5 * 3);
-    for (int i = 0; i < 35; i++) c.pixels[3 * i] = 255, c.pixels[3 * i + 1] = 128, c.pixels[3 * i + 2] = 1;
+    for (int i = 0; i < 35; i++) {
+        c.pixels[3 * i] = 255, c.pixels[3 * i + 1] = 128, c.pixels[3 * i + 2] = 1;
+    }
     CHECK_OK(bl_image_resize(&c, 3, 11, &out));
     int off = 0;
     for (int i = 0; out.pixels && i < 33; i++) {
-        off += out.pixels[3 * i] != 255 || out.pixels[3 * i + 1] != 128 || out.pixels[3 * i + 2] != 1;
+        const uint8_t *q = out.pixels + 3 * i;
+        off += q[0] != 255 || q[1] != 128 || q[2] != 1;
     }
     CHECK(off == 0);
     bl_image_free(&out);
@@ -345,7 +348,7 @@ static void test_imagenet_preprocessing(void) {
 #endif
 }
 
-/* ---- image folders ---------------------------------------------------------------------------- */
+/* ---- image folders --------------------------------------------------------------------------- */
 
 static void touch_png(const char *root, const char *rel) {
     char p[512];
@@ -428,7 +431,7 @@ static void test_image_folder(void) {
     CHECK_ERR(bl_image_folder_open("/nonexistent/photos", &f), BL_ERR_NOT_FOUND, "not a folder");
 }
 
-/* ---- sample grids ------------------------------------------------------------------------------- */
+/* ---- sample grids ---------------------------------------------------------------------------- */
 
 static void test_sample_grid(void) {
 #ifndef BEAMLET_HAVE_PNG
