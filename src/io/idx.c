@@ -267,12 +267,15 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
     if (have < out->size) {
         char dims[128];
         describe_dims(out, dims, sizeof dims);
+        /* A record is one entry along the first dimension: an image, a label. */
+        size_t record_bytes = out->size / (size_t)out->dims[0];
         free(buf);
-        return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %llu%s: the header declares "
-                        "%s elements of %zu byte(s), %llu bytes after the %llu-byte header",
-                        r->path, (unsigned long long)r->offset, r->gzipped ? " (uncompressed)" : "",
-                        dims, out->elem_size, (unsigned long long)out->size,
-                        (unsigned long long)header);
+        return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %llu%s, in record %zu of %lld: "
+                        "the header declares %s elements of %zu byte(s), %llu bytes after the "
+                        "%llu-byte header", r->path, (unsigned long long)r->offset,
+                        r->gzipped ? " (uncompressed)" : "", have / record_bytes,
+                        (long long)out->dims[0], dims, out->elem_size,
+                        (unsigned long long)out->size, (unsigned long long)header);
     }
     /* A further read also makes zlib check the gzip trailer's CRC and length. */
     uint64_t end = r->offset;

@@ -107,14 +107,26 @@ static bl_status decode_jpeg(const unsigned char *data, size_t size, const char 
         return bl_error(BL_ERR_UNSUPPORTED, "%s: CMYK JPEG, which beamlet does not convert to "
                         "RGB", name);
     }
+    /* Checked before jpeg_start_decompress, which already allocates for the whole image when
+     * the file is progressive. */
+    int64_t declared = (int64_t)ctx->cinfo.image_width * ctx->cinfo.image_height;
+    if (declared > MAX_PIXELS) {
+        bl_status s = bl_error(BL_ERR_FORMAT, "%s: %ux%u JPEG is larger than %lld pixels", name,
+                               ctx->cinfo.image_width, ctx->cinfo.image_height,
+                               (long long)MAX_PIXELS);
+        jpeg_destroy_decompress(&ctx->cinfo);
+        free(ctx);
+        return s;
+    }
     ctx->cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&ctx->cinfo);
     int w = (int)ctx->cinfo.output_width, h = (int)ctx->cinfo.output_height;
-    if ((int64_t)w * h > MAX_PIXELS || ctx->cinfo.output_components != 3) {
+    if (ctx->cinfo.output_components != 3) {
+        bl_status s = bl_error(BL_ERR_INTERNAL, "%s: libjpeg gave %d components for RGB", name,
+                               ctx->cinfo.output_components);
         jpeg_destroy_decompress(&ctx->cinfo);
         free(ctx);
-        return bl_error(BL_ERR_FORMAT, "%s: %dx%d JPEG is larger than %lld pixels", name, w, h,
-                        (long long)MAX_PIXELS);
+        return s;
     }
     ctx->pixels = malloc((size_t)w * h * 3);
     if (!ctx->pixels) {

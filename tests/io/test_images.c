@@ -180,10 +180,80 @@ static void test_jpeg_decode(void) {
     } else {
         CHECK(strstr(bl_last_error(), "marker.jpg: libjpeg: ") != NULL);
     }
+    /* A frame header claiming 65000x65000 is refused before anything is allocated for it. */
+    memcpy(broken, jpg, n);
+    for (unsigned long i = 2; i + 8 < n; i++) {
+        if (broken[i] == 0xff && broken[i + 1] == 0xc0) { /* SOF0: len(2) bits(1) h(2) w(2) */
+            broken[i + 5] = 0xfd, broken[i + 6] = 0xe8, broken[i + 7] = 0xfd, broken[i + 8] = 0xe8;
+            break;
+        }
+    }
+    CHECK_ERR(bl_image_decode(broken, n, "giant.jpg", &img), BL_ERR_FORMAT,
+              "giant.jpg: 65000x65000 JPEG is larger than");
     free(broken);
     free(jpg);
     free(px);
 #endif
+}
+
+/* Seeded random damage to a good PNG and a good JPEG: a clean result or a clean error that
+ * starts with the file's name, never a crash or a library error escaping. */
+static void test_image_mutations(void) {
+    const uint64_t seed = 11;
+    fprintf(stderr, "  seed %llu\n", (unsigned long long)seed);
+    bl_rng rng;
+    bl_rng_seed(&rng, seed);
+    uint8_t *px = gradient(24, 16);
+    unsigned char *files[2] = {NULL, NULL};
+    size_t sizes[2] = {0, 0};
+#ifdef BEAMLET_HAVE_PNG
+    char p[256];
+    CHECK_OK(bl_png_write_u8(tmp_path(p, sizeof p, "m.png"), 24, 16, 3, px));
+    void *data;
+    if (bl_file_read_all(p, &data, &sizes[0]) == BL_OK) files[0] = data;
+#endif
+#ifdef BEAMLET_HAVE_JPEG
+    unsigned long jn;
+    files[1] = encode_jpeg(px, 24, 16, 3, 90, &jn);
+    sizes[1] = jn;
+#endif
+    int unclean = 0, decoded = 0, rounds = 0;
+    for (int f = 0; f < 2; f++) {
+        if (!files[f]) continue;
+        size_t n = sizes[f];
+        unsigned char *bad = malloc(n + 16);
+        for (int round = 0; round < 1500; round++, rounds++) {
+            memcpy(bad, files[f], n);
+            size_t len = n;
+            int edits = 1 + (int)bl_rng_below(&rng, 4);
+            for (int e = 0; e < edits && len > 0; e++) {
+                int kind = (int)bl_rng_below(&rng, 3);
+                size_t at = (size_t)bl_rng_below(&rng, len);
+                if (kind == 0) bad[at] ^= (unsigned char)(1 + bl_rng_below(&rng, 255));
+                else if (kind == 1) len = at;
+                else if (len < n + 16) memmove(bad + at + 1, bad + at, len - at), len++;
+            }
+            bl_image img;
+            bl_clear_error();
+            bl_status s = bl_image_decode(bad, len, "m.img", &img);
+            if (s == BL_OK) {
+                decoded++;
+                CHECK(img.channels == 3 && img.width > 0 && img.height > 0);
+                bl_image_free(&img);
+            } else if (strncmp(bl_last_error(), "m.img: ", 7) != 0 ||
+                       (s != BL_ERR_FORMAT && s != BL_ERR_UNSUPPORTED)) {
+                if (unclean++ < 5) fprintf(stderr, "  %s\n", bl_last_error());
+            }
+        }
+        free(bad);
+    }
+    CHECK_MSG(unclean == 0, "%d of %d damaged images gave unclean errors", unclean, rounds);
+    fprintf(stderr, "  %d of %d damaged images still decoded\n", decoded, rounds);
+#ifdef BEAMLET_HAVE_JPEG
+    free(files[1]);
+#endif
+    free(files[0]);
+    free(px);
 }
 
 static void test_undecodable(void) {
@@ -484,6 +554,7 @@ int main(void) {
     RUN(test_png_round_trip);
     RUN(test_jpeg_decode);
     RUN(test_undecodable);
+    RUN(test_image_mutations);
     RUN(test_resize_hand_computed);
     RUN(test_imagenet_preprocessing);
     RUN(test_image_folder);
