@@ -14,7 +14,7 @@
  * layer's input bandwidth for no information; a 3-channel model can still be fed by setting
  * bl_batch_transform.out_channels = 3 (the gray plane is replicated). The preset
  * bl_batch_transform_fashion_mnist() encodes the decision; the PyTorch baseline in DESIGN.md
- * (93.9% after 15 epochs) was measured with exactly this input. */
+ * (93.9% after 15 epochs) was measured with this input layout. */
 #ifndef BEAMLET_DATASETS_H
 #define BEAMLET_DATASETS_H
 
@@ -165,7 +165,8 @@ void bl_image_free(bl_image *img);
  * with a one-line reason that starts with `name`, e.g. "photo.jpg: not a JPEG or PNG file
  * (first bytes 47 49 46 38)" or "broken.png: libpng: IDAT: invalid distance too far back";
  * a truncated JPEG is an error (PIL refuses those too). BL_ERR_UNSUPPORTED when this build lacks
- * the library the file needs. Library errors never escape: they are caught inside the call. */
+ * the library the file needs, and for CMYK JPEGs. Library errors never escape: they are caught
+ * inside the call. */
 bl_status bl_image_decode(const void *data, size_t size, const char *name, bl_image *out);
 bl_status bl_image_read(const char *path, bl_image *out);
 
@@ -198,7 +199,7 @@ bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
                           const uint8_t *pixels /* (height, width, channels) */);
 
 /* A rows x cols grid of distinct random images of `ds` (seeded, row by row), separated by
- * 2-pixel dark gaps, as a PNG: gray for 1-channel datasets, RGB for 3. A quick look at the data
+ * 2-pixel gray gaps, as a PNG: gray for 1-channel datasets, RGB for 3. A quick look at the data
  * (`beamlet data`), not a figure. */
 bl_status bl_dataset_sample_grid_png(const bl_dataset *ds, const char *path, int rows, int cols,
                                      uint64_t seed);
@@ -206,12 +207,13 @@ bl_status bl_dataset_sample_grid_png(const bl_dataset *ds, const char *path, int
 /* ---- image folders --------------------------------------------------------------------------- */
 
 /* A sorted, deterministic list of the .jpg/.jpeg/.png files (extension case-insensitive) under a
- * folder. With class subfolders (torchvision's ImageFolder layout:
- * root/<class>/<any depth>/<file>),
- * classes are the subfolder names in byte order, numbered from 0. Without, the files are listed
- * recursively and have no class (-1). Paths sort bytewise; entries starting with '.' are skipped;
- * symbolic links are followed, to a depth of 32 folders. Files with other extensions are counted
- * in bl_image_folder_skipped, not listed. */
+ * folder. With class subfolders (torchvision's ImageFolder layout, root/<class>/.../<file>),
+ * classes are the subfolder names in byte order, numbered from 0, and items are ordered by
+ * (class, folder path, file name) as ImageFolder orders them. Without, the files are listed
+ * recursively and have no class (-1). Entries starting with '.' are skipped; symbolic links are
+ * followed (loops are stepped over), to a depth of 32 folders. Files with other extensions are
+ * counted in bl_image_folder_skipped, not listed. An empty class folder is an error, as in
+ * torchvision. */
 typedef struct bl_image_folder bl_image_folder;
 
 typedef enum bl_image_folder_mode {
