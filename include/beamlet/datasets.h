@@ -160,8 +160,9 @@ typedef struct bl_image {
 void bl_image_free(bl_image *img);
 
 /* Decodes a JPEG or PNG (told apart by content) into 8-bit RGB, like PIL's .convert("RGB"):
- * gray is replicated, palettes expanded, alpha dropped, 16-bit reduced to its high byte, EXIF
- * orientation ignored (as torchvision's ImageFolder does). Undecodable input is BL_ERR_FORMAT
+ * gray is replicated, palettes expanded, alpha dropped, 16-bit samples reduced to their high
+ * byte except 16-bit gray, clipped at 255 (PIL's quirk, kept so pixels match), EXIF orientation
+ * ignored (as torchvision's ImageFolder does). Undecodable input is BL_ERR_FORMAT
  * with a one-line reason that starts with `name`, e.g. "photo.jpg: not a JPEG or PNG file
  * (first bytes 47 49 46 38)" or "broken.png: libpng: IDAT: invalid distance too far back";
  * a truncated JPEG is an error (PIL refuses those too). BL_ERR_UNSUPPORTED when this build lacks

@@ -226,24 +226,39 @@ static bl_status decode_png(const unsigned char *data, size_t size, const char *
     int depth = png_get_bit_depth(ctx->png, ctx->info);
     int type = png_get_color_type(ctx->png, ctx->info);
     if ((int64_t)w * h > MAX_PIXELS) png_error(ctx->png, "image larger than 2^28 pixels");
-    if (depth == 16) png_set_strip_16(ctx->png);
+    /* PIL opens 16-bit gray as "I;16" and its RGB conversion clips at 255 instead of keeping
+     * the high byte as for every other 16-bit type; a model trained through PIL saw that. */
+    bool gray16 = depth == 16 && type == PNG_COLOR_TYPE_GRAY;
+    if (depth == 16 && !gray16) png_set_strip_16(ctx->png);
     if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(ctx->png);
     if (type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(ctx->png);
-    if (type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(ctx->png);
-    if (type == PNG_COLOR_TYPE_GRAY || type == PNG_COLOR_TYPE_GRAY_ALPHA) {
+    /* Expanding a palette also turns a tRNS chunk into alpha; PIL's RGB drops it either way. */
+    if ((type & PNG_COLOR_MASK_ALPHA) || png_get_valid(ctx->png, ctx->info, PNG_INFO_tRNS)) {
+        png_set_strip_alpha(ctx->png);
+    }
+    if ((type == PNG_COLOR_TYPE_GRAY || type == PNG_COLOR_TYPE_GRAY_ALPHA) && !gray16) {
         png_set_gray_to_rgb(ctx->png);
     }
     png_set_interlace_handling(ctx->png);
     png_read_update_info(ctx->png, ctx->info);
-    if (png_get_rowbytes(ctx->png, ctx->info) != (size_t)w * 3) {
+    size_t row_bytes = (size_t)w * (gray16 ? 2 : 3);
+    if (png_get_rowbytes(ctx->png, ctx->info) != row_bytes) {
         png_error(ctx->png, "unexpected row layout after conversion to RGB");
     }
     ctx->pixels = malloc((size_t)w * h * 3);
     ctx->rows = malloc(sizeof *ctx->rows * h);
     if (!ctx->pixels || !ctx->rows) png_error(ctx->png, "out of memory");
-    for (png_uint_32 y = 0; y < h; y++) ctx->rows[y] = ctx->pixels + (size_t)y * w * 3;
+    for (png_uint_32 y = 0; y < h; y++) ctx->rows[y] = ctx->pixels + (size_t)y * row_bytes;
     png_read_image(ctx->png, ctx->rows);
     png_read_end(ctx->png, NULL);
+    if (gray16) {
+        /* Widen in place from the end: sample i is read at 2i before anything lands there. */
+        for (size_t i = (size_t)w * h; i-- > 0;) {
+            unsigned v = (unsigned)ctx->pixels[2 * i] << 8 | ctx->pixels[2 * i + 1];
+            uint8_t g = v > 255 ? 255 : (uint8_t)v;
+            ctx->pixels[3 * i] = ctx->pixels[3 * i + 1] = ctx->pixels[3 * i + 2] = g;
+        }
+    }
     out->width = (int)w;
     out->height = (int)h;
     out->channels = 3;

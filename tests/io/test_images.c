@@ -12,6 +12,9 @@
 #ifdef BEAMLET_HAVE_JPEG
 #include <jpeglib.h>
 #endif
+#ifdef BEAMLET_HAVE_PNG
+#include <png.h>
+#endif
 
 static char tmp_root[64];
 
@@ -117,6 +120,60 @@ static void test_png_round_trip(void) {
     CHECK_ERR(bl_png_write_u8(p, 0, 1, 3, rgb), BL_ERR_INVALID_ARG, "0x1x3");
     CHECK_ERR(bl_png_write_u8("/nonexistent/dir/x.png", 1, 1, 3, rgb), BL_ERR_IO,
               "/nonexistent/dir/x.png");
+#endif
+}
+
+#ifdef BEAMLET_HAVE_PNG
+/* Writes PNG kinds our writer does not make: a 4-bit palette with tRNS, and 16-bit gray. */
+static void write_png_kind(const char *path, bool palette) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    png_init_io(p, f);
+    png_set_IHDR(p, info, 3, 1, palette ? 4 : 16, palette ? PNG_COLOR_TYPE_PALETTE
+                                                            : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_color colours[3] = {{10, 20, 30}, {40, 50, 60}, {70, 80, 90}};
+    png_byte alpha[3] = {0, 128, 255};
+    if (palette) {
+        png_set_PLTE(p, info, colours, 3);
+        png_set_tRNS(p, info, alpha, 3, NULL);
+    }
+    png_write_info(p, info);
+    /* Palette: indices 2, 0, 1 packed two per byte. Gray: 100, 300, 65535 big-endian. */
+    png_byte row[6] = {0x20, 0x10, 0, 0, 0, 0};
+    if (!palette) {
+        png_byte g[6] = {0, 100, 1, 44, 255, 255};
+        memcpy(row, g, 6);
+    }
+    png_write_row(p, row);
+    png_write_end(p, info);
+    png_destroy_write_struct(&p, &info);
+    fclose(f);
+}
+#endif
+
+static void test_png_kinds_like_pil(void) {
+#ifndef BEAMLET_HAVE_PNG
+    SKIP("built without libpng");
+#else
+    char p[256];
+    bl_image img;
+    /* A palette with transparency becomes its RGB colours, transparency dropped. */
+    write_png_kind(tmp_path(p, sizeof p, "pal.png"), true);
+    CHECK_OK(bl_image_read(p, &img));
+    uint8_t want_pal[9] = {70, 80, 90, 10, 20, 30, 40, 50, 60};
+    CHECK(img.width == 3 && img.channels == 3 && img.pixels &&
+          memcmp(img.pixels, want_pal, 9) == 0);
+    bl_image_free(&img);
+    /* 16-bit gray clips at 255 as PIL's I;16 -> RGB does: 100, 300, 65535 -> 100, 255, 255. */
+    write_png_kind(tmp_path(p, sizeof p, "gray16.png"), false);
+    CHECK_OK(bl_image_read(p, &img));
+    uint8_t want_g[9] = {100, 100, 100, 255, 255, 255, 255, 255, 255};
+    CHECK(img.width == 3 && img.pixels && memcmp(img.pixels, want_g, 9) == 0);
+    bl_image_free(&img);
 #endif
 }
 
@@ -552,6 +609,7 @@ int main(void) {
         return 1;
     }
     RUN(test_png_round_trip);
+    RUN(test_png_kinds_like_pil);
     RUN(test_jpeg_decode);
     RUN(test_undecodable);
     RUN(test_image_mutations);
