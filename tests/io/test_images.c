@@ -424,6 +424,22 @@ static void test_resize_hand_computed(void) {
     CHECK(out.pixels && memcmp(out.pixels, pillow, 12) == 0);
     bl_image_free(&out);
     bl_image_free(&tall);
+    /* The usual order (horizontal first), shrinking 9x7 -> 4x3 and mixed 9x7 -> 13x4. */
+    bl_image wide = {.width = 9, .height = 7, .channels = 1};
+    wide.pixels = malloc(63);
+    for (int i = 0; i < 63; i++) wide.pixels[i] = (uint8_t)((i * 37 + 11 * (i / 9)) % 256);
+    CHECK_OK(bl_image_resize(&wide, 4, 3, &out));
+    const uint8_t pillow_small[12] = {106, 142, 121, 103, 111, 133, 134, 114, 114, 108, 138, 133};
+    CHECK(out.pixels && memcmp(out.pixels, pillow_small, 12) == 0);
+    bl_image_free(&out);
+    CHECK_OK(bl_image_resize(&wide, 13, 4, &out));
+    const uint8_t pillow_mixed[52] = {
+        46,  66,  92,  117, 135, 156, 182, 131, 123, 139, 71,  66,  86,  111, 131, 157, 182, 126,
+        100, 126, 116, 126, 146, 122, 131, 151, 89,  109, 123, 113, 135, 160, 186, 120, 104, 124,
+        100, 109, 129, 92,  112, 112, 62,  79,  104, 130, 147, 169, 185, 117, 112, 132};
+    CHECK(out.pixels && memcmp(out.pixels, pillow_mixed, 52) == 0);
+    bl_image_free(&out);
+    bl_image_free(&wide);
 
     /* Shorter side to 100: int(100 * long / short). */
     bl_image big = {.width = 333, .height = 250, .channels = 3};
