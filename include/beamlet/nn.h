@@ -8,6 +8,7 @@
 #ifndef BEAMLET_NN_H
 #define BEAMLET_NN_H
 
+#include "beamlet/io.h"
 #include "beamlet/tensor.h"
 
 #ifdef __cplusplus
@@ -87,6 +88,22 @@ bl_status bl_model_backward(bl_model *model, const bl_tensor *labels, float labe
                             bl_tensor *loss);
 /* Recomputes the folded inference weights from the current parameters and statistics. */
 bl_status bl_model_fold_batchnorm(bl_model *model);
+
+/* ---- weights as safetensors -------------------------------------------------------------- */
+
+/* Loads every parameter and buffer from tensors named "<prefix><torchvision name>" (prefix ""
+ * for a torchvision state_dict). F32, BF16 and F16 are converted; shapes must match exactly;
+ * "...num_batches_tracked" (I64) is accepted. A missing tensor, or an unexpected one under the
+ * prefix, is an error naming the file and the tensor (like PyTorch's strict loading). */
+bl_status bl_model_load_state(bl_model *model, const bl_safetensors *file, const char *prefix);
+bl_status bl_model_load(bl_model *model, const char *path);
+/* Adds the model's state (f32, torchvision names under `prefix`, num_batches_tracked as I64)
+ * to a writer, e.g. a checkpoint that also holds optimizer state. */
+bl_status bl_model_write_state(const bl_model *model, bl_safetensors_writer *w, const char *prefix);
+/* Writes the weights atomically (temp file, fsync, rename) with optional metadata pairs
+ * (keys[i] = values[i]). */
+bl_status bl_model_save(const bl_model *model, const char *path, const char *const *keys,
+                        const char *const *values, int nmeta);
 
 /* ---- optimizers --------------------------------------------------------------------------- */
 

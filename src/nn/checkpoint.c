@@ -1,0 +1,123 @@
+/* Model weights to and from safetensors under torchvision's names, so a torchvision
+ * state_dict saved with safetensors loads as is, and what beamlet saves loads in PyTorch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/model_internal.h"
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void full_name(char *dst, size_t size, const char *prefix, const char *name) {
+    snprintf(dst, size, "%s%s", prefix, name);
+}
+
+bl_status bl_model_load_state(bl_model *m, const bl_safetensors *f, const char *prefix) {
+    if (!prefix) prefix = "";
+    const char *path = bl_safetensors_path(f);
+    size_t plen = strlen(prefix);
+    /* Every tensor under the prefix must belong to the model. */
+    int64_t tracked = -1;
+    for (size_t i = 0; i < bl_safetensors_count(f); i++) {
+        const bl_st_tensor *t = bl_safetensors_at(f, i);
+        if (strncmp(t->name, prefix, plen) != 0) continue;
+        const char *name = t->name + plen;
+        if (ends_with(name, "num_batches_tracked")) {
+            if (t->dtype != BL_I64 || t->ndim != 0)
+                return bl_error(BL_ERR_FORMAT, "%s: tensor '%s': expected an I64 scalar", path, t->name);
+            memcpy(&tracked, t->data, sizeof tracked);
+            continue;
+        }
+        if (!bl_model_find_param(m, name))
+            return bl_error(BL_ERR_FORMAT, "%s: tensor '%s' is not a parameter of this ResNet-%d "
+                            "(width %d, %d classes)", path, t->name, m->cfg.depth, m->cfg.width,
+                            m->cfg.num_classes);
+    }
+    float *host = NULL;
+    size_t host_floats = 0;
+    bl_status s = BL_OK;
+    for (int i = 0; i < m->nparams && s == BL_OK; i++) {
+        param *p = &m->params[i];
+        char name[256];
+        full_name(name, sizeof name, prefix, p->name);
+        int64_t n = bl_tensor_numel(&p->info.value);
+        if ((size_t)n > host_floats) {
+            float *grown = realloc(host, (size_t)n * sizeof(float));
+            if (!grown) {
+                s = bl_error(BL_ERR_OUT_OF_MEMORY, "%s: staging %lld floats", path, (long long)n);
+                break;
+            }
+            host = grown;
+            host_floats = (size_t)n;
+        }
+        s = bl_safetensors_read_f32(f, name, p->ndim, p->shape, host);
+        if (s == BL_ERR_NOT_FOUND)
+            s = bl_error(BL_ERR_FORMAT, "%s: missing tensor '%s' that ResNet-%d needs", path, name, m->cfg.depth);
+        if (s == BL_OK) s = bl_tensor_upload_nchw_f32(&p->info.value, host);
+    }
+    free(host);
+    if (s != BL_OK) return s;
+    if (tracked >= 0) m->batches_tracked = tracked;
+    m->folded_valid = false;
+    return BL_OK;
+}
+
+bl_status bl_model_load(bl_model *m, const char *path) {
+    bl_safetensors *f;
+    BL_TRY(bl_safetensors_open(path, &f));
+    bl_status s = bl_model_load_state(m, f, "");
+    bl_safetensors_close(f);
+    return s;
+}
+
+bl_status bl_model_write_state(const bl_model *m, bl_safetensors_writer *w, const char *prefix) {
+    if (!prefix) prefix = "";
+    float *host = NULL;
+    size_t host_floats = 0;
+    bl_status s = BL_OK;
+    for (int i = 0; i < m->nparams && s == BL_OK; i++) {
+        const param *p = &m->params[i];
+        int64_t n = bl_tensor_numel(&p->info.value);
+        if ((size_t)n > host_floats) {
+            float *grown = realloc(host, (size_t)n * sizeof(float));
+            if (!grown) {
+                s = bl_error(BL_ERR_OUT_OF_MEMORY, "saving: staging %lld floats", (long long)n);
+                break;
+            }
+            host = grown;
+            host_floats = (size_t)n;
+        }
+        char name[256];
+        full_name(name, sizeof name, prefix, p->name);
+        s = bl_tensor_download_f32(&p->info.value, host);
+        if (s == BL_OK) s = bl_safetensors_writer_add(w, name, BL_F32, p->ndim, p->shape, host);
+        /* torchvision keeps a num_batches_tracked counter after each batch norm's running_var. */
+        if (s == BL_OK && ends_with(p->name, ".running_var")) {
+            char tracked[256];
+            size_t stem = strlen(name) - strlen("running_var");
+            snprintf(tracked, sizeof tracked, "%.*snum_batches_tracked", (int)stem, name);
+            int64_t count = m->batches_tracked;
+            s = bl_safetensors_writer_add(w, tracked, BL_I64, 0, NULL, &count);
+        }
+    }
+    free(host);
+    return s;
+}
+
+bl_status bl_model_save(const bl_model *m, const char *path, const char *const *keys,
+                        const char *const *values, int nmeta) {
+    bl_safetensors_writer *w;
+    BL_TRY(bl_safetensors_writer_new(&w));
+    bl_status s = bl_model_write_state(m, w, "");
+    char arch[64];
+    snprintf(arch, sizeof arch, "resnet%d", m->cfg.depth);
+    if (s == BL_OK) s = bl_safetensors_writer_set_metadata(w, "beamlet_model", arch);
+    for (int i = 0; i < nmeta && s == BL_OK; i++) s = bl_safetensors_writer_set_metadata(w, keys[i], values[i]);
+    if (s == BL_OK) s = bl_safetensors_writer_commit(w, path);
+    bl_safetensors_writer_free(w);
+    if (s != BL_OK) return bl_error_context(s, "saving %s", path);
+    return BL_OK;
+}

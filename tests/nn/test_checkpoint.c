@@ -1,0 +1,122 @@
+/* Model weights through safetensors: save/load round trip (atomic, torchvision names,
+ * num_batches_tracked), BF16/F16 weights converted on load, and refusals that name the file,
+ * the tensor and the problem. */
+#include "bl_test.h"
+
+#include <unistd.h>
+
+#include "beamlet/nn.h"
+
+static bl_device *dev;
+
+static bl_model *small_model(uint64_t seed) {
+    bl_resnet_config cfg = bl_resnet_config_default();
+    cfg.width = 4;
+    cfg.stem = BL_RESNET_STEM_CIFAR;
+    bl_model *m = NULL;
+    CHECK_OK(bl_resnet_new(dev, &cfg, seed, &m));
+    return m;
+}
+
+static double max_param_diff(bl_model *a, bl_model *b) {
+    double worst = 0;
+    for (int i = 0; i < bl_model_param_count(a); i++) {
+        const bl_param_info *pa = bl_model_param(a, i), *pb = bl_model_param(b, i);
+        const float *x = pa->value.data, *y = pb->value.data;
+        for (int64_t j = 0; j < bl_tensor_numel(&pa->value); j++) worst = fmax(worst, fabs(x[j] - y[j]));
+    }
+    return worst;
+}
+
+static void test_round_trip(void) {
+    bl_model *a = small_model(1), *b = small_model(2);
+    CHECK(max_param_diff(a, b) > 0.01);
+    bl_model_set_batches_tracked(a, 123);
+    char path[] = "/tmp/beamlet_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    const char *keys[] = {"recipe"}, *values[] = {"test"};
+    CHECK_OK(bl_model_save(a, path, keys, values, 1));
+    CHECK_OK(bl_model_load(b, path));
+    CHECK(max_param_diff(a, b) == 0.0);
+    CHECK(bl_model_batches_tracked(b) == 123);
+    bl_safetensors *f;
+    CHECK_OK(bl_safetensors_open(path, &f));
+    CHECK(strcmp(bl_safetensors_metadata(f, "recipe"), "test") == 0);
+    CHECK(strcmp(bl_safetensors_metadata(f, "beamlet_model"), "resnet18") == 0);
+    const bl_st_tensor *t = bl_safetensors_find(f, "layer2.0.downsample.1.num_batches_tracked");
+    CHECK(t && t->dtype == BL_I64 && t->ndim == 0);
+    CHECK(bl_safetensors_find(f, "fc.bias") != NULL);
+    bl_safetensors_close(f);
+    unlink(path);
+    bl_model_free(a);
+    bl_model_free(b);
+}
+
+/* Builds a file image with the model's tensors, letting `edit` change one of them. */
+typedef enum { EDIT_NONE, EDIT_BF16, EDIT_I32, EDIT_EXTRA, EDIT_DROP } edit_kind;
+
+static bl_status write_variant(bl_model *m, edit_kind edit, const char *path) {
+    bl_safetensors_writer *w;
+    BL_TRY(bl_safetensors_writer_new(&w));
+    bl_status s = BL_OK;
+    for (int i = 0; i < bl_model_param_count(m) && s == BL_OK; i++) {
+        const bl_param_info *p = bl_model_param(m, i);
+        const bl_tensor *v = &p->value;
+        int64_t n = bl_tensor_numel(v);
+        bool target = strcmp(p->name, "layer1.0.conv2.weight") == 0;
+        if (target && edit == EDIT_DROP) continue;
+        if (target && (edit == EDIT_BF16 || edit == EDIT_I32)) {
+            uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n * 2);
+            for (int64_t j = 0; j < n; j++) h[j] = bl_f32_to_bf16(((float *)v->data)[j]);
+            s = bl_safetensors_writer_add(w, p->name, edit == EDIT_BF16 ? BL_BF16 : BL_I32,
+                                          v->ndim, v->shape, h);
+            free(h);
+            continue;
+        }
+        s = bl_safetensors_writer_add(w, p->name, BL_F32, v->ndim, v->shape, v->data);
+    }
+    if (edit == EDIT_EXTRA && s == BL_OK) {
+        float x = 1;
+        int64_t one = 1;
+        s = bl_safetensors_writer_add(w, "layer5.0.conv1.weight", BL_F32, 1, &one, &x);
+    }
+    if (s == BL_OK) s = bl_safetensors_writer_commit(w, path);
+    bl_safetensors_writer_free(w);
+    return s;
+}
+
+static void test_conversions_and_refusals(void) {
+    bl_model *a = small_model(1), *b = small_model(2);
+    char path[] = "/tmp/beamlet_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    /* BF16 weights load, rounded: within bf16's precision of the originals. */
+    CHECK_OK(write_variant(a, EDIT_BF16, path));
+    CHECK_OK(bl_model_load(b, path));
+    double d = max_param_diff(a, b);
+    CHECK_MSG(d > 0 && d < 1e-2, "bf16 load differs by %g", d);
+    CHECK_OK(write_variant(a, EDIT_I32, path));
+    CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, "layer1.0.conv2.weight");
+    CHECK_OK(write_variant(a, EDIT_EXTRA, path));
+    CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, "tensor 'layer5.0.conv1.weight' is not a parameter");
+    CHECK_OK(write_variant(a, EDIT_DROP, path));
+    CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, "missing tensor 'layer1.0.conv2.weight'");
+    CHECK(strstr(bl_last_error(), path) != NULL);
+    /* A truncated file is refused by the reader, naming the file. */
+    CHECK_OK(write_variant(a, EDIT_NONE, path));
+    CHECK(truncate(path, 1000) == 0);
+    CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, path);
+    unlink(path);
+    CHECK_ERR(bl_model_load(b, "/nonexistent/weights.safetensors"), BL_ERR_IO, "/nonexistent/weights.safetensors");
+    bl_model_free(a);
+    bl_model_free(b);
+}
+
+int main(void) {
+    if (bl_device_get("cpu_ref", &dev) != BL_OK) return 1;
+    RUN(test_round_trip);
+    RUN(test_conversions_and_refusals);
+    bl_device_release(dev);
+    return bl_test_finish();
+}
