@@ -3,14 +3,23 @@
 # test (the GPU ones included), then the CUDA benchmark and its PyTorch comparison, keeping
 # every log. One call does it all:
 #
-#     tools/gpu_check.sh                # logs in build-gpu/logs
+#     tools/gpu_check.sh                # build, tests, benchmark; logs in build-gpu/logs
 #     OUT=/some/dir tools/gpu_check.sh  # logs (and bench JSON) in $OUT
+#     tools/gpu_check.sh test           # build and tests only
+#     tools/gpu_check.sh bench          # build (incremental) and benchmark only
+#
+# The whole run can take more than 10 minutes (torch.compile compiles each workload), so on a
+# machine with a per-command limit run `test` and `bench` as two calls: the build directory
+# is kept between them.
 #
 # cuDNN: used from /usr/local/cuda when cudnn.h is there, else from $CUDNN_ROOT, else from
 # PyTorch's pip package (nvidia.cudnn), whose lib/ may hold only libcudnn.so.9.
-# Set SKIP_BENCH=1 to stop after the tests. Exit status: non-zero if the build or a test failed.
+# Exit status: non-zero if the build or a test failed.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
+STAGE=${1:-all}
+case "$STAGE" in all|test|bench) ;; *) echo "usage: $0 [all|test|bench]" >&2; exit 2 ;; esac
+[ "${SKIP_BENCH:-0}" = 1 ] && [ "$STAGE" = all ] && STAGE=test
 ROOT=$(pwd)
 BUILD=${BUILD:-$ROOT/build-gpu}
 OUT=${OUT:-$BUILD/logs}
@@ -69,6 +78,7 @@ fi
 say "build ok, warnings: $(grep -c -i 'warning' "$OUT/build.log")"
 
 # ---- tests ------------------------------------------------------------------------------
+run_tests() {
 if ctest --test-dir "$BUILD" --output-on-failure --timeout 900 > "$OUT/ctest.log" 2>&1; then
   say "ctest: all passed"
 else
@@ -83,32 +93,42 @@ for t in test_backend_parity test_cuda_device test_cuda_graph test_cuda_training
     grep -E "SKIP|FAIL" "$OUT/$t.log" | head -20 | tee -a "$SUMMARY"
   fi
 done
+}
 
 # ---- benchmark --------------------------------------------------------------------------
-if [ "${SKIP_BENCH:-0}" = 1 ]; then
-  say "benchmark skipped (SKIP_BENCH=1)"
-elif [ -x "$BUILD/bench_cuda" ]; then
-  STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+run_bench() {
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+if [ ! -x "$BUILD/bench_cuda" ]; then
+  say "no bench_cuda binary in $BUILD"; status=1; return
+fi
+if python3 -c 'import torch, torchvision' 2>/dev/null; then
+  # bench_cuda and PyTorch on the same GPU in one go; ratios printed and saved.
+  if python3 bench/compare_cuda.py --bench="$BUILD/bench_cuda" \
+       --beamlet="$OUT/bench_beamlet_$STAMP.json" --out="$OUT/bench_compare_$STAMP.json" \
+       > "$OUT/compare_cuda.log" 2>&1; then
+    mkdir -p bench/results
+    cp "$OUT/bench_compare_$STAMP.json" "bench/results/cuda_$STAMP.json"
+    say "compare_cuda.py: ok; bench/results/cuda_$STAMP.json written (from $OUT/bench_compare_$STAMP.json: commit it)"
+  else
+    say "compare_cuda.py: FAILED (see compare_cuda.log)"; status=1
+  fi
+  tail -30 "$OUT/compare_cuda.log" | tee -a "$SUMMARY"
+else
+  say "PyTorch/torchvision not importable: beamlet only, no comparison"
   if "$BUILD/bench_cuda" --out="$OUT/bench_beamlet_$STAMP.json" > "$OUT/bench_cuda.log" 2>&1; then
     say "bench_cuda: ok ($OUT/bench_beamlet_$STAMP.json)"
   else
     say "bench_cuda: FAILED (see bench_cuda.log)"; status=1
   fi
-  tail -20 "$OUT/bench_cuda.log"
-  if python3 -c 'import torch, torchvision' 2>/dev/null; then
-    if python3 bench/compare_cuda.py --beamlet="$OUT/bench_beamlet_$STAMP.json" \
-         --out="$OUT/bench_compare_$STAMP.json" > "$OUT/compare_cuda.log" 2>&1; then
-      say "compare_cuda.py: ok ($OUT/bench_compare_$STAMP.json); copy it to bench/results/"
-    else
-      say "compare_cuda.py: FAILED (see compare_cuda.log)"; status=1
-    fi
-    tail -30 "$OUT/compare_cuda.log"
-  else
-    say "PyTorch/torchvision not importable: no comparison"
-  fi
-else
-  say "no bench_cuda binary in $BUILD"
+  tail -20 "$OUT/bench_cuda.log" | tee -a "$SUMMARY"
 fi
+}
+
+case "$STAGE" in
+  all) run_tests; run_bench ;;
+  test) run_tests ;;
+  bench) run_bench ;;
+esac
 
 say "done, status $status"
 exit $status
