@@ -38,4 +38,9 @@ target_include_directories(beamlet_lib SYSTEM PRIVATE ${CUDNN_INCLUDE_DIR})
 # several). cuBLAS and cuDNN are shared libraries found at configure time.
 target_link_libraries(beamlet_lib PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt
                                          ${CUDNN_LIBRARY})
+# CMake leaves the toolkit's lib directory out of binaries' run paths (an implicit link
+# directory), which works only where ldconfig knows it; name both folders explicitly.
+get_filename_component(BEAMLET_CUDNN_LIBDIR ${CUDNN_LIBRARY} DIRECTORY)
+target_link_options(beamlet_lib PUBLIC
+  "LINKER:-rpath,${CUDAToolkit_LIBRARY_DIR}" "LINKER:-rpath,${BEAMLET_CUDNN_LIBDIR}")
 target_compile_definitions(beamlet_lib PUBLIC BEAMLET_HAVE_CUDA=1)
