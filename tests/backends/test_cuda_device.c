@@ -188,6 +188,100 @@ static void test_async_upload(void) {
 #endif
 }
 
+#ifdef BEAMLET_HAVE_CUDA
+/* Runs a chain of 4-D ops with every activation in `layout` and returns the outputs in
+ * logical order, concatenated, in `out` (malloc'ed; *n values). */
+static void layout_chain(bl_device *dev, bl_layout layout, bl_dtype dt, float **out, int64_t *n) {
+    enum { NB = 3, C = 5, H = 9, W = 7, K = 6 };
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED + 1); /* the same inputs for both layouts */
+    int64_t xs[4] = {NB, C, H, W}, ws[4] = {K, C, 3, 3}, ys[4] = {NB, K, H, W};
+    int64_t ps[4] = {NB, K, 5, 4}, gs[2] = {NB, K}, ks[1] = {K};
+    struct { int ndim; const int64_t *shape; bool act; } spec[] = {
+        {4, xs, 1}, {4, ws, 1}, {1, ks, 0}, {4, ys, 1}, {4, ys, 1}, {1, ks, 0}, {1, ks, 0},
+        {1, ks, 0}, {1, ks, 0}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ps, 1}, {2, gs, 1},
+        {4, ps, 1}, {4, ys, 1}, {4, ys, 1}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ws, 1},
+        {4, xs, 1},
+    };
+    enum { X, WT, BIAS, RES, Y1, GAMMA, BETA, RM, RV, SM, SI, Y2, Y3, G, DY3, DY2, DY1, DG, DB,
+           DRES, DW, DX, NT };
+    bl_tensor t[NT];
+    for (int i = 0; i < NT; i++) {
+        CHECK_OK(bl_tensor_alloc(dev, spec[i].act ? dt : BL_F32, spec[i].ndim, spec[i].shape, &t[i]));
+        t[i].layout = spec[i].ndim == 4 ? layout : BL_LAYOUT_NCHW;
+        int64_t cnt = bl_tensor_numel(&t[i]);
+        float *h = malloc(sizeof(float) * (size_t)cnt);
+        for (int64_t j = 0; j < cnt; j++) {
+            double v = bl_rng_normal(&rng);
+            h[j] = (i == GAMMA || i == RV) ? (float)(0.5 + fabs(v)) : (float)v;
+            if (dt == BL_BF16 && spec[i].act) h[j] = bl_bf16_to_f32(bl_f32_to_bf16(h[j]));
+        }
+        CHECK_OK(bl_tensor_upload_nchw_f32(&t[i], h));
+        free(h);
+    }
+    bl_conv2d_params cp = {1, 1, 1, 1};
+    bl_batchnorm_params bn = {1e-5f, 0.1f};
+    bl_pool_params pp = {3, 2, 1};
+    CHECK_OK(bl_op_conv2d_forward(dev, &cp, &t[X], &t[WT], &t[BIAS], &t[RES], true, &t[Y1]));
+    CHECK_OK(bl_op_batchnorm_forward_train(dev, &bn, &t[Y1], &t[GAMMA], &t[BETA], &t[RES], true,
+                                           &t[RM], &t[RV], &t[SM], &t[SI], &t[Y2]));
+    CHECK_OK(bl_op_maxpool_forward(dev, &pp, &t[Y2], &t[Y3]));
+    CHECK_OK(bl_op_global_avgpool_forward(dev, &t[Y3], &t[G]));
+    CHECK_OK(bl_op_global_avgpool_backward(dev, &t[G], &t[DY3]));
+    CHECK_OK(bl_op_maxpool_backward(dev, &pp, &t[Y2], &t[DY3], &t[DY2]));
+    CHECK_OK(bl_op_batchnorm_backward(dev, &t[DY2], &t[Y1], &t[Y2], true, &t[GAMMA], &t[SM],
+                                      &t[SI], &t[DY1], &t[DG], &t[DB], &t[DRES]));
+    CHECK_OK(bl_op_conv2d_backward_filter(dev, &cp, &t[X], &t[DY1], &t[DW]));
+    CHECK_OK(bl_op_conv2d_backward_data(dev, &cp, &t[DY1], &t[WT], &t[DX]));
+    CHECK_OK(bl_device_synchronize(dev));
+    int outs[] = {Y1, Y2, RM, RV, Y3, G, DY2, DY1, DG, DB, DRES, DW, DX};
+    int64_t total = 0;
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) total += bl_tensor_numel(&t[outs[i]]);
+    *out = malloc(sizeof(float) * (size_t)total);
+    *n = total;
+    int64_t at = 0;
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        CHECK_OK(bl_tensor_download_f32(&t[outs[i]], *out + at));
+        at += bl_tensor_numel(&t[outs[i]]);
+    }
+    for (int i = 0; i < NT; i++) bl_tensor_release(&t[i]);
+}
+#endif
+
+/* NCHW and NHWC are both accepted and give the same answers (the parity table runs NHWC, the
+ * preferred layout, against cpu_ref; this covers the NCHW kernels). */
+static void test_layouts_agree(void) {
+    NEED_GPU();
+#ifdef BEAMLET_HAVE_CUDA
+    bl_device *dev = open_gpu();
+    if (!dev) return;
+    bl_dtype dts[] = {BL_F32, BL_BF16};
+    for (int d = 0; d < 2; d++) {
+        float *a = NULL, *b = NULL;
+        int64_t na = 0, nb = 0;
+        layout_chain(dev, BL_LAYOUT_NCHW, dts[d], &a, &na);
+        layout_chain(dev, BL_LAYOUT_NHWC, dts[d], &b, &nb);
+        double num = 0, den = 0;
+        int bad = 0;
+        for (int64_t i = 0; i < na && na == nb; i++) {
+            bad += !isfinite(a[i]) || !isfinite(b[i]);
+            num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+            den += (double)b[i] * b[i];
+        }
+        double e = den > 0 ? num / den : num;
+        /* f32: summation order only. bf16: the layouts may pick different cuDNN algorithms,
+         * whose bf16 roundings of intermediate outputs differ. */
+        double thr = dts[d] == BL_F32 ? 1e-10 : 1e-4;
+        fprintf(stderr, "  %s nchw vs nhwc: nmse %.2e over %lld values, %d non-finite\n",
+                bl_dtype_name(dts[d]), e, (long long)na, bad);
+        CHECK_MSG(na == nb && bad == 0 && e < thr, "%s: nmse %.3g", bl_dtype_name(dts[d]), e);
+        free(a);
+        free(b);
+    }
+    bl_device_release(dev);
+#endif
+}
+
 static void test_versions(void) {
     NEED_GPU();
 #ifdef BEAMLET_HAVE_CUDA
@@ -207,6 +301,7 @@ int main(void) {
     RUN(test_out_of_memory_reports_sizes);
     RUN(test_plan_cache_reuse);
     RUN(test_async_upload);
+    RUN(test_layouts_agree);
     RUN(test_versions);
     return bl_test_finish();
 }
