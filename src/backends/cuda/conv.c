@@ -90,11 +90,19 @@ typedef struct algo_choice {
 
 static bool acceptable(const conv_key *k, const algo_choice *a) {
     if (a->status != CUDNN_STATUS_SUCCESS) return false;
-    /* Never TF32 in f32 mode, whatever a heuristic proposes. */
+    /* f32 runs only with FMA math: default math lets Ampere and Hopper use TF32. With FMA
+     * set on the descriptor cuDNN reports FMA for what it proposes (PyTorch asserts the
+     * same); anything claiming tensor-op math is refused whatever it reports. */
     if (k->dtype == BL_F32 &&
         (a->math == CUDNN_TENSOR_OP_MATH || a->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
         return false;
     return true;
+}
+
+/* The math type to run an algorithm with: what cuDNN measured it with, except that f32 always
+ * runs with FMA math, which rules TF32 out. */
+static cudnnMathType_t math_for(const conv_key *k, cudnnMathType_t reported) {
+    return k->dtype == BL_F32 ? CUDNN_FMA_MATH : reported;
 }
 
 static bl_status heuristics(cuda_ctx *c, cuda_conv_plan *p, algo_choice *out, int *count) {
@@ -187,6 +195,7 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
     int nh = 0;
     BL_TRY(heuristics(c, p, h, &nh));
     int picked = -1;
+    cudnnMathType_t picked_math = CUDNN_DEFAULT_MATH;
     if (search) {
         /* Room for the hungriest proposal within the limit, then let cuDNN time them. */
         size_t want = 0;
@@ -205,17 +214,20 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
             bl_clear_error();
         }
         for (int i = 0; s == BL_OK && i < nf && picked < 0; i++)
-            if (acceptable(&p->key, &f[i]) && f[i].memory <= c->workspace_bytes) picked = f[i].algo;
+            if (acceptable(&p->key, &f[i]) && f[i].memory <= c->workspace_bytes)
+                picked = f[i].algo, picked_math = f[i].math;
     }
     for (int i = 0; i < nh && picked < 0; i++) {
         if (!acceptable(&p->key, &h[i])) continue;
         size_t need = 0;
+        /* The workspace an algorithm needs can depend on the math type it runs with. */
+        DNN_TRY(cudnnSetConvolutionMathType(p->conv, math_for(&p->key, h[i].math)));
         if (workspace_size(c, p, h[i].algo, &need) != BL_OK) {
             bl_clear_error();
             continue;
         }
         if (need <= c->workspace_bytes || (!cuda_capturing(c) && need <= c->workspace_limit))
-            picked = h[i].algo;
+            picked = h[i].algo, picked_math = h[i].math;
     }
     if (picked < 0)
         return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: cuDNN offers no usable %s convolution "
@@ -226,6 +238,9 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
                         (long long)p->key.k, (long long)p->key.r, (long long)p->key.s,
                         cuda_capturing(c) ? c->workspace_bytes : c->workspace_limit);
     p->algo = picked;
+    /* cuDNN picks tensor-core kernels from the algorithm and the descriptor's math type
+     * together, so the descriptor carries the math type the algorithm was measured with. */
+    DNN_TRY(cudnnSetConvolutionMathType(p->conv, math_for(&p->key, picked_math)));
     BL_TRY(workspace_size(c, p, picked, &p->workspace));
     void *ws;
     return cuda_workspace(c, p->workspace, &ws);
