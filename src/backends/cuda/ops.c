@@ -159,6 +159,11 @@ bl_status cuda_record_update(cuda_ctx *c, int kind, float *param, const float *g
     if (ndeps != 1)
         return bl_error(BL_ERR_INTERNAL, "cuda:%d: recorded optimizer update has %zu frontier "
                         "nodes, expected 1", c->index, ndeps);
+    enum cudaGraphNodeType type;
+    CU_TRY(cudaGraphNodeGetType(deps[0], &type));
+    if (type != cudaGraphNodeTypeKernel)
+        return bl_error(BL_ERR_INTERNAL, "cuda:%d: recorded optimizer update is not a kernel node",
+                        c->index);
     cuda_opt_record *r = &c->recorded[c->nrecorded++];
     r->kind = kind, r->node = deps[0], r->param = param, r->grad = grad;
     r->state1 = state1, r->state2 = state2, r->n = n;
