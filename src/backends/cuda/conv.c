@@ -10,6 +10,7 @@
  * Precision: f32 convolutions run with CUDNN_FMA_MATH, which excludes TF32 (default math lets
  * Ampere and Hopper round f32 operands to TF32, and f32 results must match the f32 oracle);
  * bf16 convolutions use tensor cores with f32 accumulation. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct conv_key {
     int dir, dtype, x_layout, w_layout, y_layout;
     int64_t n, c, h, w, k, r, s, p, q;
     int stride_h, stride_w, pad_h, pad_w;
+    int align; /* smallest alignment of the three buffers, capped at 256 bytes */
 } conv_key;
 
 struct cuda_conv_plan {
@@ -259,6 +261,10 @@ static bl_status get_plan(cuda_ctx *c, conv_dir dir, const bl_conv2d_params *prm
     k.k = w->shape[0], k.r = w->shape[2], k.s = w->shape[3], k.p = y->shape[2], k.q = y->shape[3];
     k.stride_h = prm->stride_h, k.stride_w = prm->stride_w;
     k.pad_h = prm->pad_h, k.pad_w = prm->pad_w;
+    /* Some kernels need 16-byte aligned buffers: a plan timed on aligned buffers must not be
+     * reused for views at odd offsets (a model's activations are views into one block). */
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)out | 256;
+    k.align = (int)(bits & (~bits + 1));
     for (cuda_conv_plan *p = c->plans; p; p = p->next)
         if (memcmp(&p->key, &k, sizeof k) == 0) {
             c->plan_hits++;
