@@ -39,6 +39,12 @@ int bl_cuda_graph_optimizer_count(const bl_cuda_graph *graph);
 bl_status bl_cuda_graph_set_sgd(bl_cuda_graph *graph, int index, const bl_sgd_params *p);
 bl_status bl_cuda_graph_set_adamw(bl_cuda_graph *graph, int index, const bl_adamw_params *p);
 
+/* dst = src with its elements converted between f32 and bf16 (round to nearest even), on the
+ * device's stream, recordable in a graph: the f32 master weights' bf16 copy for a mixed-
+ * precision step, or bf16 gradients widened for the optimizer. Same shape; 4-D tensors also
+ * the same layout. (A stopgap until the op table has a conversion op.) */
+bl_status bl_cuda_convert(bl_device *dev, const bl_tensor *src, bl_tensor *dst);
+
 /* Page-locked host memory, which uploads need to run asynchronously. */
 bl_status bl_cuda_host_alloc(size_t bytes, void **ptr);
 void bl_cuda_host_free(void *ptr);

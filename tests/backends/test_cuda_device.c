@@ -282,6 +282,56 @@ static void test_layouts_agree(void) {
 #endif
 }
 
+/* f32 -> bf16 -> f32 on the device rounds exactly as the host conversion does. */
+static void test_convert(void) {
+    NEED_GPU();
+#ifdef BEAMLET_HAVE_CUDA
+    bl_device *dev = open_gpu();
+    if (!dev) return;
+    enum { N = 4099 };
+    int64_t shape[1] = {N};
+    bl_tensor f, b, back;
+    CHECK_OK(bl_tensor_alloc(dev, BL_F32, 1, shape, &f));
+    CHECK_OK(bl_tensor_alloc(dev, BL_BF16, 1, shape, &b));
+    CHECK_OK(bl_tensor_alloc(dev, BL_F32, 1, shape, &back));
+    static float h[N], got[N];
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED + 2);
+    for (int i = 0; i < N; i++) h[i] = (float)(bl_rng_normal(&rng) * 100.0);
+    h[0] = 1.0f + 1.0f / 256.0f; /* a tie: rounds to even (1.0) */
+    CHECK_OK(bl_tensor_copy_from_host(&f, h));
+    CHECK_OK(bl_cuda_convert(dev, &f, &b));
+    CHECK_OK(bl_cuda_convert(dev, &b, &back));
+    CHECK_OK(bl_tensor_copy_to_host(&back, got));
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += got[i] != bl_bf16_to_f32(bl_f32_to_bf16(h[i]));
+    CHECK_MSG(bad == 0, "%d of %d values round differently", bad, N);
+    CHECK(got[0] == 1.0f);
+    bl_tensor_release(&f);
+    bl_tensor_release(&b);
+    bl_tensor_release(&back);
+    bl_device_release(dev);
+#endif
+}
+
+/* The CUDA-only functions refuse other devices with a message (runs without a GPU). */
+static void test_cuda_api_rejects_cpu(void) {
+#ifndef BEAMLET_HAVE_CUDA
+    SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)");
+#else
+    bl_device *cpu;
+    CHECK_OK(bl_device_get("cpu_ref", &cpu));
+    float x[4] = {0};
+    int64_t n = 4;
+    bl_tensor t = bl_tensor_view(cpu, x, BL_F32, 1, &n);
+    CHECK_ERR(bl_cuda_convert(cpu, &t, &t), BL_ERR_INVALID_ARG, "cpu_ref is not a CUDA device");
+    CHECK_ERR(bl_cuda_upload_async(cpu, x, x, sizeof x), BL_ERR_INVALID_ARG, "is not a CUDA device");
+    bl_cuda_plan_stats st;
+    CHECK_ERR(bl_cuda_plan_stats_get(cpu, &st), BL_ERR_INVALID_ARG, "is not a CUDA device");
+    bl_device_release(cpu);
+#endif
+}
+
 static void test_versions(void) {
     NEED_GPU();
 #ifdef BEAMLET_HAVE_CUDA
@@ -297,11 +347,13 @@ static void test_versions(void) {
 int main(void) {
     fprintf(stderr, "seed %u, %d CUDA device(s)\n", SEED, bl_cuda_device_count());
     RUN(test_missing_gpu_is_reported);
+    RUN(test_cuda_api_rejects_cpu);
     RUN(test_open_and_describe);
     RUN(test_out_of_memory_reports_sizes);
     RUN(test_plan_cache_reuse);
     RUN(test_async_upload);
     RUN(test_layouts_agree);
+    RUN(test_convert);
     RUN(test_versions);
     return bl_test_finish();
 }

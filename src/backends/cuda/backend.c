@@ -335,6 +335,25 @@ bl_status bl_cuda_upload_wait(bl_device *dev) {
     return BL_OK;
 }
 
+bl_status bl_cuda_convert(bl_device *dev, const bl_tensor *src, bl_tensor *dst) {
+    cuda_ctx *c = NULL;
+    BL_TRY(cuda_device_ctx(dev, "bl_cuda_convert", &c));
+    if (!src || !dst || src->device != dev || dst->device != dev)
+        return bl_error(BL_ERR_INVALID_ARG, "bl_cuda_convert: tensors must live on %s", dev->name);
+    bool same_shape = src->ndim == dst->ndim;
+    for (int i = 0; same_shape && i < src->ndim; i++) same_shape = src->shape[i] == dst->shape[i];
+    if (!same_shape || (src->ndim == 4 && src->layout != dst->layout))
+        return bl_error(BL_ERR_INVALID_ARG, "bl_cuda_convert: shapes or layouts differ");
+    bool ok_types = (src->dtype == BL_F32 || src->dtype == BL_BF16) &&
+                    (dst->dtype == BL_F32 || dst->dtype == BL_BF16);
+    if (!ok_types)
+        return bl_error(BL_ERR_UNSUPPORTED, "bl_cuda_convert: %s to %s (f32 and bf16 only)",
+                        bl_dtype_name(src->dtype), bl_dtype_name(dst->dtype));
+    CU_TRY(cuda_launch_convert(c->stream, cuda_elem_of(src), cuda_elem_of(dst), src->data,
+                               dst->data, bl_tensor_numel(src)));
+    return BL_OK;
+}
+
 bl_status bl_cuda_plan_stats_get(bl_device *dev, bl_cuda_plan_stats *out) {
     cuda_ctx *c = NULL;
     BL_TRY(cuda_device_ctx(dev, "bl_cuda_plan_stats_get", &c));

@@ -126,6 +126,9 @@ cudaError_t cuda_launch_relu_backward(cudaStream_t s, cuda_elem e, const void *d
                                       const void *y, void *dx, int64_t n);
 cudaError_t cuda_launch_add(cudaStream_t s, cuda_elem e, const void *a, const void *b, void *y,
                             int64_t n);
+/* dst = src converted between f32 and bf16 (or copied), element by element in memory order. */
+cudaError_t cuda_launch_convert(cudaStream_t s, cuda_elem from, cuda_elem to, const void *src,
+                                void *dst, int64_t n);
 /* Linear helpers: y (N,O) = broadcast of b (O, f32); db (O) f32 = column sums of dy (N,O). */
 cudaError_t cuda_launch_broadcast_rows(cudaStream_t s, cuda_elem e, const float *b, void *y,
                                        int64_t rows, int64_t cols);

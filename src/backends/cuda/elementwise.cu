@@ -113,3 +113,22 @@ extern "C" cudaError_t cuda_launch_column_sums(cudaStream_t s, cuda_elem e, cons
     DISPATCH_ELEM(e, column_sums_kernel<T><<<blocks, 128, 0, s>>>((const T *)dy, db, rows, cols));
     return cudaGetLastError();
 }
+
+template <typename S, typename D> __global__ void convert_kernel(const S *src, D *dst, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        st(dst + i, ld(src + i));
+}
+
+extern "C" cudaError_t cuda_launch_convert(cudaStream_t s, cuda_elem from, cuda_elem to,
+                                           const void *src, void *dst, int64_t n) {
+    if (n == 0) return cudaSuccess;
+    unsigned blocks = grid_for(n, 256, 0);
+    if (from == CUDA_ELEM_F32 && to == CUDA_ELEM_BF16)
+        convert_kernel<<<blocks, 256, 0, s>>>((const float *)src, (__nv_bfloat16 *)dst, n);
+    else if (from == CUDA_ELEM_BF16 && to == CUDA_ELEM_F32)
+        convert_kernel<<<blocks, 256, 0, s>>>((const __nv_bfloat16 *)src, (float *)dst, n);
+    else
+        DISPATCH_ELEM(from, convert_kernel<<<blocks, 256, 0, s>>>((const T *)src, (T *)dst, n));
+    return cudaGetLastError();
+}
