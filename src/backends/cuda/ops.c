@@ -4,12 +4,11 @@
 
 #include "backends/cuda/cuda_internal.h"
 
-static cuda_ctx *enter(bl_device *dev) {
-    cuda_ctx *c = cuda_ctx_of(dev);
-    /* Cheap when already current; needed when several GPUs are driven from one thread. */
-    (void)cudaSetDevice(c->index);
-    return c;
-}
+/* Makes the handle's GPU current: cheap when it already is, needed when several GPUs are
+ * driven from one thread. */
+#define ENTER(dev)                                                                           \
+    cuda_ctx *c = cuda_ctx_of(dev);                                                          \
+    CU_TRY(cudaSetDevice(c->index))
 
 /* ---- batch norm ------------------------------------------------------------------------- */
 
@@ -27,7 +26,7 @@ bl_status cuda_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params
                                        bool relu, bl_tensor *running_mean,
                                        bl_tensor *running_var, bl_tensor *save_mean,
                                        bl_tensor *save_invstd, bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     float *ws;
     BL_TRY(bn_workspace(c, x, &ws));
     CU_TRY(cuda_launch_bn_forward_train(c->stream, cuda_elem_of(x), cuda_t4_of(x), cuda_t4_of(y),
@@ -43,7 +42,7 @@ bl_status cuda_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params 
                                       const bl_tensor *beta, const bl_tensor *residual,
                                       bool relu, const bl_tensor *running_mean,
                                       const bl_tensor *running_var, bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     float *ws;
     BL_TRY(bn_workspace(c, x, &ws));
     CU_TRY(cuda_launch_bn_forward_eval(c->stream, cuda_elem_of(x), cuda_t4_of(x), cuda_t4_of(y),
@@ -58,7 +57,7 @@ bl_status cuda_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_
                                   const bl_tensor *save_mean, const bl_tensor *save_invstd,
                                   bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
                                   bl_tensor *dresidual) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     float *ws;
     BL_TRY(bn_workspace(c, x, &ws));
     CU_TRY(cuda_launch_bn_backward(c->stream, cuda_elem_of(x), cuda_t4_of(dy), x->data, y->data,
@@ -71,7 +70,7 @@ bl_status cuda_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_
 /* ---- elementwise ------------------------------------------------------------------------- */
 
 bl_status cuda_relu_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_relu_forward(c->stream, cuda_elem_of(x), x->data, y->data,
                                     bl_tensor_numel(x)));
     return BL_OK;
@@ -79,14 +78,14 @@ bl_status cuda_relu_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y) {
 
 bl_status cuda_relu_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *y,
                              bl_tensor *dx) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_relu_backward(c->stream, cuda_elem_of(y), dy->data, y->data, dx->data,
                                      bl_tensor_numel(y)));
     return BL_OK;
 }
 
 bl_status cuda_add(bl_device *dev, const bl_tensor *a, const bl_tensor *b, bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_add(c->stream, cuda_elem_of(a), a->data, b->data, y->data,
                            bl_tensor_numel(a)));
     return BL_OK;
@@ -96,7 +95,7 @@ bl_status cuda_add(bl_device *dev, const bl_tensor *a, const bl_tensor *b, bl_te
 
 bl_status cuda_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x,
                                bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_maxpool_forward(c->stream, cuda_elem_of(x), cuda_t4_of(x), cuda_t4_of(y),
                                        p->kernel, p->stride, p->pad));
     return BL_OK;
@@ -104,7 +103,7 @@ bl_status cuda_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl
 
 bl_status cuda_maxpool_backward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x,
                                 const bl_tensor *dy, bl_tensor *dx) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     /* The kernel addresses dx with x's strides: the front end guarantees the same layout. */
     CU_TRY(cuda_launch_maxpool_backward(c->stream, cuda_elem_of(x), cuda_t4_of(x),
                                         cuda_t4_of(dy), dx->data, p->kernel, p->stride, p->pad));
@@ -112,13 +111,13 @@ bl_status cuda_maxpool_backward(bl_device *dev, const bl_pool_params *p, const b
 }
 
 bl_status cuda_global_avgpool_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_avgpool_forward(c->stream, cuda_elem_of(x), cuda_t4_of(x), y->data));
     return BL_OK;
 }
 
 bl_status cuda_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl_tensor *dx) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     CU_TRY(cuda_launch_avgpool_backward(c->stream, cuda_elem_of(dx), dy->data, cuda_t4_of(dx)));
     return BL_OK;
 }
@@ -130,7 +129,7 @@ bl_status cuda_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl_t
 bl_status cuda_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
                                      const bl_tensor *labels, float label_smoothing,
                                      bl_tensor *loss, bl_tensor *dlogits) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     int64_t N = logits->shape[0], C = logits->shape[1];
     void *ws;
     BL_TRY(cuda_workspace(c, (size_t)N * sizeof(float), &ws));
@@ -172,7 +171,7 @@ bl_status cuda_record_update(cuda_ctx *c, int kind, float *param, const float *g
 
 bl_status cuda_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param,
                           const bl_tensor *grad, bl_tensor *momentum_buf) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     cuda_sgd_hyper h = {p->lr, p->momentum, p->weight_decay, p->nesterov ? 1 : 0};
     int64_t n = bl_tensor_numel(param);
     CU_TRY(cuda_launch_sgd(c->stream, h, param->data, grad->data, momentum_buf->data, n,
@@ -194,7 +193,7 @@ cuda_adamw_hyper cuda_adamw_hyper_of(const bl_adamw_params *p) {
 
 bl_status cuda_adamw_update(bl_device *dev, const bl_adamw_params *p, bl_tensor *param,
                             const bl_tensor *grad, bl_tensor *exp_avg, bl_tensor *exp_avg_sq) {
-    cuda_ctx *c = enter(dev);
+    ENTER(dev);
     int64_t n = bl_tensor_numel(param);
     CU_TRY(cuda_launch_adamw(c->stream, cuda_adamw_hyper_of(p), param->data, grad->data,
                              exp_avg->data, exp_avg_sq->data, n, c->sm_count));
