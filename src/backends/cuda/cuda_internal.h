@@ -85,9 +85,6 @@ bl_status cuda_fail_blas(cublasStatus_t e, const char *call, const char *file, i
             return cuda_fail_blas(blas_e_, #call, __FILE__, __LINE__);                       \
     } while (0)
 
-/* After a kernel launch: reports a bad configuration or an earlier asynchronous fault. */
-#define LAUNCH_TRY(what) CU_TRY(cudaPeekAtLastError())
-
 static inline cuda_ctx *cuda_ctx_of(const bl_device *dev) { return (cuda_ctx *)dev->ctx; }
 
 /* Whether the handle's stream is being captured into a graph right now. */
@@ -135,7 +132,7 @@ cudaError_t cuda_launch_broadcast_rows(cudaStream_t s, cuda_elem e, const float 
 cudaError_t cuda_launch_column_sums(cudaStream_t s, cuda_elem e, const void *dy, float *db,
                                     int64_t rows, int64_t cols);
 
-/* Batch norm. `partials` is workspace for cuda_bn_partials_floats(C, M) floats. */
+/* Batch norm. `workspace` holds cuda_bn_workspace_floats(C, N*H*W, sm_count) floats. */
 size_t cuda_bn_workspace_floats(int64_t C, int64_t M, int sm_count);
 cudaError_t cuda_launch_bn_forward_train(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
                                          const void *residual, bool relu, const float *gamma,
