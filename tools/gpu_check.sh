@@ -7,6 +7,7 @@
 #     OUT=/some/dir tools/gpu_check.sh  # logs (and bench JSON) in $OUT
 #     tools/gpu_check.sh test           # build and tests only
 #     tools/gpu_check.sh bench          # build (incremental) and benchmark only
+#     tools/gpu_check.sh sanitize       # the GPU tests under compute-sanitizer memcheck
 #
 # The whole run can take more than 10 minutes (torch.compile compiles each workload), so on a
 # machine with a per-command limit run `test` and `bench` as two calls: the build directory
@@ -18,7 +19,7 @@
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-case "$STAGE" in all|test|bench) ;; *) echo "usage: $0 [all|test|bench]" >&2; exit 2 ;; esac
+case "$STAGE" in all|test|bench|sanitize) ;; *) echo "usage: $0 [all|test|bench|sanitize]" >&2; exit 2 ;; esac
 [ "${SKIP_BENCH:-0}" = 1 ] && [ "$STAGE" = all ] && STAGE=test
 ROOT=$(pwd)
 BUILD=${BUILD:-$ROOT/build-gpu}
@@ -124,7 +125,27 @@ else
 fi
 }
 
+# ---- memory checking ----------------------------------------------------------------------
+# Out-of-bounds or misaligned accesses in the kernels, uninitialized reads of device memory and
+# leaked allocations, on the op table and the graph test (slow: kernels run 10-100x slower).
+run_sanitize() {
+SAN=""
+for cand in "$(command -v compute-sanitizer)" "$(dirname "$NVCC")/compute-sanitizer" \
+            "$(dirname "$NVCC")/../compute-sanitizer/compute-sanitizer"; do
+  [ -z "$SAN" ] && [ -n "$cand" ] && [ -x "$cand" ] && SAN=$cand
+done
+if [ -z "$SAN" ]; then say "sanitize skipped: no compute-sanitizer in this toolkit"; return; fi
+for t in test_backend_parity test_cuda_graph test_cuda_device; do
+  (cd "$BUILD" && "$SAN" --tool memcheck --leak-check full --error-exitcode 99 "./$t") \
+    > "$OUT/sanitize_$t.log" 2>&1
+  rc=$?
+  say "memcheck $t: exit $rc, $(grep -E 'ERROR SUMMARY' "$OUT/sanitize_$t.log" | tail -1)"
+  [ $rc -ne 0 ] && status=1
+done
+}
+
 case "$STAGE" in
+  sanitize) run_sanitize ;;
   all) run_tests; run_bench ;;
   test) run_tests ;;
   bench) run_bench ;;
