@@ -157,17 +157,18 @@ __global__ void finish_eval(int64_t C, const float *gamma, const float *beta,
     shift[c] = (float)(beta[c] - running_mean[c] * gamma[c] * invstd);
 }
 
-__device__ __forceinline__ int64_t channel_of(int64_t i, bool nhwc, int64_t C, int64_t HW) {
+/* Index arithmetic in I: 32-bit when the tensor allows, since 64-bit division and remainder
+ * cost tens of instructions per element in these memory-bound loops. */
+template <typename I> __device__ __forceinline__ I channel_of(I i, bool nhwc, I C, I HW) {
     return nhwc ? i % C : (i / HW) % C;
 }
 
 /* y = act(scale[c] * x + shift[c] + residual), in memory order. */
-template <typename T>
+template <typename T, typename I>
 __global__ void apply_kernel(const T *x, T *y, const T *res, bool relu, const float *scale,
-                             const float *shift, int64_t n, bool nhwc, int64_t C, int64_t HW) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t c = channel_of(i, nhwc, C, HW);
+                             const float *shift, I n, bool nhwc, I C, I HW) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+        I c = channel_of(i, nhwc, C, HW);
         float v = scale[c] * ld(x + i) + shift[c];
         if (res) v += ld(res + i);
         if (relu && v < 0.0f) v = 0.0f;
@@ -179,9 +180,14 @@ template <typename T>
 static void launch_apply(cudaStream_t s, const cuda_t4 &x, const cuda_t4 &y, const void *res,
                          bool relu, const float *scale, const float *shift, int sm_count) {
     int64_t n = x.n * x.c * x.h * x.w;
-    apply_kernel<T><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
-        (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, n, x.sc == 1, x.c,
-        x.h * x.w);
+    if (n < INT32_MAX)
+        apply_kernel<T, uint32_t><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
+            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, (uint32_t)n,
+            x.sc == 1, (uint32_t)x.c, (uint32_t)(x.h * x.w));
+    else
+        apply_kernel<T, int64_t><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
+            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, n, x.sc == 1,
+            x.c, x.h * x.w);
 }
 
 extern "C" cudaError_t cuda_launch_bn_forward_train(
@@ -243,13 +249,12 @@ __global__ void finish_backward(const float *p1, const float *p2, int64_t chunks
 }
 
 /* dresidual may alias dy: each element's dy is read before dresidual is written. */
-template <typename T>
+template <typename T, typename I>
 __global__ void backward_apply(const T *dy, const T *x, const T *y, bool relu,
                                const float *mean, const float *invstd, const float *coef, T *dx,
-                               T *dres, int64_t n, bool nhwc, int64_t C, int64_t HW) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t c = channel_of(i, nhwc, C, HW);
+                               T *dres, I n, bool nhwc, I C, I HW) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+        I c = channel_of(i, nhwc, C, HW);
         float dz = (relu && ld(y + i) <= 0.0f) ? 0.0f : ld(dy + i);
         float xhat = (ld(x + i) - mean[c]) * invstd[c];
         if (dres) st(dres + i, dz);
@@ -276,9 +281,16 @@ extern "C" cudaError_t cuda_launch_bn_backward(cudaStream_t s, cuda_elem e, cuda
         finish_backward<<<(unsigned)((C + 127) / 128), 128, 0, s>>>(
             p1, p2, chunks, C, M, gamma, save_invstd, dgamma, dbeta, coef);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
-        backward_apply<T><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
-            (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd, coef,
-            (T *)dx, (T *)dresidual, n, dy.sc == 1, C, HW);
+        unsigned blocks = grid_for(n, 256, sm_count);
+        if (n < INT32_MAX)
+            backward_apply<T, uint32_t><<<blocks, 256, 0, s>>>(
+                (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd,
+                coef, (T *)dx, (T *)dresidual, (uint32_t)n, dy.sc == 1, (uint32_t)C,
+                (uint32_t)HW);
+        else
+            backward_apply<T, int64_t><<<blocks, 256, 0, s>>>(
+                (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd,
+                coef, (T *)dx, (T *)dresidual, n, dy.sc == 1, C, HW);
     });
     return cudaGetLastError();
 }

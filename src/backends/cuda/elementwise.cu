@@ -4,19 +4,15 @@
  * are layout-agnostic except where a channel index is needed. */
 #include "backends/cuda/kernel_util.cuh"
 
-/* Channel of the element at memory position i of a packed 4-D tensor. */
-__device__ __forceinline__ int64_t channel_at(int64_t i, const cuda_t4 &t) {
-    return t.sc == 1 ? i % t.c : (i / t.sc) % t.c;
-}
-
-template <typename T>
-__global__ void bias_residual_relu_kernel(cuda_t4 y, const float *bias, const T *res, bool relu,
-                                          int64_t n) {
-    T *Y = (T *)y.data;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
+/* Index arithmetic in I: 32-bit when the tensor allows (64-bit division and remainder cost
+ * tens of instructions per element). Channel of memory position i: i % C in NHWC,
+ * (i / HW) % C in NCHW, where sc is 1 or HW. */
+template <typename T, typename I>
+__global__ void bias_residual_relu_kernel(T *Y, const float *bias, const T *res, bool relu, I n,
+                                          I C, I sc) {
+    for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
         float v = ld(Y + i);
-        if (bias) v += bias[channel_at(i, y)];
+        if (bias) v += bias[(i / sc) % C];
         if (res) v += ld(res + i);
         if (relu && v < 0.0f) v = 0.0f;
         st(Y + i, v);
@@ -27,8 +23,15 @@ extern "C" cudaError_t cuda_launch_bias_residual_relu(cudaStream_t s, cuda_elem 
                                                       const float *bias, const void *residual,
                                                       bool relu, int sm_count) {
     int64_t n = y.n * y.c * y.h * y.w;
-    DISPATCH_ELEM(e, bias_residual_relu_kernel<T><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
-                         y, bias, (const T *)residual, relu, n));
+    if (n == 0) return cudaSuccess;
+    unsigned blocks = grid_for(n, 256, sm_count);
+    if (n < INT32_MAX)
+        DISPATCH_ELEM(e, bias_residual_relu_kernel<T, uint32_t><<<blocks, 256, 0, s>>>(
+                             (T *)y.data, bias, (const T *)residual, relu, (uint32_t)n,
+                             (uint32_t)y.c, (uint32_t)y.sc));
+    else
+        DISPATCH_ELEM(e, bias_residual_relu_kernel<T, int64_t><<<blocks, 256, 0, s>>>(
+                             (T *)y.data, bias, (const T *)residual, relu, n, y.c, y.sc));
     return cudaGetLastError();
 }
 
