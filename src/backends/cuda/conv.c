@@ -206,7 +206,12 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
                 h[i].memory > want)
                 want = h[i].memory;
         void *ws = NULL;
-        BL_TRY(cuda_workspace(c, want, &ws));
+        if (cuda_workspace(c, want, &ws) != BL_OK) {
+            /* Memory is short: search within the workspace there is. */
+            bl_log_warn("cuda:%d: conv %s search without the %zu-byte workspace it wanted: %s",
+                        c->index, dir_names[p->key.dir], want, bl_last_error());
+            bl_clear_error();
+        }
         algo_choice f[MAX_ALGOS];
         int nf = 0;
         bl_status s = find(c, p, a, b, out, c->workspace, c->workspace_bytes, f, &nf);
