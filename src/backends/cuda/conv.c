@@ -304,10 +304,12 @@ bl_status cuda_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, const
     bool in_place = residual && residual->data == y->data;
     cuda_conv_plan *p;
     BL_TRY(get_plan(c, CONV_FWD, prm, x, w, y, x->data, w->data, y->data, !in_place, &p));
+    void *ws;
+    BL_TRY(cuda_workspace(c, p->workspace, &ws)); /* regrows if a failed growth emptied it */
     float alpha = 1.0f, beta = in_place ? 1.0f : 0.0f;
     DNN_TRY(cudnnConvolutionForward(c->cudnn, &alpha, p->x, x->data, p->w, w->data, p->conv,
-                                    (cudnnConvolutionFwdAlgo_t)p->algo, c->workspace,
-                                    p->workspace, &beta, p->y, y->data));
+                                    (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->workspace,
+                                    &beta, p->y, y->data));
     const void *res = residual && !in_place ? residual->data : NULL;
     if (bias || res || relu) {
         CU_TRY(cuda_launch_bias_residual_relu(c->stream, cuda_elem_of(y), cuda_t4_of(y),
@@ -322,10 +324,12 @@ bl_status cuda_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm,
     CU_TRY(cudaSetDevice(c->index));
     cuda_conv_plan *p;
     BL_TRY(get_plan(c, CONV_BWD_DATA, prm, dx, w, dy, w->data, dy->data, dx->data, true, &p));
+    void *ws;
+    BL_TRY(cuda_workspace(c, p->workspace, &ws));
     float alpha = 1.0f, beta = 0.0f;
     DNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &alpha, p->w, w->data, p->y, dy->data,
                                          p->conv, (cudnnConvolutionBwdDataAlgo_t)p->algo,
-                                         c->workspace, p->workspace, &beta, p->x, dx->data));
+                                         ws, p->workspace, &beta, p->x, dx->data));
     return BL_OK;
 }
 
@@ -335,9 +339,11 @@ bl_status cuda_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *pr
     CU_TRY(cudaSetDevice(c->index));
     cuda_conv_plan *p;
     BL_TRY(get_plan(c, CONV_BWD_FILTER, prm, x, dw, dy, x->data, dy->data, dw->data, true, &p));
+    void *ws;
+    BL_TRY(cuda_workspace(c, p->workspace, &ws));
     float alpha = 1.0f, beta = 0.0f;
     DNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &alpha, p->x, x->data, p->y, dy->data,
                                            p->conv, (cudnnConvolutionBwdFilterAlgo_t)p->algo,
-                                           c->workspace, p->workspace, &beta, p->w, dw->data));
+                                           ws, p->workspace, &beta, p->w, dw->data));
     return BL_OK;
 }
