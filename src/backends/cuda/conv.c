@@ -89,6 +89,9 @@ typedef struct algo_choice {
 } algo_choice;
 
 #define MAX_ALGOS 16
+#define COPY_RESULTS(dst, r, n)                                                              \
+    for (int i = 0; i < (n); i++)                                                            \
+    (dst)[i] = (algo_choice){(int)(r)[i].algo, (r)[i].status, (r)[i].memory, (r)[i].mathType}
 
 static bool acceptable(const conv_key *k, const algo_choice *a) {
     if (a->status != CUDNN_STATUS_SUCCESS) return false;
@@ -115,21 +118,21 @@ static bl_status heuristics(cuda_ctx *c, cuda_conv_plan *p, algo_choice *out, in
         cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
         DNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, p->x, p->w, p->conv, p->y,
                                                         MAX_ALGOS, &n, r));
-        for (int i = 0; i < n; i++) out[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(out, r, n);
         break;
     }
     case CONV_BWD_DATA: {
         cudnnConvolutionBwdDataAlgoPerf_t r[MAX_ALGOS];
         DNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->cudnn, p->w, p->y, p->conv, p->x,
                                                              MAX_ALGOS, &n, r));
-        for (int i = 0; i < n; i++) out[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(out, r, n);
         break;
     }
     case CONV_BWD_FILTER: {
         cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_ALGOS];
         DNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->cudnn, p->x, p->y, p->conv,
                                                                p->w, MAX_ALGOS, &n, r));
-        for (int i = 0; i < n; i++) out[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(out, r, n);
         break;
     }
     }
@@ -148,7 +151,7 @@ static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void 
         cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
         DNN_TRY(cudnnFindConvolutionForwardAlgorithmEx(c->cudnn, p->x, a, p->w, b, p->conv, p->y,
                                                         out, MAX_ALGOS, &n, r, ws, ws_bytes));
-        for (int i = 0; i < n; i++) res[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(res, r, n);
         break;
     }
     case CONV_BWD_DATA: {
@@ -156,7 +159,7 @@ static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void 
         DNN_TRY(cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->w, a, p->y, b, p->conv,
                                                              p->x, out, MAX_ALGOS, &n, r, ws,
                                                              ws_bytes));
-        for (int i = 0; i < n; i++) res[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(res, r, n);
         break;
     }
     case CONV_BWD_FILTER: {
@@ -164,7 +167,7 @@ static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void 
         DNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->cudnn, p->x, a, p->y, b,
                                                                p->conv, p->w, out, MAX_ALGOS,
                                                                &n, r, ws, ws_bytes));
-        for (int i = 0; i < n; i++) res[i] = (algo_choice){r[i].algo, r[i].status, r[i].memory, r[i].mathType};
+        COPY_RESULTS(res, r, n);
         break;
     }
     }
