@@ -96,6 +96,17 @@ static const field result_fields[] = {
     FIELD(bl_training_result, resumed, F_BOOL),
 };
 
+/* The double with the shortest decimal form that still reads back as f: 0.1f is written as
+ * 0.1, not 0.10000000149011612, and from_json gives back exactly f. */
+static double pretty_float(float f) {
+    char buf[32];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
 static bl_status to_json(const void *obj, const field *fields, size_t n, char **out) {
     bl_json_writer *w;
     BL_TRY(bl_json_writer_new(&w));
@@ -110,7 +121,7 @@ static bl_status to_json(const void *obj, const field *fields, size_t n, char **
         case F_INT: bl_json_write_int(w, *(const int *)p); break;
         case F_I64: bl_json_write_int(w, *(const int64_t *)p); break;
         case F_U64: bl_json_write_uint(w, *(const uint64_t *)p); break;
-        case F_FLOAT: bl_json_write_double(w, *(const float *)p); break;
+        case F_FLOAT: bl_json_write_double(w, pretty_float(*(const float *)p)); break;
         case F_DOUBLE: bl_json_write_double(w, *(const double *)p); break;
         case F_BOOL: bl_json_write_bool(w, *(const bool *)p); break;
         }
