@@ -183,35 +183,6 @@ static bl_status run_driver_stage(bl_plan *plan, int si, bl_elist *slots) {
     }
 }
 
-static void remove_temps(const bl_plan *plan) {
-    for (int si = 0; si < plan->ns; si++) {
-        const bl_stage *st = &plan->s[si];
-        if (st->kind != BL_S_WRITE) continue;
-        const bl_transform *t = plan->p->t[st->t[0]];
-        for (int k = 0; k < t->num_shards; k++) {
-            char path[4096];
-            bl_shard_name(t, (size_t)k, true, plan->run_token, path, sizeof path);
-            unlink(path);
-        }
-    }
-}
-
-static bl_status commit_writes(const bl_plan *plan) {
-    for (int si = 0; si < plan->ns; si++) {
-        const bl_stage *st = &plan->s[si];
-        if (st->kind != BL_S_WRITE) continue;
-        const bl_transform *t = plan->p->t[st->t[0]];
-        for (int k = 0; k < t->num_shards; k++) {
-            char tmp[4096], fin[4096];
-            bl_shard_name(t, (size_t)k, true, plan->run_token, tmp, sizeof tmp);
-            bl_shard_name(t, (size_t)k, false, 0, fin, sizeof fin);
-            if (rename(tmp, fin) != 0)
-                return bl_error(BL_ERR_IO, "WriteToText '%s': cannot rename %s into place", t->name, tmp);
-        }
-    }
-    return BL_OK;
-}
-
 bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r) {
     BL_TRY(check_placement(plan, r));
     if (!plan->run_token) {
@@ -244,8 +215,7 @@ bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r) {
         for (int k = 0; k < nin; k++)
             if (--left[ins[k]] == 0 && !(ins[k] < p->npc && p->pc[ins[k]]->collect)) bl_elist_free(&slots[ins[k]]);
     }
-    if (s == BL_OK) s = commit_writes(plan);
-    if (s != BL_OK) remove_temps(plan);
+    if (s == BL_OK) s = bl_commit_text(plan, slots);
     for (int i = 0; i < p->npc; i++) {
         if (s == BL_OK && p->pc[i]->collect) {
             p->pc[i]->result = slots[i];

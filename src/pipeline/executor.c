@@ -203,7 +203,7 @@ bl_status bl_exec_task(const bl_plan *plan, bl_worker *w, bl_task *task) {
     case BL_S_CMERGE:
         s = bl_combine_merge(t0, p->pc[t0->inputs[0]]->coder, st->global, task->in, &task->outs[0]);
         break;
-    case BL_S_WRITE: s = bl_write_shard(plan, t0, task->index, task->in); break;
+    case BL_S_WRITE: s = bl_format_shard(plan, t0, task->in, &task->outs[0]); break;
     default: s = bl_error(BL_ERR_INTERNAL, "stage '%s' is not a task stage", st->label);
     }
     for (int j = 0; j < BL_MAX_CHAIN; j++) bl_buf_free(&b.scratch[j]);
@@ -227,7 +227,9 @@ bl_status bl_exec_task(const bl_plan *plan, bl_worker *w, bl_task *task) {
         bl_metrics_inc(&task->metrics, t0->name, "elements_in", (int64_t)task->in.n);
         if (n_out)
             bl_metrics_inc(&task->metrics, t0->name,
-                           st->kind == BL_S_CPARTIAL ? "accumulators" : "elements_out",
+                           st->kind == BL_S_CPARTIAL ? "accumulators"
+                           : st->kind == BL_S_WRITE  ? "shards"
+                                                     : "elements_out",
                            (int64_t)task->outs[0].n);
         bl_metrics_observe(&task->metrics, t0->name, "bundle_latency_ms", ms);
     } else {

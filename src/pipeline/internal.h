@@ -167,7 +167,7 @@ typedef enum bl_skind {
     BL_S_GBK,       /* tasks over key partitions */
     BL_S_CPARTIAL,  /* tasks over bundles: combiner lifting, KV<key, acc> or acc */
     BL_S_CMERGE,    /* tasks over key partitions (per key) or one task (global) */
-    BL_S_WRITE,     /* tasks over shards: temp files */
+    BL_S_WRITE,     /* tasks over shards: format text; the driver commits files */
 } bl_skind;
 
 #define BL_MAX_CHAIN 32
@@ -275,7 +275,11 @@ bl_status bl_run_mpi(bl_pipeline *p);
 bl_worker_caps bl_runopts_caps(const bl_runopts *ro, int worker);
 
 /* Helpers for text io and combine tasks. */
-bl_status bl_write_shard(const bl_plan *plan, const bl_transform *t, size_t shard, bl_eview in);
+/* Formats one shard's text as a single element of `out`. */
+bl_status bl_format_shard(const bl_plan *plan, const bl_transform *t, bl_eview in, bl_elist *out);
+/* Writes every shard of every WriteToText under temp names, then renames them all; on any
+ * failure removes the temps and leaves no final name touched by this run. */
+bl_status bl_commit_text(const bl_plan *plan, const bl_elist *slots);
 void bl_shard_name(const bl_transform *t, size_t shard, bool temp, uint64_t token, char *out,
                    size_t size);
 bl_status bl_read_text_files(const char *pattern, bl_elist *out);

@@ -50,7 +50,11 @@ bl_status bl_plan_build(bl_pipeline *p, bl_plan *pl) {
         case BL_T_FLATTEN: s = add_stage(pl, BL_S_FLATTEN, t, -1); break;
         case BL_T_RESHUFFLE: s = add_stage(pl, BL_S_RESHUFFLE, t, in); break;
         case BL_T_GBK: s = add_stage(pl, BL_S_GBK, t, in); break;
-        case BL_T_WRITE_TEXT: s = add_stage(pl, BL_S_WRITE, t, in); break;
+        case BL_T_WRITE_TEXT:
+            /* Shard texts wait in an internal slot; the driver writes them at commit. */
+            s = add_stage(pl, BL_S_WRITE, t, in);
+            s->out_slots[s->n_out++] = pl->nslots++;
+            break;
         case BL_T_COMBINE_GLOBAL:
         case BL_T_COMBINE_PERKEY: {
             int mid = pl->nslots++;

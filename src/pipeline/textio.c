@@ -1,6 +1,7 @@
-/* ReadFromText and WriteToText. Shards are written by workers under temporary names
- * ("<final>.tmp-<run token>"), and only the coordinator renames them, after every stage of the
- * pipeline succeeded: a failed or killed run leaves no file under a final name. */
+/* ReadFromText and WriteToText. Workers only format each shard's text; the coordinator writes
+ * the shards under temporary names ("<final>.tmp-<run token>") after every stage of the pipeline
+ * succeeded, then renames them all. A failed run leaves no file under a final name, and a run
+ * killed outside the short commit leaves no file at all. */
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -91,7 +92,7 @@ static bl_status write_all(int fd, const uint8_t *p, size_t n, const char *path)
     return BL_OK;
 }
 
-bl_status bl_write_shard(const bl_plan *plan, const bl_transform *t, size_t shard, bl_eview in) {
+bl_status bl_format_shard(const bl_plan *plan, const bl_transform *t, bl_eview in, bl_elist *out) {
     const bl_coder *c = plan->p->pc[t->inputs[0]]->coder;
     bool raw = t->format == BL_TEXT_LINES && c == bl_coder_string();
     bl_buf text = {0};
@@ -106,16 +107,73 @@ bl_status bl_write_shard(const bl_plan *plan, const bl_transform *t, size_t shar
         if (s == BL_OK) s = bl_buf_append(&text, "\n", 1);
         bl_coder_free_value(c, v);
     }
-    char path[4096];
-    bl_shard_name(t, shard, true, plan->run_token, path, sizeof path);
-    int fd = s == BL_OK ? open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
-    if (s == BL_OK && fd < 0) s = bl_error(BL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    if (fd >= 0) {
-        s = write_all(fd, text.data, text.len, path);
-        if (s == BL_OK && fsync(fd) != 0) s = bl_error(BL_ERR_IO, "%s: fsync: %s", path, strerror(errno));
-        if (close(fd) != 0 && s == BL_OK) s = bl_error(BL_ERR_IO, "%s: close: %s", path, strerror(errno));
-        if (s != BL_OK) unlink(path);
-    }
+    if (s == BL_OK) s = bl_elist_push(out, text.data, text.len);
     bl_buf_free(&text);
+    return bl_error_context(s, "WriteToText '%s'", t->name);
+}
+
+static bl_status write_temp(const char *path, const uint8_t *data, size_t size) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return bl_error(BL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    bl_status s = write_all(fd, data, size, path);
+    if (s == BL_OK && fsync(fd) != 0) s = bl_error(BL_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+    if (close(fd) != 0 && s == BL_OK) s = bl_error(BL_ERR_IO, "%s: close: %s", path, strerror(errno));
     return s;
+}
+
+/* Calls fn on every shard of every WriteToText; stops at the first failure. */
+static bl_status each_shard(const bl_plan *plan, const bl_elist *slots, bool stop_on_error,
+                            bl_status (*fn)(const bl_transform *, size_t, const uint8_t *, size_t, uint64_t)) {
+    bl_status first = BL_OK;
+    for (int si = 0; si < plan->ns; si++) {
+        const bl_stage *st = &plan->s[si];
+        if (st->kind != BL_S_WRITE) continue;
+        const bl_transform *t = plan->p->t[st->t[0]];
+        const bl_elist *texts = &slots[st->out_slots[0]];
+        bl_eview v = bl_elist_view(texts, 0, texts->n);
+        for (size_t k = 0; k < (size_t)t->num_shards; k++) {
+            size_t size = 0;
+            const uint8_t *d = k < v.n ? bl_eview_at(v, k, &size) : (const uint8_t *)"";
+            bl_status s = fn(t, k, d, size, plan->run_token);
+            if (s != BL_OK && first == BL_OK) first = s;
+            if (s != BL_OK && stop_on_error) return s;
+        }
+    }
+    return first;
+}
+
+static bl_status shard_write(const bl_transform *t, size_t k, const uint8_t *d, size_t n, uint64_t token) {
+    char tmp[4096];
+    bl_shard_name(t, k, true, token, tmp, sizeof tmp);
+    return bl_error_context(write_temp(tmp, d, n), "WriteToText '%s'", t->name);
+}
+static bl_status shard_remove(const bl_transform *t, size_t k, const uint8_t *d, size_t n, uint64_t token) {
+    (void)d, (void)n;
+    char tmp[4096];
+    bl_shard_name(t, k, true, token, tmp, sizeof tmp);
+    unlink(tmp);
+    return BL_OK;
+}
+static bl_status shard_rename(const bl_transform *t, size_t k, const uint8_t *d, size_t n, uint64_t token) {
+    (void)d, (void)n;
+    char tmp[4096], fin[4096];
+    bl_shard_name(t, k, true, token, tmp, sizeof tmp);
+    bl_shard_name(t, k, false, 0, fin, sizeof fin);
+    if (rename(tmp, fin) != 0)
+        return bl_error(BL_ERR_IO, "WriteToText '%s': cannot rename %s into place: %s", t->name, tmp,
+                        strerror(errno));
+    return BL_OK;
+}
+
+bl_status bl_commit_text(const bl_plan *plan, const bl_elist *slots) {
+    /* All temps first, then all renames: a failure while writing touches no final name. */
+    bl_status s = each_shard(plan, slots, true, shard_write);
+    if (s == BL_OK) s = each_shard(plan, slots, true, shard_rename);
+    if (s != BL_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", bl_last_error());
+        each_shard(plan, slots, false, shard_remove);
+        return bl_error(s, "%s", msg);
+    }
+    return BL_OK;
 }
