@@ -50,6 +50,7 @@ typedef struct mpi_ctx {
     bl_worker self;  /* rank 0 works itself only when it is alone */
     int max_retries;
     double timeout_s;
+    bool *dead; /* per rank, on rank 0: presumed dead after --worker_timeout_s of silence */
 } mpi_ctx;
 
 /* Receives one whole message matching (src, tag) into a malloc'ed buffer. */
@@ -181,14 +182,21 @@ static bl_status mpi_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_task
             double now = bl_time_now();
             for (int w = 1; w < m->size; w++) {
                 if (b[w].task >= 0 && m->timeout_s > 0 && now - b[w].since > m->timeout_s) {
+                    /* Stop handing out work, let the live ranks finish what they hold, and
+                     * never talk to this one again (a send to it could block forever). */
                     comm_broken = true;
+                    m->dead[w] = true;
                     bl_status s = bl_error(BL_ERR_IO, "mpi runner: rank %d (host %s) has not answered for "
                                            "%.0f s while running bundle %zu of '%s'; it is presumed dead, "
                                            "the run failed and no output was committed",
                                            w, m->info[w].host, now - b[w].since,
                                            tasks[b[w].task].index, st->label);
-                    free(b), free(queue);
-                    return s;
+                    if (fail == BL_OK) {
+                        fail = s;
+                        snprintf(fail_msg, sizeof fail_msg, "%s", bl_last_error());
+                    }
+                    b[w].task = -1;
+                    in_flight--;
                 }
             }
             struct timespec ts = {0, 50 * 1000}; /* 50 us: latency matters more than one core */
@@ -209,6 +217,10 @@ static bl_status mpi_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_task
             free(b), free(queue);
             return bl_error_context(s, "result from rank %d", w);
         }
+        if (m->dead[w]) { /* a late answer from a rank already given up on */
+            bl_task_clear(&tasks[which], st->n_out);
+            continue;
+        }
         b[w].task = -1;
         in_flight--;
         if (fail != BL_OK) {
@@ -228,7 +240,8 @@ static bl_status mpi_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_task
 
 /* ---- worker ranks ---------------------------------------------------------------------- */
 
-static bl_status worker_loop(mpi_ctx *m, const bl_plan *plan, bl_status *final, char *final_msg, size_t cap) {
+static bl_status worker_loop(mpi_ctx *m, const bl_plan *plan, bl_status *final, char *final_msg, size_t cap,
+                             bool *lost) {
     for (;;) {
         uint8_t *d = NULL;
         int size = 0;
@@ -236,9 +249,11 @@ static bl_status worker_loop(mpi_ctx *m, const bl_plan *plan, bl_status *final, 
         BL_TRY(recv_msg(m->comm, 0, MPI_ANY_TAG, &d, &size, &mst));
         size_t pos = 0;
         if (mst.MPI_TAG == TAG_DONE) {
-            uint64_t st = 0;
+            uint64_t st = 0, l = 0;
             bl_status s = bl_read_varint(d, (size_t)size, &pos, &st);
+            if (s == BL_OK) s = bl_read_varint(d, (size_t)size, &pos, &l);
             if (s == BL_OK) s = get_str(d, (size_t)size, &pos, final_msg, cap);
+            *lost = l != 0;
             free(d);
             *final = (bl_status)st;
             return s;
@@ -295,7 +310,8 @@ static bl_status describe_ranks(mpi_ctx *m, const bl_pipeline *p) {
     MPI_TRY(MPI_Get_processor_name(host, &len));
     snprintf(me.host, sizeof me.host, "%.63s", host);
     m->info = calloc((size_t)m->size, sizeof *m->info);
-    if (!m->info) return bl_error(BL_ERR_OUT_OF_MEMORY, "rank table");
+    m->dead = calloc((size_t)m->size, sizeof *m->dead);
+    if (!m->info || !m->dead) return bl_error(BL_ERR_OUT_OF_MEMORY, "rank table");
     MPI_TRY(MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, m->info, (int)sizeof me, MPI_BYTE, m->comm));
     return BL_OK;
 }
@@ -339,13 +355,17 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         snprintf(msg, sizeof msg, "%s", final == BL_OK ? "" : bl_last_error());
         /* Tell every worker how it ended, then gather what their setup/teardown recorded. */
         bl_buf b = {0};
+        bool lost = comm_broken;
         s = bl_buf_put_varint(&b, (uint64_t)final);
+        if (s == BL_OK) s = bl_buf_put_varint(&b, lost);
         if (s == BL_OK) s = put_str(&b, msg);
-        for (int w = 1; w < m->size && s == BL_OK && !comm_broken; w++) s = send_buf(m->comm, w, TAG_DONE, &b);
+        for (int w = 1; w < m->size && s == BL_OK; w++)
+            if (!m->dead[w]) s = send_buf(m->comm, w, TAG_DONE, &b);
         bl_buf_free(&b);
         bl_worker_finish(&m->self);
         bl_metrics_merge(&p->metrics, &m->self.metrics);
-        for (int w = 1; w < m->size && s == BL_OK && !comm_broken; w++) {
+        for (int w = 1; w < m->size && s == BL_OK; w++) {
+            if (m->dead[w]) continue;
             uint8_t *d = NULL;
             int size = 0;
             MPI_Status mst;
@@ -356,7 +376,9 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         }
     } else {
         p->coordinator = false;
-        s = worker_loop(m, plan, &final, msg, sizeof msg);
+        bool lost = false;
+        s = worker_loop(m, plan, &final, msg, sizeof msg, &lost);
+        if (lost) comm_broken = true; /* a peer is gone: finalizing would wait for it */
         bl_worker_finish(&m->self);
         bl_buf b = {0};
         if (s == BL_OK) s = bl_metrics_serialize(&m->self.metrics, &b);
@@ -392,6 +414,7 @@ bl_status bl_run_mpi(bl_pipeline *p) {
         bl_plan_free(&plan);
     }
     free(m.info);
+    free(m.dead);
     if (!comm_broken) MPI_Comm_free(&m.comm);
     (void)we_initialized;
     return s;
