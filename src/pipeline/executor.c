@@ -216,6 +216,10 @@ bl_status bl_exec_task(const bl_plan *plan, bl_worker *w, bl_task *task) {
         return s;
     }
     double ms = (bl_time_now() - t_start) * 1e3;
+    /* Where bundles ran shows how the runner balanced them (a slow worker gets fewer). */
+    char per_worker[48];
+    snprintf(per_worker, sizeof per_worker, "bundles_on_worker_%d", w->index);
+    bl_metrics_inc(&task->metrics, "(runner)", per_worker, 1);
     if (st->kind == BL_S_PARDO) {
         for (int j = 0; j < st->nt; j++) {
             const char *name = p->t[st->t[j]]->name;

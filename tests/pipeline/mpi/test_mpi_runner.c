@@ -1,6 +1,7 @@
 /* The shared pipelines under the mpi runner (ctest runs this as `mpirun -np 3`): every rank
  * builds and runs the same pipelines; rank 0 compares the results with the direct runner's. */
 #include <dirent.h>
+#include <time.h>
 
 #include "pipeline/pipelines.h"
 
@@ -124,6 +125,40 @@ static void test_no_partial_output(void) {
     bl_log_set_level(old);
 }
 
+static bl_status slow_on_rank1(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
+    if (bl_dofn_worker(c) == 1) {
+        struct timespec ts = {0, 30 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return bl_emit(out, e);
+}
+
+static void test_slow_rank_gets_fewer_bundles(void) {
+    const char *flags[] = {"--runner=mpi", "--bundle_size=1", NULL};
+    bl_pipeline *p;
+    CHECK_OK(tp_new(flags, &p));
+    int64_t v[40];
+    const void *ptrs[40];
+    for (int i = 0; i < 40; i++) v[i] = i, ptrs[i] = &v[i];
+    bl_dofn fn = {.process = slow_on_rank1, .out_coder = bl_coder_int64()};
+    bl_pcoll *in, *out, *sum;
+    CHECK_OK(bl_create(p, "Numbers", bl_coder_int64(), ptrs, 40, &in));
+    CHECK_OK(bl_pardo(p, "SlowOnRank1", in, &fn, &out));
+    CHECK_OK(bl_combine_globally(p, "Sum", out, bl_combine_sum_int64(), &sum));
+    CHECK_OK(bl_pipeline_collect(p, sum));
+    CHECK_OK(bl_pipeline_run(p));
+    if (bl_pipeline_is_coordinator(p)) {
+        char *got = tp_sorted(sum);
+        CHECK(strcmp(got, "780\n") == 0);
+        free(got);
+        int64_t slow = tp_counter(p, "(runner)", "bundles_on_worker_1");
+        int64_t fast = tp_counter(p, "(runner)", "bundles_on_worker_2");
+        fprintf(stderr, "  bundles: slow rank 1 ran %lld, fast rank 2 ran %lld\n", (long long)slow, (long long)fast);
+        CHECK(fast > 2 * slow);
+    }
+    bl_pipeline_free(p);
+}
+
 int main(void) {
     bl_log_set_level(BL_LOG_WARN);
     RUN(test_wordcount);
@@ -133,5 +168,6 @@ int main(void) {
     RUN(test_placement);
     RUN(test_reshuffle);
     RUN(test_no_partial_output);
+    RUN(test_slow_rank_gets_fewer_bundles);
     return bl_test_finish();
 }
