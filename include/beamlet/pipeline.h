@@ -101,7 +101,8 @@ bl_status bl_coder_to_json(const bl_coder *coder, const void *value, bl_buf *out
 
 /* Beam-style `--name=value` flags. The pipeline's own flags are always known:
  *   --runner=direct|local|mpi  --num_workers=N  --resource_hints=H (repeatable)
- *   --worker_accelerators=N or N0,N1,...  --worker_ram=SIZE  --bundle_size=N
+ *   --worker_accelerators=N or N0,N1,... (per worker: thread index, or mpi rank)
+ *   --worker_ram=SIZE  --bundle_size=N
  *   --max_bundle_retries=N  --stall_timeout_s=S  --shuffle_seed=N (direct)  --worker_timeout_s=S
  * A program adds its own with bl_options_add before parsing. Unknown flags are errors that
  * list the valid ones. */
@@ -212,7 +213,8 @@ void *bl_dofn_state(const bl_dofn_ctx *ctx); /* per-instance; set in setup */
 void bl_dofn_set_state(bl_dofn_ctx *ctx, void *state);
 int bl_dofn_worker(const bl_dofn_ctx *ctx);  /* worker index (mpi: rank) */
 int bl_dofn_attempt(const bl_dofn_ctx *ctx); /* 1 on the first try of a bundle */
-/* Accelerator index this instance should use (local rank modulo its count), -1 when none. */
+/* Accelerator index this instance should use, -1 when none: the mpi node-local rank (or the
+ * local runner's thread index) modulo the worker's accelerator count. */
 int bl_dofn_accelerator(const bl_dofn_ctx *ctx);
 const char *bl_dofn_transform(const bl_dofn_ctx *ctx);
 

@@ -1,6 +1,7 @@
 /* CombineGlobally and CombinePerKey with combiner lifting: each bundle folds its inputs into
  * accumulators (one per key), only accumulators cross workers, and a second phase merges them by
  * key partition and extracts outputs. Keys are grouped by their encoded bytes. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,21 +81,28 @@ static bl_status mean_extract(void *u, const void *acc, void **out) {
     return BL_OK;
 }
 
+/* Filled once (the coders are function results, not constants), then only read. */
+static bl_combine_fn fn_sum, fn_count, fn_mean;
+static pthread_once_t fns_once = PTHREAD_ONCE_INIT;
+
+static void init_fns(void) {
+    fn_sum = (bl_combine_fn){i64_create, sum_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
+    fn_count = (bl_combine_fn){i64_create, count_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
+    fn_mean = (bl_combine_fn){mean_create, mean_add, mean_merge, mean_extract,
+                              bl_coder_kv(bl_coder_double(), bl_coder_int64()), bl_coder_double(), NULL};
+}
+
 const bl_combine_fn *bl_combine_sum_int64(void) {
-    static bl_combine_fn f;
-    f = (bl_combine_fn){i64_create, sum_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
-    return &f;
+    pthread_once(&fns_once, init_fns);
+    return &fn_sum;
 }
 const bl_combine_fn *bl_combine_count(void) {
-    static bl_combine_fn f;
-    f = (bl_combine_fn){i64_create, count_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
-    return &f;
+    pthread_once(&fns_once, init_fns);
+    return &fn_count;
 }
 const bl_combine_fn *bl_combine_mean_double(void) {
-    static bl_combine_fn f;
-    f = (bl_combine_fn){mean_create, mean_add, mean_merge, mean_extract,
-                        bl_coder_kv(bl_coder_double(), bl_coder_int64()), bl_coder_double(), NULL};
-    return &f;
+    pthread_once(&fns_once, init_fns);
+    return &fn_mean;
 }
 
 /* ---- the transforms ----------------------------------------------------------------------- */

@@ -39,6 +39,12 @@ bl_status bl_worker_init(bl_worker *w, const bl_plan *plan, int index, bl_worker
     return BL_OK;
 }
 
+void bl_worker_bind(bl_worker *w, int local_index) {
+    w->local_rank = local_index;
+    for (int i = 0; i < w->ninst; i++)
+        w->inst[i].accelerator = w->caps.accelerators > 0 ? local_index % w->caps.accelerators : -1;
+}
+
 static void teardown(bl_worker *w, bl_dofn_ctx *c) {
     if (!c->ready) return;
     c->metrics = &w->metrics;

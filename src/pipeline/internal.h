@@ -240,6 +240,9 @@ typedef struct bl_task {
 } bl_task;
 
 bl_status bl_worker_init(bl_worker *w, const bl_plan *plan, int index, bl_worker_caps caps);
+/* Sets which accelerator the worker's DoFns use: local_index modulo its count (mpi: the
+ * node-local rank; local runner: the thread index, so threads spread over devices). */
+void bl_worker_bind(bl_worker *w, int local_index);
 /* Tears down every ready instance and frees the worker. */
 void bl_worker_finish(bl_worker *w);
 /* Tears down the instances of one stage (before a retry). */

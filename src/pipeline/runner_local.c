@@ -165,6 +165,7 @@ bl_status bl_run_local(bl_pipeline *p) {
         L.workers[i].L = &L;
         L.workers[i].running_task = -1;
         s = bl_worker_init(&L.workers[i].w, &plan, i, caps[i]);
+        if (s == BL_OK) bl_worker_bind(&L.workers[i].w, i);
         if (s == BL_OK && pthread_create(&L.workers[i].thread, NULL, worker_main, &L.workers[i]) != 0) {
             bl_worker_finish(&L.workers[i].w);
             s = bl_error(BL_ERR_INTERNAL, "cannot start worker thread %d", i);

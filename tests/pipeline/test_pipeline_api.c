@@ -129,6 +129,11 @@ static void test_hints(void) {
         {"min_ram=", "at position 9: empty value"},
         {"=1GB", "at position 1: expected a hint name"},
         {"accelerator=type:a;count:1,accelerator=type:b;count:1", "accelerator given twice"},
+        {"accelerator=type:t4;count:99999", "at position 27: count is larger than 1024"},
+        {"accelerator=type:abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij;count:1",
+         "at position 18: accelerator type too long"},
+        {"min_ram=99999999999TB", "size too large"},
+        {"min_ram=1GB;", "at position 10: min_ram: unknown size unit"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_ERR(bl_hints_parse(bad[i].text, &h), BL_ERR_FORMAT, bad[i].want);
@@ -224,11 +229,73 @@ static void test_mpi_unavailable(void) {
 #endif
 }
 
+/* Deterministic fuzzing: random and mutated inputs through every parser must give OK or a
+ * clean error, never a crash (run under ASan in CI to catch reads past the end). */
+static void test_fuzz_parsers(void) {
+    const uint64_t seed = 20261124;
+    fprintf(stderr, "  seed %llu\n", (unsigned long long)seed);
+    bl_rng rng;
+    bl_rng_seed(&rng, seed);
+    const char *hint_seeds[] = {"accelerator=\"type:nvidia-l4;count:1;install-nvidia-driver\",min_ram=16GB",
+                                "min_ram=4GiB", "accelerator=count:2;type:h100"};
+    const char alphabet[] = "acdeilmnoprstuvy:;,=\" 0123456789GKMBi_-";
+    const bl_coder *coders[] = {bl_coder_int64(), bl_coder_double(), bl_coder_string(), bl_coder_bytes(),
+                                bl_coder_kv(bl_coder_string(), bl_coder_iterable(bl_coder_int64())),
+                                bl_coder_iterable(bl_coder_kv(bl_coder_bytes(), bl_coder_double()))};
+    int ok = 0, refused = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        char text[96];
+        const char *base = hint_seeds[bl_rng_below(&rng, 3)];
+        size_t n = strlen(base);
+        memcpy(text, base, n + 1);
+        int edits = 1 + (int)bl_rng_below(&rng, 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)bl_rng_below(&rng, n + 1);
+            switch (bl_rng_below(&rng, 3)) {
+            case 0: if (at < n) text[at] = alphabet[bl_rng_below(&rng, sizeof alphabet - 1)]; break;
+            case 1: if (at < n) { memmove(text + at, text + at + 1, n - at); n--; } break;
+            default: n = at; text[n] = 0; break; /* truncate */
+            }
+        }
+        bl_hints h;
+        bl_status st = bl_hints_parse(text, &h);
+        CHECK_MSG(st == BL_OK || (st == BL_ERR_FORMAT && strstr(bl_last_error(), "position")), "%s", text);
+        st == BL_OK ? ok++ : refused++;
+        /* Random bytes through every coder. */
+        uint8_t bytes[24];
+        size_t len = (size_t)bl_rng_below(&rng, sizeof bytes + 1);
+        for (size_t i = 0; i < len; i++) bytes[i] = (uint8_t)bl_rng_below(&rng, 256);
+        if (len && bl_rng_below(&rng, 2)) bytes[0] = (uint8_t)bl_rng_below(&rng, 4); /* small counts decode further */
+        const bl_coder *c = coders[bl_rng_below(&rng, 6)];
+        void *v = NULL;
+        st = bl_coder_decode(c, bytes, len, &v);
+        CHECK(st == BL_OK || st == BL_ERR_FORMAT);
+        if (st == BL_OK) {
+            bl_buf b = {0};
+            CHECK_OK(bl_coder_encode(c, v, &b)); /* whatever decodes must encode again */
+            bl_buf_free(&b);
+            bl_coder_free_value(c, v);
+        }
+        /* Mutated option values. */
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s=%.20s", iter % 2 ? "worker_accelerators" : "worker_ram", text + (iter % 7));
+        char *argv[2] = {"prog", flag};
+        bl_options *o;
+        CHECK_OK(bl_options_new(&o));
+        st = bl_options_parse(o, 2, argv);
+        CHECK(st == BL_OK || st == BL_ERR_INVALID_ARG || st == BL_ERR_FORMAT);
+        bl_options_free(o);
+    }
+    fprintf(stderr, "  hints: %d accepted, %d refused\n", ok, refused);
+    CHECK(ok > 0 && refused > 0);
+}
+
 int main(void) {
     RUN(test_coders);
     RUN(test_options);
     RUN(test_hints);
     RUN(test_graph);
     RUN(test_mpi_unavailable);
+    RUN(test_fuzz_parsers);
     return bl_test_finish();
 }

@@ -344,9 +344,7 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         free(caps);
         return s;
     }
-    m->self.local_rank = mine->local_rank;
-    for (int i = 0; i < m->self.ninst; i++)
-        m->self.inst[i].accelerator = mine->accelerators > 0 ? mine->local_rank % mine->accelerators : -1;
+    bl_worker_bind(&m->self, mine->local_rank);
     bl_status final = BL_OK;
     char msg[1024] = "";
     if (m->rank == 0) {
