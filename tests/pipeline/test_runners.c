@@ -437,6 +437,46 @@ static void test_metrics_summary(void) {
     bl_pipeline_free(p);
 }
 
+/* Without a seed every runner keeps Create's order (outputs join in bundle order); the direct
+ * runner's --shuffle_seed permutes it, deterministically. An empty input still gives
+ * CombineGlobally's default. */
+static void test_order_and_empty(void) {
+    char *orders[3] = {NULL, NULL, NULL};
+    const char *const flags[3][4] = {{"--runner=direct", NULL}, {"--runner=local", "--num_workers=3", NULL},
+                                     {"--runner=direct", SHUFFLE_SEED, NULL}};
+    for (int r = 0; r < 3; r++) {
+        bl_pipeline *p;
+        CHECK_OK(tp_new(flags[r], &p));
+        int64_t v[50];
+        const void *ptrs[50];
+        for (int i = 0; i < 50; i++) v[i] = i, ptrs[i] = &v[i];
+        bl_pcoll *in, *out, *none, *sum;
+        CHECK_OK(bl_create(p, "Numbers", bl_coder_int64(), ptrs, 50, &in));
+        CHECK_OK(bl_map(p, "AddOne", in, add_one, NULL, bl_coder_int64(), &out));
+        CHECK_OK(bl_create(p, "Nothing", bl_coder_int64(), ptrs, 0, &none));
+        CHECK_OK(bl_combine_globally(p, "SumOfNothing", none, bl_combine_sum_int64(), &sum));
+        CHECK_OK(bl_pipeline_collect(p, out));
+        CHECK_OK(bl_pipeline_collect(p, sum));
+        CHECK_OK(bl_pipeline_run(p));
+        bl_buf b = {0};
+        for (size_t i = 0; i < bl_pcoll_result_count(out); i++) {
+            char *j;
+            CHECK_OK(bl_pcoll_result_json(out, i, &j));
+            bl_buf_printf(&b, "%s,", j);
+            free(j);
+        }
+        orders[r] = (char *)b.data;
+        char *z = tp_sorted(sum);
+        CHECK_MSG(strcmp(z, "0\n") == 0, "%s", z);
+        free(z);
+        bl_pipeline_free(p);
+    }
+    CHECK(strncmp(orders[0], "1,2,3,4,5,", 10) == 0);
+    CHECK(strcmp(orders[0], orders[1]) == 0);
+    CHECK(strcmp(orders[0], orders[2]) != 0);
+    for (int r = 0; r < 3; r++) free(orders[r]);
+}
+
 int main(void) {
     bl_log_set_level(BL_LOG_WARN);
     RUN(test_wordcount_all_runners);
@@ -451,5 +491,6 @@ int main(void) {
     RUN(test_direct_roundtrip_check);
     RUN(test_stall_warning);
     RUN(test_metrics_summary);
+    RUN(test_order_and_empty);
     return bl_test_finish();
 }
