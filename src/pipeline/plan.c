@@ -102,6 +102,8 @@ bl_status bl_plan_build(bl_pipeline *p, bl_plan *pl) {
         int len = snprintf(s->label, sizeof s->label, "%s", t0->name);
         for (int j = 1; j < s->nt && len > 0 && (size_t)len < sizeof s->label; j++)
             len += snprintf(s->label + len, sizeof s->label - (size_t)len, "+%s", p->t[s->t[j]]->name);
+        if ((s->kind == BL_S_CPARTIAL || s->kind == BL_S_CMERGE) && len > 0 && (size_t)len < sizeof s->label)
+            snprintf(s->label + len, sizeof s->label - (size_t)len, s->kind == BL_S_CPARTIAL ? " (partial)" : " (merge)");
         if (s->kind == BL_S_FLATTEN) {
             for (int k = 0; k < t0->n_inputs; k++) pl->slot_consumers[t0->inputs[k]]++;
         } else if (s->in_slot >= 0) {

@@ -477,6 +477,52 @@ static void test_order_and_empty(void) {
     for (int r = 0; r < 3; r++) free(orders[r]);
 }
 
+static bl_status split_parity(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
+    (void)c;
+    return *(const int64_t *)e % 2 ? bl_emit_tagged(out, "odd", e) : bl_emit(out, e);
+}
+
+/* A fused chain whose middle ParDo has a tagged side output read by another branch. */
+static void test_fused_side_outputs(void) {
+    char *want = NULL;
+    for (int r = 0; r < NRUNNERS; r++) {
+        bl_pipeline *p;
+        CHECK_OK(tp_new(RUNNERS[r], &p));
+        int64_t v[30];
+        const void *ptrs[30];
+        for (int i = 0; i < 30; i++) v[i] = i, ptrs[i] = &v[i];
+        bl_dofn fn = {.process = split_parity, .out_coder = bl_coder_int64(), .num_side_outputs = 1};
+        fn.side_tags[0] = "odd";
+        fn.side_coders[0] = bl_coder_int64();
+        bl_pcoll *in, *plus, *even, *odd, *even2, *odd2, *x;
+        CHECK_OK(bl_create(p, "Numbers", bl_coder_int64(), ptrs, 30, &in));
+        CHECK_OK(bl_map(p, "AddOne", in, add_one, NULL, bl_coder_int64(), &plus));
+        CHECK_OK(bl_pardo(p, "Parity", plus, &fn, &even));
+        CHECK_OK(bl_pardo_output(even, "odd", &odd));
+        CHECK_OK(bl_map(p, "EvenPlusOne", even, add_one, NULL, bl_coder_int64(), &even2));
+        CHECK_OK(bl_map(p, "OddPlusOne", odd, add_one, NULL, bl_coder_int64(), &odd2));
+        CHECK_ERR(bl_pardo_output(even2, "odd", &x), BL_ERR_NOT_FOUND, "no output tagged 'odd'");
+        CHECK_OK(bl_pipeline_collect(p, even2));
+        CHECK_OK(bl_pipeline_collect(p, odd2));
+        CHECK_OK(bl_pipeline_run(p));
+        char *a = tp_sorted(even2), *b = tp_sorted(odd2);
+        size_t n = strlen(a) + strlen(b) + 4;
+        char *got = malloc(n);
+        snprintf(got, n, "%s|%s", a, b);
+        free(a), free(b);
+        CHECK(bl_pcoll_result_count(even2) == 15 && bl_pcoll_result_count(odd2) == 15);
+        CHECK(tp_counter(p, "Parity", "elements_out") == 30);
+        if (!want) want = got;
+        else {
+            CHECK_MSG(strcmp(want, got) == 0, "runner %d", r);
+            free(got);
+        }
+        bl_pipeline_free(p);
+    }
+    CHECK(strncmp(want, "11\n13\n", 6) == 0); /* 1..30 evens plus one: 3, 5, ... sorted as text */
+    free(want);
+}
+
 int main(void) {
     bl_log_set_level(BL_LOG_WARN);
     RUN(test_wordcount_all_runners);
@@ -492,5 +538,6 @@ int main(void) {
     RUN(test_stall_warning);
     RUN(test_metrics_summary);
     RUN(test_order_and_empty);
+    RUN(test_fused_side_outputs);
     return bl_test_finish();
 }
