@@ -14,7 +14,6 @@
 
 enum { TAG_TASK = 101, TAG_RESULT, TAG_DONE, TAG_FINAL };
 
-static bool we_initialized;
 static bool comm_broken; /* a peer is presumed dead: finalizing would wait for it forever */
 
 static void finalize_at_exit(void) {
@@ -301,8 +300,9 @@ static bl_status describe_ranks(mpi_ctx *m, const bl_pipeline *p) {
     MPI_TRY(MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, m->rank, MPI_INFO_NULL, &node));
     int local = 0;
     int rc = MPI_Comm_rank(node, &local);
-    MPI_Comm_free(&node);
+    int rc2 = MPI_Comm_free(&node);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_rank(node)");
+    if (rc2 != MPI_SUCCESS) return mpi_fail(rc2, "MPI_Comm_free(node)");
     bl_worker_caps caps = bl_runopts_caps(&p->ro, m->rank);
     rank_info me = {caps.accelerators, local, caps.ram, ""};
     int len = 0;
@@ -394,7 +394,6 @@ bl_status bl_run_mpi(bl_pipeline *p) {
     MPI_TRY(MPI_Initialized(&init));
     if (!init) {
         MPI_TRY(MPI_Init(NULL, NULL));
-        we_initialized = true;
         atexit(finalize_at_exit); /* pipelines may run several times; finalize once, at exit */
     }
     if (comm_broken) return bl_error(BL_ERR_IO, "mpi runner: an earlier run lost a rank; MPI cannot be used again");
@@ -413,7 +412,9 @@ bl_status bl_run_mpi(bl_pipeline *p) {
     }
     free(m.info);
     free(m.dead);
-    if (!comm_broken) MPI_Comm_free(&m.comm);
-    (void)we_initialized;
+    if (!comm_broken) {
+        int rc = MPI_Comm_free(&m.comm);
+        if (rc != MPI_SUCCESS && s == BL_OK) s = mpi_fail(rc, "MPI_Comm_free");
+    }
     return s;
 }
