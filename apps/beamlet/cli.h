@@ -21,5 +21,7 @@ bl_status cli_get_float(const cli_flag *flags, int nflags, const char *name, dou
 
 int cmd_demo(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

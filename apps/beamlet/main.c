@@ -13,6 +13,8 @@ typedef struct command {
 static const command commands[] = {
     {"demo", cmd_demo, "train a narrow CIFAR ResNet-18 on generated data and watch the loss fall"},
     {"devices", cmd_devices, "list the devices beamlet can use"},
+    {"train", cmd_train, "train a ResNet on Fashion-MNIST or CIFAR-10 (checkpoints, resume)"},
+    {"data", cmd_data, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
 };
 
 static void usage(void) {

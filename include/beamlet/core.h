@@ -157,6 +157,9 @@ void bl_progress_end(bl_progress *p);
 /* Writes `size` bytes to `path` atomically: to "<path>.tmp.<pid>", flushed and fsync'ed, then
  * renamed into place. A failure leaves no file at `path` changed and no temp file behind. */
 bl_status bl_file_write_atomic(const char *path, const void *data, size_t size);
+/* Creates a directory and its parents (like mkdir -p); existing directories are fine. */
+bl_status bl_mkdirs(const char *path);
+bool bl_file_exists(const char *path);
 /* Reads a whole file into a malloc'ed buffer (caller frees). */
 bl_status bl_file_read_all(const char *path, void **data, size_t *size);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) {
@@ -74,3 +75,24 @@ bl_status bl_file_read_all(const char *path, void **data, size_t *size) {
     *size = (size_t)len;
     return BL_OK;
 }
+
+bl_status bl_mkdirs(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return bl_error(BL_ERR_INVALID_ARG, "mkdir: bad path '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return bl_error(BL_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return bl_error(BL_ERR_IO, "%s: exists and is not a directory", path);
+    return BL_OK;
+}
+
+bool bl_file_exists(const char *path) { return access(path, F_OK) == 0; }

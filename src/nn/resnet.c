@@ -190,11 +190,12 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
                     for (int64_t j = 0; j < p->shape[0]; j++) dst[j] = is_var ? 1.0f : 0.0f;
                 }
             }
-            bl_tensor wt = bl_model_flat_params(m);
-            int64_t nb = m->nbuffers;
-            bl_tensor bt = bl_tensor_view(dev, m->buffers, BL_F32, 1, &nb);
-            s = bl_tensor_copy_from_host(&wt, host);
-            if (s == BL_OK) s = bl_tensor_copy_from_host(&bt, host + m->nweights);
+            /* Per parameter, so convolution weights land in the device's layout. */
+            for (int i = 0; i < m->nparams && s == BL_OK; i++) {
+                param *p = &m->params[i];
+                const float *src = host + (p->info.kind == BL_PARAM_WEIGHT ? 0 : m->nweights) + p->offset;
+                s = bl_tensor_upload_nchw_f32(&p->info.value, src);
+            }
             free(host);
         }
     }

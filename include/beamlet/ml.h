@@ -1,0 +1,81 @@
+/* beamlet ml: machine learning as pipeline steps.
+ *
+ * Training is a first-class step here (Beam has none): a TrainingConfig goes in, a model is
+ * trained on a device with a checkpoint every epoch (atomic, resumable), and a TrainingResult
+ * comes out. The same function backs the TrainModel DoFn of the learning path and the
+ * `beamlet train` command. Configs and results travel between workers as JSON. */
+#ifndef BEAMLET_ML_H
+#define BEAMLET_ML_H
+
+#include "beamlet/datasets.h"
+#include "beamlet/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BL_ML_ID_MAX 64
+#define BL_ML_PATH_MAX 512
+
+typedef struct bl_training_config {
+    char experiment_id[BL_ML_ID_MAX]; /* names the checkpoint folder: a re-run resumes */
+    char model[16];                   /* "resnet18" or "resnet34" */
+    int width;                        /* base channels (64 = torchvision) */
+    float learning_rate;              /* peak learning rate */
+    char schedule[16];                /* "onecycle", "cosine" or "constant" */
+    int batch_size;
+    int epochs;
+    char optimizer[16];               /* "sgd" (Nesterov momentum) or "adamw" */
+    float momentum;
+    float weight_decay;
+    float label_smoothing;
+    uint64_t seed;
+    char device[32];                  /* "auto", "cpu", "cuda", ... */
+    char precision[8];                /* "f32" ("bf16" is planned for the CUDA backend) */
+    char dataset[32];                 /* "fashion-mnist" or "cifar10" */
+    char data_dir[BL_ML_PATH_MAX];    /* "" = the dataset's default location */
+    char output_dir[BL_ML_PATH_MAX];  /* checkpoints go to <output_dir>/<experiment_id>/ */
+    int64_t train_limit, test_limit;  /* use only the first N images (0 = all): tiny runs */
+    int stop_after_epochs;            /* stop (as if killed) after this many epochs; 0 = never */
+    bool quiet;                       /* no progress bar */
+} bl_training_config;
+
+typedef struct bl_training_result {
+    char experiment_id[BL_ML_ID_MAX];
+    char model[16];
+    float learning_rate;
+    int batch_size;
+    double accuracy;        /* test accuracy after the last epoch, in [0, 1] */
+    double loss;            /* mean training loss of the last epoch */
+    int epochs;             /* epochs completed */
+    double wall_time_s;     /* training time of this run (resumed runs: this part only) */
+    double images_per_s;
+    char device[32];
+    char checkpoint_path[BL_ML_PATH_MAX];
+    char weights_path[BL_ML_PATH_MAX];  /* the final model, safetensors, torchvision names */
+    bool resumed;           /* started from a checkpoint */
+} bl_training_result;
+
+/* The defaults: ResNet-18 width 64, SGD Nesterov 0.9, one-cycle max LR 0.1, weight decay 5e-4,
+ * batch 512, 15 epochs, Fashion-MNIST, device auto, f32. */
+bl_training_config bl_training_config_default(void);
+/* Checks every field and says which one is wrong and why. */
+bl_status bl_training_config_validate(const bl_training_config *c);
+
+/* JSON: configs and results cross process boundaries (pipelines, results files) as JSON. */
+bl_status bl_training_config_to_json(const bl_training_config *c, char **json /* malloc'ed */);
+bl_status bl_training_config_from_json(const char *json, size_t len, bl_training_config *out);
+bl_status bl_training_result_to_json(const bl_training_result *r, char **json /* malloc'ed */);
+bl_status bl_training_result_from_json(const char *json, size_t len, bl_training_result *out);
+
+/* Trains per `c`, resuming from <output_dir>/<experiment_id>/checkpoint.safetensors when it
+ * exists and was written for the same config. `train`/`test` may be NULL to load the dataset
+ * named in the config. Every epoch: evaluate, write the checkpoint atomically, append to
+ * metrics.jsonl. On the CPU a resumed run ends bit for bit where an uninterrupted one does. */
+bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const bl_dataset *test,
+                   bl_training_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,223 @@
+/* Batch norm on NHWC data, written as vectorized loops rather than oneDNN's primitive: oneDNN
+ * 2.6 cannot fuse the residual add (only ReLU, and then its backward needs a workspace we do
+ * not carry), so its primitive would cost an extra pass over the activations, and batch norm
+ * is bound by memory bandwidth. Channels are innermost, so every loop runs down rows of C
+ * contiguous floats; statistics accumulate in double per thread and are combined in thread
+ * order (repeatable for a given thread count). Results match cpu_ref's arithmetic: scale and
+ * shift are formed in double and applied in float. */
+#include <math.h>
+#include <omp.h>
+
+#include "backends/cpu_onednn/onednn.h"
+
+/* Compiled for AVX-512, AVX2 and baseline; the loader picks one for the running CPU. */
+#define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* s += (x - shift), q += (x - shift)^2 per channel over rows [r0, r1). Shifting by a sample of
+ * the channel keeps the single-pass variance accurate when |mean| >> std. */
+VECTORIZED static void rows_sums(const float *x, int64_t r0, int64_t r1, int64_t C,
+                                 const float *shift, double *s, double *q) {
+    for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row = x + r * C;
+        for (int64_t c = 0; c < C; c++) {
+            double v = (double)row[c] - (double)shift[c];
+            s[c] += v;
+            q[c] += v * v;
+        }
+    }
+}
+
+VECTORIZED static void rows_apply(const float *x, const float *res, float *y, int64_t r0, int64_t r1,
+                                  int64_t C, const float *scale, const float *shift, bool relu) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        if (res) {
+            const float *rr = res + r * C;
+            if (relu)
+                for (int64_t c = 0; c < C; c++) yr[c] = fmaxf(scale[c] * xr[c] + shift[c] + rr[c], 0.0f);
+            else
+                for (int64_t c = 0; c < C; c++) yr[c] = scale[c] * xr[c] + shift[c] + rr[c];
+        } else if (relu) {
+            for (int64_t c = 0; c < C; c++) yr[c] = fmaxf(scale[c] * xr[c] + shift[c], 0.0f);
+        } else {
+            for (int64_t c = 0; c < C; c++) yr[c] = scale[c] * xr[c] + shift[c];
+        }
+    }
+}
+
+/* Per channel: s += dz, q += dz * (x - mean), with dz = dy masked by y > 0 under ReLU. */
+VECTORIZED static void rows_grad_sums(const float *dy, const float *x, const float *y, int64_t r0,
+                                      int64_t r1, int64_t C, const float *mean, bool relu, double *s,
+                                      double *q) {
+    for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *dr = dy + r * C, *xr = x + r * C, *yr = y + r * C;
+        for (int64_t c = 0; c < C; c++) {
+            float dz = (relu && yr[c] <= 0.0f) ? 0.0f : dr[c];
+            s[c] += dz;
+            q[c] += (double)dz * ((double)xr[c] - (double)mean[c]);
+        }
+    }
+}
+
+/* dx = a dz - b - (x - mean) g; dres = dz (dres may alias dy: each element is read first). */
+VECTORIZED static void rows_grad_apply(const float *dy, const float *x, const float *y, float *dx,
+                                       float *dres, int64_t r0, int64_t r1, int64_t C, const float *mean,
+                                       const float *a, const float *b, const float *g, bool relu) {
+    for (int64_t r = r0; r < r1; r++) {
+        const float *dr = dy + r * C, *xr = x + r * C, *yr = y + r * C;
+        float *dxr = dx + r * C, *drr = dres ? dres + r * C : NULL;
+        for (int64_t c = 0; c < C; c++) {
+            float dz = (relu && yr[c] <= 0.0f) ? 0.0f : dr[c];
+            dxr[c] = a[c] * dz - b[c] - (xr[c] - mean[c]) * g[c];
+            if (drr) drr[c] = dz;
+        }
+    }
+}
+
+/* Rows of thread t of T over M rows. */
+static void split(int64_t M, int t, int T, int64_t *r0, int64_t *r1) {
+    *r0 = M * t / T;
+    *r1 = M * (t + 1) / T;
+}
+
+bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p,
+                                         const bl_tensor *x, const bl_tensor *gamma,
+                                         const bl_tensor *beta, const bl_tensor *residual,
+                                         bool relu, bl_tensor *running_mean,
+                                         bl_tensor *running_var, bl_tensor *save_mean,
+                                         bl_tensor *save_invstd, bl_tensor *y) {
+    onednn_ctx *c = onednn_of(dev);
+    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
+    int T = omp_get_max_threads();
+    if (T > M) T = (int)M;
+    if (C > 1024)
+        return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_train on cpu: %lld channels (at most 1024)", (long long)C);
+    double *part = onednn_partials(c, (size_t)(2 * T * C));
+    if (!part) return BL_ERR_OUT_OF_MEMORY;
+    float coeff[3 * 1024];
+    float *pivot = coeff, *scale = coeff + C, *shift = coeff + 2 * C;
+    const float *X = x->data;
+    for (int64_t ch = 0; ch < C; ch++) pivot[ch] = X[ch]; /* first row: a sample of each channel */
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num();
+        int64_t r0, r1;
+        split(M, t, T, &r0, &r1);
+        rows_sums(X, r0, r1, C, pivot, part + 2 * t * C, part + 2 * t * C + C);
+    }
+    const float *G = gamma->data, *Bt = beta->data;
+    float *RM = running_mean->data, *RV = running_var->data, *SM = save_mean->data, *SI = save_invstd->data;
+    for (int64_t ch = 0; ch < C; ch++) {
+        double s = 0.0, q = 0.0;
+        for (int t = 0; t < T; t++) {
+            s += part[2 * t * C + ch];
+            q += part[2 * t * C + C + ch];
+        }
+        double ms = s / (double)M;
+        double var = q / (double)M - ms * ms;
+        if (var < 0.0) var = 0.0;
+        double mean = (double)pivot[ch] + ms;
+        double invstd = 1.0 / sqrt(var + (double)p->eps);
+        SM[ch] = (float)mean;
+        SI[ch] = (float)invstd;
+        /* PyTorch updates running_var with the unbiased estimate. */
+        RM[ch] = (float)((1.0 - p->momentum) * RM[ch] + p->momentum * mean);
+        RV[ch] = (float)((1.0 - p->momentum) * RV[ch] + p->momentum * var * (double)M / (double)(M - 1));
+        scale[ch] = (float)(G[ch] * invstd);
+        shift[ch] = (float)(Bt[ch] - mean * G[ch] * invstd);
+    }
+    onednn_wrote(dev, y);
+    const float *R = residual ? residual->data : NULL;
+    float *Y = y->data;
+#pragma omp parallel num_threads(T)
+    {
+        int64_t r0, r1;
+        split(M, omp_get_thread_num(), T, &r0, &r1);
+        rows_apply(X, R, Y, r0, r1, C, scale, shift, relu);
+    }
+    return BL_OK;
+}
+
+bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p,
+                                        const bl_tensor *x, const bl_tensor *gamma,
+                                        const bl_tensor *beta, const bl_tensor *residual,
+                                        bool relu, const bl_tensor *running_mean,
+                                        const bl_tensor *running_var, bl_tensor *y) {
+    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
+    float coeff[2 * 1024];
+    if (C > 1024) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_eval on cpu: %lld channels (at most 1024)", (long long)C);
+    float *scale = coeff, *shift = coeff + C;
+    const float *G = gamma->data, *Bt = beta->data, *RM = running_mean->data, *RV = running_var->data;
+    for (int64_t ch = 0; ch < C; ch++) {
+        double invstd = 1.0 / sqrt((double)RV[ch] + (double)p->eps);
+        scale[ch] = (float)(G[ch] * invstd);
+        shift[ch] = (float)(Bt[ch] - RM[ch] * G[ch] * invstd);
+    }
+    onednn_wrote(dev, y);
+    const float *X = x->data, *R = residual ? residual->data : NULL;
+    float *Y = y->data;
+    int T = omp_get_max_threads();
+    if (T > M) T = (int)M;
+#pragma omp parallel num_threads(T)
+    {
+        int64_t r0, r1;
+        split(M, omp_get_thread_num(), T, &r0, &r1);
+        rows_apply(X, R, Y, r0, r1, C, scale, shift, relu);
+    }
+    return BL_OK;
+}
+
+bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
+                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
+                                    const bl_tensor *save_mean, const bl_tensor *save_invstd,
+                                    bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
+                                    bl_tensor *dresidual) {
+    onednn_ctx *c = onednn_of(dev);
+    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
+    if (C > 1024) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_backward on cpu: %lld channels (at most 1024)", (long long)C);
+    int T = omp_get_max_threads();
+    if (T > M) T = (int)M;
+    double *part = onednn_partials(c, (size_t)(2 * T * C));
+    if (!part) return BL_ERR_OUT_OF_MEMORY;
+    const float *DY = dy->data, *X = x->data, *Y = y->data, *G = gamma->data;
+    const float *SM = save_mean->data, *SI = save_invstd->data;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num();
+        int64_t r0, r1;
+        split(M, t, T, &r0, &r1);
+        rows_grad_sums(DY, X, Y, r0, r1, C, SM, relu, part + 2 * t * C, part + 2 * t * C + C);
+    }
+    float coeff[3 * 1024];
+    float *a = coeff, *b = coeff + C, *g = coeff + 2 * C;
+    float *DG = dgamma->data, *DB = dbeta->data;
+    for (int64_t ch = 0; ch < C; ch++) {
+        double s = 0.0, q = 0.0;
+        for (int t = 0; t < T; t++) {
+            s += part[2 * t * C + ch];
+            q += part[2 * t * C + C + ch];
+        }
+        double invstd = SI[ch], sum_dz_xhat = q * invstd;
+        double k = G[ch] * invstd / (double)M;
+        DB[ch] = (float)s;
+        DG[ch] = (float)sum_dz_xhat;
+        a[ch] = (float)(k * (double)M);
+        b[ch] = (float)(k * s);
+        g[ch] = (float)(k * sum_dz_xhat * invstd);
+    }
+    onednn_wrote(dev, dgamma);
+    onednn_wrote(dev, dbeta);
+    onednn_wrote(dev, dx);
+    onednn_wrote(dev, dresidual);
+    float *DX = dx->data, *DR = dresidual ? dresidual->data : NULL;
+#pragma omp parallel num_threads(T)
+    {
+        int64_t r0, r1;
+        split(M, omp_get_thread_num(), T, &r0, &r1);
+        rows_grad_apply(DY, X, Y, DX, DR, r0, r1, C, SM, a, b, g, relu);
+    }
+    return BL_OK;
+}

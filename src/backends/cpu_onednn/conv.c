@@ -1,0 +1,222 @@
+/* Convolutions on oneDNN: direct algorithm only (Winograd would change f32 results beyond
+ * the parity threshold), NHWC activations, OHWI user weights reordered to the blocked
+ * format the kernel picks.
+ *
+ * The forward fuses the inference epilogue into one primitive: bias, then the residual as a
+ * `sum` post-op (oneDNN accumulates into y, so y first receives a copy of the residual), then
+ * ReLU as an `eltwise` post-op. Convolutions with a bias are the folded-BN inference path, so
+ * their blocked weights are cached; training convolutions reorder every call, because their
+ * weights change every step anyway. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu_onednn/onednn.h"
+
+enum { F_BIAS = 1, F_RESIDUAL = 2, F_RELU = 4 };
+
+static onednn_key conv_key(int kind, const bl_conv2d_params *p, const bl_tensor *x,
+                           const bl_tensor *w, const bl_tensor *y, int flags) {
+    onednn_key k;
+    memset(&k, 0, sizeof k);
+    k.kind = kind;
+    k.threads = onednn_threads();
+    for (int i = 0; i < 4; i++) {
+        k.d[i] = x->shape[i];
+        k.d[4 + i] = w->shape[i];
+    }
+    k.d[8] = y->shape[2];
+    k.d[9] = y->shape[3];
+    k.d[10] = p->stride_h;
+    k.d[11] = p->stride_w;
+    k.d[12] = p->pad_h;
+    k.d[13] = p->pad_w;
+    k.d[14] = flags;
+    return k;
+}
+
+typedef struct conv_mds {
+    dnnl_memory_desc_t x, w_any, b, y;
+    dnnl_dims_t strides, pad_l, pad_r;
+} conv_mds;
+
+static bl_status conv_mds_init(conv_mds *m, const bl_conv2d_params *p, const bl_tensor *x,
+                               const bl_tensor *w, const bl_tensor *y, const char *op) {
+    BL_TRY(onednn_md4(&m->x, x->shape, op));
+    BL_TRY(onednn_md4(&m->y, y->shape, op));
+    dnnl_dims_t wd = {w->shape[0], w->shape[1], w->shape[2], w->shape[3]}, bd = {w->shape[0]};
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&m->w_any, 4, wd, dnnl_f32, dnnl_format_tag_any), op);
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&m->b, 1, bd, dnnl_f32, dnnl_a), op);
+    m->strides[0] = p->stride_h;
+    m->strides[1] = p->stride_w;
+    m->pad_l[0] = p->pad_h;
+    m->pad_l[1] = p->pad_w;
+    /* Right padding so that oneDNN's output size equals ours: (H + pl + pr - R) / s + 1 = P. */
+    m->pad_r[0] = (y->shape[2] - 1) * p->stride_h + w->shape[2] - x->shape[2] - p->pad_h;
+    m->pad_r[1] = (y->shape[3] - 1) * p->stride_w + w->shape[3] - x->shape[3] - p->pad_w;
+    return BL_OK;
+}
+
+static bl_status make_attr(dnnl_primitive_attr_t *attr, bool residual, bool relu, const char *op) {
+    DNNL_CHECK(dnnl_primitive_attr_create(attr), op);
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && (residual || relu)) {
+        dnnl_post_ops_t po;
+        st = dnnl_post_ops_create(&po);
+        if (st == dnnl_success && residual) st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st == dnnl_success && relu) st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
+        dnnl_post_ops_destroy(po);
+    }
+    if (st != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        return bl_error(BL_ERR_DEVICE, "onednn %s: building attributes failed (%s)", op, onednn_status_name(st));
+    }
+    return BL_OK;
+}
+
+/* The forward primitive descriptor (also the hint backward descriptors need). */
+static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residual, bool relu,
+                        bool inference, dnnl_primitive_desc_t *pd, const char *op) {
+    dnnl_convolution_desc_t d;
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, inference ? dnnl_forward_inference : dnnl_forward_training,
+                                                  dnnl_convolution_direct, &m->x, &m->w_any,
+                                                  bias ? &m->b : NULL, &m->y, m->strides, m->pad_l, m->pad_r), op);
+    dnnl_primitive_attr_t attr;
+    BL_TRY(make_attr(&attr, residual, relu, op));
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, &d, attr, c->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return bl_error(BL_ERR_DEVICE, "onednn %s: no convolution implementation (%s)", op, onednn_status_name(st));
+    return BL_OK;
+}
+
+bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
+                                const bl_tensor *w, const bl_tensor *bias,
+                                const bl_tensor *residual, bool relu, bl_tensor *y) {
+    static const char op[] = "conv2d_forward";
+    onednn_ctx *c = onednn_of(dev);
+    int flags = (bias ? F_BIAS : 0) | (residual ? F_RESIDUAL : 0) | (relu ? F_RELU : 0);
+    onednn_key key = conv_key(OK_CONV_FWD, p, x, w, y, flags);
+    onednn_prim *e = onednn_prim_find(c, &key);
+    if (!e) {
+        conv_mds m;
+        BL_TRY(conv_mds_init(&m, p, x, w, y, op));
+        BL_TRY(onednn_prim_add(c, &key, &e));
+        BL_TRY(fwd_pd(c, &m, bias != NULL, residual != NULL, relu, bias != NULL, &e->pd, op));
+        int ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
+        BL_TRY(onednn_prim_finish(c, e, bias ? 4 : 3, ids, op));
+    }
+    dnnl_memory_desc_t wmd;
+    BL_TRY(onednn_md4(&wmd, w->shape, op));
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 0);
+    void *wb;
+    BL_TRY(onednn_weights_get(c, w->data, &wmd, want, bias != NULL, &wb, op));
+    onednn_wrote(dev, y);
+    if (residual) onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    if (bias) BL_TRY(onednn_prim_bind(e, DNNL_ARG_BIAS, bias->data, op));
+    return onednn_prim_run(c, e, op);
+}
+
+bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *dy,
+                                      const bl_tensor *w, bl_tensor *dx) {
+    static const char op[] = "conv2d_backward_data";
+    onednn_ctx *c = onednn_of(dev);
+    onednn_key key = conv_key(OK_CONV_BWD_DATA, p, dx, w, dy, 0);
+    onednn_prim *e = onednn_prim_find(c, &key);
+    if (!e) {
+        conv_mds m;
+        BL_TRY(conv_mds_init(&m, p, dx, w, dy, op));
+        dnnl_primitive_desc_t hint;
+        BL_TRY(fwd_pd(c, &m, false, false, false, false, &hint, op));
+        dnnl_convolution_desc_t d;
+        dnnl_status_t st = dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &m.x, &m.w_any,
+                                                                    &m.y, m.strides, m.pad_l, m.pad_r);
+        dnnl_primitive_attr_t attr = NULL;
+        if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        bl_status s = onednn_prim_add(c, &key, &e);
+        if (s == BL_OK && st == dnnl_success) st = dnnl_primitive_desc_create(&e->pd, &d, attr, c->engine, hint);
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        dnnl_primitive_desc_destroy(hint);
+        BL_TRY(s);
+        if (st != dnnl_success)
+            return bl_error(BL_ERR_DEVICE, "onednn %s: no implementation (%s)", op, onednn_status_name(st));
+        int ids[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
+        BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
+    }
+    dnnl_memory_desc_t wmd;
+    BL_TRY(onednn_md4(&wmd, w->shape, op));
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 0);
+    void *wb;
+    BL_TRY(onednn_weights_get(c, w->data, &wmd, want, false, &wb, op));
+    onednn_wrote(dev, dx);
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dx->data, op));
+    return onednn_prim_run(c, e, op);
+}
+
+/* Builds the blocked-to-OHWI reorder that follows the weight-gradient convolution. */
+static bl_status add_output_reorder(onednn_ctx *c, onednn_prim *e, const dnnl_memory_desc_t *from,
+                                    const dnnl_memory_desc_t *to, const char *op) {
+    size_t bytes = dnnl_memory_desc_get_size(from);
+    e->buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!e->buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes", op, bytes);
+    e->buf_bytes = bytes;
+    dnnl_primitive_desc_t rpd;
+    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, from, c->engine, to, c->engine, NULL), op);
+    dnnl_status_t st = dnnl_primitive_create(&e->post, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    DNNL_CHECK(st, op);
+    DNNL_CHECK(dnnl_memory_create(&e->post_src, from, c->engine, e->buf), op);
+    DNNL_CHECK(dnnl_memory_create(&e->post_dst, to, c->engine, DNNL_MEMORY_NONE), op);
+    c->created++;
+    return BL_OK;
+}
+
+bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
+                                        const bl_tensor *dy, bl_tensor *dw) {
+    static const char op[] = "conv2d_backward_filter";
+    onednn_ctx *c = onednn_of(dev);
+    onednn_key key = conv_key(OK_CONV_BWD_WEIGHTS, p, x, dw, dy, 0);
+    onednn_prim *e = onednn_prim_find(c, &key);
+    dnnl_memory_desc_t wmd;
+    BL_TRY(onednn_md4(&wmd, dw->shape, op));
+    if (!e) {
+        conv_mds m;
+        BL_TRY(conv_mds_init(&m, p, x, dw, dy, op));
+        dnnl_primitive_desc_t hint;
+        BL_TRY(fwd_pd(c, &m, false, false, false, false, &hint, op));
+        dnnl_convolution_desc_t d;
+        dnnl_status_t st = dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &m.x, &m.w_any,
+                                                                       NULL, &m.y, m.strides, m.pad_l, m.pad_r);
+        dnnl_primitive_attr_t attr = NULL;
+        if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        bl_status s = onednn_prim_add(c, &key, &e);
+        if (s == BL_OK && st == dnnl_success) st = dnnl_primitive_desc_create(&e->pd, &d, attr, c->engine, hint);
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        dnnl_primitive_desc_destroy(hint);
+        BL_TRY(s);
+        if (st != dnnl_success)
+            return bl_error(BL_ERR_DEVICE, "onednn %s: no implementation (%s)", op, onednn_status_name(st));
+        int ids[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
+        BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
+        const dnnl_memory_desc_t *got = dnnl_primitive_desc_query_md(e->pd, dnnl_query_diff_weights_md, 0);
+        if (!dnnl_memory_desc_equal(got, &wmd)) BL_TRY(add_output_reorder(c, e, got, &wmd, op));
+    }
+    onednn_wrote(dev, dw);
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->post ? e->buf : dw->data, op));
+    BL_TRY(onednn_prim_run(c, e, op));
+    if (e->post) {
+        DNNL_CHECK(dnnl_memory_set_data_handle(e->post_dst, dw->data), op);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->post_src}, {DNNL_ARG_TO, e->post_dst}};
+        DNNL_CHECK(dnnl_primitive_execute(e->post, c->stream, 2, args), op);
+    }
+    return BL_OK;
+}
