@@ -102,6 +102,11 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 if [ ! -x "$BUILD/bench_cuda" ]; then
   say "no bench_cuda binary in $BUILD"; status=1; return
 fi
+if [ -x "$BUILD/bench_cuda_ops" ]; then
+  # Single ops at ResNet-18 shapes, f32 and bf16: where the kernels have room.
+  "$BUILD/bench_cuda_ops" --out="$OUT/bench_ops_$STAMP.json" > "$OUT/bench_cuda_ops.log" 2>&1
+  say "bench_cuda_ops: exit $? ($OUT/bench_ops_$STAMP.json, table in bench_cuda_ops.log)"
+fi
 if python3 -c 'import torch, torchvision' 2>/dev/null; then
   # bench_cuda and PyTorch on the same GPU in one go; ratios printed and saved.
   if python3 bench/compare_cuda.py --bench="$BUILD/bench_cuda" \
