@@ -9,6 +9,7 @@
 
 #include "beamlet/datasets.h"
 #include "beamlet/nn.h"
+#include "beamlet/pipeline.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +75,33 @@ bl_status bl_training_result_from_json(const char *json, size_t len, bl_training
  * metrics.jsonl. On the CPU a resumed run ends bit for bit where an uninterrupted one does. */
 bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const bl_dataset *test,
                    bl_training_result *result);
+
+/* ---- training in a pipeline ------------------------------------------------------------ */
+
+/* Coders for configs and results: JSON bytes, deterministic (usable as keys). */
+const bl_coder *bl_coder_training_config(void);   /* values: bl_training_config * */
+const bl_coder *bl_coder_training_result(void);   /* values: bl_training_result * */
+
+/* TrainModel: a DoFn from TrainingConfig to TrainingResult. A config with device "auto" runs on
+ * the accelerator the runner bound to this worker (cuda:N) when there is one, else the CPU.
+ * Checkpoints make a retried or re-run element resume instead of starting over. */
+bl_dofn bl_train_model_dofn(void);
+
+/* BestModel: a CombineFn keeping the result with the highest accuracy (ties: the smaller
+ * experiment id, so the answer never depends on worker timing). */
+const bl_combine_fn *bl_best_model_combine(void);
+
+/* DeployBestModel: a DoFn that copies a result's weights to <serving_dir>/model.safetensors and
+ * writes <serving_dir>/model.json (the result), both atomically, and passes the result on.
+ * `serving_dir` must outlive the pipeline. */
+bl_dofn bl_deploy_model_dofn(const char *serving_dir);
+
+/* The proposal's grid: learning rates x batch sizes x models, each a copy of `base` with an
+ * experiment id like "resnet18-lr0.01-bs32". NULL lists take the defaults: {0.01, 0.001,
+ * 0.0001} x {16, 32, 64} x {resnet18, resnet34} = 18 configs. `out` holds n_lr*n_bs*n_models. */
+bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr,
+                        const int *batch_sizes, int n_bs, const char *const *models, int n_models,
+                        bl_training_config **out, int *count);
 
 #ifdef __cplusplus
 }
