@@ -69,6 +69,11 @@ bl_status bl_training_config_from_json(const char *json, size_t len, bl_training
 bl_status bl_training_result_to_json(const bl_training_result *r, char **json /* malloc'ed */);
 bl_status bl_training_result_from_json(const char *json, size_t len, bl_training_result *out);
 
+/* Registers one --flag per TrainingConfig field (defaults from `defaults`) on a pipeline's
+ * options, and reads them back: programs and the CLI share one flag list. */
+bl_status bl_training_config_add_options(bl_options *opts, const bl_training_config *defaults);
+bl_status bl_training_config_from_options(const bl_options *opts, bl_training_config *out);
+
 /* Trains per `c`, resuming from <output_dir>/<experiment_id>/checkpoint.safetensors when it
  * exists and was written for the same config. `train`/`test` may be NULL to load the dataset
  * named in the config. Every epoch: evaluate, write the checkpoint atomically, append to
@@ -102,6 +107,12 @@ bl_dofn bl_deploy_model_dofn(const char *serving_dir);
 bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr,
                         const int *batch_sizes, int n_bs, const char *const *models, int n_models,
                         bl_training_config **out, int *count);
+
+/* --learning_rates, --batch_sizes and --models (comma-separated grid axes, defaulting to the
+ * proposal's grid) on a pipeline's options, and the grid they describe around `base`. */
+bl_status bl_sweep_add_options(bl_options *opts);
+bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base,
+                                     bl_training_config **out, int *count);
 
 #ifdef __cplusplus
 }

@@ -258,3 +258,49 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
     *count = n;
     return BL_OK;
 }
+
+bl_status bl_sweep_add_options(bl_options *opts) {
+    BL_TRY(bl_options_add(opts, "learning_rates", "0.01,0.001,0.0001", "grid axis: learning rates"));
+    BL_TRY(bl_options_add(opts, "batch_sizes", "16,32,64", "grid axis: batch sizes"));
+    return bl_options_add(opts, "models", "resnet18,resnet34", "grid axis: models");
+}
+
+/* Splits "a,b,c" into at most 16 items of at most 31 bytes; an empty item is an error. */
+static bl_status split_list(const char *flag, const char *list, char items[16][32], int *n) {
+    *n = 0;
+    const char *s = list ? list : "";
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= 32 || *n == 16)
+            return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected up to 16 comma-separated values", flag, list);
+        snprintf(items[(*n)++], 32, "%.*s", (int)len, s);
+        s += len + (s[len] == ',');
+    }
+    if (*n == 0) return bl_error(BL_ERR_INVALID_ARG, "--%s is empty", flag);
+    return BL_OK;
+}
+
+bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base, bl_training_config **out,
+                                     int *count) {
+    char lr_s[16][32], bs_s[16][32], model_s[16][32];
+    int n_lr, n_bs, n_m;
+    BL_TRY(split_list("learning_rates", bl_options_get(opts, "learning_rates"), lr_s, &n_lr));
+    BL_TRY(split_list("batch_sizes", bl_options_get(opts, "batch_sizes"), bs_s, &n_bs));
+    BL_TRY(split_list("models", bl_options_get(opts, "models"), model_s, &n_m));
+    float lrs[16];
+    int bss[16];
+    const char *models[16];
+    for (int i = 0; i < n_lr; i++) {
+        char *end;
+        lrs[i] = strtof(lr_s[i], &end);
+        if (*end || !(lrs[i] > 0)) return bl_error(BL_ERR_INVALID_ARG, "--learning_rates: '%s' is not a positive number", lr_s[i]);
+    }
+    for (int i = 0; i < n_bs; i++) {
+        char *end;
+        long v = strtol(bs_s[i], &end, 10);
+        if (*end || v < 2 || v > 65536) return bl_error(BL_ERR_INVALID_ARG, "--batch_sizes: '%s' is not in [2, 65536]", bs_s[i]);
+        bss[i] = (int)v;
+    }
+    for (int i = 0; i < n_m; i++) models[i] = model_s[i];
+    return bl_sweep_grid(base, lrs, n_lr, bss, n_bs, models, n_m, out, count);
+}
