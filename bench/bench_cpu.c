@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) {
         char tag[64];
         snprintf(tag, sizeof tag, "%s_b%d", list[i].name, list[i].batch);
-        if (only && !strstr(tag, only)) continue;
+        if (only && strcmp(tag, only) != 0) continue; /* exact: "_b1" is a prefix of "_b16" */
         run_workload(device, &list[i], min_seconds, threads);
     }
     return 0;

@@ -193,6 +193,50 @@ static void test_cached_weights_follow_writes(void) {
     bl_device_release(dev);
 }
 
+/* The deepest 3x3 layers run on a different oneDNN kernel (see conv.c); check it against
+ * cpu_ref with the whole inference epilogue. */
+static void test_deep_layer_kernel(void) {
+    bl_device *dev = open_cpu(), *ref;
+    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
+    CHECK_OK(bl_device_get("cpu_ref", &ref));
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED);
+    int64_t xs[4] = {8, 512, 4, 4}, ws[4] = {512, 512, 3, 3}, k = 512;
+    int64_t nx = 8 * 512 * 16, nw = 512 * 512 * 9;
+    float *hx = malloc(sizeof(float) * (size_t)nx), *hr = malloc(sizeof(float) * (size_t)nx);
+    float *hw = malloc(sizeof(float) * (size_t)nw), hb[512];
+    float *out = malloc(sizeof(float) * (size_t)nx), *want = malloc(sizeof(float) * (size_t)nx);
+    fill(&rng, hx, nx);
+    fill(&rng, hr, nx);
+    fill(&rng, hw, nw);
+    fill(&rng, hb, 512);
+    bl_conv2d_params p = {1, 1, 1, 1};
+    bl_device *devs[2] = {dev, ref};
+    float *dst[2] = {out, want};
+    for (int d = 0; d < 2; d++) {
+        bl_tensor x, w, b, r, y;
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &x));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &r));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &y));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &w));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 1, &k, &b));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&x, hx));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&r, hr));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&w, hw));
+        CHECK_OK(bl_tensor_copy_from_host(&b, hb));
+        CHECK_OK(bl_op_conv2d_forward(devs[d], &p, &x, &w, &b, &r, true, &y));
+        CHECK_OK(bl_tensor_download_f32(&y, dst[d]));
+        bl_tensor_release(&x), bl_tensor_release(&r), bl_tensor_release(&y);
+        bl_tensor_release(&w), bl_tensor_release(&b);
+    }
+    double e = nmse(out, want, nx);
+    fprintf(stderr, "  512-channel 4x4 conv + bias + residual + relu: nmse %.2e\n", e);
+    CHECK_MSG(e < 1e-9, "nmse %.3g", e);
+    free(hx), free(hr), free(hw), free(out), free(want);
+    bl_device_release(ref);
+    bl_device_release(dev);
+}
+
 static void test_thread_count(void) {
     bl_device *dev = open_cpu();
     if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
@@ -290,6 +334,7 @@ int main(void) {
     fprintf(stderr, "seed %u\n", SEED);
     RUN(test_steps_create_nothing);
     RUN(test_cached_weights_follow_writes);
+    RUN(test_deep_layer_kernel);
     RUN(test_thread_count);
     RUN(test_training_matches_reference);
     return bl_test_finish();
