@@ -82,6 +82,13 @@ int main(int argc, char **argv) {
         bl_options_free(opts);
         return 2;
     }
+    if (bl_options_help(opts)) {
+        char *usage = bl_options_usage(opts);
+        printf("usage: wordcount [--name=value ...]\n%s", usage);
+        free(usage);
+        bl_options_free(opts);
+        return 0;
+    }
     int64_t shards = 3;
     if (bl_options_get_int(opts, "num_shards", &shards) != BL_OK) return fail("--num_shards");
     bl_pipeline *p;

@@ -114,6 +114,8 @@ bl_status bl_options_add(bl_options *opts, const char *name, const char *default
                          const char *help);
 /* Parses argv[1..argc-1]; every argument must be --name=value (or --name for "true"). */
 bl_status bl_options_parse(bl_options *opts, int argc, char **argv);
+/* Whether argv held --help (or -h): the program should print bl_options_usage and exit 0. */
+bool bl_options_help(const bl_options *opts);
 bl_status bl_options_set(bl_options *opts, const char *name, const char *value);
 /* NULL when the option is unknown. */
 const char *bl_options_get(const bl_options *opts, const char *name);

@@ -17,6 +17,7 @@ typedef struct opt {
 struct bl_options {
     opt *o;
     int n, cap;
+    bool help; /* --help or -h was given */
 };
 
 static const struct {
@@ -211,6 +212,10 @@ bl_status bl_options_set(bl_options *o, const char *name, const char *value) {
 bl_status bl_options_parse(bl_options *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = true;
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0 || !a[2])
             return bl_error(BL_ERR_INVALID_ARG, "argument '%s' is not an option (--name=value)", a);
         const char *eq = strchr(a, '=');
@@ -223,6 +228,8 @@ bl_status bl_options_parse(bl_options *o, int argc, char **argv) {
     }
     return BL_OK;
 }
+
+bool bl_options_help(const bl_options *o) { return o->help; }
 
 const char *bl_options_get(const bl_options *o, const char *name) {
     opt *x = o ? find(o, name) : NULL;

@@ -13,34 +13,57 @@
 /* Compiled for AVX-512, AVX2 and baseline; the loader picks one for the running CPU. */
 #define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
 
+/* Rows are summed in float over blocks of BLOCK rows, then the block sums are added in
+ * double: full-width float vectors in the hot loop, double accuracy across the batch. */
+#define BLOCK 16
+#define MAX_C 4096
+
 /* s += (x - shift), q += (x - shift)^2 per channel over rows [r0, r1). Shifting by a sample of
  * the channel keeps the single-pass variance accurate when |mean| >> std. */
-VECTORIZED static void rows_sums(const float *x, int64_t r0, int64_t r1, int64_t C,
-                                 const float *shift, double *s, double *q) {
+VECTORIZED static void rows_sums(const float *restrict x, int64_t r0, int64_t r1, int64_t C,
+                                 const float *restrict shift, double *restrict s, double *restrict q) {
+    float sb[MAX_C], qb[MAX_C];
     for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *row = x + r * C;
+    for (int64_t r = r0; r < r1; r += BLOCK) {
+        int64_t re = r + BLOCK < r1 ? r + BLOCK : r1;
+        for (int64_t c = 0; c < C; c++) sb[c] = qb[c] = 0.0f;
+        for (int64_t i = r; i < re; i++) {
+            const float *row = x + i * C;
+            for (int64_t c = 0; c < C; c++) {
+                float v = row[c] - shift[c];
+                sb[c] += v;
+                qb[c] += v * v;
+            }
+        }
         for (int64_t c = 0; c < C; c++) {
-            double v = (double)row[c] - (double)shift[c];
-            s[c] += v;
-            q[c] += v * v;
+            s[c] += sb[c];
+            q[c] += qb[c];
         }
     }
 }
 
-VECTORIZED static void rows_apply(const float *x, const float *res, float *y, int64_t r0, int64_t r1,
-                                  int64_t C, const float *scale, const float *shift, bool relu) {
+VECTORIZED static void rows_apply(const float *restrict x, const float *restrict res, float *restrict y,
+                                  int64_t r0, int64_t r1, int64_t C, const float *restrict scale,
+                                  const float *restrict shift, bool relu) {
+    /* `v < 0 ? 0 : v` rather than fmaxf: it vectorizes without -ffast-math and, like cpu_ref,
+     * lets NaN through. */
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
         if (res) {
             const float *rr = res + r * C;
             if (relu)
-                for (int64_t c = 0; c < C; c++) yr[c] = fmaxf(scale[c] * xr[c] + shift[c] + rr[c], 0.0f);
+                for (int64_t c = 0; c < C; c++) {
+                    float v = scale[c] * xr[c] + shift[c] + rr[c];
+                    yr[c] = v < 0.0f ? 0.0f : v;
+                }
             else
                 for (int64_t c = 0; c < C; c++) yr[c] = scale[c] * xr[c] + shift[c] + rr[c];
         } else if (relu) {
-            for (int64_t c = 0; c < C; c++) yr[c] = fmaxf(scale[c] * xr[c] + shift[c], 0.0f);
+            for (int64_t c = 0; c < C; c++) {
+                float v = scale[c] * xr[c] + shift[c];
+                yr[c] = v < 0.0f ? 0.0f : v;
+            }
         } else {
             for (int64_t c = 0; c < C; c++) yr[c] = scale[c] * xr[c] + shift[c];
         }
@@ -48,32 +71,56 @@ VECTORIZED static void rows_apply(const float *x, const float *res, float *y, in
 }
 
 /* Per channel: s += dz, q += dz * (x - mean), with dz = dy masked by y > 0 under ReLU. */
-VECTORIZED static void rows_grad_sums(const float *dy, const float *x, const float *y, int64_t r0,
-                                      int64_t r1, int64_t C, const float *mean, bool relu, double *s,
-                                      double *q) {
+VECTORIZED static void rows_grad_sums(const float *restrict dy, const float *restrict x,
+                                      const float *restrict y, int64_t r0, int64_t r1, int64_t C,
+                                      const float *restrict mean, bool relu, double *restrict s,
+                                      double *restrict q) {
+    float sb[MAX_C], qb[MAX_C];
     for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
-    for (int64_t r = r0; r < r1; r++) {
-        const float *dr = dy + r * C, *xr = x + r * C, *yr = y + r * C;
+    for (int64_t r = r0; r < r1; r += BLOCK) {
+        int64_t re = r + BLOCK < r1 ? r + BLOCK : r1;
+        for (int64_t c = 0; c < C; c++) sb[c] = qb[c] = 0.0f;
+        for (int64_t i = r; i < re; i++) {
+            const float *dr = dy + i * C, *xr = x + i * C, *yr = y + i * C;
+            if (relu)
+                for (int64_t c = 0; c < C; c++) {
+                    float dz = yr[c] > 0.0f ? dr[c] : 0.0f;
+                    sb[c] += dz;
+                    qb[c] += dz * (xr[c] - mean[c]);
+                }
+            else
+                for (int64_t c = 0; c < C; c++) {
+                    sb[c] += dr[c];
+                    qb[c] += dr[c] * (xr[c] - mean[c]);
+                }
+        }
         for (int64_t c = 0; c < C; c++) {
-            float dz = (relu && yr[c] <= 0.0f) ? 0.0f : dr[c];
-            s[c] += dz;
-            q[c] += (double)dz * ((double)xr[c] - (double)mean[c]);
+            s[c] += sb[c];
+            q[c] += qb[c];
         }
     }
 }
 
-/* dx = a dz - b - (x - mean) g; dres = dz (dres may alias dy: each element is read first). */
-VECTORIZED static void rows_grad_apply(const float *dy, const float *x, const float *y, float *dx,
-                                       float *dres, int64_t r0, int64_t r1, int64_t C, const float *mean,
-                                       const float *a, const float *b, const float *g, bool relu) {
+/* dx = a dz - b - (x - mean) g; dres = dz. dres may alias dy (each element is read before it
+ * is written), so those two are not restrict. */
+VECTORIZED static void rows_grad_apply(const float *dy, const float *restrict x, const float *restrict y,
+                                       float *restrict dx, float *dres, int64_t r0, int64_t r1, int64_t C,
+                                       const float *restrict mean, const float *restrict a,
+                                       const float *restrict b, const float *restrict g, bool relu) {
     for (int64_t r = r0; r < r1; r++) {
         const float *dr = dy + r * C, *xr = x + r * C, *yr = y + r * C;
         float *dxr = dx + r * C, *drr = dres ? dres + r * C : NULL;
-        for (int64_t c = 0; c < C; c++) {
-            float dz = (relu && yr[c] <= 0.0f) ? 0.0f : dr[c];
-            dxr[c] = a[c] * dz - b[c] - (xr[c] - mean[c]) * g[c];
-            if (drr) drr[c] = dz;
-        }
+        if (drr)
+            for (int64_t c = 0; c < C; c++) {
+                float dz = (!relu || yr[c] > 0.0f) ? dr[c] : 0.0f;
+                dxr[c] = a[c] * dz - b[c] - (xr[c] - mean[c]) * g[c];
+                drr[c] = dz;
+            }
+        else
+            for (int64_t c = 0; c < C; c++) {
+                float dz = (!relu || yr[c] > 0.0f) ? dr[c] : 0.0f;
+                dxr[c] = a[c] * dz - b[c] - (xr[c] - mean[c]) * g[c];
+            }
     }
 }
 
@@ -93,11 +140,11 @@ bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_para
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
     int T = omp_get_max_threads();
     if (T > M) T = (int)M;
-    if (C > 1024)
-        return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_train on cpu: %lld channels (at most 1024)", (long long)C);
+    if (C > MAX_C)
+        return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_train on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
     double *part = onednn_partials(c, (size_t)(2 * T * C));
     if (!part) return BL_ERR_OUT_OF_MEMORY;
-    float coeff[3 * 1024];
+    float coeff[3 * MAX_C];
     float *pivot = coeff, *scale = coeff + C, *shift = coeff + 2 * C;
     const float *X = x->data;
     for (int64_t ch = 0; ch < C; ch++) pivot[ch] = X[ch]; /* first row: a sample of each channel */
@@ -147,8 +194,8 @@ bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_param
                                         bool relu, const bl_tensor *running_mean,
                                         const bl_tensor *running_var, bl_tensor *y) {
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
-    float coeff[2 * 1024];
-    if (C > 1024) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_eval on cpu: %lld channels (at most 1024)", (long long)C);
+    float coeff[2 * MAX_C];
+    if (C > MAX_C) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_eval on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
     float *scale = coeff, *shift = coeff + C;
     const float *G = gamma->data, *Bt = beta->data, *RM = running_mean->data, *RV = running_var->data;
     for (int64_t ch = 0; ch < C; ch++) {
@@ -177,7 +224,7 @@ bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const b
                                     bl_tensor *dresidual) {
     onednn_ctx *c = onednn_of(dev);
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
-    if (C > 1024) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_backward on cpu: %lld channels (at most 1024)", (long long)C);
+    if (C > MAX_C) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_backward on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
     int T = omp_get_max_threads();
     if (T > M) T = (int)M;
     double *part = onednn_partials(c, (size_t)(2 * T * C));
@@ -191,7 +238,7 @@ bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const b
         split(M, t, T, &r0, &r1);
         rows_grad_sums(DY, X, Y, r0, r1, C, SM, relu, part + 2 * t * C, part + 2 * t * C + C);
     }
-    float coeff[3 * 1024];
+    float coeff[3 * MAX_C];
     float *a = coeff, *b = coeff + C, *g = coeff + 2 * C;
     float *DG = dgamma->data, *DB = dbeta->data;
     for (int64_t ch = 0; ch < C; ch++) {

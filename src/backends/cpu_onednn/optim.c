@@ -30,6 +30,7 @@ VECTORIZED static void sgd_range(float *P, const float *G, float *M, int64_t n, 
 
 VECTORIZED static void adamw_range(float *P, const float *G, float *M, float *V, int64_t n, float decay,
                                    float b1, float b2, float eps, float step_size, float bc2_sqrt) {
+    /* Vectorizes because this backend is compiled with -fno-math-errno (CMakeLists.txt). */
     for (int64_t i = 0; i < n; i++) {
         float p = P[i] * decay, g = G[i];
         float m = b1 * M[i] + (1.0f - b1) * g;
