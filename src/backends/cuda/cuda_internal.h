@@ -14,11 +14,6 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-/* core.h declares bl_panic with C11's _Noreturn, which C++ (the .cu files) spells
- * [[noreturn]]. */
-#if defined(__cplusplus) && !defined(_Noreturn)
-#define _Noreturn [[noreturn]]
-#endif
 #include "tensor/backend.h"
 
 #ifdef __cplusplus
