@@ -274,16 +274,21 @@ static bl_status make_conf(const char *name, const bl_run_inference_config *cfg,
     return BL_OK;
 }
 
-/* The step's hints as given, or without the accelerator after a CPU fallback: no worker could
- * honour it, and placement would refuse to start the pipeline. */
-static bl_status step_hints(const char *name, const char *hints, bool fell_back, char *out, size_t size) {
+/* The step's hints as given, or without the accelerator when the step runs on the CPU (after a
+ * fallback, or because "auto" found no GPU): no worker could honour it, and placement would
+ * refuse to start the pipeline. */
+static bl_status step_hints(const char *name, const char *hints, const char *device, bool fell_back, char *out,
+                            size_t size) {
     out[0] = 0;
     if (!hints || !*hints) return BL_OK;
     bl_hints h;
     BL_TRY(bl_error_context(bl_hints_parse(hints, &h), "RunInference '%s' hints", name));
-    if (fell_back && h.has_accelerator) {
-        bl_log_warn("!!! RunInference '%s': dropping its accelerator hint (%s) because it runs on the CPU "
-                    "after the GPU fallback !!!", name, hints);
+    if (h.has_accelerator && strcmp(device, "cuda") != 0) {
+        if (fell_back)
+            bl_log_warn("!!! RunInference '%s': dropping its accelerator hint (%s) because it runs on the CPU "
+                        "after the GPU fallback !!!", name, hints);
+        else
+            bl_log_info("RunInference '%s': device %s, so its accelerator hint (%s) is dropped", name, device, hints);
         h.has_accelerator = false;
     }
     bl_hints_format(&h, out, size);
@@ -309,7 +314,7 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
     BL_TRY(bl_error_context(bl_inference_resolve_device(cfg->device, cfg->allow_cpu_fallback, device,
                                                         sizeof device, &fell_back),
                             "RunInference '%s'", name));
-    BL_TRY(step_hints(name, cfg->hints, fell_back, hints, sizeof hints));
+    BL_TRY(step_hints(name, cfg->hints, device, fell_back, hints, sizeof hints));
     const ri_conf *c = NULL;
     BL_TRY(make_conf(name, cfg, device, &c));
     progress_reset();
