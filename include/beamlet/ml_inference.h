@@ -114,8 +114,10 @@ void bl_model_handler_release(bl_model_handler *h);
 const bl_resnet_config *bl_model_handler_config(const bl_model_handler *h);
 const char *bl_model_handler_device(const bl_model_handler *h);
 /* x: n host images (n, C, H, W) f32 with n <= the planned batch; logits: (n, classes) host f32.
- * Batch norm folded (BL_FORWARD_INFER). Serialized by the handler's mutex. */
-bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits);
+ * Batch norm folded (BL_FORWARD_INFER). Serialized by the handler's mutex; *seconds (may be
+ * NULL) gets the time spent holding it, i.e. the model's time without waiting for other threads. */
+bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits,
+                                 double *seconds);
 /* Models this process has loaded so far (for tests and logs). */
 int64_t bl_model_handler_load_count(void);
 

@@ -187,15 +187,17 @@ int64_t bl_model_handler_load_count(void) {
     return n;
 }
 
-bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits) {
+bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits, double *seconds) {
     if (n < 1 || n > h->max_batch)
         return bl_error(BL_ERR_INVALID_ARG, "model handler: batch of %d, planned for 1..%d", n, h->max_batch);
     pthread_mutex_lock(&h->lock);
+    double t0 = bl_time_now();
     bl_tensor in = h->x, out;
     in.shape[0] = n;
     bl_status s = bl_tensor_upload_nchw_f32(&in, x);
     if (s == BL_OK) s = bl_model_forward(h->model, &in, BL_FORWARD_INFER, &out);
     if (s == BL_OK) s = bl_tensor_download_f32(&out, logits);
+    if (seconds) *seconds = bl_time_now() - t0;
     pthread_mutex_unlock(&h->lock);
     return s;
 }
