@@ -455,6 +455,31 @@ static void test_stage_programs(void) {
     CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO GPU") && strstr(out, "20 images in"), "%s", out);
 }
 
+/* `beamlet infer`, once main.c lists it: Fashion-MNIST, a folder with a broken file, no GPU. */
+static void test_cli_infer(void) {
+    char exe[512], prog[600], cmd[2048], out[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) SKIP("no /proc/self/exe");
+    exe[n] = 0;
+    snprintf(prog, sizeof prog, "%.*s/beamlet", (int)(strrchr(exe, '/') - exe), exe);
+    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    snprintf(cmd, sizeof cmd, "%s infer --help 2>&1", prog);
+    if (run_cmd(cmd, out, sizeof out) != 0) SKIP("this beamlet has no 'infer' command yet");
+    snprintf(cmd, sizeof cmd, "%s infer --weights=%s --data_dir=%s/fashion --limit=20 --device=cpu --output=%s/cli1 "
+             "--runner=local --num_workers=2 2>&1", prog, gray_weights, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "20 images in") && strstr(out, "accuracy"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s infer --dataset=folder --images=%s/photos --weights=%s --resize=36 --crop=32 "
+             "--output=%s/cli2 2>&1", prog, tmpdir, rgb_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "3 images in") && strstr(out, "1 dead letters"), "%s",
+              out);
+    char path[300];
+    snprintf(path, sizeof path, "%s/cli2/summary.json", tmpdir);
+    CHECK(bl_file_exists(path));
+    if (have_gpu()) SKIP("this machine has a GPU");
+    snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog, gray_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU"), "%s", out);
+}
+
 int main(void) {
     /* Tiny models: one OpenMP thread is fastest, and spinning threads on a loaded 2-core CI
      * machine made this test 40 times slower. The environment variable is for the stage
@@ -477,6 +502,7 @@ int main(void) {
     RUN(test_gpu_without_gpu);
     RUN(test_missing_weights);
     RUN(test_stage_programs);
+    RUN(test_cli_infer);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
