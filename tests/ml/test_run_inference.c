@@ -350,7 +350,9 @@ static void test_coders(void) {
     CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
     CHECK_OK(bl_coder_to_json(bl_coder_image_example(), e, &j));
     CHECK_MSG(strstr((char *)j.data, "\"id\": \"a \\\"quoted\\\" id\"") && strstr((char *)j.data, "[1, 2, 3]"), "%s", j.data);
-    CHECK_ERR(bl_coder_decode(bl_coder_image_example(), b.data, b.len - 1, (void **)&back), BL_ERR_FORMAT, "");
+    bl_image_example *cut = NULL;
+    CHECK_ERR(bl_coder_decode(bl_coder_image_example(), b.data, b.len - 1, (void **)&cut), BL_ERR_FORMAT, "");
+    CHECK(cut == NULL);
     bl_image_example_free(e);
     bl_coder_free_value(bl_coder_image_example(), back);
 
