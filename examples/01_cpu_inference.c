@@ -111,8 +111,9 @@ int main(int argc, char **argv) {
     double model_per_s = r.model_seconds > 0 ? (double)r.inferences / r.model_seconds : 0;
     double top1 = acc->labelled ? (double)acc->correct / (double)acc->labelled : 0;
     double topk = acc->labelled ? (double)acc->correct_top_k / (double)acc->labelled : 0;
-    printf("stage 1, CPU inference: %s on cpu, %s runner with %d worker(s)\n", weights, bl_pipeline_runner_name(p),
-           bl_pipeline_num_workers(p));
+    const char *runner = bl_pipeline_runner_name(p);
+    int workers = strcmp(runner, "direct") == 0 ? 1 : bl_pipeline_num_workers(p); /* direct: one thread */
+    printf("stage 1, CPU inference: %s on cpu, %s runner with %d worker(s)\n", weights, runner, workers);
     printf("  %lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
            (long long)r.inferences, seconds, per_s, model_per_s, (long long)r.batches, r.mean_batch_size);
     printf("  accuracy %.2f%% (top-%lld %.2f%%) on %lld labelled images; model loaded in %.0f ms; "
@@ -128,7 +129,7 @@ int main(int argc, char **argv) {
     bl_buf_printf(&j, ", \"device\": \"cpu\", \"runner\": \"%s\", \"workers\": %d, \"images\": %lld, "
                   "\"seconds\": %.3f, \"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"accuracy\": %.6f, "
                   "\"top_k\": %lld, \"top_k_accuracy\": %.6f, \"failed_batches\": %lld, \"load_model_ms\": %.1f, "
-                  "\"output\": ", bl_pipeline_runner_name(p), bl_pipeline_num_workers(p), (long long)r.inferences,
+                  "\"output\": ", runner, workers, (long long)r.inferences,
                   seconds, per_s, model_per_s, top1, (long long)top_k, topk, (long long)r.failed_batches,
                   r.load_model_ms);
     bl_coder_to_json(bl_coder_string(), outdir, &j);

@@ -155,7 +155,8 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
                       "\"images\": %lld, \"dead_letters\": %lld, \"failed_batches\": %lld, \"seconds\": %.3f, "
                       "\"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"mean_batch_size\": %.2f, "
                       "\"load_model_ms\": %.1f, \"top_k\": %ld, \"accuracy\": ", a->device,
-                      a->fallback ? "true" : "false", bl_pipeline_runner_name(p), bl_pipeline_num_workers(p),
+                      a->fallback ? "true" : "false", bl_pipeline_runner_name(p),
+                      strcmp(bl_pipeline_runner_name(p), "direct") == 0 ? 1 : bl_pipeline_num_workers(p),
                       (long long)r.inferences, (long long)ndead, (long long)r.failed_batches, seconds,
                       seconds > 0 ? (double)r.inferences / seconds : 0.0,
                       r.model_seconds > 0 ? (double)r.inferences / r.model_seconds : 0.0, r.mean_batch_size,

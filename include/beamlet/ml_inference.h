@@ -148,7 +148,8 @@ bl_run_inference_config bl_run_inference_config_default(void);
  * example of a failed batch, with the reason). The device policy is applied here, so "gpu" on a
  * machine without one fails before the pipeline runs; when it falls back to the CPU, an
  * accelerator hint is dropped too (loudly), since no worker could honour it. The config's
- * contents are copied: cfg need not outlive this call. */
+ * contents are copied, so cfg need not outlive this call; element_size_user, when used, must
+ * outlive the run. */
 bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in,
                            const bl_run_inference_config *cfg, bl_pcoll **predictions,
                            bl_pcoll **dead_letter);
