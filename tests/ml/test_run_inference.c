@@ -369,6 +369,20 @@ static void test_coders(void) {
                      "\"probability\": 0.75}, {\"class\": 1, \"probability\": 0.25}], \"model_id\": \"m\"}") == 0,
               "%s", j.data);
     bl_coder_free_value(bl_coder_prediction_result(), rb);
+    /* Every shorter prefix is a format error, never a crash or a read past the end. */
+    for (size_t cut = 0; cut < b.len; cut++) {
+        void *v = NULL;
+        CHECK(bl_coder_decode(bl_coder_prediction_result(), b.data, cut, &v) == BL_ERR_FORMAT && v == NULL);
+    }
+    bl_dead_letter dl = {"f.png", "Read/Decode", "f.png: not a JPEG or PNG file"};
+    b.len = j.len = 0;
+    CHECK_OK(bl_coder_encode(bl_coder_dead_letter(), &dl, &b));
+    for (size_t cut = 0; cut < b.len; cut++) {
+        void *v = NULL;
+        CHECK(bl_coder_decode(bl_coder_dead_letter(), b.data, cut, &v) == BL_ERR_FORMAT && v == NULL);
+    }
+    CHECK_OK(bl_coder_to_json(bl_coder_dead_letter(), &dl, &j));
+    CHECK(strcmp((char *)j.data, "{\"id\": \"f.png\", \"step\": \"Read/Decode\", \"reason\": \"f.png: not a JPEG or PNG file\"}") == 0);
 
     /* Accuracy: top-1 right, top-2 right, unlabelled. */
     const bl_combine_fn *f = bl_combine_accuracy();
