@@ -42,9 +42,8 @@ int main(int argc, char **argv) {
     bl_options_add(opts, "batch_size", "64", "largest batch RunInference hands the model");
     bl_options_add(opts, "top_k", "3", "classes kept per prediction");
     bl_options_add(opts, "output", "beamlet-out/01_cpu_inference", "folder for predictions and the summary");
-    bl_options_add(opts, "help", "false", "print this help");
-    if (bl_options_parse(opts, argc, argv) != BL_OK || strcmp(bl_options_get(opts, "help"), "false") != 0) {
-        bool asked = strcmp(bl_options_get(opts, "help"), "false") != 0;
+    if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
+        bool asked = bl_options_help(opts);
         if (!asked) fprintf(stderr, "01_cpu_inference: %s\n", bl_last_error());
         char *usage = bl_options_usage(opts);
         fprintf(asked ? stdout : stderr, "usage: 01_cpu_inference [--name=value ...]\n"

@@ -42,9 +42,8 @@ int main(int argc, char **argv) {
     /* NEW in stage 2: where to run, and what to do without a GPU. */
     bl_options_add(opts, "device", "gpu", "gpu, auto or cpu");
     bl_options_add(opts, "allow_cpu_fallback", "false", "without a GPU, run on the CPU (with a loud warning)");
-    bl_options_add(opts, "help", "false", "print this help");
-    if (bl_options_parse(opts, argc, argv) != BL_OK || strcmp(bl_options_get(opts, "help"), "false") != 0) {
-        bool asked = strcmp(bl_options_get(opts, "help"), "false") != 0;
+    if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
+        bool asked = bl_options_help(opts);
         if (!asked) fprintf(stderr, "02_gpu_inference: %s\n", bl_last_error());
         char *usage = bl_options_usage(opts);
         fprintf(asked ? stdout : stderr, "usage: 02_gpu_inference [--name=value ...]\n"

@@ -17,6 +17,7 @@ static int cmd_stage_sweep(int argc, char **argv) { return beamlet_stage_sweep_m
 static const command commands[] = {
     {"demo", cmd_demo, "15-second demo: a narrow ResNet-18 learns generated images, the loss falls"},
     {"devices", cmd_devices, "list the devices beamlet can use"},
+    {"infer", cmd_infer, "stages 1-2: run images through a ResNet with RunInference, predictions as JSON"},
     {"train", cmd_stage_train, "stage 3: train a ResNet in a pipeline (checkpoints every epoch, resumes)"},
     {"sweep", cmd_stage_sweep, "stage 4: a parallel hyperparameter sweep; the best model is deployed"},
     {"data", cmd_data, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
