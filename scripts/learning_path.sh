@@ -14,11 +14,11 @@ mkdir -p "$OUT"
 banner() { printf '\n=== %s ===\n' "$*"; }
 
 banner "stage 1: CPU inference (RunInference over the Fashion-MNIST test split)"
-"$B/examples/01_cpu_inference" --device=cpu --output="$OUT/stage1"
+"$B/examples/01_cpu_inference" --output="$OUT/stage1"
 
 banner "stage 2: GPU inference"
 if [ "$("$B/beamlet" devices | grep -c '^cuda:')" -gt 0 ]; then
-  "$B/examples/02_gpu_inference" --device=gpu --output="$OUT/stage2"
+  "$B/examples/02_gpu_inference" --output="$OUT/stage2"
 else
   echo "skipped: no GPU on this machine ('beamlet devices' lists what beamlet sees)."
   echo "On a machine with an NVIDIA GPU this stage runs the same pipeline with an accelerator hint."
