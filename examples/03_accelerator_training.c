@@ -16,12 +16,18 @@
 
 #include "beamlet/ml.h"
 
+static const char *program = "03_accelerator_training"; /* argv[0]: "train" under the beamlet CLI */
+
 static int fail(const char *what) {
-    fprintf(stderr, "03_accelerator_training: %s: %s\n", what, bl_last_error());
+    fprintf(stderr, "%s: %s: %s\n", program, what, bl_last_error());
     return 1;
 }
 
 int main(int argc, char **argv) {
+    if (argc > 0) {
+        const char *slash = strrchr(argv[0], '/');
+        program = slash ? slash + 1 : argv[0];
+    }
     /* 1. Options: Beam's runner flags plus one flag per TrainingConfig field. */
     bl_options *opts;
     if (bl_options_new(&opts) != BL_OK) return fail("options");
@@ -35,8 +41,8 @@ int main(int argc, char **argv) {
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
         char *usage = bl_options_usage(opts);
-        if (!bl_options_help(opts)) fprintf(stderr, "03_accelerator_training: %s\n", bl_last_error());
-        printf("usage: 03_accelerator_training [--name=value ...]\n%s", usage);
+        if (!bl_options_help(opts)) fprintf(stderr, "%s: %s\n", program, bl_last_error());
+        printf("usage: %s [--name=value ...]\n%s", program, usage);
         free(usage);
         return bl_options_help(opts) ? 0 : 2;
     }
@@ -49,7 +55,8 @@ int main(int argc, char **argv) {
     bl_pipeline *p;
     if (bl_pipeline_new(opts, &p) != BL_OK) return fail("pipeline");
     bl_pipeline_set_worker_accelerators(p, gpus);
-    bool wants_gpu = strncmp(config.device, "cuda", 4) == 0 || (strcmp(config.device, "auto") == 0 && gpus > 0);
+    bool wants_gpu = strncmp(config.device, "cuda", 4) == 0 || strcmp(config.device, "gpu") == 0 ||
+                     (strcmp(config.device, "auto") == 0 && gpus > 0);
 
     /* 3. The pipeline: one config in, one TrainingResult out. */
     const void *elements[] = {&config};

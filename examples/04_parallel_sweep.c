@@ -22,12 +22,18 @@
 
 #include "beamlet/ml.h"
 
+static const char *program = "04_parallel_sweep"; /* argv[0]: "sweep" when run by the beamlet CLI */
+
 static int fail(const char *what) {
-    fprintf(stderr, "04_parallel_sweep: %s: %s\n", what, bl_last_error());
+    fprintf(stderr, "%s: %s: %s\n", program, what, bl_last_error());
     return 1;
 }
 
 int main(int argc, char **argv) {
+    if (argc > 0) {
+        const char *slash = strrchr(argv[0], '/');
+        program = slash ? slash + 1 : argv[0];
+    }
     bl_options *opts;
     if (bl_options_new(&opts) != BL_OK) return fail("options");
     bl_training_config defaults = bl_training_config_default();
@@ -38,12 +44,12 @@ int main(int argc, char **argv) {
         bl_sweep_add_options(opts) != BL_OK ||
         bl_options_add(opts, "serving_dir", "beamlet-out/serving", "where the best model is deployed") != BL_OK ||
         bl_options_add(opts, "results", "beamlet-out/sweep-results", "prefix of the results JSON lines") != BL_OK ||
-        bl_options_set(opts, "runner", "local") != BL_OK)
+        bl_options_set_default(opts, "runner", "local") != BL_OK)
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
         char *usage = bl_options_usage(opts);
-        if (!bl_options_help(opts)) fprintf(stderr, "04_parallel_sweep: %s\n", bl_last_error());
-        printf("usage: 04_parallel_sweep [--name=value ...]\n%s", usage);
+        if (!bl_options_help(opts)) fprintf(stderr, "%s: %s\n", program, bl_last_error());
+        printf("usage: %s [--name=value ...]\n%s", program, usage);
         free(usage);
         return bl_options_help(opts) ? 0 : 2;
     }

@@ -158,8 +158,9 @@ void bl_progress_end(bl_progress *p);
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-/* Writes `size` bytes to `path` atomically: to "<path>.tmp.<pid>", flushed and fsync'ed, then
- * renamed into place. A failure leaves no file at `path` changed and no temp file behind. */
+/* Writes `size` bytes to `path` atomically: to a unique "<path>.tmp.XXXXXX", flushed and
+ * fsync'ed, then renamed into place and the folder fsync'ed. A failure leaves no file at
+ * `path` changed and no temp file behind. */
 bl_status bl_file_write_atomic(const char *path, const void *data, size_t size);
 /* Creates a directory and its parents (like mkdir -p); existing directories are fine. */
 bl_status bl_mkdirs(const char *path);

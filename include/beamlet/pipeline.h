@@ -117,6 +117,9 @@ bl_status bl_options_parse(bl_options *opts, int argc, char **argv);
 /* Whether argv held --help (or -h): the program should print bl_options_usage and exit 0. */
 bool bl_options_help(const bl_options *opts);
 bl_status bl_options_set(bl_options *opts, const char *name, const char *value);
+/* Changes an option's default (what --help shows) and its value, before parsing: e.g. a
+ * program whose natural runner is "local". */
+bl_status bl_options_set_default(bl_options *opts, const char *name, const char *value);
 /* NULL when the option is unknown. */
 const char *bl_options_get(const bl_options *opts, const char *name);
 bl_status bl_options_get_int(const bl_options *opts, const char *name, int64_t *out);

@@ -11,12 +11,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* fsyncs the folder holding `path`, so the rename that put a file there survives a crash. */
+static void sync_parent(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd); /* best effort: some filesystems refuse fsync on folders */
+        close(fd);
+    }
+}
+
 bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) {
+    /* A unique temp name in the target folder (mkstemp), so two writers of the same path never
+     * share a temp file, and the rename stays within one filesystem. */
     char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     if (n < 0 || (size_t)n >= sizeof tmp) return bl_error(BL_ERR_INVALID_ARG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return bl_error(BL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    int fd = mkstemp(tmp);
+    if (fd < 0) return bl_error(BL_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+    (void)fchmod(fd, 0644);
     const unsigned char *p = data;
     size_t left = size;
     while (left > 0) {
@@ -31,16 +48,18 @@ bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) 
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    int synced = fsync(fd), sync_errno = errno;
+    int closed = close(fd), close_errno = errno;
+    if (synced != 0 || closed != 0) {
         unlink(tmp);
-        return bl_error(BL_ERR_IO, "%s: flush failed: %s", tmp, strerror(e));
+        return bl_error(BL_ERR_IO, "%s: flush failed: %s", tmp, strerror(synced != 0 ? sync_errno : close_errno));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
         return bl_error(BL_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
     }
+    sync_parent(path);
     return BL_OK;
 }
 

@@ -19,6 +19,7 @@ bl_status bl_error(bl_status status, const char *fmt, ...) {
 }
 
 bl_status bl_error_context(bl_status status, const char *fmt, ...) {
+    if (status == BL_OK) return status; /* keep the message of the last real failure intact */
     char prefix[BL_ERROR_MAX];
     char previous[BL_ERROR_MAX];
     va_list ap;

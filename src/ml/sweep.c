@@ -128,8 +128,12 @@ const bl_coder *bl_coder_training_result(void) {
 
 static bl_status train_process(bl_dofn_ctx *ctx, const void *element, bl_emitter *out) {
     bl_training_config c = *(const bl_training_config *)element;
+    /* A GPU request means the GPU the runner bound to this worker (its local rank or thread),
+     * so the workers of a multi-GPU machine do not all pile onto cuda:0. */
     int acc = bl_dofn_accelerator(ctx);
-    if (strcmp(c.device, "auto") == 0 && acc >= 0) snprintf(c.device, sizeof c.device, "cuda:%d", acc);
+    bool gpu_request = strcmp(c.device, "auto") == 0 || strcmp(c.device, "cuda") == 0 || strcmp(c.device, "gpu") == 0;
+    if (gpu_request && acc >= 0) snprintf(c.device, sizeof c.device, "cuda:%d", acc);
+    else if (strcmp(c.device, "gpu") == 0) snprintf(c.device, sizeof c.device, "cuda");
     bl_log_info("worker %d: training %s on %s (attempt %d)", bl_dofn_worker(ctx), c.experiment_id, c.device,
                 bl_dofn_attempt(ctx));
     bl_training_result r;
@@ -179,15 +183,21 @@ static bl_status best_extract(void *user, const void *acc, void **out) {
     return BL_OK;
 }
 
+static bl_combine_fn best_fn;
+static pthread_once_t best_once = PTHREAD_ONCE_INIT;
+
+static void best_init(void) {
+    best_fn.create_accumulator = best_create;
+    best_fn.add_input = best_add;
+    best_fn.merge_accumulators = best_add; /* merging keeps the better of the two, like adding */
+    best_fn.extract_output = best_extract;
+    best_fn.accumulator_coder = bl_coder_training_result();
+    best_fn.output_coder = bl_coder_training_result();
+}
+
 const bl_combine_fn *bl_best_model_combine(void) {
-    static bl_combine_fn fn;
-    fn.create_accumulator = best_create;
-    fn.add_input = best_add;
-    fn.merge_accumulators = best_add; /* merging keeps the better of the two, like adding */
-    fn.extract_output = best_extract;
-    fn.accumulator_coder = bl_coder_training_result();
-    fn.output_coder = bl_coder_training_result();
-    return &fn;
+    pthread_once(&best_once, best_init);
+    return &best_fn;
 }
 
 /* ---- DeployBestModel -------------------------------------------------------------------- */
@@ -246,9 +256,16 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
                 snprintf(c->model, sizeof c->model, "%s", models[m]);
                 c->learning_rate = lrs[i];
                 c->batch_size = batch_sizes[b];
-                snprintf(c->experiment_id, sizeof c->experiment_id, "%s-lr%g-bs%d", models[m], (double)lrs[i],
-                         batch_sizes[b]);
-                bl_status s = bl_training_config_validate(c);
+                int len = snprintf(c->experiment_id, sizeof c->experiment_id, "%s-lr%g-bs%d", models[m],
+                                   (double)lrs[i], batch_sizes[b]);
+                bl_status s = len > 0 && (size_t)len < sizeof c->experiment_id
+                                  ? bl_training_config_validate(c)
+                                  : bl_error(BL_ERR_INVALID_ARG, "sweep: experiment id for %s too long", models[m]);
+                /* Two configs with one id would train into one folder at the same time. */
+                for (int j = 0; s == BL_OK && j < k - 1; j++)
+                    if (strcmp(cfgs[j].experiment_id, c->experiment_id) == 0)
+                        s = bl_error(BL_ERR_INVALID_ARG, "sweep: two configs would both be '%s' (a repeated "
+                                     "value on an axis?)", c->experiment_id);
                 if (s != BL_OK) {
                     free(cfgs);
                     return bl_error_context(s, "sweep config %s", c->experiment_id);

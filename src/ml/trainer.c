@@ -54,6 +54,10 @@ static bl_status load_datasets(trainer *t, const bl_dataset *train, const bl_dat
     t->t_train = fashion ? bl_batch_transform_fashion_mnist(true) : bl_batch_transform_cifar10(true);
     t->t_test = fashion ? bl_batch_transform_fashion_mnist(false) : bl_batch_transform_cifar10(false);
     BL_TRY(bl_batch_transform_shape(&t->train, &t->t_train, &t->channels, &t->height, &t->width));
+    if (t->test.num_classes != t->train.num_classes || t->test.channels != t->train.channels ||
+        t->test.height != t->train.height || t->test.width != t->train.width)
+        return bl_error(BL_ERR_INVALID_ARG, "%s and %s disagree on classes or image size", t->train.source,
+                        t->test.source);
     if (t->train.count < c->batch_size)
         return bl_error(BL_ERR_INVALID_ARG, "%s: %lld training images, fewer than one batch of %d",
                         t->train.source, (long long)t->train.count, c->batch_size);
@@ -106,6 +110,9 @@ static bl_status setup(trainer *t) {
     key.stop_after_epochs = 0;
     key.quiet = false;
     snprintf(key.device, sizeof key.device, "%s", "");
+    /* Where the files are is not what they are: a resumed run may spell the paths another way. */
+    key.output_dir[0] = '\0';
+    key.data_dir[0] = '\0';
     return bl_training_config_to_json(&key, &t->config_json);
 }
 
@@ -150,16 +157,50 @@ static bl_status write_checkpoint(trainer *t) {
     return s == BL_OK ? s : bl_error_context(s, "writing checkpoint %s", t->ckpt);
 }
 
+/* "learning_rate: 0.1 in the checkpoint, 0.05 now; ..." for the fields that differ. */
+static void describe_difference(const char *old_json, const char *new_json, char *out, size_t size) {
+    snprintf(out, size, "the checkpoint has no config");
+    bl_json *a = NULL, *b = NULL;
+    if (!old_json || bl_json_parse(old_json, strlen(old_json), &a) != BL_OK ||
+        bl_json_parse(new_json, strlen(new_json), &b) != BL_OK) {
+        bl_json_free(a);
+        return;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < bl_json_len(b) && used < size; i++) {
+        const char *key;
+        const bl_json *nv = bl_json_object_at(b, i, &key), *ov = bl_json_object_get(a, key);
+        char ns[96], os[96];
+        bl_json_type t = bl_json_type_of(nv);
+        if (t == BL_JSON_STRING) snprintf(ns, sizeof ns, "'%s'", bl_json_string(nv));
+        else if (t == BL_JSON_NUMBER) snprintf(ns, sizeof ns, "%g", bl_json_number(nv));
+        else snprintf(ns, sizeof ns, "%s", bl_json_bool(nv) ? "true" : "false");
+        if (!ov) snprintf(os, sizeof os, "missing");
+        else if (bl_json_type_of(ov) == BL_JSON_STRING) snprintf(os, sizeof os, "'%s'", bl_json_string(ov));
+        else if (bl_json_type_of(ov) == BL_JSON_NUMBER) snprintf(os, sizeof os, "%g", bl_json_number(ov));
+        else snprintf(os, sizeof os, "%s", bl_json_bool(ov) ? "true" : "false");
+        if (strcmp(ns, os) != 0)
+            used += (size_t)snprintf(out + used, size - used, "%s%s: %s in the checkpoint, %s now", used ? "; " : "",
+                                     key, os, ns);
+    }
+    if (!out[0]) snprintf(out, size, "fields differ in form only");
+    bl_json_free(a);
+    bl_json_free(b);
+}
+
 static bl_status read_checkpoint(trainer *t) {
     if (!bl_file_exists(t->ckpt)) return BL_OK;
     bl_safetensors *f;
     BL_TRY(bl_safetensors_open(t->ckpt, &f));
     bl_status s = BL_OK;
     const char *cfg = bl_safetensors_metadata(f, "config");
-    if (!cfg || strcmp(cfg, t->config_json) != 0)
-        s = bl_error(BL_ERR_INVALID_ARG, "%s was written for a different training config; use another "
-                     "experiment id, or delete the folder to start over (checkpoint: %s; now: %s)",
-                     t->ckpt, cfg ? cfg : "none", t->config_json);
+    if (!cfg || strcmp(cfg, t->config_json) != 0) {
+        char diff[512];
+        describe_difference(cfg, t->config_json, diff, sizeof diff);
+        s = bl_error(BL_ERR_INVALID_ARG, "%s was written for a different training config (%s); use another "
+                     "experiment id, or delete the folder to start over", t->ckpt, diff);
+    }
     if (s == BL_OK) s = bl_model_load_state(t->model, f, "model/");
     for (int i = 0; s == BL_OK && i < bl_optimizer_state_count(t->opt); i++) {
         const char *name;
@@ -172,15 +213,23 @@ static bl_status read_checkpoint(trainer *t) {
         free(host);
     }
     const bl_st_tensor *steps = bl_safetensors_find(f, "optimizer/steps"), *epoch = bl_safetensors_find(f, "epoch");
-    if (s == BL_OK && (!steps || !epoch || steps->dtype != BL_I64 || epoch->dtype != BL_I64))
-        s = bl_error(BL_ERR_FORMAT, "%s: missing optimizer/steps or epoch", t->ckpt);
+    if (s == BL_OK && (!steps || !epoch || steps->dtype != BL_I64 || epoch->dtype != BL_I64 ||
+                       steps->nbytes != sizeof(int64_t) || epoch->nbytes != sizeof(int64_t)))
+        s = bl_error(BL_ERR_FORMAT, "%s: 'optimizer/steps' and 'epoch' must be one I64 each", t->ckpt);
     if (s == BL_OK) {
-        int64_t v;
-        memcpy(&v, steps->data, sizeof v);
-        bl_optimizer_set_steps_taken(t->opt, v);
-        memcpy(&v, epoch->data, sizeof v);
-        if (v < 0 || v > t->c->epochs) s = bl_error(BL_ERR_FORMAT, "%s: epoch %lld out of range", t->ckpt, (long long)v);
-        t->epochs_done = (int)v;
+        int64_t e, st, per_epoch = t->train.count / t->c->batch_size;
+        memcpy(&e, epoch->data, sizeof e);
+        memcpy(&st, steps->data, sizeof st);
+        /* Both must describe the same point of this config's schedule. */
+        if (e < 0 || e > t->c->epochs)
+            s = bl_error(BL_ERR_FORMAT, "%s: epoch %lld out of range [0, %d]", t->ckpt, (long long)e, t->c->epochs);
+        else if (st != e * per_epoch)
+            s = bl_error(BL_ERR_FORMAT, "%s: %lld optimizer steps after %lld epochs, expected %lld", t->ckpt,
+                         (long long)st, (long long)e, (long long)(e * per_epoch));
+        if (s == BL_OK) {
+            bl_optimizer_set_steps_taken(t->opt, st);
+            t->epochs_done = (int)e;
+        }
     }
     if (s == BL_OK && t->epochs_done > 0) {
         int64_t hshape[2] = {t->epochs_done, 3};
@@ -196,17 +245,33 @@ static bl_status read_checkpoint(trainer *t) {
 }
 
 static bl_status write_metrics(trainer *t) {
-    size_t cap = 256 * (size_t)(t->epochs_done + 1), used = 0;
-    char *buf = malloc(cap);
-    if (!buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "metrics");
-    for (int e = 0; e < t->epochs_done; e++)
-        used += (size_t)snprintf(buf + used, cap - used,
-                                 "{\"experiment_id\":\"%s\",\"epoch\":%d,\"train_loss\":%.6f,\"test_accuracy\":%.6f,"
-                                 "\"seconds\":%.3f}\n",
-                                 t->c->experiment_id, e + 1, t->history[e].loss, t->history[e].accuracy,
-                                 t->history[e].seconds);
-    bl_status s = bl_file_write_atomic(t->metrics, buf, used);
-    free(buf);
+    bl_json_writer *w;
+    BL_TRY(bl_json_writer_new(&w));
+    bl_buf out = {0};
+    bl_status s = BL_OK;
+    for (int e = 0; s == BL_OK && e < t->epochs_done; e++) {
+        bl_json_writer_reset(w);
+        bl_json_write_begin_object(w);
+        bl_json_write_key(w, "experiment_id");
+        bl_json_write_string(w, t->c->experiment_id);
+        bl_json_write_key(w, "epoch");
+        bl_json_write_int(w, e + 1);
+        bl_json_write_key(w, "train_loss");
+        bl_json_write_double(w, t->history[e].loss);
+        bl_json_write_key(w, "test_accuracy");
+        bl_json_write_double(w, t->history[e].accuracy);
+        bl_json_write_key(w, "seconds");
+        bl_json_write_double(w, t->history[e].seconds);
+        bl_json_write_end_object(w);
+        const char *text;
+        size_t len;
+        s = bl_json_writer_finish(w, &text, &len);
+        if (s == BL_OK) s = bl_buf_append(&out, text, len);
+        if (s == BL_OK) s = bl_buf_append(&out, "\n", 1);
+    }
+    if (s == BL_OK) s = bl_file_write_atomic(t->metrics, out.data ? (const void *)out.data : "", out.len);
+    bl_buf_free(&out);
+    bl_json_writer_free(w);
     return s;
 }
 

@@ -231,6 +231,16 @@ bl_status bl_options_parse(bl_options *o, int argc, char **argv) {
 
 bool bl_options_help(const bl_options *o) { return o->help; }
 
+bl_status bl_options_set_default(bl_options *o, const char *name, const char *value) {
+    BL_TRY(bl_options_set(o, name, value));
+    opt *x = find(o, name);
+    char *d = strdup(value);
+    if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "option default");
+    free(x->def);
+    x->def = d;
+    return BL_OK;
+}
+
 const char *bl_options_get(const bl_options *o, const char *name) {
     opt *x = o ? find(o, name) : NULL;
     return x ? x->value : NULL;

@@ -100,7 +100,13 @@ static void test_train_and_resume_bit_for_bit(void) {
 
     /* The same experiment id with another recipe is refused, not silently mixed. */
     b.learning_rate = 0.1f;
-    CHECK_ERR(bl_train(&b, &train, &test, &rb2), BL_ERR_INVALID_ARG, "different training config");
+    CHECK_ERR(bl_train(&b, &train, &test, &rb2), BL_ERR_INVALID_ARG,
+              "different training config (learning_rate: 0.05 in the checkpoint, 0.1 now)");
+    /* Another spelling of the output folder is the same experiment: it resumes. */
+    b.learning_rate = 0.05f;
+    snprintf(b.output_dir, sizeof b.output_dir, "%s/", tmpdir);
+    CHECK_OK(bl_train(&b, &train, &test, &rb2));
+    CHECK(rb2.resumed && rb2.epochs == 3);
 }
 
 static void test_config_json_and_validation(void) {
