@@ -58,9 +58,9 @@ static bl_status add_results(bl_cheatsheet *cs, const char *spec, int *count) {
 
 int cmd_cheatsheet(int argc, char **argv) {
     cli_flag flags[] = {
-        {"results", "", "comma-separated bench results files (default: every beamlet-bench file in bench/results/)"},
+        {"results", "", "comma-separated bench results files; empty: every beamlet-bench file in bench/results/"},
         {"prices", "docs/prices.json", "the prices file (device, $/hour, source, date)"},
-        {"price_map", "", "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100 (default: the file's rules)"},
+        {"price_map", "", "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100; empty: the prices file's rules"},
         {"markdown", "docs/cheatsheet.md", "where the table goes"},
         {"charts_dir", "docs/charts", "where throughput.svg and cost.svg go"},
     };

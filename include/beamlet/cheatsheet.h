@@ -59,9 +59,10 @@ bl_status bl_cheatsheet_load_prices(bl_cheatsheet *cs, const char *path);
 bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, size_t len,
                                          const char *name);
 /* Prices a row explicitly: rows whose device name (or, for estimates, device) equals `device`
- * use the prices entry named `price_device`. Without one, a GPU or TPU row takes the first
- * entry whose "match" occurs in its description or device (case-insensitive) and a CPU row
- * the file's "cpu_default". */
+ * use the prices entry named `price_device`. Without one, a CPU row takes the first "cpu"
+ * entry whose "match" occurs in its label (e.g. "(2 logical CPUs)"), else the file's
+ * "cpu_default"; a GPU or TPU row the first other entry whose "match" occurs in its label,
+ * description or device (case-insensitive). */
 bl_status bl_cheatsheet_map_price(bl_cheatsheet *cs, const char *device, const char *price_device);
 
 /* Resolves prices, costs and speed-ups. Call after adding results and prices. */

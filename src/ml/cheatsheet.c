@@ -265,16 +265,18 @@ static bl_status price_for(const bl_cheatsheet *cs, const bl_cheatsheet_row *r, 
                                 cs->maps[i].device, cs->maps[i].price_device, cs->maps[i].price_device);
             return BL_OK;
         }
-    if (r->is_cpu) {
-        if (*cs->cpu_default) *out = find_price(cs, cs->cpu_default);
-        return BL_OK;
-    }
-    for (int i = 0; i < cs->nprices; i++)
-        if (contains_ci(r->description, cs->prices[i].match) || contains_ci(r->device, cs->prices[i].match) ||
-            contains_ci(r->label, cs->prices[i].match)) {
-            *out = &cs->prices[i];
+    /* A CPU is priced as a CPU machine (its label says how many logical CPUs), an accelerator as
+     * a machine with that accelerator: never one as the other. */
+    for (int i = 0; i < cs->nprices; i++) {
+        const price *p = &cs->prices[i];
+        if ((strcmp(p->kind, "cpu") == 0) != r->is_cpu) continue;
+        if (contains_ci(r->label, p->match) || (!r->is_cpu && (contains_ci(r->description, p->match) ||
+                                                                contains_ci(r->device, p->match)))) {
+            *out = p;
             return BL_OK;
         }
+    }
+    if (r->is_cpu && *cs->cpu_default) *out = find_price(cs, cs->cpu_default);
     return BL_OK;
 }
 

@@ -27,8 +27,8 @@ static const char *ESTIMATE =
     " \"inference\":{\"cifar_resnet18\":{\"img_per_s\":9000.0}},\"training\":{\"ten_epoch_seconds\":1800.0}}]}";
 
 static const char *PRICES =
-    "{\"currency\":\"USD\",\"cpu_default\":\"small-vm\",\"prices\":["
-    "{\"device\":\"small-vm\",\"kind\":\"cpu\",\"usd_per_hour\":0.10,\"source\":\"test list\",\"date\":\"2026-11\"},"
+    "{\"currency\":\"USD\",\"cpu_default\":\"big-vm\",\"prices\":["
+    "{\"device\":\"small-vm\",\"kind\":\"cpu\",\"match\":\"(2 logical CPUs)\",\"usd_per_hour\":0.10,\"source\":\"test list\",\"date\":\"2026-11\"},"
     "{\"device\":\"big-vm\",\"kind\":\"cpu\",\"usd_per_hour\":0.40,\"source\":\"test list\",\"date\":\"2026-11\"},"
     "{\"device\":\"H100\",\"kind\":\"gpu\",\"match\":\"H100\",\"usd_per_hour\":10.0,\"source\":\"test list\",\"date\":\"2026-11\"},"
     "{\"device\":\"L4\",\"kind\":\"gpu\",\"match\":\"L4\",\"usd_per_hour\":0.80,\"source\":\"test list\",\"date\":\"2026-11\"}]}";
@@ -80,7 +80,8 @@ static void test_rows_costs_speedups(void) {
     CHECK(gpu->measured && !gpu->is_cpu && strcmp(gpu->device, "cuda:0") == 0);
     CHECK(!est->measured && strcmp(est->device, "L4") == 0);
     CHECK(strstr(est->source, "made-up test figure") != NULL);
-    /* Prices: the CPU by cpu_default, the GPUs by their "match" in the description/label. */
+    /* Prices: the CPU by its logical CPU count in the label, the GPUs by their "match" in the
+     * description or label. */
     CHECK(strcmp(cpu->price_name, "small-vm") == 0);
     CHECK(strcmp(gpu->price_name, "H100") == 0);
     CHECK(strcmp(est->price_name, "L4") == 0);
@@ -96,10 +97,21 @@ static void test_rows_costs_speedups(void) {
     CHECK_NEAR(cpu->first_prediction_s, 0.25, 1e-12);
     bl_cheatsheet_free(cs);
 
-    /* An explicit mapping wins over cpu_default. */
+    /* An explicit mapping wins over the match. */
     cs = build("cpu", "big-vm");
     CHECK_NEAR(bl_cheatsheet_row_at(cs, 0)->cost_per_job_usd, 0.40 * 10.0, 1e-9);
     bl_cheatsheet_free(cs);
+    /* A CPU whose count matches no entry falls back to cpu_default. */
+    bl_cheatsheet *c2;
+    CHECK_OK(bl_cheatsheet_new(&c2));
+    const char *four = "{\"schema\":\"beamlet-bench/1\",\"devices\":[{\"device\":\"cpu\",\"kind\":\"cpu\","
+                       "\"label\":\"cpu: X (4 logical CPUs)\",\"training\":{\"ten_epoch_seconds\":3600}}]}";
+    CHECK_OK(bl_cheatsheet_add_results_json(c2, four, strlen(four), "four.json"));
+    CHECK_OK(bl_cheatsheet_load_prices_json(c2, PRICES, strlen(PRICES), "prices.json"));
+    CHECK_OK(bl_cheatsheet_compute(c2));
+    CHECK(strcmp(bl_cheatsheet_row_at(c2, 0)->price_name, "big-vm") == 0);
+    CHECK_NEAR(bl_cheatsheet_row_at(c2, 0)->cost_per_job_usd, 0.40, 1e-9);
+    bl_cheatsheet_free(c2);
 }
 
 static void test_markdown_and_svg_mark_estimates(void) {
