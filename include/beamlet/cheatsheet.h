@@ -28,6 +28,7 @@ typedef struct bl_cheatsheet_row {
     bool measured;                    /* false: an estimate; `source` says whose */
     bool is_cpu;
     char source[BL_CHEATSHEET_TEXT];  /* the results file, plus the estimate's origin */
+    int note;                         /* estimates: footnote number, shared by one source */
     char date[40];
     double infer_cifar_img_s;         /* CIFAR ResNet-18, 3x32x32 */
     double infer_224_img_s;           /* torchvision ResNet-18, 3x224x224 */

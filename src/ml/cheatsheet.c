@@ -294,6 +294,15 @@ bl_status bl_cheatsheet_compute(bl_cheatsheet *cs) {
     double cpu10 = -1;
     for (int i = 0; i < cs->nrows && cpu10 < 0; i++)
         if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0) cpu10 = cs->rows[i].train10_s;
+    /* Estimates sharing a source share a footnote number, in order of first appearance. */
+    int notes = 0;
+    for (int i = 0; i < cs->nrows; i++) {
+        bl_cheatsheet_row *r = &cs->rows[i];
+        r->note = 0;
+        for (int j = 0; j < i && !r->measured && !r->note; j++)
+            if (!cs->rows[j].measured && strcmp(cs->rows[j].source, r->source) == 0) r->note = cs->rows[j].note;
+        if (!r->measured && !r->note) r->note = ++notes;
+    }
     for (int i = 0; i < cs->nrows; i++) {
         bl_cheatsheet_row *r = &cs->rows[i];
         const price *p;
@@ -360,10 +369,10 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
     bl_buf_printf(&b, "| device | figures | CIFAR ResNet-18 inference (img/s) | ResNet-18 224×224 inference (img/s) | "
                       "train 1 epoch (50,000 img) | train 10 epochs | time to %.0f%% Fashion-MNIST | first prediction | "
                       "%s/hour | cost of a 10-epoch job | speed-up vs CPU |\n",
-                  100 * target, cs->currency);
+                  100 * target, strcmp(cs->currency, "USD") == 0 ? "$" : cs->currency);
     bl_buf_printf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-    int note = 0;
-    bool any_scaled = false, any_extrap = false;
+    bool any_scaled = false, any_extrap = false, any_first = false;
+    const char *money = strcmp(cs->currency, "USD") == 0 ? "$" : cs->currency;
     for (int i = 0; i < cs->nrows; i++) {
         const bl_cheatsheet_row *r = &cs->rows[i];
         char a[48], c[48], e[48], t[48], tta[64], fp[48], ph[48], cost[48], sp[48];
@@ -378,31 +387,36 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
         bl_cheatsheet_format_duration(r->first_prediction_s, fp, sizeof fp);
         fmt_money(r->usd_per_hour, ph, sizeof ph);
         fmt_money(r->cost_per_job_usd, cost, sizeof cost);
-        if (r->speedup_vs_cpu > 0) snprintf(sp, sizeof sp, "%.3gx", r->speedup_vs_cpu);
+        if (r->speedup_vs_cpu >= 100) snprintf(sp, sizeof sp, "%.0fx", r->speedup_vs_cpu);
+        else if (r->speedup_vs_cpu > 0) snprintf(sp, sizeof sp, "%.3gx", r->speedup_vs_cpu);
         else snprintf(sp, sizeof sp, "—");
+        if (r->measured && r->first_prediction_s >= 0) any_first = true;
         if (r->measured && r->train_scaled) any_scaled = true;
         if (r->measured)
             bl_buf_printf(&b, "| %s | measured%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r->label,
                           r->train_scaled ? " [s]" : "", a, c, e, t, tta, fp, ph, cost, sp);
         else
             bl_buf_printf(&b, "| *%s* | **estimate** [%d] | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* |\n",
-                          r->label, ++note, a, c, e, t, tta, fp, ph, cost, sp);
+                          r->label, r->note, a, c, e, t, tta, fp, ph, cost, sp);
     }
     bl_buf_printf(&b, "\n");
-    note = 0;
     for (int i = 0; i < cs->nrows; i++) {
         const bl_cheatsheet_row *r = &cs->rows[i];
-        if (!r->measured) bl_buf_printf(&b, "[%d] Estimate, not a beamlet measurement: %s.\n", ++note, r->source);
+        bool first = !r->measured;
+        for (int j = 0; j < i && first; j++) first = cs->rows[j].note != r->note;
+        if (first) bl_buf_printf(&b, "- [%d] Estimate, not a beamlet measurement: %s.\n", r->note, r->source);
     }
-    if (note) bl_buf_printf(&b, "\n");
     if (any_scaled)
-        bl_buf_printf(&b, "[s] Training times are measured per step (forward, loss, backward, SGD on device-resident "
-                          "data, no data loading or evaluation) and scaled to 50,000 images.\n\n");
+        bl_buf_printf(&b, "- [s] Training times are measured per step (forward, loss, backward, SGD on device-resident "
+                          "data, no data loading or evaluation) and scaled to 50,000 images.\n");
     if (any_extrap)
-        bl_buf_printf(&b, "≈ Time to accuracy extrapolated from a measured epoch time, not a full training run; the "
-                          "results file says how.\n\n");
-    bl_buf_printf(&b, "Cost of a job = %s/hour × the 10-epoch training time. Speed-up = the measured CPU's 10-epoch "
-                      "time ÷ the row's.\n\n", cs->currency);
+        bl_buf_printf(&b, "- ≈ Time to accuracy extrapolated from a measured training throughput, not a training run; "
+                          "the results file says how.\n");
+    if (any_first)
+        bl_buf_printf(&b, "- First prediction: a child `beamlet infer` process on one Fashion-MNIST image with the shipped "
+                          "model, from its start to its exit (the results file has the command).\n");
+    bl_buf_printf(&b, "\nCost of a job = %s/hour × the 10-epoch training time. Speed-up = the measured CPU's 10-epoch "
+                      "time ÷ the row's; for an estimate row it compares figures from different sources.\n\n", money);
     bl_buf_printf(&b, "Measured rows:\n\n");
     for (int i = 0; i < cs->nrows; i++) {
         const bl_cheatsheet_row *r = &cs->rows[i];
@@ -416,7 +430,7 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
         bool seen = false;
         for (int j = 0; j < i; j++) seen |= strcmp(cs->rows[j].price_name, r->price_name) == 0;
         if (*r->price_name && !seen)
-            bl_buf_printf(&b, "- %s: %.4g %s/hour — %s\n", r->price_name, r->usd_per_hour, cs->currency, r->price_source);
+            bl_buf_printf(&b, "- %s: %s%.4g/hour — %s\n", r->price_name, money, r->usd_per_hour, r->price_source);
     }
     for (int i = 0; i < cs->nrows; i++)
         if (!*cs->rows[i].price_name) bl_buf_printf(&b, "- %s: no price in the prices file\n", cs->rows[i].label);

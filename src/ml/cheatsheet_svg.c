@@ -10,8 +10,9 @@
 #include "beamlet/cheatsheet.h"
 #include "beamlet/pipeline.h"
 
-#define CHART_W 820
-#define LABEL_W 300
+#define CHART_W 900
+#define LABEL_W 320
+#define WRAP 125 /* characters per footnote line at 11px */
 #define BAR_H 24
 #define ROW_H 34
 #define TOP 64
@@ -26,13 +27,49 @@ static void xml_text(bl_buf *b, const char *s) {
     }
 }
 
+/* Writes `s` as lines of at most WRAP characters, broken at spaces, from y on (16px apart);
+ * returns the y of the last line. With b NULL only counts, so the height can be known first. */
+static int wrapped(bl_buf *b, int y, const char *prefix, const char *s, const char *fill) {
+    char line[WRAP + 64];
+    size_t plen = strlen(prefix), n = strlen(s), at = 0;
+    bool first = true;
+    while (at < n || first) {
+        size_t room = WRAP - (first ? plen : 4), take = n - at;
+        if (take > room) {
+            take = room;
+            while (take > 0 && s[at + take] != ' ') take--;
+            if (take == 0) take = room;
+        }
+        snprintf(line, sizeof line, "%s%.*s", first ? prefix : "    ", (int)take, s + at);
+        if (!first) y += 16;
+        if (b) {
+            bl_buf_printf(b, "<text x=\"16\" y=\"%d\" font-size=\"11\" fill=\"%s\">", y, fill);
+            xml_text(b, line);
+            bl_buf_printf(b, "</text>\n");
+        }
+        at += take;
+        while (at < n && s[at] == ' ') at++;
+        first = false;
+    }
+    return y;
+}
+
 typedef double (*value_fn)(const bl_cheatsheet_row *r);
 typedef void (*format_fn)(double v, char *buf, size_t n);
 
 static double v_infer(const bl_cheatsheet_row *r) { return r->infer_cifar_img_s; }
 static double v_cost(const bl_cheatsheet_row *r) { return r->cost_per_job_usd; }
 
-static void f_rate(double v, char *buf, size_t n) { snprintf(buf, n, v < 100 ? "%.1f img/s" : "%.0f img/s", v); }
+static void f_rate(double v, char *buf, size_t n) {
+    if (v < 100) {
+        snprintf(buf, n, "%.1f img/s", v);
+    } else if (v < 1000) {
+        snprintf(buf, n, "%.0f img/s", v);
+    } else {
+        long k = (long)(v + 0.5);
+        snprintf(buf, n, "%ld,%03ld img/s", k / 1000, k % 1000);
+    }
+}
 static void f_cost(double v, char *buf, size_t n) {
     snprintf(buf, n, v < 0.01 ? "$%.4f" : v < 1 ? "$%.3f" : "$%.2f", v);
 }
@@ -61,12 +98,18 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
         }
     }
     bl_buf b = {0};
-    int plot_w = CHART_W - LABEL_W - 110, notes = 0;
-    for (int i = 0; i < bl_cheatsheet_row_count(cs); i++) {
+    int plot_w = CHART_W - LABEL_W - 120;
+    int foot = wrapped(NULL, 0, "", "Solid bars: measured by beamlet (docs/cheatsheet.md names the files and dates). Hatched "
+                       "grey bars: estimates, not beamlet measurements. Log scale.", "") + 16;
+    for (int i = 0, last = 0; i < bl_cheatsheet_row_count(cs); i++) {
         const bl_cheatsheet_row *r = bl_cheatsheet_row_at(cs, i);
-        notes += !r->measured && value(r) > 0;
+        if (!r->measured && value(r) > 0 && r->note > last) {
+            foot = wrapped(NULL, foot, "[0] ", r->source, "") + 16;
+            last = r->note;
+        }
     }
-    int height = TOP + (n ? n : 1) * ROW_H + 40 + 16 * (notes + 2);
+    if (extra_note) foot = wrapped(NULL, foot, "", extra_note, "") + 16;
+    int height = TOP + (n ? n : 1) * ROW_H + 40 + foot + 8;
     bl_buf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                       "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n", CHART_W, height, CHART_W, height);
     bl_buf_printf(&b, "<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
@@ -104,11 +147,13 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
             double w = fmax(2.0, (log10(v) - d0) / (d1 - d0) * plot_w);
             char val[48];
             format(v, val, sizeof val);
-            bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\"%s>", LABEL_W - 8, y + 16,
+            bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\"%s>", LABEL_W - 8, y + (r->measured ? 16 : 11),
                           r->measured ? "" : " fill=\"#666\" font-style=\"italic\"");
             xml_text(&b, r->label);
-            if (!r->measured) bl_buf_printf(&b, " (estimate [%d])", ++note);
             bl_buf_printf(&b, "</text>\n");
+            if (!r->measured)
+                bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"11\" fill=\"#666\">estimate [%d], "
+                                  "not measured by beamlet</text>\n", LABEL_W - 8, y + 24, r->note);
             if (r->measured)
                 bl_buf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#2b6cb0\"/>\n", LABEL_W, y,
                               w, BAR_H);
@@ -119,25 +164,17 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
                           r->measured ? "" : " fill=\"#666\" font-style=\"italic\"", r->measured ? "" : "≈ ", val);
             row++;
         }
-        int y = y_axis_end + 40;
-        bl_buf_printf(&b, "<text x=\"16\" y=\"%d\" font-size=\"11\" fill=\"#333\">Solid bars: measured by beamlet "
-                          "(see docs/cheatsheet.md for files and dates). Hatched grey bars: estimates, not beamlet "
-                          "measurements. Log scale.</text>\n", y);
-        note = 0;
+        int y = wrapped(&b, y_axis_end + 40, "", "Solid bars: measured by beamlet (docs/cheatsheet.md names the files "
+                        "and dates). Hatched grey bars: estimates, not beamlet measurements. Log scale.", "#333");
         for (int i = 0; i < bl_cheatsheet_row_count(cs); i++) {
             const bl_cheatsheet_row *r = bl_cheatsheet_row_at(cs, i);
-            if (r->measured || value(r) <= 0) continue;
-            y += 16;
-            bl_buf_printf(&b, "<text x=\"16\" y=\"%d\" font-size=\"11\" fill=\"#666\">[%d] ", y, ++note);
-            xml_text(&b, r->source);
-            bl_buf_printf(&b, "</text>\n");
+            if (r->measured || value(r) <= 0 || r->note <= note) continue;
+            note = r->note; /* one line per source, in order */
+            char prefix[16];
+            snprintf(prefix, sizeof prefix, "[%d] ", r->note);
+            y = wrapped(&b, y + 16, prefix, r->source, "#666");
         }
-        if (extra_note) {
-            y += 16;
-            bl_buf_printf(&b, "<text x=\"16\" y=\"%d\" font-size=\"11\" fill=\"#333\">", y);
-            xml_text(&b, extra_note);
-            bl_buf_printf(&b, "</text>\n");
-        }
+        if (extra_note) wrapped(&b, y + 16, "", extra_note, "#333");
     }
     bl_buf_printf(&b, "</svg>\n");
     bl_status s = b.data ? bl_file_write_atomic(path, b.data, b.len) : bl_error(BL_ERR_OUT_OF_MEMORY, "svg");

@@ -131,10 +131,10 @@ static void test_markdown_and_svg_mark_estimates(void) {
         const char *est = strstr(text, "| *NVIDIA L4* | **estimate** [1] | *9,000* |");
         CHECK_MSG(cpu && gpu && est, "table:\n%s", text);
         CHECK(cpu && gpu && est && cpu < gpu && gpu < est);
-        CHECK(strstr(text, "| $1.00 | 1x |") != NULL);      /* CPU: $0.10/h x 10 h */
+        CHECK(strstr(text, "| $0.100 | $1.00 | 1x |") != NULL);      /* CPU: $0.10/h x 10 h */
         CHECK(strstr(text, "| $10.00 | $1.00 | 100x |") != NULL);
         CHECK(strstr(text, "| *$0.800* | *$0.400* | *20x* |") != NULL);
-        CHECK(strstr(text, "[1] Estimate, not a beamlet measurement: estimate.json (PyTorch on an L4, a made-up test figure).") != NULL);
+        CHECK(strstr(text, "- [1] Estimate, not a beamlet measurement: estimate.json (PyTorch on an L4, a made-up test figure).") != NULL);
         CHECK(strstr(text, "≈ Time to accuracy extrapolated") != NULL);
         free(text);
     }
@@ -142,7 +142,7 @@ static void test_markdown_and_svg_mark_estimates(void) {
     CHECK(text != NULL);
     if (text) {
         CHECK(strncmp(text, "<svg ", 5) == 0 && strstr(text, "</svg>\n") != NULL);
-        CHECK(strstr(text, "NVIDIA L4 (estimate [1])") != NULL);
+        CHECK(strstr(text, "estimate [1], not measured by beamlet") != NULL);
         CHECK(strstr(text, "fill=\"url(#hatch)\"") != NULL);
         CHECK(strstr(text, "[1] estimate.json (PyTorch on an L4") != NULL);
         /* Exactly one hatched bar: the measured ones stay solid. */
