@@ -5,8 +5,24 @@
  * scaled: the JSON says so), time to the target Fashion-MNIST accuracy (measured with bl_train
  * when asked, else extrapolated and labelled so), and time to first prediction (a child
  * `beamlet infer` process). The file records the machine, versions, load and date, and is what
- * `beamlet cheatsheet` reads. Schema "beamlet-bench/1"; bench/README.md-style notes are in the
- * JSON itself ("method", "note") so a file explains itself. */
+ * `beamlet cheatsheet` reads. Each figure carries its "method" ("measured",
+ * "measured_per_step_and_scaled", "extrapolated", "not_measured") so a file explains itself.
+ * Unmeasured figures are null. Schema "beamlet-bench/1":
+ *
+ *   {"schema": "beamlet-bench/1", "kind": "measured" | "estimate", "source": (estimates only),
+ *    "date", "host", "command", "options": {"quick", "time_to_accuracy"},
+ *    "machine": {"cpu_model", "logical_cpus", "memory_gb", "kernel", "gpus", "load_average_start"},
+ *    "versions": {"beamlet", "git_commit", "compiler", "onednn", ["cuda_runtime", "cuda_driver",
+ *                 "cudnn", "cublas"]},
+ *    "devices": [{"device", "kind": "cpu" | "cuda", "backend", "description", "label", "measured",
+ *       "inference": {"cifar_resnet18" | "imagenet_resnet18": {"model", "precision", "batch",
+ *                     "timed_steps", "seconds", "ms_per_step", "img_per_s", "method"}},
+ *       "training": {"model", "precision", "method", "note", "epoch_images", "batch", "timed_steps",
+ *                    "ms_per_step", "img_per_s", "epoch_seconds", "ten_epoch_seconds"},
+ *       "time_to_accuracy": {"dataset", "target", "method", "seconds", + "basis" (extrapolated) or
+ *                            "recipe", "width", "batch", "max_epochs", "epochs", "accuracy"},
+ *       "time_to_first_prediction": {"command", "method", "runs_s", "seconds"}}],
+ *    "load_average_end"} */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

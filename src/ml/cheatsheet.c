@@ -415,8 +415,14 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
     if (any_first)
         bl_buf_printf(&b, "- First prediction: a child `beamlet infer` process on one Fashion-MNIST image with the shipped "
                           "model, from its start to its exit (the results file has the command).\n");
-    bl_buf_printf(&b, "\nCost of a job = %s/hour × the 10-epoch training time. Speed-up = the measured CPU's 10-epoch "
-                      "time ÷ the row's; for an estimate row it compares figures from different sources.\n\n", money);
+    /* The speed-up's baseline is the first measured CPU row (files are read in the order given). */
+    const char *baseline = NULL;
+    for (int i = 0; i < cs->nrows && !baseline; i++)
+        if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0) baseline = cs->rows[i].label;
+    bl_buf_printf(&b, "\nCost of a job = %s/hour × the 10-epoch training time. Speed-up = the 10-epoch time of %s%s%s ÷ "
+                      "the row's; for an estimate row it compares figures from different sources.\n\n", money,
+                  baseline ? "the measured CPU row \"" : "a measured CPU row (none here)", baseline ? baseline : "",
+                  baseline ? "\"" : "");
     bl_buf_printf(&b, "Measured rows:\n\n");
     for (int i = 0; i < cs->nrows; i++) {
         const bl_cheatsheet_row *r = &cs->rows[i];
