@@ -168,7 +168,11 @@ bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, si
         if (r->train10_s < 0 && r->epoch_s > 0) r->train10_s = 10 * r->epoch_s;
         r->train_scaled = str_is(tr, "method", NULL, "measured_per_step_and_scaled");
         const bl_json *tta = get(d, "time_to_accuracy", NULL);
+        /* A measured file's time to accuracy counts only from a full run or a labelled
+         * extrapolation; a smoke test on a subset ("measured_on_subset") is no such figure. */
         r->tta_s = num(tta, "seconds", NULL);
+        if (!estimate_file && !str_is(tta, "method", NULL, "measured") && !str_is(tta, "method", NULL, "extrapolated"))
+            r->tta_s = -1;
         r->tta_target = num(tta, "target", NULL);
         r->tta_extrapolated = str_is(tta, "method", NULL, "extrapolated");
         r->first_prediction_s = num(d, "time_to_first_prediction", "seconds");

@@ -112,6 +112,13 @@ static void test_rows_costs_speedups(void) {
     CHECK(strcmp(bl_cheatsheet_row_at(c2, 0)->price_name, "big-vm") == 0);
     CHECK_NEAR(bl_cheatsheet_row_at(c2, 0)->cost_per_job_usd, 0.40, 1e-9);
     bl_cheatsheet_free(c2);
+    /* A time to accuracy from a subset smoke test is not shown. */
+    CHECK_OK(bl_cheatsheet_new(&c2));
+    const char *subset = "{\"schema\":\"beamlet-bench/1\",\"devices\":[{\"device\":\"cpu\",\"kind\":\"cpu\","
+                         "\"time_to_accuracy\":{\"seconds\":12,\"method\":\"measured_on_subset\"}}]}";
+    CHECK_OK(bl_cheatsheet_add_results_json(c2, subset, strlen(subset), "subset.json"));
+    CHECK(bl_cheatsheet_row_at(c2, 0)->tta_s < 0);
+    bl_cheatsheet_free(c2);
 }
 
 static void test_markdown_and_svg_mark_estimates(void) {
