@@ -23,6 +23,8 @@ int cmd_demo(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_cheatsheet(int argc, char **argv);
 /* The learning path's stage programs, run as subcommands (apps/beamlet/stage_*.c). */
 int beamlet_stage_train_main(int argc, char **argv);
 int beamlet_stage_sweep_main(int argc, char **argv);

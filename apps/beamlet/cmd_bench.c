@@ -38,7 +38,6 @@
 #include "beamlet/cuda.h"
 #endif
 
-int cmd_bench(int argc, char **argv); /* until cli.h declares it */
 
 #define EPOCH_IMAGES 50000
 /* The PyTorch reference recipe in DESIGN.md first reached 93% Fashion-MNIST test accuracy after

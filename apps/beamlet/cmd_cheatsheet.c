@@ -9,7 +9,6 @@
 #include "beamlet/cheatsheet.h"
 #include "cli.h"
 
-int cmd_cheatsheet(int argc, char **argv); /* until cli.h declares it */
 
 /* "cpu=n1-standard-2,cuda:0=H100" -> one mapping per pair. */
 static bl_status add_price_map(bl_cheatsheet *cs, const char *spec) {
