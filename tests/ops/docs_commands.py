@@ -200,7 +200,7 @@ class Checker:
         missing = self.words_missing(path, args, None)
         if missing:
             return False, f"{script} never mentions {', '.join(missing)}"
-        return True, "script compiles, its flags are in its source (not run: may need PyTorch)"
+        return True, "compiles, its flags are in its source (not run: tools may need PyTorch)"
 
     def script(self, script, args):
         path = self.path(script)
