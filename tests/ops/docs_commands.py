@@ -36,6 +36,7 @@ WHAT "RUN" MEANS. Paths build/... mean the build folder under test (--build).
   here (docker, nvidia-smi) is reported and its project arguments are still checked.
 """
 import argparse
+import concurrent.futures
 import glob
 import os
 import re
@@ -354,16 +355,19 @@ def check_docs(root, build, files, min_commands):
     commands = []
     for rel in files:
         commands += extract(os.path.join(root, rel), rel)
-    for rel, n, text, cmds in commands:
-        for words in cmds:
-            ok, what = c.check(words)
-            shown = " ".join(words)
-            if ok:
-                c.passed += 1
-                print(f"  ok    {rel}:{n}: {shown}\n          {what}")
-            else:
-                c.failed.append(f"{rel}:{n}: {shown}: {what}")
-                print(f"  FAIL  {rel}:{n}: {shown}\n          {what}")
+    jobs = [(rel, n, words) for rel, n, text, cmds in commands for words in cmds]
+    # Most of the time is process start-up (and waiting for a busy machine): check side by
+    # side, report in document order.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: c.check(job[2]), jobs))
+    for (rel, n, words), (ok, what) in zip(jobs, results):
+        shown = " ".join(words)
+        if ok:
+            c.passed += 1
+            print(f"  ok    {rel}:{n}: {shown}\n          {what}")
+        else:
+            c.failed.append(f"{rel}:{n}: {shown}: {what}")
+            print(f"  FAIL  {rel}:{n}: {shown}\n          {what}")
     shutil.rmtree(c.tmp, ignore_errors=True)
     if c.passed + len(c.failed) < min_commands:
         c.failed.append(f"only {c.passed + len(c.failed)} commands found in {len(files)} files "
