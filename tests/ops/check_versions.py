@@ -20,7 +20,8 @@ with versions.env:
   PyTorch V, torchvision V  TORCH_DEBIAN12 or TORCH_GPU, TORCHVISION_DEBIAN12 or TORCHVISION_GPU
   oneDNN V, Open MPI V      ONEDNN_DEBIAN12, OPENMPI_DEBIAN12 (distribution versions)
   beamlet X.Y.Z, project(beamlet VERSION ...), cmake_minimum_required(VERSION ...)
-A mismatch is reported as file:line, what was found, and the manifest's key and value.
+Within versions.env, the CUDA image tags must carry CUDA_VERSION and UBUNTU_VERSION, and
+DEBIAN_IMAGE must be DEBIAN_VERSION. A mismatch is reported as file:line, what was found, and the manifest's key and value.
 """
 import argparse
 import glob
@@ -138,6 +139,15 @@ def check(root):
         print(f"check_versions: no {manifest_path}")
         return 1, []
     v, errors = load_manifest(manifest_path)
+    # The manifest agrees with itself: the image tags carry the versions named beside them.
+    for key in ("CUDA_DEVEL_IMAGE", "CUDA_RUNTIME_IMAGE"):
+        t = tag(v.get(key, ""))
+        if key in v and not (t.startswith(v.get("CUDA_VERSION", "?") + "-cudnn")
+                             and t.endswith("ubuntu" + v.get("UBUNTU_VERSION", "?"))):
+            errors.append(f"versions.env: {key}={v[key]} does not carry CUDA_VERSION={v.get('CUDA_VERSION')} "
+                          f"with cuDNN on UBUNTU_VERSION={v.get('UBUNTU_VERSION')}")
+    if "DEBIAN_IMAGE" in v and tag(v["DEBIAN_IMAGE"]).split("-")[0].split(".")[0] != v.get("DEBIAN_VERSION"):
+        errors.append(f"versions.env: DEBIAN_IMAGE={v['DEBIAN_IMAGE']} is not DEBIAN_VERSION={v.get('DEBIAN_VERSION')}")
     used, files = set(), []
     for pattern in FILES:
         files += sorted(glob.glob(os.path.join(root, pattern)))
