@@ -77,7 +77,9 @@ bl_status bl_training_config_from_options(const bl_options *opts, bl_training_co
 /* Trains per `c`, resuming from <output_dir>/<experiment_id>/checkpoint.safetensors when it
  * exists and was written for the same config. `train`/`test` may be NULL to load the dataset
  * named in the config. Every epoch: evaluate, write the checkpoint atomically, append to
- * metrics.jsonl. On the CPU a resumed run ends bit for bit where an uninterrupted one does. */
+ * metrics.jsonl. On the CPU, at the same thread count, a resumed run ends bit for bit where an
+ * uninterrupted one does (reductions are split per thread, so another count sums in another
+ * order). */
 bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const bl_dataset *test,
                    bl_training_result *result);
 

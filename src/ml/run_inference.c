@@ -144,14 +144,22 @@ static bl_status ri_setup(bl_dofn_ctx *ctx) {
     else snprintf(device, sizeof device, "%s", c->device);
     bool loaded;
     double seconds;
-    BL_TRY(bl_model_handler_acquire(c->weights, device, c->max_batch, c->height, c->width, &st->h, &loaded,
-                                    &seconds));
+    bl_status s = bl_model_handler_acquire(c->weights, device, c->max_batch, c->height, c->width, &st->h, &loaded,
+                                           &seconds);
+    if (s != BL_OK) {
+        /* The runner does not tear down an instance whose setup failed: free what we hold. */
+        ri_teardown(ctx);
+        return s;
+    }
     if (loaded) bl_metric_observe(ctx, "load_model_latency", seconds * 1e3);
     bl_metric_inc(ctx, "failed_batches", 0); /* present (as 0) in every run, as in Beam */
     size_t per = (size_t)c->channels * (size_t)c->height * (size_t)c->width;
     st->x = malloc(sizeof(float) * per * (size_t)c->max_batch);
     st->logits = malloc(sizeof(float) * (size_t)c->classes * (size_t)c->max_batch);
-    if (!st->x || !st->logits) return bl_error(BL_ERR_OUT_OF_MEMORY, "RunInference buffers");
+    if (!st->x || !st->logits) {
+        ri_teardown(ctx);
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "RunInference buffers");
+    }
     return BL_OK;
 }
 

@@ -1,7 +1,8 @@
 /* Training as a step: a config in, a trained model and a result out, with an atomic
  * checkpoint every epoch. The data order and augmentation of epoch e come from a stream forked
  * from (seed, e), so a run resumed from the checkpoint after epoch e replays exactly what an
- * uninterrupted run would have done: on the CPU the final weights match bit for bit. */
+ * uninterrupted run would have done: on the CPU, at the same thread count, the final weights
+ * match bit for bit. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
