@@ -98,13 +98,7 @@ static void dnnl_close(void *ctx) {
         if (e->post_dst) dnnl_memory_destroy(e->post_dst);
         free(e->buf);
     }
-    for (int i = 0; i < c->nweights; i++) {
-        onednn_weights *w = &c->weights[i];
-        if (w->reorder) dnnl_primitive_destroy(w->reorder);
-        if (w->msrc) dnnl_memory_destroy(w->msrc);
-        if (w->mdst) dnnl_memory_destroy(w->mdst);
-        free(w->buf);
-    }
+    onednn_weights_release_all(c);
     free(c->prims);
     free(c->weights);
     free(c->scratch);
@@ -130,7 +124,7 @@ static void dnnl_free(void *ctx, void *ptr) {
     size_t bytes;
     memcpy(&bytes, base, sizeof bytes);
     /* A later allocation may reuse the address: cached copies of it must not survive. */
-    onednn_note_write(ctx, ptr, bytes);
+    onednn_note_free(ctx, ptr, bytes);
     free(base);
 }
 

@@ -119,6 +119,34 @@ void onednn_note_write(onednn_ctx *c, const void *ptr, size_t bytes) {
     }
 }
 
+static void weights_destroy(onednn_weights *w) {
+    if (w->reorder) dnnl_primitive_destroy(w->reorder);
+    if (w->msrc) dnnl_memory_destroy(w->msrc);
+    if (w->mdst) dnnl_memory_destroy(w->mdst);
+    free(w->buf);
+}
+
+void onednn_note_free(onednn_ctx *c, const void *ptr, size_t bytes) {
+    const char *lo = ptr, *hi = lo + bytes;
+    for (int i = 0; i < c->nweights;) {
+        onednn_weights *w = &c->weights[i];
+        const char *wlo = w->src, *whi = wlo + w->src_bytes;
+        if (w->src && lo < whi && wlo < hi) {
+            /* The source is gone: so is its copy (a model freed and built again must not grow
+             * the cache). */
+            weights_destroy(w);
+            c->weights[i] = c->weights[--c->nweights];
+        } else {
+            i++;
+        }
+    }
+}
+
+void onednn_weights_release_all(onednn_ctx *c) {
+    for (int i = 0; i < c->nweights; i++) weights_destroy(&c->weights[i]);
+    c->nweights = 0;
+}
+
 static onednn_weights *weights_find(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
                                     const dnnl_memory_desc_t *dst_md) {
     for (int i = 0; i < c->nweights; i++) {

@@ -112,8 +112,11 @@ bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op);
 bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
                              const dnnl_memory_desc_t *dst_md, bool cache, void **out,
                              const char *op);
-/* Drops cached copies whose source overlaps [ptr, ptr + bytes). */
+/* Marks cached copies whose source overlaps [ptr, ptr + bytes) stale (written), or releases
+ * them (freed). */
 void onednn_note_write(onednn_ctx *c, const void *ptr, size_t bytes);
+void onednn_note_free(onednn_ctx *c, const void *ptr, size_t bytes);
+void onednn_weights_release_all(onednn_ctx *c);
 static inline void onednn_wrote(bl_device *dev, const bl_tensor *t) {
     if (t) onednn_note_write(onednn_of(dev), t->data, bl_tensor_nbytes(t));
 }
