@@ -93,9 +93,7 @@ static void dnnl_close(void *ctx) {
         for (int a = 0; a < e->nargs; a++) dnnl_memory_destroy(e->args[a].memory);
         if (e->prim) dnnl_primitive_destroy(e->prim);
         if (e->pd) dnnl_primitive_desc_destroy(e->pd);
-        if (e->post) dnnl_primitive_destroy(e->post);
-        if (e->post_src) dnnl_memory_destroy(e->post_src);
-        if (e->post_dst) dnnl_memory_destroy(e->post_dst);
+        for (int r = 0; r < 3; r++) onednn_reorder_destroy(&e->reo[r]);
         free(e->buf);
     }
     onednn_weights_release_all(c);

@@ -124,6 +124,67 @@ static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residu
     return BL_OK;
 }
 
+/* Inference 3x3 stride-1 convolutions (the folded-BN path: they have a bias) run as Winograd
+ * F(4x4, 3x3): 2.2-3x faster than the direct kernels here (CIFAR ResNet-18 layers at batch 64,
+ * one thread: 44 -> 25 ms for 64 channels, 44 -> 15 ms for 512), and within the f32 parity
+ * threshold (nmse ~1e-12 against cpu_ref; test_onednn_backend checks every ResNet width).
+ * oneDNN's Winograd reads and writes only the blocked nChw16c layout, so the activations are
+ * reordered in and out around it. BEAMLET_ONEDNN_WINOGRAD=0 turns it off. */
+static bool winograd_wanted(const bl_tensor *x, const bl_tensor *w, const bl_conv2d_params *p, bool bias) {
+    const char *env = getenv("BEAMLET_ONEDNN_WINOGRAD");
+    if (env && strcmp(env, "0") == 0) return false;
+    return bias && w->shape[2] == 3 && w->shape[3] == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->pad_h == 1 && p->pad_w == 1 && x->shape[1] % 16 == 0 && w->shape[0] % 16 == 0;
+}
+
+/* Builds the blocked Winograd route into e, or returns false (e untouched) when oneDNN has
+ * no Winograd kernel for this case, so the caller builds the direct one. */
+static bool build_winograd(onednn_ctx *c, onednn_prim *e, const conv_mds *m, bool residual, bool relu,
+                           const char *op) {
+    dnnl_memory_desc_t xb, yb;
+    if (dnnl_memory_desc_init_by_tag(&xb, 4, m->x.dims, dnnl_f32, dnnl_nChw16c) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&yb, 4, m->y.dims, dnnl_f32, dnnl_nChw16c) != dnnl_success)
+        return false;
+    dnnl_convolution_desc_t d;
+    if (dnnl_convolution_forward_desc_init(&d, dnnl_forward_inference, dnnl_convolution_winograd, &xb, &m->w_any,
+                                           &m->b, &yb, m->strides, m->pad_l, m->pad_r) != dnnl_success)
+        return false;
+    dnnl_primitive_attr_t attr;
+    if (make_attr(&attr, residual, relu, op) != BL_OK) {
+        bl_clear_error();
+        return false;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &d, attr, c->engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return false;
+    size_t xbytes = (dnnl_memory_desc_get_size(&xb) + 63) & ~(size_t)63, ybytes = dnnl_memory_desc_get_size(&yb);
+    void *buf = aligned_alloc(64, xbytes + ((ybytes + 63) & ~(size_t)63));
+    if (!buf) {
+        dnnl_primitive_desc_destroy(pd);
+        return false;
+    }
+    onednn_reorder r[3];
+    memset(r, 0, sizeof r);
+    bool ok = onednn_reorder_init(c, &r[0], &m->x, &xb, op) == BL_OK &&
+              onednn_reorder_init(c, &r[1], &m->y, &yb, op) == BL_OK &&
+              onednn_reorder_init(c, &r[2], &yb, &m->y, op) == BL_OK;
+    if (!ok) {
+        bl_clear_error();
+        for (int i = 0; i < 3; i++) onednn_reorder_destroy(&r[i]);
+        free(buf);
+        dnnl_primitive_desc_destroy(pd);
+        return false;
+    }
+    e->pd = pd;
+    e->blocked = true;
+    e->buf = buf;
+    e->buf_bytes = xbytes + ybytes;
+    e->blocked_y = xbytes;
+    memcpy(e->reo, r, sizeof r);
+    return true;
+}
+
 bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
                                 const bl_tensor *w, const bl_tensor *bias,
                                 const bl_tensor *residual, bool relu, bl_tensor *y) {
@@ -136,7 +197,8 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
         conv_mds m;
         BL_TRY(conv_mds_init(&m, p, x, w, y, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
-        BL_TRY(fwd_pd(c, &m, bias != NULL, residual != NULL, relu, bias != NULL, &e->pd, op));
+        if (!(winograd_wanted(x, w, p, bias != NULL) && build_winograd(c, e, &m, residual != NULL, relu, op)))
+            BL_TRY(fwd_pd(c, &m, bias != NULL, residual != NULL, relu, bias != NULL, &e->pd, op));
         int ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
         BL_TRY(onednn_prim_finish(c, e, bias ? 4 : 3, ids, op));
     }
@@ -146,12 +208,25 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     void *wb;
     BL_TRY(onednn_weights_get(c, w->data, &wmd, want, bias != NULL, &wb, op));
     onednn_wrote(dev, y);
-    if (residual) onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
+    const void *src = x->data;
+    void *dst = y->data;
+    if (e->blocked) {
+        /* NHWC in, blocked through Winograd, NHWC out; the residual lands in the blocked y. */
+        char *xb = e->buf, *yb = xb + e->blocked_y;
+        BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
+        if (residual) BL_TRY(onednn_reorder_run(c, &e->reo[1], residual->data, yb, op));
+        src = xb;
+        dst = yb;
+    } else if (residual) {
+        onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
+    }
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, op));
     BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, dst, op));
     if (bias) BL_TRY(onednn_prim_bind(e, DNNL_ARG_BIAS, bias->data, op));
-    return onednn_prim_run(c, e, op);
+    BL_TRY(onednn_prim_run(c, e, op));
+    if (e->blocked) BL_TRY(onednn_reorder_run(c, &e->reo[2], dst, y->data, op));
+    return BL_OK;
 }
 
 bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *dy,
@@ -200,15 +275,7 @@ static bl_status add_output_reorder(onednn_ctx *c, onednn_prim *e, const dnnl_me
     e->buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!e->buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes", op, bytes);
     e->buf_bytes = bytes;
-    dnnl_primitive_desc_t rpd;
-    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, from, c->engine, to, c->engine, NULL), op);
-    dnnl_status_t st = dnnl_primitive_create(&e->post, rpd);
-    dnnl_primitive_desc_destroy(rpd);
-    DNNL_CHECK(st, op);
-    DNNL_CHECK(dnnl_memory_create(&e->post_src, from, c->engine, e->buf), op);
-    DNNL_CHECK(dnnl_memory_create(&e->post_dst, to, c->engine, DNNL_MEMORY_NONE), op);
-    c->created++;
-    return BL_OK;
+    return onednn_reorder_init(c, &e->reo[0], from, to, op);
 }
 
 bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
@@ -245,12 +312,8 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
     onednn_wrote(dev, dw);
     BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
     BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->post ? e->buf : dw->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->reo[0].prim ? e->buf : dw->data, op));
     BL_TRY(onednn_prim_run(c, e, op));
-    if (e->post) {
-        DNNL_CHECK(dnnl_memory_set_data_handle(e->post_dst, dw->data), op);
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->post_src}, {DNNL_ARG_TO, e->post_dst}};
-        DNNL_CHECK(dnnl_primitive_execute(e->post, c->stream, 2, args), op);
-    }
+    if (e->reo[0].prim) BL_TRY(onednn_reorder_run(c, &e->reo[0], e->buf, dw->data, op));
     return BL_OK;
 }

@@ -49,6 +49,12 @@ typedef struct onednn_key {
     int64_t d[ONEDNN_KEY_DIMS];
 } onednn_key;
 
+/* A reorder between two formats; data pointers are set per call. */
+typedef struct onednn_reorder {
+    dnnl_primitive_t prim;
+    dnnl_memory_t from, to;
+} onednn_reorder;
+
 /* One cached primitive with a memory object per argument (data handles set per call). */
 typedef struct onednn_prim {
     onednn_key key;
@@ -57,10 +63,12 @@ typedef struct onednn_prim {
     int nargs;
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS]; /* memories created with no data */
     size_t scratch_bytes;
-    /* An optional second step (e.g. reorder blocked diff weights to the user's layout). */
-    dnnl_primitive_t post;
-    dnnl_memory_t post_src, post_dst;
-    void *buf;          /* owned intermediate buffer (blocked diff weights, workspace) */
+    /* Optional reorders around the primitive: blocked diff weights to the user's layout, or
+     * NHWC activations to and from the blocked layout Winograd needs. */
+    onednn_reorder reo[3];
+    bool blocked;       /* forward via the blocked route: reo = x in, residual in, y out */
+    size_t blocked_y;   /* offset of the blocked y in buf (the blocked x is at 0) */
+    void *buf;          /* owned intermediate buffer (blocked tensors, workspace) */
     size_t buf_bytes;
 } onednn_prim;
 
@@ -73,6 +81,10 @@ typedef struct onednn_weights {
     dnnl_memory_t msrc, mdst;
     void *buf;
     bool valid;
+    /* When oneDNN cannot reorder OHWI straight into dst_md (Winograd's weight format), the
+     * copy goes through plain OIHW in `mid`. */
+    onednn_reorder via;
+    void *mid;
 } onednn_weights;
 
 typedef struct onednn_ctx {
@@ -106,6 +118,11 @@ bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int
 bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const char *op);
 /* Executes with the handle's scratchpad. */
 bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op);
+
+bl_status onednn_reorder_init(onednn_ctx *c, onednn_reorder *r, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const char *op);
+bl_status onednn_reorder_run(onednn_ctx *c, onednn_reorder *r, const void *from, void *to, const char *op);
+void onednn_reorder_destroy(onednn_reorder *r);
 
 /* Returns a pointer to `src` (described by src_md) in the layout dst_md: src itself when the
  * formats agree, else a reordered copy, cached when `cache` is set. */
