@@ -258,6 +258,66 @@ static void test_inference_kernels(void) {
     bl_device_release(dev);
 }
 
+/* The training convolutions (no bias) at Winograd shapes: forward, backward data and
+ * backward filter against cpu_ref at the f32 threshold. */
+static void check_training_conv(bl_device *dev, bl_device *ref, int64_t n, int64_t ch, int64_t hw) {
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED + (uint64_t)(ch * hw));
+    int64_t xs[4] = {n, ch, hw, hw}, ws[4] = {ch, ch, 3, 3};
+    int64_t nx = n * ch * hw * hw, nw = ch * ch * 9;
+    float *hx = malloc(sizeof(float) * (size_t)nx), *hdy = malloc(sizeof(float) * (size_t)nx);
+    float *hw_ = malloc(sizeof(float) * (size_t)nw);
+    float *out[3][2];
+    fill(&rng, hx, nx);
+    fill(&rng, hdy, nx);
+    fill(&rng, hw_, nw);
+    bl_conv2d_params p = {1, 1, 1, 1};
+    bl_device *devs[2] = {dev, ref};
+    for (int d = 0; d < 2; d++) {
+        bl_tensor x, w, dy, y, dx, dw;
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &x));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &dy));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &y));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &dx));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &w));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &dw));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&x, hx));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&dy, hdy));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&w, hw_));
+        CHECK_OK(bl_op_conv2d_forward(devs[d], &p, &x, &w, NULL, NULL, false, &y));
+        CHECK_OK(bl_op_conv2d_backward_data(devs[d], &p, &dy, &w, &dx));
+        CHECK_OK(bl_op_conv2d_backward_filter(devs[d], &p, &x, &dy, &dw));
+        bl_tensor *res[3] = {&y, &dx, &dw};
+        for (int k = 0; k < 3; k++) {
+            out[k][d] = malloc(sizeof(float) * (size_t)bl_tensor_numel(res[k]));
+            CHECK_OK(bl_tensor_download_f32(res[k], out[k][d]));
+        }
+        bl_tensor_release(&x), bl_tensor_release(&dy), bl_tensor_release(&y);
+        bl_tensor_release(&dx), bl_tensor_release(&w), bl_tensor_release(&dw);
+    }
+    const char *names[3] = {"y", "dx", "dw"};
+    int64_t counts[3] = {nx, nx, nw};
+    for (int k = 0; k < 3; k++) {
+        double e = nmse(out[k][0], out[k][1], counts[k]);
+        fprintf(stderr, "  training conv %lldx%lld ch %lldx%lld %-2s nmse %.2e\n", (long long)n, (long long)ch,
+                (long long)hw, (long long)hw, names[k], e);
+        CHECK_MSG(e < 1e-9, "%s: nmse %.3g", names[k], e);
+        free(out[k][0]), free(out[k][1]);
+    }
+    free(hx), free(hdy), free(hw_);
+}
+
+static void test_training_kernels(void) {
+    bl_device *dev = open_cpu(), *ref;
+    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
+    CHECK_OK(bl_device_get("cpu_ref", &ref));
+    check_training_conv(dev, ref, 4, 64, 16);
+    check_training_conv(dev, ref, 4, 128, 8);
+    check_training_conv(dev, ref, 4, 512, 4);
+    bl_device_release(ref);
+    bl_device_release(dev);
+}
+
 static void test_thread_count(void) {
     bl_device *dev = open_cpu();
     if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
@@ -356,6 +416,7 @@ int main(void) {
     RUN(test_steps_create_nothing);
     RUN(test_cached_weights_follow_writes);
     RUN(test_inference_kernels);
+    RUN(test_training_kernels);
     RUN(test_thread_count);
     RUN(test_training_matches_reference);
     return bl_test_finish();

@@ -94,6 +94,8 @@ static void dnnl_close(void *ctx) {
         if (e->prim) dnnl_primitive_destroy(e->prim);
         if (e->pd) dnnl_primitive_desc_destroy(e->pd);
         for (int r = 0; r < 3; r++) onednn_reorder_destroy(&e->reo[r]);
+        onednn_reorder_destroy(&e->wout);
+        free(e->wbuf);
         free(e->buf);
     }
     onednn_weights_release_all(c);

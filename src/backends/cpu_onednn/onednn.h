@@ -63,13 +63,16 @@ typedef struct onednn_prim {
     int nargs;
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS]; /* memories created with no data */
     size_t scratch_bytes;
-    /* Optional reorders around the primitive: blocked diff weights to the user's layout, or
-     * NHWC activations to and from the blocked layout Winograd needs. */
+    /* The blocked route (Winograd reads and writes only nChw16c): reo[0] brings the x-side
+     * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
+     * the blocked copies live in buf at reo_off. */
     onednn_reorder reo[3];
-    bool blocked;       /* forward via the blocked route: reo = x in, residual in, y out */
-    size_t blocked_y;   /* offset of the blocked y in buf (the blocked x is at 0) */
-    void *buf;          /* owned intermediate buffer (blocked tensors, workspace) */
+    size_t reo_off[2];
+    bool blocked;
+    void *buf;          /* owned: blocked activations, or max-pool's recomputed output and workspace */
     size_t buf_bytes;
+    onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
+    void *wbuf;
 } onednn_prim;
 
 /* A blocked copy of a weight tensor, valid until its source is written or freed. */
