@@ -1,16 +1,20 @@
 /* Internals shared by the oneDNN backend's files.
  *
  * Layout: activations are NHWC ("acdb") and convolution weights OHWI, because oneDNN 2.6's
- * fastest f32 kernels on AVX-512 (brgconv) read and write channels-last directly, while plain
- * NCHW falls back to im2col + GEMM at about 60% of the speed. Weights are reordered into the
- * blocked format the kernel asks for.
+ * direct f32 kernels on AVX-512 (brgconv) read and write channels-last directly, while plain
+ * NCHW falls back to im2col + GEMM at about 60% of the speed. 3x3 stride-1 convolutions run
+ * as Winograd, which oneDNN implements only on the blocked nChw16c layout: their activations
+ * are reordered in and out around the primitive (conv.c says why that pays). Weights are
+ * reordered into whatever format the kernel asks for.
  *
- * Caching: every oneDNN primitive (and its memory objects) is created once per shape and kept
- * in the handle, keyed by op + shapes + params + thread count; later calls only swap data
- * pointers, so a steady-state step creates nothing and allocates nothing. Scratchpads are
+ * Caching: every oneDNN primitive (and its memory objects and reorders) is created once per
+ * shape and kept in the handle, keyed by op + shapes + params + thread count; later calls only
+ * swap data pointers, so a steady-state step creates nothing and allocates nothing in
+ * beamlet (oneDNN itself may still allocate small bookkeeping per execute). Scratchpads are
  * user-managed (one buffer per handle, grown at first use of a shape). Blocked copies of
  * inference weights (convolutions with a bias: the folded-BN path) are cached per source
- * pointer and dropped whenever this device writes or frees the source. */
+ * pointer and dropped whenever this device writes or frees the source; training weights are
+ * reordered every call (they change every step). */
 #ifndef BEAMLET_CPU_ONEDNN_H
 #define BEAMLET_CPU_ONEDNN_H
 
