@@ -102,6 +102,7 @@ static void dnnl_close(void *ctx) {
     free(c->prims);
     free(c->weights);
     free(c->scratch);
+    free(c->route);
     free(c->partials);
     dnnl_stream_destroy(c->stream);
     dnnl_engine_destroy(c->engine);

@@ -266,6 +266,15 @@ bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_d
     return BL_OK;
 }
 
+bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op) {
+    if (bytes <= c->route_bytes) return BL_OK;
+    free(c->route);
+    c->route = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    c->route_bytes = c->route ? bytes : 0;
+    if (!c->route) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked activations", op, bytes);
+    return BL_OK;
+}
+
 double *onednn_partials(onednn_ctx *c, size_t len) {
     if (len > c->partials_len) {
         free(c->partials);

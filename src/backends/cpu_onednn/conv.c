@@ -177,10 +177,9 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     if (st != dnnl_success) return false;
     size_t xbytes = (dnnl_memory_desc_get_size(&xb) + 63) & ~(size_t)63;
     size_t ybytes = (dnnl_memory_desc_get_size(&yb) + 63) & ~(size_t)63;
-    void *buf = aligned_alloc(64, xbytes + ybytes);
     onednn_reorder r[3];
     memset(r, 0, sizeof r);
-    bool ok = buf != NULL;
+    bool ok = onednn_route_reserve(c, xbytes + ybytes, op) == BL_OK;
     if (ok && kind != OK_CONV_BWD_DATA) ok = onednn_reorder_init(c, &r[0], &m->x, &xb, op) == BL_OK;
     if (ok) ok = onednn_reorder_init(c, &r[1], &m->y, &yb, op) == BL_OK;
     if (ok && kind == OK_CONV_FWD) ok = onednn_reorder_init(c, &r[2], &yb, &m->y, op) == BL_OK;
@@ -188,14 +187,11 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     if (!ok) {
         bl_clear_error();
         for (int i = 0; i < 3; i++) onednn_reorder_destroy(&r[i]);
-        free(buf);
         dnnl_primitive_desc_destroy(pd);
         return false;
     }
     e->pd = pd;
     e->blocked = true;
-    e->buf = buf;
-    e->buf_bytes = xbytes + ybytes;
     e->reo_off[0] = 0;
     e->reo_off[1] = xbytes;
     memcpy(e->reo, r, sizeof r);
@@ -229,7 +225,7 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     void *dst = y->data;
     if (e->blocked) {
         /* NHWC in, blocked through Winograd, NHWC out; the residual lands in the blocked y. */
-        char *xb = (char *)e->buf + e->reo_off[0], *yb = (char *)e->buf + e->reo_off[1];
+        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         if (residual) BL_TRY(onednn_reorder_run(c, &e->reo[1], residual->data, yb, op));
         src = xb;
@@ -283,7 +279,7 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
     const void *src = dy->data;
     void *dst = dx->data;
     if (e->blocked) {
-        char *xb = (char *)e->buf + e->reo_off[0], *yb = (char *)e->buf + e->reo_off[1];
+        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
         src = yb;
         dst = xb;
@@ -341,7 +337,7 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
     onednn_wrote(dev, dw);
     const void *src = x->data, *ddst = dy->data;
     if (e->blocked) {
-        char *xb = (char *)e->buf + e->reo_off[0], *yb = (char *)e->buf + e->reo_off[1];
+        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
         src = xb;

@@ -69,11 +69,11 @@ typedef struct onednn_prim {
     size_t scratch_bytes;
     /* The blocked route (Winograd reads and writes only nChw16c): reo[0] brings the x-side
      * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
-     * the blocked copies live in buf at reo_off. */
+     * the blocked copies live in the handle's route buffer at reo_off. */
     onednn_reorder reo[3];
-    size_t reo_off[2];
+    size_t reo_off[2];  /* offsets into the handle's shared route buffer */
     bool blocked;
-    void *buf;          /* owned: blocked activations, or max-pool's recomputed output and workspace */
+    void *buf;          /* owned: max-pool backward's recomputed output and workspace */
     size_t buf_bytes;
     onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
     void *wbuf;
@@ -103,6 +103,9 @@ typedef struct onednn_ctx {
     int nweights, cap_weights;
     void *scratch;
     size_t scratch_bytes;
+    void *route;       /* blocked copies of activations for the Winograd route, shared by all
+                        * convolutions (each uses it only during its own call) */
+    size_t route_bytes;
     int64_t created;   /* primitives created over the handle's life (tests check reuse) */
     int64_t reorders;  /* weight reorders executed */
     double *partials;  /* per-thread reduction space for batch norm */
@@ -144,6 +147,9 @@ void onednn_weights_release_all(onednn_ctx *c);
 static inline void onednn_wrote(bl_device *dev, const bl_tensor *t) {
     if (t) onednn_note_write(onednn_of(dev), t->data, bl_tensor_nbytes(t));
 }
+
+/* Grows the shared route buffer to `bytes` (only when a primitive is built). */
+bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op);
 
 /* Per-thread double reduction space of `len` doubles (grown on first use). */
 double *onednn_partials(onednn_ctx *c, size_t len);
