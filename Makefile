@@ -1,5 +1,6 @@
 # Thin wrapper over CMake so the README's two commands stay short.
-#   make demo   configure, build, run the CPU demo
+#   make path   configure, build, run the learning path (stages 1-4) on Fashion-MNIST
+#   make demo   configure, build, run the short generated-data training demo
 #   make test   configure, build, run the whole test suite
 # CI=true (set by CI) builds with -Werror.
 BUILD ?= build
@@ -9,13 +10,16 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DBEAMLET_WERROR=ON
 endif
 
-.PHONY: all build demo test clean
+.PHONY: all build path demo test clean
 
 all: build
 
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
+
+path: build
+	BUILD=$(BUILD) scripts/learning_path.sh
 
 demo: build
 	$(BUILD)/beamlet demo

@@ -22,6 +22,9 @@ bl_status cli_get_float(const cli_flag *flags, int nflags, const char *name, dou
 int cmd_demo(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_data(int argc, char **argv);
-int cmd_train(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
+/* The learning path's stage programs, run as subcommands (apps/beamlet/stage_*.c). */
+int beamlet_stage_train_main(int argc, char **argv);
+int beamlet_stage_sweep_main(int argc, char **argv);
 
 #endif

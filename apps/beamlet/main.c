@@ -10,10 +10,16 @@ typedef struct command {
     const char *summary;
 } command;
 
+/* Stage programs take argv as if they were run on their own: "beamlet train --x" -> "train --x". */
+static int cmd_stage_train(int argc, char **argv) { return beamlet_stage_train_main(argc - 1, argv + 1); }
+static int cmd_stage_sweep(int argc, char **argv) { return beamlet_stage_sweep_main(argc - 1, argv + 1); }
+
 static const command commands[] = {
-    {"demo", cmd_demo, "train a narrow CIFAR ResNet-18 on generated data and watch the loss fall"},
+    {"demo", cmd_demo, "15-second demo: a narrow ResNet-18 learns generated images, the loss falls"},
     {"devices", cmd_devices, "list the devices beamlet can use"},
-    {"train", cmd_train, "train a ResNet on Fashion-MNIST or CIFAR-10 (checkpoints, resume)"},
+    {"infer", cmd_infer, "stages 1-2: run images through a ResNet with RunInference, predictions as JSON"},
+    {"train", cmd_stage_train, "stage 3: train a ResNet in a pipeline (checkpoints every epoch, resumes)"},
+    {"sweep", cmd_stage_sweep, "stage 4: a parallel hyperparameter sweep; the best model is deployed"},
     {"data", cmd_data, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
 };
 

@@ -53,7 +53,11 @@ const char *bl_status_name(bl_status status);
     do {                                                                                     \
         if (!(cond)) bl_panic(__FILE__, __LINE__, #cond);                                    \
     } while (0)
+#ifdef __cplusplus
+[[noreturn]] void bl_panic(const char *file, int line, const char *what);
+#else
 _Noreturn void bl_panic(const char *file, int line, const char *what);
+#endif
 
 /* ---- logging ---------------------------------------------------------------------------- */
 

@@ -9,6 +9,7 @@
 
 #include "beamlet/datasets.h"
 #include "beamlet/nn.h"
+#include "beamlet/pipeline.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,12 +69,50 @@ bl_status bl_training_config_from_json(const char *json, size_t len, bl_training
 bl_status bl_training_result_to_json(const bl_training_result *r, char **json /* malloc'ed */);
 bl_status bl_training_result_from_json(const char *json, size_t len, bl_training_result *out);
 
+/* Registers one --flag per TrainingConfig field (defaults from `defaults`) on a pipeline's
+ * options, and reads them back: programs and the CLI share one flag list. */
+bl_status bl_training_config_add_options(bl_options *opts, const bl_training_config *defaults);
+bl_status bl_training_config_from_options(const bl_options *opts, bl_training_config *out);
+
 /* Trains per `c`, resuming from <output_dir>/<experiment_id>/checkpoint.safetensors when it
  * exists and was written for the same config. `train`/`test` may be NULL to load the dataset
  * named in the config. Every epoch: evaluate, write the checkpoint atomically, append to
  * metrics.jsonl. On the CPU a resumed run ends bit for bit where an uninterrupted one does. */
 bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const bl_dataset *test,
                    bl_training_result *result);
+
+/* ---- training in a pipeline ------------------------------------------------------------ */
+
+/* Coders for configs and results: JSON bytes, deterministic (usable as keys). */
+const bl_coder *bl_coder_training_config(void);   /* values: bl_training_config * */
+const bl_coder *bl_coder_training_result(void);   /* values: bl_training_result * */
+
+/* TrainModel: a DoFn from TrainingConfig to TrainingResult. A config with device "auto" runs on
+ * the accelerator the runner bound to this worker (cuda:N) when there is one, else the CPU.
+ * Checkpoints make a retried or re-run element resume instead of starting over. */
+bl_dofn bl_train_model_dofn(void);
+
+/* BestModel: a CombineFn keeping the result with the highest accuracy (ties: the smaller
+ * experiment id, so the answer never depends on worker timing). */
+const bl_combine_fn *bl_best_model_combine(void);
+
+/* DeployBestModel: a DoFn that copies a result's weights to <serving_dir>/model.safetensors and
+ * writes <serving_dir>/model.json (the result), both atomically, and passes the result on.
+ * `serving_dir` must outlive the pipeline. */
+bl_dofn bl_deploy_model_dofn(const char *serving_dir);
+
+/* The proposal's grid: learning rates x batch sizes x models, each a copy of `base` with an
+ * experiment id like "resnet18-lr0.01-bs32". NULL lists take the defaults: {0.01, 0.001,
+ * 0.0001} x {16, 32, 64} x {resnet18, resnet34} = 18 configs. `out` holds n_lr*n_bs*n_models. */
+bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr,
+                        const int *batch_sizes, int n_bs, const char *const *models, int n_models,
+                        bl_training_config **out, int *count);
+
+/* --learning_rates, --batch_sizes and --models (comma-separated grid axes, defaulting to the
+ * proposal's grid) on a pipeline's options, and the grid they describe around `base`. */
+bl_status bl_sweep_add_options(bl_options *opts);
+bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base,
+                                     bl_training_config **out, int *count);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,11 @@ bl_status bl_model_fold_batchnorm(bl_model *model);
  * prefix, is an error naming the file and the tensor (like PyTorch's strict loading). */
 bl_status bl_model_load_state(bl_model *model, const bl_safetensors *file, const char *prefix);
 bl_status bl_model_load(bl_model *model, const char *path);
+/* Reads the architecture from the tensors themselves (depth from the blocks present, width and
+ * input channels from conv1.weight, stem from its kernel size, classes from fc.weight), so
+ * any torchvision-layout ResNet-18/34 file can be opened without being told what it is. */
+bl_status bl_resnet_config_from_safetensors(const bl_safetensors *file, const char *prefix,
+                                            bl_resnet_config *out);
 /* Adds the model's state (f32, torchvision names under `prefix`, num_batches_tracked as I64)
  * to a writer, e.g. a checkpoint that also holds optimizer state. */
 bl_status bl_model_write_state(const bl_model *model, bl_safetensors_writer *w, const char *prefix);

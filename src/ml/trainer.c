@@ -332,6 +332,7 @@ bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const b
         if (s == BL_OK && !c->quiet)
             printf("%s: epoch %d/%d  train loss %.4f  test accuracy %.2f%%  (%.1f s)\n", c->experiment_id,
                    t.epochs_done, c->epochs, loss, 100.0 * acc, bl_time_now() - e0);
+        if (s == BL_OK && !c->quiet) fflush(stdout); /* a log file sees each epoch as it ends */
     }
     if (s == BL_OK && t.epochs_done == c->epochs) {
         char acc[32];

@@ -215,3 +215,98 @@ bl_status bl_training_result_from_json(const char *json, size_t len, bl_training
     memset(out, 0, sizeof *out);
     return from_json(json, len, out, result_fields, sizeof result_fields / sizeof result_fields[0], "training result");
 }
+
+/* ---- flags ------------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name, *help;
+} option_help[] = {
+    {"experiment_id", "name of the run; checkpoints go to <output_dir>/<experiment_id>/ and a re-run resumes"},
+    {"model", "resnet18 or resnet34"},
+    {"width", "base channels (64 = torchvision)"},
+    {"learning_rate", "peak learning rate"},
+    {"schedule", "onecycle, cosine or constant"},
+    {"batch_size", "images per step"},
+    {"epochs", "epochs"},
+    {"optimizer", "sgd (Nesterov momentum) or adamw"},
+    {"momentum", "SGD momentum"},
+    {"weight_decay", "weight decay"},
+    {"label_smoothing", "label smoothing"},
+    {"seed", "seed for weights, data order and augmentation"},
+    {"device", "auto, cpu, cpu_ref, cuda, cuda:N"},
+    {"precision", "f32"},
+    {"dataset", "fashion-mnist or cifar10"},
+    {"data_dir", "dataset location (empty: its standard place)"},
+    {"output_dir", "where checkpoints, metrics and weights go"},
+    {"train_limit", "use only the first N training images (0 = all)"},
+    {"test_limit", "use only the first N test images (0 = all)"},
+    {"stop_after_epochs", "stop after this many epochs, as if killed (0 = never): try resuming"},
+    {"quiet", "no progress bar"},
+};
+
+bl_status bl_training_config_add_options(bl_options *opts, const bl_training_config *d) {
+    char *json;
+    BL_TRY(bl_training_config_to_json(d, &json));
+    bl_json *root;
+    bl_status s = bl_json_parse(json, strlen(json), &root);
+    free(json);
+    BL_TRY(s);
+    /* The defaults come from the config's own JSON form, so the two never disagree. */
+    for (size_t i = 0; s == BL_OK && i < sizeof option_help / sizeof option_help[0]; i++) {
+        const bl_json *v = bl_json_object_get(root, option_help[i].name);
+        char def[BL_ML_PATH_MAX];
+        switch (v ? bl_json_type_of(v) : BL_JSON_NULL) {
+        case BL_JSON_STRING: snprintf(def, sizeof def, "%s", bl_json_string(v)); break;
+        case BL_JSON_BOOL: snprintf(def, sizeof def, "%s", bl_json_bool(v) ? "true" : "false"); break;
+        case BL_JSON_NUMBER: snprintf(def, sizeof def, "%.9g", bl_json_number(v)); break;
+        default: def[0] = '\0';
+        }
+        s = bl_options_add(opts, option_help[i].name, def, option_help[i].help);
+    }
+    bl_json_free(root);
+    return s;
+}
+
+bl_status bl_training_config_from_options(const bl_options *opts, bl_training_config *out) {
+    /* Build a JSON object from the flags and parse it with the same strict reader. */
+    bl_json_writer *w;
+    BL_TRY(bl_json_writer_new(&w));
+    bl_json_write_begin_object(w);
+    for (size_t i = 0; i < sizeof config_fields / sizeof config_fields[0]; i++) {
+        const field *f = &config_fields[i];
+        const char *v = bl_options_get(opts, f->name);
+        if (!v) continue;
+        bl_json_write_key(w, f->name);
+        char *end = NULL;
+        switch (f->type) {
+        case F_STR: bl_json_write_string(w, v); break;
+        case F_BOOL: bl_json_write_bool(w, strcmp(v, "true") == 0 || strcmp(v, "1") == 0); break;
+        case F_FLOAT:
+        case F_DOUBLE: {
+            double x = strtod(v, &end);
+            if (!*v || *end) {
+                bl_json_writer_free(w);
+                return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not a number", f->name, v);
+            }
+            bl_json_write_double(w, x);
+            break;
+        }
+        default: {
+            long long x = strtoll(v, &end, 10);
+            if (!*v || *end) {
+                bl_json_writer_free(w);
+                return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not an integer", f->name, v);
+            }
+            bl_json_write_int(w, x);
+        }
+        }
+    }
+    bl_json_write_end_object(w);
+    const char *text;
+    size_t len;
+    bl_status s = bl_json_writer_finish(w, &text, &len);
+    if (s == BL_OK) s = bl_training_config_from_json(text, len, out);
+    bl_json_writer_free(w);
+    if (s == BL_OK) s = bl_training_config_validate(out);
+    return s;
+}

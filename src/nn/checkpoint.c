@@ -121,3 +121,30 @@ bl_status bl_model_save(const bl_model *m, const char *path, const char *const *
     if (s != BL_OK) return bl_error_context(s, "saving %s", path);
     return BL_OK;
 }
+
+bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char *prefix, bl_resnet_config *out) {
+    if (!prefix) prefix = "";
+    char name[256];
+    const char *path = bl_safetensors_path(f);
+    full_name(name, sizeof name, prefix, "conv1.weight");
+    const bl_st_tensor *c1 = bl_safetensors_find(f, name);
+    full_name(name, sizeof name, prefix, "fc.weight");
+    const bl_st_tensor *fc = bl_safetensors_find(f, name);
+    if (!c1 || c1->ndim != 4 || !fc || fc->ndim != 2)
+        return bl_error(BL_ERR_FORMAT, "%s: not a torchvision-layout ResNet (no 4-D %sconv1.weight and 2-D "
+                        "%sfc.weight)", path, prefix, prefix);
+    *out = bl_resnet_config_default();
+    out->width = (int)c1->shape[0];
+    out->in_channels = (int)c1->shape[1];
+    out->num_classes = (int)fc->shape[0];
+    if (c1->shape[2] == 7) out->stem = BL_RESNET_STEM_IMAGENET;
+    else if (c1->shape[2] == 3) out->stem = BL_RESNET_STEM_CIFAR;
+    else return bl_error(BL_ERR_FORMAT, "%s: conv1 kernel %lldx%lld is neither the ImageNet (7x7) nor the CIFAR "
+                         "(3x3) stem", path, (long long)c1->shape[2], (long long)c1->shape[3]);
+    full_name(name, sizeof name, prefix, "layer1.2.conv1.weight");
+    out->depth = bl_safetensors_find(f, name) ? 34 : 18;
+    full_name(name, sizeof name, prefix, "layer4.0.conv1.weight");
+    if (!bl_safetensors_find(f, name))
+        return bl_error(BL_ERR_FORMAT, "%s: no %slayer4.0.conv1.weight: not a ResNet-18/34", path, prefix);
+    return BL_OK;
+}

@@ -47,6 +47,11 @@ static void test_round_trip(void) {
     const bl_st_tensor *t = bl_safetensors_find(f, "layer2.0.downsample.1.num_batches_tracked");
     CHECK(t && t->dtype == BL_I64 && t->ndim == 0);
     CHECK(bl_safetensors_find(f, "fc.bias") != NULL);
+    bl_resnet_config cfg;
+    CHECK_OK(bl_resnet_config_from_safetensors(f, "", &cfg));
+    CHECK(cfg.depth == 18 && cfg.width == 4 && cfg.num_classes == 10 && cfg.in_channels == 3 &&
+          cfg.stem == BL_RESNET_STEM_CIFAR);
+    CHECK_ERR(bl_resnet_config_from_safetensors(f, "model/", &cfg), BL_ERR_FORMAT, "not a torchvision-layout ResNet");
     bl_safetensors_close(f);
     unlink(path);
     bl_model_free(a);

@@ -1,0 +1,46 @@
+# The CUDA backend, included by the top-level CMakeLists.txt when nvcc, cuBLAS and cuDNN are
+# found. Host code is C; kernels are .cu files behind extern "C" launchers.
+#
+# Architectures: sm_80 and sm_90 machine code (A100, H100: no JIT on either) plus compute_90
+# PTX, so newer GPUs (Blackwell) JIT-compile the H100 code on first run. bf16 needs sm_80, so
+# nothing older is listed. Override with -DCMAKE_CUDA_ARCHITECTURES=... as usual.
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
+  set(CMAKE_CUDA_ARCHITECTURES "80-real;90" CACHE STRING "CUDA architectures" FORCE)
+endif()
+enable_language(CUDA)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+
+file(GLOB BEAMLET_CUDA_SOURCES CONFIGURE_DEPENDS
+     ${CMAKE_SOURCE_DIR}/src/backends/cuda/*.c ${CMAKE_SOURCE_DIR}/src/backends/cuda/*.cu)
+target_sources(beamlet_lib PRIVATE ${BEAMLET_CUDA_SOURCES})
+# beamlet_lib exists before CUDA is enabled, so it did not pick up the default: set it.
+set_target_properties(beamlet_lib PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+
+# The directory-wide -Wall/-Wextra/-Werror are gcc flags that nvcc rejects: keep them for C,
+# and give CUDA sources the nvcc spelling (host side through -Xcompiler, device side through
+# nvcc's own warnings).
+get_target_property(beamlet_opts beamlet_lib COMPILE_OPTIONS)
+set(beamlet_c_opts "")
+foreach(opt ${beamlet_opts})
+  list(APPEND beamlet_c_opts "$<$<COMPILE_LANGUAGE:C>:${opt}>")
+endforeach()
+set_target_properties(beamlet_lib PROPERTIES COMPILE_OPTIONS "${beamlet_c_opts}")
+target_compile_options(beamlet_lib PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --expt-relaxed-constexpr -lineinfo>)
+if(BEAMLET_WERROR)
+  target_compile_options(beamlet_lib PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Werror --Werror=all-warnings>)
+endif()
+
+target_include_directories(beamlet_lib SYSTEM PRIVATE ${CUDNN_INCLUDE_DIR})
+# Static cudart: the binaries do not depend on where libcudart.so lives (the GPU machine has
+# several). cuBLAS and cuDNN are shared libraries found at configure time.
+target_link_libraries(beamlet_lib PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt
+                                         ${CUDNN_LIBRARY})
+# CMake leaves the toolkit's lib directory out of binaries' run paths (an implicit link
+# directory), which works only where ldconfig knows it; name both folders explicitly.
+get_filename_component(BEAMLET_CUDNN_LIBDIR ${CUDNN_LIBRARY} DIRECTORY)
+target_link_options(beamlet_lib PUBLIC
+  "LINKER:-rpath,${CUDAToolkit_LIBRARY_DIR}" "LINKER:-rpath,${BEAMLET_CUDNN_LIBDIR}")
+target_compile_definitions(beamlet_lib PUBLIC BEAMLET_HAVE_CUDA=1)

@@ -1,0 +1,526 @@
+/* RunInference end to end on a tiny model (ResNet-18 width 2, saved to a temp safetensors) over
+ * generated images, on the direct (plain and shuffled) and local runners: prediction counts,
+ * sorted top-k, probabilities that match a plain forward and sum to 1, Beam's metric names, one
+ * model load per worker process, dead letters for a failing batch and an undecodable file, the
+ * gpu-without-GPU error and its explicit fallback, and the stage 1 and 2 programs on a tiny
+ * generated Fashion-MNIST. Seeds fixed. */
+#include <omp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "beamlet/datasets.h"
+#include "beamlet/ml_inference.h"
+#include "pipeline/pipelines.h"
+
+#define SEED 11u
+#define N_IMAGES 20
+static char tmpdir[64], gray_weights[128], rgb_weights[128];
+
+static bool have_gpu(void) { return bl_cuda_device_count() > 0; }
+
+static void save_tiny_model(int channels, const char *path) {
+    bl_device *dev;
+    bl_model *m;
+    bl_resnet_config rc = bl_resnet_config_default();
+    rc.width = 2, rc.in_channels = channels, rc.stem = BL_RESNET_STEM_CIFAR, rc.num_classes = 10;
+    CHECK_OK(bl_device_get("cpu_ref", &dev));
+    CHECK_OK(bl_resnet_new(dev, &rc, SEED, &m));
+    CHECK_OK(bl_model_save(m, path, NULL, NULL, 0));
+    bl_model_free(m);
+    bl_device_release(dev);
+}
+
+/* Examples with a fixed seed; `odd` > 0 makes example `odd` 1x28x28 (a shape the model refuses). */
+static bl_status create_examples(bl_pipeline *p, int n, int odd, bl_pcoll **out) {
+    bl_image_example *ex[64];
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED);
+    float px[32 * 32];
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < 32 * 32; k++) px[k] = (float)bl_rng_normal(&rng);
+        char id[32];
+        snprintf(id, sizeof id, "img-%02d", i);
+        int side = i == odd ? 28 : 32;
+        BL_TRY(bl_image_example_new(id, i % 10, 1, side, side, px, &ex[i]));
+    }
+    bl_status s = bl_create(p, "Images", bl_coder_image_example(), (const void *const *)ex, (size_t)n, out);
+    for (int i = 0; i < n; i++) bl_image_example_free(ex[i]);
+    return s;
+}
+
+static bl_run_inference_config tiny_config(const char *weights, int top_k) {
+    bl_run_inference_config c = bl_run_inference_config_default();
+    c.weights_path = weights;
+    c.max_batch_size = 4;
+    c.top_k = top_k;
+    c.class_names = bl_fashion_mnist_class_names;
+    c.num_class_names = BL_FASHION_MNIST_CLASSES;
+    return c;
+}
+
+static void check_prediction(const bl_prediction_result *r, int want_k) {
+    CHECK(r->top_k == want_k);
+    double sum = 0;
+    for (int i = 0; i < r->top_k; i++) {
+        CHECK(r->classes[i] >= 0 && r->classes[i] < 10);
+        CHECK(r->probabilities[i] >= 0 && r->probabilities[i] <= 1);
+        if (i) CHECK_MSG(r->probabilities[i] <= r->probabilities[i - 1], "%s: top-k not sorted", r->example_id);
+        CHECK(strcmp(r->class_names[i], bl_fashion_mnist_class_names[r->classes[i]]) == 0);
+        sum += r->probabilities[i];
+    }
+    CHECK(sum <= 1.0 + 1e-5);
+    if (want_k == 10) CHECK_NEAR(sum, 1.0, 1e-5);
+    CHECK(strcmp(r->model_id, "tiny-gray.safetensors") == 0);
+}
+
+/* ---- the runs ----------------------------------------------------------------------------- */
+
+static const char *const RUNNERS[][6] = {
+    {"--runner=direct", NULL},
+    {"--runner=direct", "--shuffle_seed=20261124", NULL},
+    {"--runner=local", "--num_workers=2", NULL},
+    {"--runner=local", "--num_workers=3", "--bundle_size=7", NULL},
+};
+
+static void test_predictions_all_runners(void) {
+    char *want = NULL;
+    for (int ri = 0; ri < 4; ri++) {
+        bl_pipeline *p;
+        bl_pcoll *in, *pred, *dead;
+        CHECK_OK(tp_new(RUNNERS[ri], &p));
+        bl_run_inference_config c = tiny_config(gray_weights, 3);
+        /* cpu_ref: its results do not depend on how images are grouped into batches (oneDNN's
+         * differ in the last bit), so runners with other bundles compare string for string. */
+        c.device = "cpu_ref";
+        CHECK_OK(create_examples(p, N_IMAGES, -1, &in));
+        CHECK_OK(bl_run_inference(p, "RunInference", in, &c, &pred, &dead));
+        CHECK_OK(bl_pipeline_collect(p, pred));
+        CHECK_OK(bl_pipeline_collect(p, dead));
+        int64_t loads_before = bl_model_handler_load_count();
+        CHECK_OK(bl_pipeline_run(p));
+        /* One model per process however many worker threads run the DoFn. */
+        CHECK_MSG(bl_model_handler_load_count() - loads_before == 1, "runner %d loaded %lld models", ri,
+                  (long long)(bl_model_handler_load_count() - loads_before));
+        CHECK(bl_pcoll_result_count(pred) == N_IMAGES);
+        CHECK(bl_pcoll_result_count(dead) == 0);
+        for (size_t i = 0; i < bl_pcoll_result_count(pred); i++) {
+            bl_prediction_result *r;
+            CHECK_OK(bl_pcoll_result_value(pred, i, (void **)&r));
+            check_prediction(r, 3);
+            bl_coder_free_value(bl_coder_prediction_result(), r);
+        }
+        bl_metric_result m;
+        const char *t = "RunInference/Infer";
+        CHECK_OK(bl_pipeline_metric(p, t, "num_inferences", &m));
+        CHECK(m.counter == N_IMAGES);
+        CHECK_OK(bl_pipeline_metric(p, t, "failed_batches", &m));
+        CHECK(m.counter == 0);
+        CHECK_OK(bl_pipeline_metric(p, t, "inference_batch_size", &m));
+        CHECK(m.is_distribution && m.max <= 4 && m.sum == N_IMAGES);
+        CHECK_OK(bl_pipeline_metric(p, t, "inference_batch_latency", &m));
+        CHECK(m.is_distribution && m.count >= N_IMAGES / 4 && m.min >= 0);
+        CHECK_OK(bl_pipeline_metric(p, t, "load_model_latency", &m));
+        CHECK(m.is_distribution && m.count == 1);
+        char *got = tp_sorted(pred);
+        if (!want) want = got;
+        else {
+            CHECK_MSG(strcmp(want, got) == 0, "runner %d differs:\n%s\nvs\n%s", ri, got, want);
+            free(got);
+        }
+        bl_pipeline_free(p);
+    }
+    fprintf(stderr, "  first prediction: %.*s\n", (int)strcspn(want, "\n"), want);
+    free(want);
+}
+
+/* All ten probabilities sum to 1 and equal the softmax of a plain eval-mode forward on cpu_ref. */
+static void test_probabilities_match_model(void) {
+    bl_pipeline *p;
+    bl_pcoll *in, *pred;
+    CHECK_OK(tp_new(NULL, &p));
+    bl_run_inference_config c = tiny_config(gray_weights, 10);
+    c.device = "cpu_ref";
+    CHECK_OK(create_examples(p, 3, -1, &in));
+    CHECK_OK(bl_run_inference(p, "RI", in, &c, &pred, NULL));
+    CHECK_OK(bl_pipeline_collect(p, pred));
+    CHECK_OK(bl_pipeline_run(p));
+    bl_device *dev;
+    bl_model *m;
+    bl_resnet_config rc;
+    CHECK_OK(bl_model_handler_peek(gray_weights, &rc));
+    CHECK_OK(bl_device_get("cpu_ref", &dev));
+    CHECK_OK(bl_resnet_new(dev, &rc, 0, &m));
+    CHECK_OK(bl_model_load(m, gray_weights));
+    CHECK_OK(bl_model_plan(m, 1, 32, 32, false));
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED);
+    float px[32 * 32], logits[10];
+    bl_tensor x;
+    int64_t shape[4] = {1, 1, 32, 32};
+    CHECK_OK(bl_tensor_alloc(dev, BL_F32, 4, shape, &x));
+    for (size_t i = 0; i < 3 && bl_pcoll_result_count(pred) == 3; i++) {
+        for (int k = 0; k < 32 * 32; k++) px[k] = (float)bl_rng_normal(&rng);
+        bl_tensor y;
+        CHECK_OK(bl_tensor_upload_nchw_f32(&x, px));
+        CHECK_OK(bl_model_forward(m, &x, BL_FORWARD_EVAL, &y));
+        CHECK_OK(bl_tensor_download_f32(&y, logits));
+        double mx = logits[0], sum = 0;
+        for (int k = 1; k < 10; k++) mx = logits[k] > mx ? logits[k] : mx;
+        for (int k = 0; k < 10; k++) sum += exp(logits[k] - mx);
+        bl_prediction_result *r = NULL;
+        for (size_t j = 0; j < 3; j++) { /* results come back in any order: find img-0i */
+            bl_prediction_result *q;
+            CHECK_OK(bl_pcoll_result_value(pred, j, (void **)&q));
+            char id[32];
+            snprintf(id, sizeof id, "img-%02zu", i);
+            if (strcmp(q->example_id, id) == 0) r = q;
+            else bl_coder_free_value(bl_coder_prediction_result(), q);
+        }
+        CHECK(r != NULL);
+        if (!r) continue;
+        check_prediction(r, 10);
+        for (int k = 0; k < 10; k++)
+            CHECK_NEAR(r->probabilities[k], exp(logits[r->classes[k]] - mx) / sum, 1e-5);
+        bl_coder_free_value(bl_coder_prediction_result(), r);
+    }
+    bl_tensor_release(&x);
+    bl_model_free(m);
+    bl_device_release(dev);
+    bl_pipeline_free(p);
+}
+
+/* A batch holding an example of the wrong shape goes to the dead letter with the reason; the
+ * other batches still give predictions and the run succeeds. */
+static void test_failed_batch_dead_letter(void) {
+    for (int ri = 0; ri < 4; ri += 2) {
+        bl_pipeline *p;
+        bl_pcoll *in, *pred, *dead;
+        CHECK_OK(tp_new(RUNNERS[ri], &p));
+        bl_run_inference_config c = tiny_config(gray_weights, 2);
+        CHECK_OK(create_examples(p, N_IMAGES, 5, &in));
+        CHECK_OK(bl_run_inference(p, "RunInference", in, &c, &pred, &dead));
+        CHECK_OK(bl_pipeline_collect(p, pred));
+        CHECK_OK(bl_pipeline_collect(p, dead));
+        CHECK_OK(bl_pipeline_run(p));
+        size_t np = bl_pcoll_result_count(pred), nd = bl_pcoll_result_count(dead);
+        CHECK_MSG(np + nd == N_IMAGES && nd >= 1 && nd <= 4, "%zu predictions, %zu dead letters", np, nd);
+        bool found = false;
+        for (size_t i = 0; i < nd; i++) {
+            bl_dead_letter *d;
+            CHECK_OK(bl_pcoll_result_value(dead, i, (void **)&d));
+            CHECK(strstr(d->reason, "1x28x28") && strstr(d->reason, "img-05"));
+            CHECK(strcmp(d->step, "RunInference/Infer") == 0);
+            found = found || strcmp(d->id, "img-05") == 0;
+            bl_coder_free_value(bl_coder_dead_letter(), d);
+        }
+        CHECK(found);
+        bl_metric_result m;
+        CHECK_OK(bl_pipeline_metric(p, "RunInference/Infer", "failed_batches", &m));
+        CHECK(m.counter == 1);
+        CHECK_OK(bl_pipeline_metric(p, "RunInference/Infer", "num_inferences", &m));
+        CHECK(m.counter == (int64_t)np);
+        bl_pipeline_free(p);
+    }
+}
+
+/* max_batch_weight with the pixel-count size function: two 32x32 images per batch. */
+static void test_batch_weight(void) {
+    bl_pipeline *p;
+    bl_pcoll *in, *pred;
+    CHECK_OK(tp_new(NULL, &p));
+    bl_run_inference_config c = tiny_config(gray_weights, 1);
+    c.max_batch_size = 8;
+    c.max_batch_weight = 2 * 32 * 32;
+    c.element_size_fn = bl_image_example_size;
+    CHECK_OK(create_examples(p, 9, -1, &in));
+    CHECK_OK(bl_run_inference(p, "RI", in, &c, &pred, NULL));
+    CHECK_OK(bl_pipeline_run(p));
+    bl_metric_result m;
+    CHECK_OK(bl_pipeline_metric(p, "RI/Infer", "inference_batch_size", &m));
+    CHECK_MSG(m.max == 2 && m.sum == 9, "batches of at most %g, %g images", m.max, m.sum);
+    bl_pipeline_free(p);
+}
+
+/* An image folder with one file that is not an image: it goes to the dead letter with the
+ * decoder's reason, and the others are classified. */
+static void test_image_folder_dead_letter(void) {
+    char dir[128], path[192];
+    snprintf(dir, sizeof dir, "%s/photos", tmpdir);
+    CHECK_OK(bl_mkdirs(dir));
+    uint8_t px[30 * 40 * 3];
+    for (int i = 0; i < 3; i++) {
+        for (size_t k = 0; k < sizeof px; k++) px[k] = (uint8_t)(k * (i + 3) % 251);
+        snprintf(path, sizeof path, "%s/photo%d.png", dir, i);
+        CHECK_OK(bl_png_write_u8(path, 40, 30, 3, px));
+    }
+    snprintf(path, sizeof path, "%s/broken.png", dir);
+    CHECK_OK(bl_file_write_atomic(path, "GIF89a not a png", 16));
+    for (int ri = 0; ri < 4; ri += 2) {
+        bl_pipeline *p;
+        bl_pcoll *ex, *bad, *pred, *dead;
+        int64_t count;
+        CHECK_OK(tp_new(RUNNERS[ri], &p));
+        CHECK_OK(bl_read_image_folder(p, "ReadImages", dir, 36, 32, 0, &ex, &bad, &count));
+        CHECK(count == 4);
+        bl_run_inference_config c = tiny_config(rgb_weights, 2);
+        c.class_names = NULL;
+        CHECK_OK(bl_run_inference(p, "RunInference", ex, &c, &pred, &dead));
+        CHECK_OK(bl_pipeline_collect(p, pred));
+        CHECK_OK(bl_pipeline_collect(p, bad));
+        CHECK_OK(bl_pipeline_collect(p, dead));
+        CHECK_OK(bl_pipeline_run(p));
+        CHECK(bl_pcoll_result_count(pred) == 3);
+        CHECK(bl_pcoll_result_count(dead) == 0);
+        CHECK(bl_pcoll_result_count(bad) == 1);
+        if (bl_pcoll_result_count(bad) == 1) {
+            bl_dead_letter *d;
+            CHECK_OK(bl_pcoll_result_value(bad, 0, (void **)&d));
+            CHECK(strstr(d->id, "broken.png") != NULL);
+            CHECK_MSG(strstr(d->reason, "broken.png") && strstr(d->reason, "not a JPEG or PNG"), "%s", d->reason);
+            CHECK(strcmp(d->step, "ReadImages/Decode") == 0);
+            bl_coder_free_value(bl_coder_dead_letter(), d);
+        }
+        for (size_t i = 0; i < bl_pcoll_result_count(pred); i++) {
+            bl_prediction_result *r;
+            CHECK_OK(bl_pcoll_result_value(pred, i, (void **)&r));
+            CHECK(r->label == -1 && r->top_k == 2 && r->class_names[0][0] == 0);
+            bl_coder_free_value(bl_coder_prediction_result(), r);
+        }
+        bl_pipeline_free(p);
+    }
+}
+
+/* ---- device policy ------------------------------------------------------------------------- */
+
+static void test_gpu_without_gpu(void) {
+    if (have_gpu()) SKIP("this machine has a GPU");
+    char dev[32];
+    bool fell_back = true;
+    CHECK_ERR(bl_inference_resolve_device("gpu", false, dev, sizeof dev, &fell_back), BL_ERR_NOT_FOUND,
+              "(pass --allow_cpu_fallback to run on the CPU)");
+    CHECK(strncmp(bl_last_error(), "no GPU", 6) == 0);
+    CHECK_OK(bl_inference_resolve_device("gpu", true, dev, sizeof dev, &fell_back));
+    CHECK(strcmp(dev, "cpu") == 0 && fell_back);
+    CHECK_OK(bl_inference_resolve_device("auto", false, dev, sizeof dev, &fell_back));
+    CHECK(!fell_back);
+    CHECK_ERR(bl_inference_resolve_device("tpu2", false, dev, sizeof dev, NULL), BL_ERR_INVALID_ARG, "unknown device");
+
+    /* RunInference refuses before the pipeline runs ... */
+    bl_pipeline *p;
+    bl_pcoll *in, *pred;
+    CHECK_OK(tp_new(NULL, &p));
+    CHECK_OK(create_examples(p, 4, -1, &in));
+    bl_run_inference_config c = tiny_config(gray_weights, 1);
+    c.device = "gpu";
+    c.hints = "accelerator=type:nvidia-h100;count:1";
+    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), BL_ERR_NOT_FOUND, "no GPU");
+    /* ... and with the fallback runs on the CPU, the accelerator hint dropped so placement agrees. */
+    c.allow_cpu_fallback = true;
+    CHECK_OK(bl_run_inference(p, "RunInference", in, &c, &pred, NULL));
+    CHECK_OK(bl_pipeline_collect(p, pred));
+    CHECK_OK(bl_pipeline_run(p));
+    CHECK(bl_pcoll_result_count(pred) == 4);
+    bl_pipeline_free(p);
+
+}
+
+static void test_missing_weights(void) {
+    bl_pipeline *p;
+    bl_pcoll *in, *pred;
+    CHECK_OK(tp_new(NULL, &p));
+    CHECK_OK(create_examples(p, 2, -1, &in));
+    bl_run_inference_config c = tiny_config("/nonexistent/model.safetensors", 1);
+    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), BL_ERR_NOT_FOUND, "/nonexistent/model");
+    bl_pipeline_free(p);
+}
+
+/* ---- coders and the accuracy combine -------------------------------------------------------- */
+
+static void test_coders(void) {
+    float px[6] = {0.5f, -1.25f, 3, 0, 1e-7f, -0.0f};
+    bl_image_example *e, *back;
+    CHECK_OK(bl_image_example_new("a \"quoted\" id", 7, 1, 2, 3, px, &e));
+    bl_buf b = {0}, b2 = {0}, j = {0};
+    CHECK_OK(bl_coder_encode(bl_coder_image_example(), e, &b));
+    CHECK_OK(bl_coder_decode(bl_coder_image_example(), b.data, b.len, (void **)&back));
+    CHECK(back->label == 7 && back->channels == 1 && back->height == 2 && back->width == 3);
+    CHECK(memcmp(back->pixels, px, sizeof px) == 0 && strcmp(back->id, e->id) == 0);
+    CHECK_OK(bl_coder_encode(bl_coder_image_example(), back, &b2));
+    CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
+    CHECK_OK(bl_coder_to_json(bl_coder_image_example(), e, &j));
+    CHECK_MSG(strstr((char *)j.data, "\"id\": \"a \\\"quoted\\\" id\"") && strstr((char *)j.data, "[1, 2, 3]"), "%s", j.data);
+    bl_image_example *cut = NULL;
+    CHECK_ERR(bl_coder_decode(bl_coder_image_example(), b.data, b.len - 1, (void **)&cut), BL_ERR_FORMAT, "");
+    CHECK(cut == NULL);
+    bl_image_example_free(e);
+    bl_coder_free_value(bl_coder_image_example(), back);
+
+    bl_prediction_result r = {.example_id = "x", .label = -1, .top_k = 2, .classes = {3, 1},
+                              .probabilities = {0.75f, 0.25f}, .class_names = {"Dress", ""}, .model_id = "m"};
+    b.len = j.len = 0;
+    CHECK_OK(bl_coder_encode(bl_coder_prediction_result(), &r, &b));
+    bl_prediction_result *rb;
+    CHECK_OK(bl_coder_decode(bl_coder_prediction_result(), b.data, b.len, (void **)&rb));
+    CHECK(rb->top_k == 2 && rb->classes[1] == 1 && rb->probabilities[0] == 0.75f);
+    CHECK(strcmp(rb->class_names[0], "Dress") == 0 && strcmp(rb->model_id, "m") == 0);
+    CHECK_OK(bl_coder_to_json(bl_coder_prediction_result(), rb, &j));
+    CHECK_MSG(strcmp((char *)j.data, "{\"example\": \"x\", \"inference\": [{\"class\": 3, \"name\": \"Dress\", "
+                     "\"probability\": 0.75}, {\"class\": 1, \"probability\": 0.25}], \"model_id\": \"m\"}") == 0,
+              "%s", j.data);
+    bl_coder_free_value(bl_coder_prediction_result(), rb);
+    /* Every shorter prefix is a format error, never a crash or a read past the end. */
+    for (size_t cut = 0; cut < b.len; cut++) {
+        void *v = NULL;
+        CHECK(bl_coder_decode(bl_coder_prediction_result(), b.data, cut, &v) == BL_ERR_FORMAT && v == NULL);
+    }
+    bl_dead_letter dl = {"f.png", "Read/Decode", "f.png: not a JPEG or PNG file"};
+    b.len = j.len = 0;
+    CHECK_OK(bl_coder_encode(bl_coder_dead_letter(), &dl, &b));
+    for (size_t cut = 0; cut < b.len; cut++) {
+        void *v = NULL;
+        CHECK(bl_coder_decode(bl_coder_dead_letter(), b.data, cut, &v) == BL_ERR_FORMAT && v == NULL);
+    }
+    CHECK_OK(bl_coder_to_json(bl_coder_dead_letter(), &dl, &j));
+    CHECK(strcmp((char *)j.data, "{\"id\": \"f.png\", \"step\": \"Read/Decode\", \"reason\": \"f.png: not a JPEG or PNG file\"}") == 0);
+
+    /* Accuracy: top-1 right, top-2 right, unlabelled. */
+    const bl_combine_fn *f = bl_combine_accuracy();
+    void *acc;
+    CHECK_OK(f->create_accumulator(f->user, &acc));
+    r.label = 3;
+    CHECK_OK(f->add_input(f->user, acc, &r));
+    r.label = 1;
+    CHECK_OK(f->add_input(f->user, acc, &r));
+    r.label = -1;
+    CHECK_OK(f->add_input(f->user, acc, &r));
+    const bl_accuracy *a = acc;
+    CHECK(a->total == 3 && a->labelled == 2 && a->correct == 1 && a->correct_top_k == 2);
+    bl_coder_free_value(f->accumulator_coder, acc);
+    bl_buf_free(&b);
+    bl_buf_free(&b2);
+    bl_buf_free(&j);
+}
+
+/* ---- the stage programs --------------------------------------------------------------------- */
+
+static void put_be32(FILE *f, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    fwrite(b, 1, 4, f);
+}
+
+/* A 24-image Fashion-MNIST test split (plain IDX) under dir. */
+static void write_tiny_fashion(const char *dir) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte", dir);
+    FILE *f = fopen(path, "wb");
+    put_be32(f, 0x803), put_be32(f, 24), put_be32(f, 28), put_be32(f, 28);
+    for (int i = 0; i < 24 * 784; i++) fputc((i * 7) % 256, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte", dir);
+    f = fopen(path, "wb");
+    put_be32(f, 0x801), put_be32(f, 24);
+    for (int i = 0; i < 24; i++) fputc(i % 10, f);
+    fclose(f);
+}
+
+/* Runs a command, returns its exit code and the first 4 KiB of its output. */
+static int run_cmd(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_stage_programs(void) {
+    char exe[512], dir[256], cmd[2048], out[4096], data[128], prog[600];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) SKIP("no /proc/self/exe");
+    exe[n] = 0;
+    snprintf(dir, sizeof dir, "%.*s/examples", (int)(strrchr(exe, '/') - exe), exe);
+    snprintf(prog, sizeof prog, "%s/01_cpu_inference", dir);
+    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    snprintf(data, sizeof data, "%s/fashion", tmpdir);
+    CHECK_OK(bl_mkdirs(data));
+    write_tiny_fashion(data);
+
+    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --batch_size=8 --output=%s/s1 2>&1",
+             prog, gray_weights, data, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0, "%s\n%s", cmd, out);
+    CHECK_MSG(strstr(out, "20 images in") && strstr(out, "images/s") && strstr(out, "accuracy"), "%s", out);
+    char path[300];
+    snprintf(path, sizeof path, "%s/s1/summary.json", tmpdir);
+    CHECK(bl_file_exists(path));
+    snprintf(path, sizeof path, "%s/s1/predictions-00000-of-00001.jsonl", tmpdir);
+    CHECK(bl_file_exists(path));
+
+    snprintf(cmd, sizeof cmd, "%s --weights=%s/none.safetensors 2>&1", prog, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "beamlet train --width=8"), "%s", out);
+
+    snprintf(prog, sizeof prog, "%s/02_gpu_inference", dir);
+    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    if (have_gpu()) SKIP("this machine has a GPU: the no-GPU paths of stage 2 do not apply");
+    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 2>&1", prog, gray_weights,
+             data, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU") && strstr(out, "--allow_cpu_fallback"),
+              "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 --allow_cpu_fallback 2>&1",
+             prog, gray_weights, data, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO GPU") && strstr(out, "20 images in"), "%s", out);
+}
+
+/* `beamlet infer`, once main.c lists it: Fashion-MNIST, a folder with a broken file, no GPU. */
+static void test_cli_infer(void) {
+    char exe[512], prog[600], cmd[2048], out[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) SKIP("no /proc/self/exe");
+    exe[n] = 0;
+    snprintf(prog, sizeof prog, "%.*s/beamlet", (int)(strrchr(exe, '/') - exe), exe);
+    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    snprintf(cmd, sizeof cmd, "%s infer --help 2>&1", prog);
+    if (run_cmd(cmd, out, sizeof out) != 0) SKIP("this beamlet has no 'infer' command yet");
+    snprintf(cmd, sizeof cmd, "%s infer --weights=%s --data_dir=%s/fashion --limit=20 --device=cpu --output=%s/cli1 "
+             "--runner=local --num_workers=2 2>&1", prog, gray_weights, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "20 images in") && strstr(out, "accuracy"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s infer --dataset=folder --images=%s/photos --weights=%s --resize=36 --crop=32 "
+             "--output=%s/cli2 2>&1", prog, tmpdir, rgb_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "3 images in") && strstr(out, "1 dead letters"), "%s",
+              out);
+    char path[300];
+    snprintf(path, sizeof path, "%s/cli2/summary.json", tmpdir);
+    CHECK(bl_file_exists(path));
+    if (have_gpu()) SKIP("this machine has a GPU");
+    snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog, gray_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU"), "%s", out);
+}
+
+int main(void) {
+    /* Tiny models: one OpenMP thread is fastest, and spinning threads on a loaded 2-core CI
+     * machine made this test 40 times slower. The environment variable is for the stage
+     * programs this test starts. */
+    setenv("OMP_NUM_THREADS", "1", 0);
+    omp_set_num_threads(1);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/beamlet-test-ri-%d", (int)getpid());
+    CHECK_OK(bl_mkdirs(tmpdir));
+    snprintf(gray_weights, sizeof gray_weights, "%s/tiny-gray.safetensors", tmpdir);
+    snprintf(rgb_weights, sizeof rgb_weights, "%s/tiny-rgb.safetensors", tmpdir);
+    fprintf(stderr, "seed %u, temp %s\n", SEED, tmpdir);
+    save_tiny_model(1, gray_weights);
+    save_tiny_model(3, rgb_weights);
+    RUN(test_coders);
+    RUN(test_predictions_all_runners);
+    RUN(test_probabilities_match_model);
+    RUN(test_failed_batch_dead_letter);
+    RUN(test_batch_weight);
+    RUN(test_image_folder_dead_letter);
+    RUN(test_gpu_without_gpu);
+    RUN(test_missing_weights);
+    RUN(test_stage_programs);
+    RUN(test_cli_infer);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return bl_test_finish();
+}
