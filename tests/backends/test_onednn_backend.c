@@ -193,46 +193,127 @@ static void test_cached_weights_follow_writes(void) {
     bl_device_release(dev);
 }
 
-/* The deepest 3x3 layers run on a different oneDNN kernel (see conv.c); check it against
- * cpu_ref with the whole inference epilogue. */
-static void test_deep_layer_kernel(void) {
-    bl_device *dev = open_cpu(), *ref;
-    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
-    CHECK_OK(bl_device_get("cpu_ref", &ref));
+/* Inference convolutions (with a bias) of every ResNet width take other kernels than the op
+ * table's small cases: Winograd for 3x3 stride 1, jit:avx512_core for the deepest layers (see
+ * conv.c). Each is checked against cpu_ref with the whole epilogue, at the f32 threshold. */
+static void check_inference_conv(bl_device *dev, bl_device *ref, int64_t n, int64_t ch, int64_t hw,
+                                 int stride, bool residual) {
     bl_rng rng;
-    bl_rng_seed(&rng, SEED);
-    int64_t xs[4] = {8, 512, 4, 4}, ws[4] = {512, 512, 3, 3}, k = 512;
-    int64_t nx = 8 * 512 * 16, nw = 512 * 512 * 9;
-    float *hx = malloc(sizeof(float) * (size_t)nx), *hr = malloc(sizeof(float) * (size_t)nx);
-    float *hw = malloc(sizeof(float) * (size_t)nw), hb[512];
-    float *out = malloc(sizeof(float) * (size_t)nx), *want = malloc(sizeof(float) * (size_t)nx);
+    bl_rng_seed(&rng, SEED + (uint64_t)ch);
+    int64_t ho = (hw - 1) / stride + 1;
+    int64_t xs[4] = {n, ch, hw, hw}, ys[4] = {n, ch, ho, ho}, ws[4] = {ch, ch, 3, 3}, k = ch;
+    int64_t nx = n * ch * hw * hw, ny = n * ch * ho * ho, nw = ch * ch * 9;
+    float *hx = malloc(sizeof(float) * (size_t)nx), *hr = malloc(sizeof(float) * (size_t)ny);
+    float *hw_ = malloc(sizeof(float) * (size_t)nw), *hb = malloc(sizeof(float) * (size_t)ch);
+    float *out = malloc(sizeof(float) * (size_t)ny), *want = malloc(sizeof(float) * (size_t)ny);
     fill(&rng, hx, nx);
-    fill(&rng, hr, nx);
-    fill(&rng, hw, nw);
-    fill(&rng, hb, 512);
-    bl_conv2d_params p = {1, 1, 1, 1};
+    fill(&rng, hr, ny);
+    fill(&rng, hw_, nw);
+    fill(&rng, hb, ch);
+    for (int64_t i = 0; i < nw; i++) hw_[i] *= 0.05f; /* Kaiming-like scale */
+    bl_conv2d_params p = {stride, stride, 1, 1};
     bl_device *devs[2] = {dev, ref};
     float *dst[2] = {out, want};
     for (int d = 0; d < 2; d++) {
         bl_tensor x, w, b, r, y;
         CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &x));
-        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &r));
-        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &y));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ys, &r));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ys, &y));
         CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &w));
         CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 1, &k, &b));
         CHECK_OK(bl_tensor_upload_nchw_f32(&x, hx));
         CHECK_OK(bl_tensor_upload_nchw_f32(&r, hr));
-        CHECK_OK(bl_tensor_upload_nchw_f32(&w, hw));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&w, hw_));
         CHECK_OK(bl_tensor_copy_from_host(&b, hb));
-        CHECK_OK(bl_op_conv2d_forward(devs[d], &p, &x, &w, &b, &r, true, &y));
+        CHECK_OK(bl_op_conv2d_forward(devs[d], &p, &x, &w, &b, residual ? &r : NULL, true, &y));
         CHECK_OK(bl_tensor_download_f32(&y, dst[d]));
         bl_tensor_release(&x), bl_tensor_release(&r), bl_tensor_release(&y);
         bl_tensor_release(&w), bl_tensor_release(&b);
     }
-    double e = nmse(out, want, nx);
-    fprintf(stderr, "  512-channel 4x4 conv + bias + residual + relu: nmse %.2e\n", e);
+    double e = nmse(out, want, ny);
+    fprintf(stderr, "  conv %lldx%lld ch %lldx%lld stride %d%s + bias + relu: nmse %.2e\n", (long long)n,
+            (long long)ch, (long long)hw, (long long)hw, stride, residual ? " + residual" : "", e);
     CHECK_MSG(e < 1e-9, "nmse %.3g", e);
-    free(hx), free(hr), free(hw), free(out), free(want);
+    free(hx), free(hr), free(hw_), free(hb), free(out), free(want);
+}
+
+static void test_inference_kernels(void) {
+    bl_device *dev = open_cpu(), *ref;
+    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
+    CHECK_OK(bl_device_get("cpu_ref", &ref));
+    check_inference_conv(dev, ref, 4, 64, 32, 1, true);
+    check_inference_conv(dev, ref, 1, 64, 56, 1, false);
+    check_inference_conv(dev, ref, 4, 128, 16, 1, true);
+    check_inference_conv(dev, ref, 4, 256, 14, 1, false);
+    check_inference_conv(dev, ref, 8, 512, 4, 1, true);
+    check_inference_conv(dev, ref, 2, 512, 7, 1, true);
+    check_inference_conv(dev, ref, 2, 256, 14, 2, false);
+    setenv("BEAMLET_ONEDNN_WINOGRAD", "0", 1); /* the direct kernels, on a fresh handle */
+    bl_device *direct = open_cpu();
+    check_inference_conv(direct, ref, 8, 512, 4, 1, true);
+    check_inference_conv(direct, ref, 4, 64, 32, 1, true);
+    unsetenv("BEAMLET_ONEDNN_WINOGRAD");
+    bl_device_release(direct);
+    bl_device_release(ref);
+    bl_device_release(dev);
+}
+
+/* The training convolutions (no bias) at Winograd shapes: forward, backward data and
+ * backward filter against cpu_ref at the f32 threshold. */
+static void check_training_conv(bl_device *dev, bl_device *ref, int64_t n, int64_t ch, int64_t hw) {
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED + (uint64_t)(ch * hw));
+    int64_t xs[4] = {n, ch, hw, hw}, ws[4] = {ch, ch, 3, 3};
+    int64_t nx = n * ch * hw * hw, nw = ch * ch * 9;
+    float *hx = malloc(sizeof(float) * (size_t)nx), *hdy = malloc(sizeof(float) * (size_t)nx);
+    float *hw_ = malloc(sizeof(float) * (size_t)nw);
+    float *out[3][2];
+    fill(&rng, hx, nx);
+    fill(&rng, hdy, nx);
+    fill(&rng, hw_, nw);
+    bl_conv2d_params p = {1, 1, 1, 1};
+    bl_device *devs[2] = {dev, ref};
+    for (int d = 0; d < 2; d++) {
+        bl_tensor x, w, dy, y, dx, dw;
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &x));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &dy));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &y));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, xs, &dx));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &w));
+        CHECK_OK(bl_tensor_alloc(devs[d], BL_F32, 4, ws, &dw));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&x, hx));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&dy, hdy));
+        CHECK_OK(bl_tensor_upload_nchw_f32(&w, hw_));
+        CHECK_OK(bl_op_conv2d_forward(devs[d], &p, &x, &w, NULL, NULL, false, &y));
+        CHECK_OK(bl_op_conv2d_backward_data(devs[d], &p, &dy, &w, &dx));
+        CHECK_OK(bl_op_conv2d_backward_filter(devs[d], &p, &x, &dy, &dw));
+        bl_tensor *res[3] = {&y, &dx, &dw};
+        for (int k = 0; k < 3; k++) {
+            out[k][d] = malloc(sizeof(float) * (size_t)bl_tensor_numel(res[k]));
+            CHECK_OK(bl_tensor_download_f32(res[k], out[k][d]));
+        }
+        bl_tensor_release(&x), bl_tensor_release(&dy), bl_tensor_release(&y);
+        bl_tensor_release(&dx), bl_tensor_release(&w), bl_tensor_release(&dw);
+    }
+    const char *names[3] = {"y", "dx", "dw"};
+    int64_t counts[3] = {nx, nx, nw};
+    for (int k = 0; k < 3; k++) {
+        double e = nmse(out[k][0], out[k][1], counts[k]);
+        fprintf(stderr, "  training conv %lldx%lld ch %lldx%lld %-2s nmse %.2e\n", (long long)n, (long long)ch,
+                (long long)hw, (long long)hw, names[k], e);
+        CHECK_MSG(e < 1e-9, "%s: nmse %.3g", names[k], e);
+        free(out[k][0]), free(out[k][1]);
+    }
+    free(hx), free(hdy), free(hw_);
+}
+
+static void test_training_kernels(void) {
+    bl_device *dev = open_cpu(), *ref;
+    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
+    CHECK_OK(bl_device_get("cpu_ref", &ref));
+    check_training_conv(dev, ref, 4, 64, 16);
+    check_training_conv(dev, ref, 4, 128, 8);
+    check_training_conv(dev, ref, 4, 512, 4);
     bl_device_release(ref);
     bl_device_release(dev);
 }
@@ -334,7 +415,8 @@ int main(void) {
     fprintf(stderr, "seed %u\n", SEED);
     RUN(test_steps_create_nothing);
     RUN(test_cached_weights_follow_writes);
-    RUN(test_deep_layer_kernel);
+    RUN(test_inference_kernels);
+    RUN(test_training_kernels);
     RUN(test_thread_count);
     RUN(test_training_matches_reference);
     return bl_test_finish();

@@ -93,21 +93,16 @@ static void dnnl_close(void *ctx) {
         for (int a = 0; a < e->nargs; a++) dnnl_memory_destroy(e->args[a].memory);
         if (e->prim) dnnl_primitive_destroy(e->prim);
         if (e->pd) dnnl_primitive_desc_destroy(e->pd);
-        if (e->post) dnnl_primitive_destroy(e->post);
-        if (e->post_src) dnnl_memory_destroy(e->post_src);
-        if (e->post_dst) dnnl_memory_destroy(e->post_dst);
+        for (int r = 0; r < 3; r++) onednn_reorder_destroy(&e->reo[r]);
+        onednn_reorder_destroy(&e->wout);
+        free(e->wbuf);
         free(e->buf);
     }
-    for (int i = 0; i < c->nweights; i++) {
-        onednn_weights *w = &c->weights[i];
-        if (w->reorder) dnnl_primitive_destroy(w->reorder);
-        if (w->msrc) dnnl_memory_destroy(w->msrc);
-        if (w->mdst) dnnl_memory_destroy(w->mdst);
-        free(w->buf);
-    }
+    onednn_weights_release_all(c);
     free(c->prims);
     free(c->weights);
     free(c->scratch);
+    free(c->route);
     free(c->partials);
     dnnl_stream_destroy(c->stream);
     dnnl_engine_destroy(c->engine);
@@ -130,7 +125,7 @@ static void dnnl_free(void *ctx, void *ptr) {
     size_t bytes;
     memcpy(&bytes, base, sizeof bytes);
     /* A later allocation may reuse the address: cached copies of it must not survive. */
-    onednn_note_write(ctx, ptr, bytes);
+    onednn_note_free(ctx, ptr, bytes);
     free(base);
 }
 

@@ -94,6 +94,38 @@ bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op) {
     return BL_OK;
 }
 
+bl_status onednn_reorder_init(onednn_ctx *c, onednn_reorder *r, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const char *op) {
+    dnnl_primitive_desc_t rpd;
+    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, from, c->engine, to, c->engine, NULL), op);
+    dnnl_status_t st = dnnl_primitive_create(&r->prim, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    if (st == dnnl_success) st = dnnl_memory_create(&r->from, from, c->engine, DNNL_MEMORY_NONE);
+    if (st == dnnl_success) st = dnnl_memory_create(&r->to, to, c->engine, DNNL_MEMORY_NONE);
+    if (st != dnnl_success) {
+        onednn_reorder_destroy(r);
+        return bl_error(BL_ERR_DEVICE, "onednn %s: reorder (%s)", op, onednn_status_name(st));
+    }
+    c->created++;
+    return BL_OK;
+}
+
+bl_status onednn_reorder_run(onednn_ctx *c, onednn_reorder *r, const void *from, void *to, const char *op) {
+    DNNL_CHECK(dnnl_memory_set_data_handle(r->from, (void *)from), op);
+    DNNL_CHECK(dnnl_memory_set_data_handle(r->to, to), op);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, r->from}, {DNNL_ARG_TO, r->to}};
+    DNNL_CHECK(dnnl_primitive_execute(r->prim, c->stream, 2, args), op);
+    return BL_OK;
+}
+
+void onednn_reorder_destroy(onednn_reorder *r) {
+    if (r->prim) dnnl_primitive_destroy(r->prim);
+    if (r->from) dnnl_memory_destroy(r->from);
+    if (r->to) dnnl_memory_destroy(r->to);
+    r->prim = NULL;
+    r->from = r->to = NULL;
+}
+
 bl_status onednn_md4(dnnl_memory_desc_t *md, const int64_t *shape, const char *op) {
     dnnl_dims_t dims = {shape[0], shape[1], shape[2], shape[3]};
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc), op);
@@ -117,6 +149,36 @@ void onednn_note_write(onednn_ctx *c, const void *ptr, size_t bytes) {
         const char *wlo = w->src, *whi = wlo + w->src_bytes;
         if (w->valid && lo < whi && wlo < hi) w->valid = false;
     }
+}
+
+static void weights_destroy(onednn_weights *w) {
+    if (w->reorder) dnnl_primitive_destroy(w->reorder);
+    if (w->msrc) dnnl_memory_destroy(w->msrc);
+    if (w->mdst) dnnl_memory_destroy(w->mdst);
+    onednn_reorder_destroy(&w->via);
+    free(w->mid);
+    free(w->buf);
+}
+
+void onednn_note_free(onednn_ctx *c, const void *ptr, size_t bytes) {
+    const char *lo = ptr, *hi = lo + bytes;
+    for (int i = 0; i < c->nweights;) {
+        onednn_weights *w = &c->weights[i];
+        const char *wlo = w->src, *whi = wlo + w->src_bytes;
+        if (w->src && lo < whi && wlo < hi) {
+            /* The source is gone: so is its copy (a model freed and built again must not grow
+             * the cache). */
+            weights_destroy(w);
+            c->weights[i] = c->weights[--c->nweights];
+        } else {
+            i++;
+        }
+    }
+}
+
+void onednn_weights_release_all(onednn_ctx *c) {
+    for (int i = 0; i < c->nweights; i++) weights_destroy(&c->weights[i]);
+    c->nweights = 0;
 }
 
 static onednn_weights *weights_find(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
@@ -149,15 +211,28 @@ static bl_status weights_add(onednn_ctx *c, const void *src, const dnnl_memory_d
     w->buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!w->buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked weights", op, bytes);
     dnnl_primitive_desc_t rpd = NULL;
+    const dnnl_memory_desc_t *first_to = dst_md;
+    dnnl_memory_desc_t mid_md;
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&rpd, src_md, c->engine, dst_md, c->engine, NULL);
+    if (st == dnnl_unimplemented && src_md->ndims == 4) {
+        /* Two steps: OHWI -> OIHW here, OIHW -> dst_md in `via`. */
+        st = dnnl_memory_desc_init_by_tag(&mid_md, 4, src_md->dims, dnnl_f32, dnnl_abcd);
+        size_t mid_bytes = dnnl_memory_desc_get_size(&mid_md);
+        w->mid = st == dnnl_success ? aligned_alloc(64, (mid_bytes + 63) & ~(size_t)63) : NULL;
+        if (w->mid && onednn_reorder_init(c, &w->via, &mid_md, dst_md, op) == BL_OK) {
+            first_to = &mid_md;
+            st = dnnl_reorder_primitive_desc_create(&rpd, src_md, c->engine, &mid_md, c->engine, NULL);
+        } else {
+            bl_clear_error();
+            st = dnnl_unimplemented;
+        }
+    }
     if (st == dnnl_success) st = dnnl_primitive_create(&w->reorder, rpd);
     if (rpd) dnnl_primitive_desc_destroy(rpd);
     if (st == dnnl_success) st = dnnl_memory_create(&w->msrc, src_md, c->engine, DNNL_MEMORY_NONE);
-    if (st == dnnl_success) st = dnnl_memory_create(&w->mdst, dst_md, c->engine, w->buf);
+    if (st == dnnl_success) st = dnnl_memory_create(&w->mdst, first_to, c->engine, w->mid ? w->mid : w->buf);
     if (st != dnnl_success) {
-        if (w->reorder) dnnl_primitive_destroy(w->reorder);
-        if (w->msrc) dnnl_memory_destroy(w->msrc);
-        free(w->buf);
+        weights_destroy(w);
         return bl_error(BL_ERR_DEVICE, "onednn %s: weight reorder (%s)", op, onednn_status_name(st));
     }
     c->nweights++;
@@ -183,10 +258,20 @@ bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_d
         DNNL_CHECK(dnnl_memory_set_data_handle(w->msrc, (void *)src), op);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->msrc}, {DNNL_ARG_TO, w->mdst}};
         DNNL_CHECK(dnnl_primitive_execute(w->reorder, c->stream, 2, args), op);
+        if (w->via.prim) BL_TRY(onednn_reorder_run(c, &w->via, w->mid, w->buf, op));
         w->valid = cache;
         c->reorders++;
     }
     *out = w->buf;
+    return BL_OK;
+}
+
+bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op) {
+    if (bytes <= c->route_bytes) return BL_OK;
+    free(c->route);
+    c->route = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    c->route_bytes = c->route ? bytes : 0;
+    if (!c->route) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked activations", op, bytes);
     return BL_OK;
 }
 

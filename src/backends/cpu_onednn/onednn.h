@@ -1,16 +1,20 @@
 /* Internals shared by the oneDNN backend's files.
  *
  * Layout: activations are NHWC ("acdb") and convolution weights OHWI, because oneDNN 2.6's
- * fastest f32 kernels on AVX-512 (brgconv) read and write channels-last directly, while plain
- * NCHW falls back to im2col + GEMM at about 60% of the speed. Weights are reordered into the
- * blocked format the kernel asks for.
+ * direct f32 kernels on AVX-512 (brgconv) read and write channels-last directly, while plain
+ * NCHW falls back to im2col + GEMM at about 60% of the speed. 3x3 stride-1 convolutions run
+ * as Winograd, which oneDNN implements only on the blocked nChw16c layout: their activations
+ * are reordered in and out around the primitive (conv.c says why that pays). Weights are
+ * reordered into whatever format the kernel asks for.
  *
- * Caching: every oneDNN primitive (and its memory objects) is created once per shape and kept
- * in the handle, keyed by op + shapes + params + thread count; later calls only swap data
- * pointers, so a steady-state step creates nothing and allocates nothing. Scratchpads are
+ * Caching: every oneDNN primitive (and its memory objects and reorders) is created once per
+ * shape and kept in the handle, keyed by op + shapes + params + thread count; later calls only
+ * swap data pointers, so a steady-state step creates nothing and allocates nothing in
+ * beamlet (oneDNN itself may still allocate small bookkeeping per execute). Scratchpads are
  * user-managed (one buffer per handle, grown at first use of a shape). Blocked copies of
  * inference weights (convolutions with a bias: the folded-BN path) are cached per source
- * pointer and dropped whenever this device writes or frees the source. */
+ * pointer and dropped whenever this device writes or frees the source; training weights are
+ * reordered every call (they change every step). */
 #ifndef BEAMLET_CPU_ONEDNN_H
 #define BEAMLET_CPU_ONEDNN_H
 
@@ -49,6 +53,12 @@ typedef struct onednn_key {
     int64_t d[ONEDNN_KEY_DIMS];
 } onednn_key;
 
+/* A reorder between two formats; data pointers are set per call. */
+typedef struct onednn_reorder {
+    dnnl_primitive_t prim;
+    dnnl_memory_t from, to;
+} onednn_reorder;
+
 /* One cached primitive with a memory object per argument (data handles set per call). */
 typedef struct onednn_prim {
     onednn_key key;
@@ -57,11 +67,16 @@ typedef struct onednn_prim {
     int nargs;
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS]; /* memories created with no data */
     size_t scratch_bytes;
-    /* An optional second step (e.g. reorder blocked diff weights to the user's layout). */
-    dnnl_primitive_t post;
-    dnnl_memory_t post_src, post_dst;
-    void *buf;          /* owned intermediate buffer (blocked diff weights, workspace) */
+    /* The blocked route (Winograd reads and writes only nChw16c): reo[0] brings the x-side
+     * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
+     * the blocked copies live in the handle's route buffer at reo_off. */
+    onednn_reorder reo[3];
+    size_t reo_off[2];  /* offsets into the handle's shared route buffer */
+    bool blocked;
+    void *buf;          /* owned: max-pool backward's recomputed output and workspace */
     size_t buf_bytes;
+    onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
+    void *wbuf;
 } onednn_prim;
 
 /* A blocked copy of a weight tensor, valid until its source is written or freed. */
@@ -73,6 +88,10 @@ typedef struct onednn_weights {
     dnnl_memory_t msrc, mdst;
     void *buf;
     bool valid;
+    /* When oneDNN cannot reorder OHWI straight into dst_md (Winograd's weight format), the
+     * copy goes through plain OIHW in `mid`. */
+    onednn_reorder via;
+    void *mid;
 } onednn_weights;
 
 typedef struct onednn_ctx {
@@ -84,6 +103,9 @@ typedef struct onednn_ctx {
     int nweights, cap_weights;
     void *scratch;
     size_t scratch_bytes;
+    void *route;       /* blocked copies of activations for the Winograd route, shared by all
+                        * convolutions (each uses it only during its own call) */
+    size_t route_bytes;
     int64_t created;   /* primitives created over the handle's life (tests check reuse) */
     int64_t reorders;  /* weight reorders executed */
     double *partials;  /* per-thread reduction space for batch norm */
@@ -107,16 +129,27 @@ bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const c
 /* Executes with the handle's scratchpad. */
 bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op);
 
+bl_status onednn_reorder_init(onednn_ctx *c, onednn_reorder *r, const dnnl_memory_desc_t *from,
+                              const dnnl_memory_desc_t *to, const char *op);
+bl_status onednn_reorder_run(onednn_ctx *c, onednn_reorder *r, const void *from, void *to, const char *op);
+void onednn_reorder_destroy(onednn_reorder *r);
+
 /* Returns a pointer to `src` (described by src_md) in the layout dst_md: src itself when the
  * formats agree, else a reordered copy, cached when `cache` is set. */
 bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
                              const dnnl_memory_desc_t *dst_md, bool cache, void **out,
                              const char *op);
-/* Drops cached copies whose source overlaps [ptr, ptr + bytes). */
+/* Marks cached copies whose source overlaps [ptr, ptr + bytes) stale (written), or releases
+ * them (freed). */
 void onednn_note_write(onednn_ctx *c, const void *ptr, size_t bytes);
+void onednn_note_free(onednn_ctx *c, const void *ptr, size_t bytes);
+void onednn_weights_release_all(onednn_ctx *c);
 static inline void onednn_wrote(bl_device *dev, const bl_tensor *t) {
     if (t) onednn_note_write(onednn_of(dev), t->data, bl_tensor_nbytes(t));
 }
+
+/* Grows the shared route buffer to `bytes` (only when a primitive is built). */
+bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op);
 
 /* Per-thread double reduction space of `len` doubles (grown on first use). */
 double *onednn_partials(onednn_ctx *c, size_t len);
