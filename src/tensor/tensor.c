@@ -92,22 +92,36 @@ static void store_from_f32(void *base, bl_dtype dtype, int64_t i, float v) {
     }
 }
 
-/* Position in memory of logical element i (row-major over the logical shape). */
-static int64_t physical_index(const bl_tensor *t, int64_t i) {
-    if (t->ndim != 4 || t->layout == BL_LAYOUT_NCHW) return i;
-    int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
-    int64_t w = i % W, h = (i / W) % H, c = (i / (W * H)) % C, n = i / (W * H * C);
-    return ((n * H + h) * W + w) * C + c;
-}
+/* Walks a 4-D NHWC tensor in logical (N, C, H, W) order: calls visit(logical, physical) with
+ * nested loops instead of dividing every index (this conversion sits on the first-prediction
+ * path: every parameter at model build, every weight when folding batch norm). */
+#define FOR_NHWC(t, BODY)                                                                        \
+    do {                                                                                         \
+        int64_t N_ = (t)->shape[0], C_ = (t)->shape[1], H_ = (t)->shape[2], W_ = (t)->shape[3];  \
+        int64_t logical = 0;                                                                     \
+        for (int64_t n_ = 0; n_ < N_; n_++)                                                      \
+            for (int64_t c_ = 0; c_ < C_; c_++)                                                  \
+                for (int64_t h_ = 0; h_ < H_; h_++) {                                            \
+                    int64_t physical = ((n_ * H_ + h_) * W_) * C_ + c_;                          \
+                    for (int64_t w_ = 0; w_ < W_; w_++, logical++, physical += C_) BODY;         \
+                }                                                                                \
+    } while (0)
+
+static bool is_nhwc(const bl_tensor *t) { return t->ndim == 4 && t->layout == BL_LAYOUT_NHWC; }
 
 bl_status bl_tensor_upload_nchw_f32(bl_tensor *dst, const float *src) {
     int64_t n = bl_tensor_numel(dst);
-    if (dst->dtype == BL_F32 && physical_index(dst, n - 1) == n - 1 &&
-        (dst->ndim != 4 || dst->layout == BL_LAYOUT_NCHW))
-        return bl_tensor_copy_from_host(dst, src);
+    if (dst->dtype == BL_F32 && !is_nhwc(dst)) return bl_tensor_copy_from_host(dst, src);
     void *staging = malloc(bl_tensor_nbytes(dst) ? bl_tensor_nbytes(dst) : 1);
     if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor upload: %zu bytes", bl_tensor_nbytes(dst));
-    for (int64_t i = 0; i < n; i++) store_from_f32(staging, dst->dtype, physical_index(dst, i), src[i]);
+    if (!is_nhwc(dst)) {
+        for (int64_t i = 0; i < n; i++) store_from_f32(staging, dst->dtype, i, src[i]);
+    } else if (dst->dtype == BL_F32) {
+        float *out = staging;
+        FOR_NHWC(dst, out[physical] = src[logical]);
+    } else {
+        FOR_NHWC(dst, store_from_f32(staging, dst->dtype, physical, src[logical]));
+    }
     bl_status s = bl_tensor_copy_from_host(dst, staging);
     free(staging);
     return s;
@@ -118,8 +132,16 @@ bl_status bl_tensor_download_f32(const bl_tensor *src, float *dst) {
     void *staging = malloc(bl_tensor_nbytes(src) ? bl_tensor_nbytes(src) : 1);
     if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor download: %zu bytes", bl_tensor_nbytes(src));
     bl_status s = bl_tensor_copy_to_host(src, staging);
-    if (s == BL_OK)
-        for (int64_t i = 0; i < n; i++) dst[i] = load_as_f32(staging, src->dtype, physical_index(src, i));
+    if (s == BL_OK) {
+        if (!is_nhwc(src)) {
+            for (int64_t i = 0; i < n; i++) dst[i] = load_as_f32(staging, src->dtype, i);
+        } else if (src->dtype == BL_F32) {
+            const float *in = staging;
+            FOR_NHWC(src, dst[logical] = in[physical]);
+        } else {
+            FOR_NHWC(src, dst[logical] = load_as_f32(staging, src->dtype, physical));
+        }
+    }
     free(staging);
     return s;
 }
