@@ -111,6 +111,10 @@ void bl_arena_reset(bl_arena *arena);
 size_t bl_arena_used(const bl_arena *arena);
 size_t bl_arena_capacity(const bl_arena *arena);
 
+/* A host buffer for large data (weights, staging): 64-byte aligned, and from 2 MiB up backed
+ * by transparent huge pages where the kernel allows, so it faults in quickly. Free with free(). */
+void *bl_alloc_big(size_t bytes);
+
 /* ---- deterministic random numbers ------------------------------------------------------- */
 
 /* xoshiro256** seeded through splitmix64: the same seed gives the same stream everywhere.
@@ -130,6 +134,12 @@ double bl_rng_uniform(bl_rng *rng);
 double bl_rng_normal(bl_rng *rng);
 /* An independent stream derived from this one and a label (e.g. a worker or epoch index). */
 bl_rng bl_rng_fork(const bl_rng *rng, uint64_t label);
+
+/* Bulk fills for weight initialization, parallel over fixed blocks, each block with its own
+ * stream derived from (seed, stream, block index): the same values for any thread count.
+ * Normals come from the ziggurat method; uniform values lie in [lo, hi). */
+void bl_fill_normal_f32(float *dst, int64_t n, uint64_t seed, uint64_t stream, double mean, double std);
+void bl_fill_uniform_f32(float *dst, int64_t n, uint64_t seed, uint64_t stream, double lo, double hi);
 
 /* ---- time ------------------------------------------------------------------------------- */
 

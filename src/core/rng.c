@@ -1,6 +1,7 @@
 /* xoshiro256** (Blackman & Vigna) seeded with splitmix64: small, fast, and the same stream on
  * every platform, which is what deterministic tests and resumable training need. */
 #include "beamlet/core.h"
+#include "core/rng_internal.h"
 
 #include <math.h>
 
@@ -11,25 +12,14 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) { return bl_rotl64(x, k); }
 
 void bl_rng_seed(bl_rng *rng, uint64_t seed) {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
 }
 
-uint64_t bl_rng_u64(bl_rng *rng) {
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
+uint64_t bl_rng_u64(bl_rng *rng) { return bl_xoshiro_next(rng); }
 
 uint32_t bl_rng_u32(bl_rng *rng) { return (uint32_t)(bl_rng_u64(rng) >> 32); }
 

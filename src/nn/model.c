@@ -342,9 +342,12 @@ bl_status bl_model_backward(bl_model *m, const bl_tensor *labels, float label_sm
 
 /* Inference folds each batch norm into the convolution before it:
  *   w'[k] = w[k] * gamma[k] / sqrt(var[k] + eps),  b'[k] = beta[k] - mean[k] * gamma[k] / sqrt(var[k] + eps)
- * computed on the host in double from the current parameters, once per parameter change. */
+ * computed on the host from the current parameters, once per parameter change. The output
+ * channel k is the outermost dimension in every weight layout (OIHW and OHWI), so each k is a
+ * contiguous run in the device's own layout: the weights travel as raw bytes, with no layout
+ * conversion, through one staging buffer sized for the largest convolution. */
 bl_status bl_model_fold_batchnorm(bl_model *m) {
-    int64_t total = 0;
+    int64_t total = 0, largest = 0;
     for (int i = 0; i + 1 < m->nnodes; i++) {
         node *c = &m->nodes[i];
         if (c->kind != NODE_CONV) continue;
@@ -352,10 +355,17 @@ bl_status bl_model_fold_batchnorm(bl_model *m) {
             if (m->nodes[j].kind == NODE_BN && m->nodes[j].in == c->out) {
                 c->fused_bn = j;
                 m->nodes[j].fused_bn = i;
-                total += bl_tensor_numel(P(m, c->weight)) + m->params[c->weight].shape[0];
+                int64_t n = bl_tensor_numel(P(m, c->weight)), K = m->params[c->weight].shape[0];
+                total += n + K;
+                if (n + 5 * K > largest) largest = n + 5 * K;
+                if (P(m, c->weight)->dtype != BL_F32)
+                    return bl_error(BL_ERR_UNSUPPORTED, "fold batchnorm: %s is %s, not f32",
+                                    m->params[c->weight].name, bl_dtype_name(P(m, c->weight)->dtype));
             }
     }
     if (!m->folded) BL_TRY(bl_device_alloc(m->dev, (size_t)(total ? total : 1) * sizeof(float), &m->folded));
+    float *hw = bl_alloc_big(sizeof(float) * (size_t)(largest ? largest : 1));
+    if (!hw) return bl_error(BL_ERR_OUT_OF_MEMORY, "fold batchnorm: %lld floats of staging", (long long)largest);
     float *dst = m->folded;
     bl_status s = BL_OK;
     for (int i = 0; i < m->nnodes && s == BL_OK; i++) {
@@ -364,15 +374,14 @@ bl_status bl_model_fold_batchnorm(bl_model *m) {
         node *b = &m->nodes[c->fused_bn];
         bl_tensor *w = P(m, c->weight);
         int64_t K = w->shape[0], per_k = bl_tensor_numel(w) / K;
-        float *hw = malloc(sizeof(float) * (size_t)(K * per_k + 5 * K));
-        if (!hw) return bl_error(BL_ERR_OUT_OF_MEMORY, "fold batchnorm: staging");
         float *g = hw + K * per_k, *be = g + K, *mu = be + K, *var = mu + K, *bias = var + K;
-        s = bl_tensor_download_f32(w, hw);
+        s = bl_tensor_copy_to_host(w, hw);
         if (s == BL_OK) s = bl_tensor_copy_to_host(P(m, b->weight), g);
         if (s == BL_OK) s = bl_tensor_copy_to_host(P(m, b->bias), be);
         if (s == BL_OK) s = bl_tensor_copy_to_host(P(m, b->running_mean), mu);
         if (s == BL_OK) s = bl_tensor_copy_to_host(P(m, b->running_var), var);
         if (s == BL_OK) {
+#pragma omp parallel for schedule(static) if (K * per_k > (1 << 16))
             for (int64_t k = 0; k < K; k++) {
                 double scale = (double)g[k] / sqrt((double)var[k] + 1e-5);
                 for (int64_t j = 0; j < per_k; j++) hw[k * per_k + j] = (float)(hw[k * per_k + j] * scale);
@@ -381,12 +390,12 @@ bl_status bl_model_fold_batchnorm(bl_model *m) {
             c->folded_w = *w;
             c->folded_w.data = dst;
             c->folded_b = bl_tensor_view(m->dev, dst + K * per_k, BL_F32, 1, &K);
-            s = bl_tensor_upload_nchw_f32(&c->folded_w, hw);
+            s = bl_tensor_copy_from_host(&c->folded_w, hw);
             if (s == BL_OK) s = bl_tensor_copy_from_host(&c->folded_b, bias);
         }
         dst += K * per_k + K;
-        free(hw);
     }
+    free(hw);
     if (s != BL_OK) return bl_error_context(s, "fold batchnorm");
     m->folded_valid = true;
     return BL_OK;

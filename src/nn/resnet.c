@@ -91,9 +91,9 @@ static void add_block(builder *b, const char *prefix, int out_c, int stride) {
     b->c = out_c;
 }
 
+/* torchvision's initialization, drawn per parameter from its own stream (the parameter's
+ * index), in parallel blocks: the same numbers for any thread count (bl_fill_normal_f32). */
 static void init_params(bl_model *m, uint64_t seed, int fc_in, float *w) {
-    bl_rng rng;
-    bl_rng_seed(&rng, seed);
     for (int i = 0; i < m->nparams; i++) {
         param *p = &m->params[i];
         if (p->info.kind != BL_PARAM_WEIGHT) continue;
@@ -104,12 +104,11 @@ static void init_params(bl_model *m, uint64_t seed, int fc_in, float *w) {
         if (p->ndim == 4) {
             /* kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out). */
             double fan_out = (double)(p->shape[0] * p->shape[2] * p->shape[3]);
-            double std = sqrt(2.0 / fan_out);
-            for (int64_t j = 0; j < n; j++) dst[j] = (float)(bl_rng_normal(&rng) * std);
+            bl_fill_normal_f32(dst, n, seed, (uint64_t)i, 0.0, sqrt(2.0 / fan_out));
         } else if (strncmp(p->name, "fc.", 3) == 0) {
             /* nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. */
             double bound = 1.0 / sqrt((double)fc_in);
-            for (int64_t j = 0; j < n; j++) dst[j] = (float)((2 * bl_rng_uniform(&rng) - 1) * bound);
+            bl_fill_uniform_f32(dst, n, seed, (uint64_t)i, -bound, bound);
         } else {
             /* Batch norm: scale 1, shift 0. */
             for (int64_t j = 0; j < n; j++) dst[j] = is_bias ? 0.0f : 1.0f;
@@ -177,7 +176,9 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
     bl_status s = bl_model_alloc_params(m);
     if (s == BL_OK) {
         /* Initialize on the host, then upload: the same numbers on every device. */
-        float *host = calloc((size_t)(m->nweights + m->nbuffers), sizeof(float));
+        size_t host_bytes = (size_t)(m->nweights + m->nbuffers) * sizeof(float);
+        float *host = bl_alloc_big(host_bytes);
+        if (host) memset(host, 0, host_bytes);
         if (!host) s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging");
         if (s == BL_OK) {
             init_params(m, seed, w * 8, host);

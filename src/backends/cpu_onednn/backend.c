@@ -112,7 +112,7 @@ static void dnnl_close(void *ctx) {
 static bl_status dnnl_alloc(void *ctx, size_t bytes, void **ptr) {
     (void)ctx;
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    char *base = aligned_alloc(64, HEADER + (rounded ? rounded : 64));
+    char *base = bl_alloc_big(HEADER + (rounded ? rounded : 64));
     if (!base) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn: cannot allocate %zu bytes", bytes);
     memcpy(base, &bytes, sizeof bytes);
     *ptr = base + HEADER;

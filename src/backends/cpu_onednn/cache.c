@@ -208,7 +208,7 @@ static bl_status weights_add(onednn_ctx *c, const void *src, const dnnl_memory_d
     w->src_md = *src_md;
     w->dst_md = *dst_md;
     size_t bytes = dnnl_memory_desc_get_size(dst_md);
-    w->buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    w->buf = bl_alloc_big(bytes);
     if (!w->buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked weights", op, bytes);
     dnnl_primitive_desc_t rpd = NULL;
     const dnnl_memory_desc_t *first_to = dst_md;
@@ -218,7 +218,7 @@ static bl_status weights_add(onednn_ctx *c, const void *src, const dnnl_memory_d
         /* Two steps: OHWI -> OIHW here, OIHW -> dst_md in `via`. */
         st = dnnl_memory_desc_init_by_tag(&mid_md, 4, src_md->dims, dnnl_f32, dnnl_abcd);
         size_t mid_bytes = dnnl_memory_desc_get_size(&mid_md);
-        w->mid = st == dnnl_success ? aligned_alloc(64, (mid_bytes + 63) & ~(size_t)63) : NULL;
+        w->mid = st == dnnl_success ? bl_alloc_big(mid_bytes) : NULL;
         if (w->mid && onednn_reorder_init(c, &w->via, &mid_md, dst_md, op) == BL_OK) {
             first_to = &mid_md;
             st = dnnl_reorder_primitive_desc_create(&rpd, src_md, c->engine, &mid_md, c->engine, NULL);
