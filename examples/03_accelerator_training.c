@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     defaults.epochs = 2;
     defaults.batch_size = 128;
     if (bl_training_config_add_options(opts, &defaults) != BL_OK ||
-        bl_options_add(opts, "results", "beamlet-out/stage3-results", "prefix of the results JSON file") != BL_OK)
+        bl_options_add(opts, "results", "", "prefix of the results JSON file; empty: <output_dir>/stage3-results") != BL_OK)
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
         char *usage = bl_options_usage(opts);
@@ -48,6 +48,10 @@ int main(int argc, char **argv) {
     }
     bl_training_config config;
     if (bl_training_config_from_options(opts, &config) != BL_OK) return fail("config");
+    char results_prefix[1100];
+    snprintf(results_prefix, sizeof results_prefix, "%s/stage3-results", config.output_dir);
+    if (!*bl_options_get(opts, "results") && bl_options_set(opts, "results", results_prefix) != BL_OK)
+        return fail("options");
 
     /* 2. The new concept of stage 2, reused: the training step asks for an accelerator, and
      *    the pipeline learns how many this machine's workers have. */

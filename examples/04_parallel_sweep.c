@@ -42,8 +42,8 @@ int main(int argc, char **argv) {
     defaults.quiet = true; /* parallel workers: one line per finished model instead of bars */
     if (bl_training_config_add_options(opts, &defaults) != BL_OK ||
         bl_sweep_add_options(opts) != BL_OK ||
-        bl_options_add(opts, "serving_dir", "beamlet-out/serving", "where the best model is deployed") != BL_OK ||
-        bl_options_add(opts, "results", "beamlet-out/sweep-results", "prefix of the results JSON lines") != BL_OK ||
+        bl_options_add(opts, "serving_dir", "", "where the best model is deployed; empty: <output_dir>/serving") != BL_OK ||
+        bl_options_add(opts, "results", "", "prefix of the results JSON lines; empty: <output_dir>/sweep-results") != BL_OK ||
         bl_options_set_default(opts, "runner", "local") != BL_OK)
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
@@ -55,6 +55,12 @@ int main(int argc, char **argv) {
     }
     bl_training_config base;
     if (bl_training_config_from_options(opts, &base) != BL_OK) return fail("config");
+    char serving[1100], results_prefix[1100];
+    snprintf(serving, sizeof serving, "%s/serving", base.output_dir);
+    snprintf(results_prefix, sizeof results_prefix, "%s/sweep-results", base.output_dir);
+    if ((!*bl_options_get(opts, "serving_dir") && bl_options_set(opts, "serving_dir", serving) != BL_OK) ||
+        (!*bl_options_get(opts, "results") && bl_options_set(opts, "results", results_prefix) != BL_OK))
+        return fail("options");
 
     /* 1. The grid: --learning_rates x --batch_sizes x --models around the base config. */
     bl_training_config *grid;
