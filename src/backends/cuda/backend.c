@@ -1,6 +1,7 @@
 /* The CUDA backend's device: one stream per handle with cuDNN and cuBLAS bound to it, device
  * memory with out-of-memory reported in numbers, copies, the shared workspace, and the op
- * table. Kernels live in the .cu files; this file is plain C against the runtime API. */
+ * table. Kernels live in the .cu files; this file is plain C against the runtime API.
+ * Opening a device loads cuDNN and cuBLAS (cuda_libs.c); counting devices does not. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,9 @@ static bl_status open_handles(cuda_ctx *c, char *description, size_t size) {
 }
 
 static bl_status cuda_open(int index, void **ctx, char *description, size_t size) {
+    /* The first open loads cuDNN and cuBLAS; a process that never opens a GPU never pays for
+     * them (cuda_libs.h). */
+    BL_TRY(cuda_libs_load());
     cuda_ctx *c = calloc(1, sizeof *c);
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "cuda: cannot allocate context");
     c->index = index;
@@ -368,6 +372,7 @@ bl_status bl_cuda_versions_get(bl_cuda_versions *out) {
     memset(out, 0, sizeof *out);
     CU_TRY(cudaRuntimeGetVersion(&out->runtime));
     if (cudaDriverGetVersion(&out->driver) != cudaSuccess) (void)cudaGetLastError();
+    BL_TRY(cuda_libs_load()); /* no device need be open */
     out->cudnn = (int)cudnnGetVersion();
     int major = 0, minor = 0, patch = 0;
     BLAS_TRY(cublasGetProperty(MAJOR_VERSION, &major));

@@ -35,10 +35,18 @@ endif()
 
 target_include_directories(beamlet_lib SYSTEM PRIVATE ${CUDNN_INCLUDE_DIR})
 # Static cudart: the binaries do not depend on where libcudart.so lives (the GPU machine has
-# several). cuBLAS and cuDNN are shared libraries found at configure time.
-target_link_libraries(beamlet_lib PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt
-                                         ${CUDNN_LIBRARY})
-# CMake leaves the toolkit's lib directory out of binaries' run paths (an implicit link
+# several); it loads libcuda.so.1 itself on first use. cuBLAS and cuDNN are not linked: linking
+# them cost every process, CPU-only runs included, ~80 ms of start-up and ~150 MB (libcublasLt
+# is 540 MB), and a binary that could not start without them. cuda_libs.c dlopens them when a
+# CUDA device is first opened; only their headers are needed here.
+target_link_libraries(beamlet_lib PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
+# Where to look after the SONAME search: the files found now (the SONAME first, so that
+# LD_LIBRARY_PATH and the run path below can choose; then the configured file itself).
+set_property(SOURCE ${CMAKE_SOURCE_DIR}/src/backends/cuda/cuda_libs.c APPEND PROPERTY
+  COMPILE_DEFINITIONS "BEAMLET_CUDNN_CONFIGURED_PATH=\"${CUDNN_LIBRARY}\""
+                      "BEAMLET_CUBLAS_CONFIGURED_PATH=\"${CUDA_cublas_LIBRARY}\"")
+# dlopen by SONAME searches the calling binary's run path: beamlet_lib is static, so that is
+# each executable's. CMake leaves the toolkit's lib directory out of run paths (an implicit link
 # directory), which works only where ldconfig knows it; name both folders explicitly.
 get_filename_component(BEAMLET_CUDNN_LIBDIR ${CUDNN_LIBRARY} DIRECTORY)
 target_link_options(beamlet_lib PUBLIC

@@ -9,12 +9,16 @@
 #ifndef BEAMLET_CUDA_INTERNAL_H
 #define BEAMLET_CUDA_INTERNAL_H
 
-#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
 #include "tensor/backend.h"
+/* cuDNN and cuBLAS are loaded at run time (cuda_libs.h): in the C files their calls go
+ * through pointers. The .cu kernels, which include this header too, call neither. */
+#ifndef __cplusplus
+#include "backends/cuda/cuda_libs_calls.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
