@@ -150,6 +150,9 @@ def main():
                     help="throughput from wall time or, for one thread on a shared machine, from CPU "
                          "time (default: cpu for --threads=1, else wall)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--first-rounds", type=int, default=5,
+                    help="process launches per side for time to first prediction, best kept (a VM's "
+                         "first launch after a pause is often 2-3x slower for both sides)")
     ap.add_argument("--ghz", type=float, default=3.7,
                     help="clock for the nominal peak (AMD EPYC Zen 4: 3.7 GHz boost)")
     ap.add_argument("--flops-per-cycle", type=float, default=32.0,
@@ -217,7 +220,7 @@ def main():
 
     first = {}
     if not args.only:
-        for r in range(args.rounds):
+        for r in range(args.first_rounds):
             for impl, cmd in (("beamlet", [bench, "--first"]), ("pytorch", [py, me, "--torch-first", f"--threads={t}"])):
                 res, secs = run_json(cmd, env)
                 res["seconds_to_first_prediction"] = secs

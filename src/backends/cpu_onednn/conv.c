@@ -135,10 +135,24 @@ static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residu
  * it for inference (convolutions with a bias) and trains on the direct kernels, whose results
  * drift less from PyTorch's over AdamW steps (the full fixture: 4.7e-4 against 1.2e-3 of a
  * 2e-3 tolerance after 3 steps). */
+/* Inference pays Winograd's weight transform once per weight (the cache keeps it), and the
+ * transform is slow in oneDNN 2.6: 30-48 ms for a 512x512x3x3 weight, 6.5 ms for 128x128,
+ * single-threaded. What a call saves grows with the pixels it convolves (N*H*W): on 2 cores,
+ * 224x224 ResNet-18 at batch 1 saves 0.45 ms a call at 56x56, 0.5 ms at 28x28, 0.4 ms at 14x14,
+ * 0.25 ms at 7x7, so the transform is repaid after about 1, 13, 33 and 150 calls. Below 512
+ * pixels inference therefore stays on the direct kernels: a model's first prediction (224x224,
+ * batch 1) took 0.13-0.15 s in its first forward with Winograd everywhere and 0.05 s with this
+ * rule, while batched throughput keeps Winograd where it counts (CIFAR at batch 64 has 1024
+ * pixels at 4x4, 224x224 at batch 16 has 784 at 7x7: both unchanged, measured); 224x224 at
+ * batch 1 measured 72-82 img/s with Winograd everywhere and 76 with this rule, within this
+ * VM's noise. */
+enum { WINOGRAD_MIN_INFER_PIXELS = 512 };
+
 static bool winograd_wanted(const bl_tensor *x, const bl_tensor *w, const bl_conv2d_params *p, bool inference) {
     const char *env = getenv("BEAMLET_ONEDNN_WINOGRAD");
     if (env && strcmp(env, "0") == 0) return false;
     if (env && strcmp(env, "infer") == 0 && !inference) return false;
+    if (inference && x->shape[0] * x->shape[2] * x->shape[3] < WINOGRAD_MIN_INFER_PIXELS) return false;
     return w->shape[2] == 3 && w->shape[3] == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 &&
            p->pad_w == 1 && x->shape[1] % 16 == 0 && w->shape[0] % 16 == 0;
 }
