@@ -178,7 +178,8 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
         /* Initialize on the host, then upload: the same numbers on every device. */
         size_t host_bytes = (size_t)(m->nweights + m->nbuffers) * sizeof(float);
         float *host = bl_alloc_big(host_bytes);
-        if (host) memset(host, 0, host_bytes);
+        /* init_params writes every weight; only the buffers need clearing first. */
+        if (host) memset(host + m->nweights, 0, (size_t)m->nbuffers * sizeof(float));
         if (!host) s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging");
         if (s == BL_OK) {
             init_params(m, seed, w * 8, host);
