@@ -145,7 +145,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--min-seconds", type=float, default=3.0)
-    ap.add_argument("--only", default=None, help="substring of workload_bN to run")
+    ap.add_argument("--only", default=None, help="substring of workload_bN to run, or first_prediction")
     ap.add_argument("--metric", choices=["wall", "cpu"], default=None,
                     help="throughput from wall time or, for one thread on a shared machine, from CPU "
                          "time (default: cpu for --threads=1, else wall)")
@@ -219,7 +219,7 @@ def main():
                      "new_primitives_in_timed_steps": b["new_primitives_in_timed_steps"]})
 
     first = {}
-    if not args.only:
+    if not args.only or args.only == "first_prediction":
         for r in range(args.first_rounds):
             for impl, cmd in (("beamlet", [bench, "--first"]), ("pytorch", [py, me, "--torch-first", f"--threads={t}"])):
                 res, secs = run_json(cmd, env)

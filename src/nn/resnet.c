@@ -91,28 +91,30 @@ static void add_block(builder *b, const char *prefix, int out_c, int stride) {
     b->c = out_c;
 }
 
-/* torchvision's initialization, drawn per parameter from its own stream (the parameter's
- * index), in parallel blocks: the same numbers for any thread count (bl_fill_normal_f32). */
-static void init_params(bl_model *m, uint64_t seed, int fc_in, float *w) {
-    for (int i = 0; i < m->nparams; i++) {
-        param *p = &m->params[i];
-        if (p->info.kind != BL_PARAM_WEIGHT) continue;
-        float *dst = w + p->offset;
-        int64_t n = bl_tensor_numel(&p->info.value);
-        size_t len = strlen(p->name);
-        bool is_bias = len >= 5 && strcmp(p->name + len - 5, ".bias") == 0;
-        if (p->ndim == 4) {
-            /* kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out). */
-            double fan_out = (double)(p->shape[0] * p->shape[2] * p->shape[3]);
-            bl_fill_normal_f32(dst, n, seed, (uint64_t)i, 0.0, sqrt(2.0 / fan_out));
-        } else if (strncmp(p->name, "fc.", 3) == 0) {
-            /* nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. */
-            double bound = 1.0 / sqrt((double)fc_in);
-            bl_fill_uniform_f32(dst, n, seed, (uint64_t)i, -bound, bound);
-        } else {
-            /* Batch norm: scale 1, shift 0. */
-            for (int64_t j = 0; j < n; j++) dst[j] = is_bias ? 0.0f : 1.0f;
-        }
+/* torchvision's initialization of parameter i into dst (logical NCHW order), drawn from its
+ * own stream (the parameter's index) in parallel blocks: the same numbers for any thread count
+ * (bl_fill_normal_f32). Buffers start as a fresh nn.BatchNorm2d's: mean 0, variance 1. */
+static void init_param(bl_model *m, int i, uint64_t seed, int fc_in, float *dst) {
+    param *p = &m->params[i];
+    int64_t n = bl_tensor_numel(&p->info.value);
+    size_t len = strlen(p->name);
+    if (p->info.kind == BL_PARAM_BUFFER) {
+        bool is_var = len > 12 && strcmp(p->name + len - 12, ".running_var") == 0;
+        for (int64_t j = 0; j < n; j++) dst[j] = is_var ? 1.0f : 0.0f;
+        return;
+    }
+    bool is_bias = len >= 5 && strcmp(p->name + len - 5, ".bias") == 0;
+    if (p->ndim == 4) {
+        /* kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out). */
+        double fan_out = (double)(p->shape[0] * p->shape[2] * p->shape[3]);
+        bl_fill_normal_f32(dst, n, seed, (uint64_t)i, 0.0, sqrt(2.0 / fan_out));
+    } else if (strncmp(p->name, "fc.", 3) == 0) {
+        /* nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. */
+        double bound = 1.0 / sqrt((double)fc_in);
+        bl_fill_uniform_f32(dst, n, seed, (uint64_t)i, -bound, bound);
+    } else {
+        /* Batch norm: scale 1, shift 0. */
+        for (int64_t j = 0; j < n; j++) dst[j] = is_bias ? 0.0f : 1.0f;
     }
 }
 
@@ -175,31 +177,18 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
 
     bl_status s = bl_model_alloc_params(m);
     if (s == BL_OK) {
-        /* Initialize on the host, then upload: the same numbers on every device. */
-        size_t host_bytes = (size_t)(m->nweights + m->nbuffers) * sizeof(float);
-        float *host = bl_alloc_big(host_bytes);
-        /* init_params writes every weight; only the buffers need clearing first. */
-        if (host) memset(host + m->nweights, 0, (size_t)m->nbuffers * sizeof(float));
-        if (!host) s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging");
-        if (s == BL_OK) {
-            init_params(m, seed, w * 8, host);
-            for (int i = 0; i < m->nparams; i++) {
-                param *p = &m->params[i];
-                if (p->info.kind == BL_PARAM_BUFFER) {
-                    size_t len = strlen(p->name);
-                    bool is_var = len > 12 && strcmp(p->name + len - 12, ".running_var") == 0;
-                    float *dst = host + m->nweights + p->offset;
-                    for (int64_t j = 0; j < p->shape[0]; j++) dst[j] = is_var ? 1.0f : 0.0f;
-                }
-            }
-            /* Per parameter, so convolution weights land in the device's layout. */
-            for (int i = 0; i < m->nparams && s == BL_OK; i++) {
-                param *p = &m->params[i];
-                const float *src = host + (p->info.kind == BL_PARAM_WEIGHT ? 0 : m->nweights) + p->offset;
-                s = bl_tensor_upload_nchw_f32(&p->info.value, src);
-            }
-            free(host);
+        /* Initialize on the host in torchvision's layout, one parameter at a time through one
+         * scratch buffer, then upload: the same numbers on every device, in its layout. */
+        int64_t largest = 1;
+        for (int i = 0; i < m->nparams; i++)
+            if (bl_tensor_numel(&m->params[i].info.value) > largest) largest = bl_tensor_numel(&m->params[i].info.value);
+        float *scratch = bl_alloc_big((size_t)largest * sizeof(float));
+        if (!scratch) s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging of %lld floats", (long long)largest);
+        for (int i = 0; i < m->nparams && s == BL_OK; i++) {
+            init_param(m, i, seed, w * 8, scratch);
+            s = bl_tensor_upload_nchw_f32(&m->params[i].info.value, scratch);
         }
+        free(scratch);
     }
     if (s != BL_OK) {
         bl_model_free(m);

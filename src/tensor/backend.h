@@ -69,6 +69,11 @@ typedef struct bl_backend {
     /* Copies: kind 0 host->device, 1 device->host, 2 device->device. */
     bl_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes, int kind);
     bl_status (*memset_zero)(void *ctx, void *dst, size_t bytes);
+    /* Set by backends whose memory is plain host memory (the CPU ones): the tensor layer then
+     * converts layouts straight into a tensor's memory instead of through a staging copy, and
+     * calls this afterwards so the backend can drop what it derived from the old contents
+     * (oneDNN's cached reorders). NULL: device memory, reached only through `copy`. */
+    void (*host_written)(void *ctx, void *dst, size_t bytes);
     bl_status (*synchronize)(void *ctx);
     /* Which activation dtypes an op accepts; NULL means f32 only for every op present. */
     bool (*supports_dtype)(bl_op op, bl_dtype dtype);

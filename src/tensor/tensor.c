@@ -138,25 +138,33 @@ static void nhwc_to_nchw_f32(float *out, const float *in, const bl_tensor *t) {
 bl_status bl_tensor_upload_nchw_f32(bl_tensor *dst, const float *src) {
     int64_t n = bl_tensor_numel(dst);
     if (dst->dtype == BL_F32 && !is_nhwc(dst)) return bl_tensor_copy_from_host(dst, src);
-    void *staging = bl_alloc_big(bl_tensor_nbytes(dst) ? bl_tensor_nbytes(dst) : 1);
-    if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor upload: %zu bytes", bl_tensor_nbytes(dst));
+    const bl_backend *b = dst->device->backend;
+    bool direct = b->host_written != NULL; /* host memory: convert in place, no staging */
+    void *out = direct ? dst->data : bl_alloc_big(bl_tensor_nbytes(dst) ? bl_tensor_nbytes(dst) : 1);
+    if (!out) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor upload: %zu bytes", bl_tensor_nbytes(dst));
     if (!is_nhwc(dst)) {
-        for (int64_t i = 0; i < n; i++) store_from_f32(staging, dst->dtype, i, src[i]);
+        for (int64_t i = 0; i < n; i++) store_from_f32(out, dst->dtype, i, src[i]);
     } else if (dst->dtype == BL_F32) {
-        nchw_to_nhwc_f32(staging, src, dst);
+        nchw_to_nhwc_f32(out, src, dst);
     } else {
-        FOR_NHWC(dst, store_from_f32(staging, dst->dtype, physical, src[logical]));
+        FOR_NHWC(dst, store_from_f32(out, dst->dtype, physical, src[logical]));
     }
-    bl_status s = bl_tensor_copy_from_host(dst, staging);
-    free(staging);
+    if (direct) {
+        b->host_written(dst->device->ctx, dst->data, bl_tensor_nbytes(dst));
+        return BL_OK;
+    }
+    bl_status s = bl_tensor_copy_from_host(dst, out);
+    free(out);
     return s;
 }
 
 bl_status bl_tensor_download_f32(const bl_tensor *src, float *dst) {
     int64_t n = bl_tensor_numel(src);
-    void *staging = bl_alloc_big(bl_tensor_nbytes(src) ? bl_tensor_nbytes(src) : 1);
+    if (src->dtype == BL_F32 && !is_nhwc(src)) return bl_tensor_copy_to_host(src, dst);
+    bool direct = src->device->backend->host_written != NULL; /* host memory: read in place */
+    void *staging = direct ? src->data : bl_alloc_big(bl_tensor_nbytes(src) ? bl_tensor_nbytes(src) : 1);
     if (!staging) return bl_error(BL_ERR_OUT_OF_MEMORY, "tensor download: %zu bytes", bl_tensor_nbytes(src));
-    bl_status s = bl_tensor_copy_to_host(src, staging);
+    bl_status s = direct ? BL_OK : bl_tensor_copy_to_host(src, staging);
     if (s == BL_OK) {
         if (!is_nhwc(src)) {
             for (int64_t i = 0; i < n; i++) dst[i] = load_as_f32(staging, src->dtype, i);
@@ -166,7 +174,7 @@ bl_status bl_tensor_download_f32(const bl_tensor *src, float *dst) {
             FOR_NHWC(src, dst[logical] = load_as_f32(staging, src->dtype, physical));
         }
     }
-    free(staging);
+    if (!direct) free(staging);
     return s;
 }
 

@@ -151,6 +151,8 @@ static bl_status dnnl_copy(void *ctx, void *dst, const void *src, size_t bytes, 
     return BL_OK;
 }
 
+static void dnnl_host_written(void *ctx, void *dst, size_t bytes) { onednn_note_write(ctx, dst, bytes); }
+
 static bl_status dnnl_memset_zero(void *ctx, void *dst, size_t bytes) {
     onednn_note_write(ctx, dst, bytes);
     if (bytes) memset(dst, 0, bytes);
@@ -174,6 +176,7 @@ static const bl_backend onednn_backend = {
     .free = dnnl_free,
     .copy = dnnl_copy,
     .memset_zero = dnnl_memset_zero,
+    .host_written = dnnl_host_written,
     .synchronize = dnnl_sync,
     .supports_dtype = NULL, /* f32 only */
     .ops = {
