@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -220,13 +221,19 @@ def main():
 
     first = {}
     if not args.only or args.only == "first_prediction":
+        launches = {"beamlet": [], "pytorch": []}
         for r in range(args.first_rounds):
             for impl, cmd in (("beamlet", [bench, "--first"]), ("pytorch", [py, me, "--torch-first", f"--threads={t}"])):
                 res, secs = run_json(cmd, env)
                 res["seconds_to_first_prediction"] = secs
+                launches[impl].append(secs)
                 if impl not in first or secs < first[impl]["seconds_to_first_prediction"]:
                     first[impl] = res
+        for impl, secs in launches.items():
+            first[impl]["all_launches_s"] = secs
+            first[impl]["median_s"] = statistics.median(secs)
         first["speedup"] = first["pytorch"]["seconds_to_first_prediction"] / first["beamlet"]["seconds_to_first_prediction"]
+        first["speedup_of_medians"] = first["pytorch"]["median_s"] / first["beamlet"]["median_s"]
         first["memory_ratio"] = first["pytorch"]["peak_rss_mb"] / first["beamlet"]["peak_rss_mb"]
 
     report = {"date": started.isoformat(timespec="seconds"),
@@ -251,7 +258,9 @@ def main():
     if first:
         print(f"first prediction (224x224, process start to logits): beamlet "
               f"{first['beamlet']['seconds_to_first_prediction']:.3f} s, PyTorch "
-              f"{first['pytorch']['seconds_to_first_prediction']:.3f} s ({first['speedup']:.1f}x); peak RSS "
+              f"{first['pytorch']['seconds_to_first_prediction']:.3f} s ({first['speedup']:.1f}x; medians "
+              f"{first['beamlet']['median_s']:.3f} vs {first['pytorch']['median_s']:.3f} s, "
+              f"{first['speedup_of_medians']:.1f}x); peak RSS "
               f"{first['beamlet']['peak_rss_mb']:.0f} MB vs {first['pytorch']['peak_rss_mb']:.0f} MB")
     out = args.out or os.path.join(HERE, "results", f"cpu-{started.strftime('%Y-%m-%d')}.json")
     tmp = out + ".tmp"
