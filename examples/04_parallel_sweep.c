@@ -11,7 +11,9 @@
  *       --epochs=1 --width=4 --train_limit=2000 --device=cpu            # a tiny sweep on a laptop
  *
  * The default grid is the proposal's: learning rate {0.01, 0.001, 0.0001} x batch size
- * {16, 32, 64} x model {resnet18, resnet34} = 18 configs.
+ * {16, 32, 64} x model {resnet18, resnet34} = 18 configs. The grid sets each config's learning
+ * rate, batch size, model and experiment id, so the single-run flags --learning_rate,
+ * --batch_size, --model and --experiment_id are refused (the grid would silently override them).
  *
  * The pipeline:
  *   Create(grid) -> Reshuffle -> TrainModel [accelerator hint] -+-> BestModel -> Deploy

@@ -30,13 +30,13 @@ mkdir -p "$OUT"
 if [ "$TINY" = 1 ]; then
   INFER=(--limit=500)
   TRAIN=(--width=4 --epochs=1 --batch_size=64 --learning_rate=0.05 --train_limit=512 --test_limit=500 --quiet=true)
-  SWEEP=(--epochs=1 --width=4 --batch_size=64 --learning_rates=0.05,0.01 --batch_sizes=64 --models=resnet18
+  SWEEP=(--epochs=1 --width=4 --learning_rates=0.05,0.01 --batch_sizes=64 --models=resnet18
          --train_limit=500 --test_limit=200)
   S3="1 epoch on 512 images, width 4"; S4="2 configs over 2 local workers, width 4"
 else
   INFER=()
   TRAIN=(--width=8 --epochs=1 --batch_size=128 --learning_rate=0.05 --train_limit=12000)
-  SWEEP=(--epochs=1 --width=4 --batch_size=64 --learning_rates=0.05,0.01 --batch_sizes=64
+  SWEEP=(--epochs=1 --width=4 --learning_rates=0.05,0.01 --batch_sizes=64
          --models=resnet18,resnet34 --train_limit=4000 --test_limit=2000)
   S3="1 epoch on 12,000 images, width 8"; S4="4 configs over 2 local workers"
 fi

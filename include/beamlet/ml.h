@@ -111,7 +111,10 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
                         bl_training_config **out, int *count);
 
 /* --learning_rates, --batch_sizes and --models (comma-separated grid axes, defaulting to the
- * proposal's grid) on a pipeline's options, and the grid they describe around `base`. */
+ * proposal's grid) on a pipeline's options, and the grid they describe around `base`. The grid
+ * sets each config's learning rate, batch size, model and experiment id, so the single-run
+ * flags --learning_rate, --batch_size, --model and --experiment_id, when given, are an error
+ * that names the grid flag to use instead (one value on an axis: --learning_rates=0.1). */
 bl_status bl_sweep_add_options(bl_options *opts);
 bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base,
                                      bl_training_config **out, int *count);

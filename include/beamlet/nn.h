@@ -20,11 +20,18 @@ typedef enum bl_resnet_stem {
     BL_RESNET_STEM_CIFAR,        /* 3x3/1 convolution, no max-pool (small images) */
 } bl_resnet_stem;
 
+/* The ranges bl_resnet_new accepts (and bl_resnet_config_from_safetensors checks a file
+ * against): generous for any real model, small enough that every size computed from them fits
+ * in 64 bits. Width 4096 means 32768 channels in layer4. */
+#define BL_RESNET_MAX_WIDTH 4096
+#define BL_RESNET_MAX_IN_CHANNELS 4096
+#define BL_RESNET_MAX_CLASSES (1 << 20)
+
 typedef struct bl_resnet_config {
     int depth;       /* 18 or 34 */
-    int num_classes; /* any positive count */
-    int width;       /* base channels: 64 in torchvision */
-    int in_channels; /* 3 for RGB, 1 for grayscale */
+    int num_classes; /* 1 to BL_RESNET_MAX_CLASSES */
+    int width;       /* base channels: 64 in torchvision; 1 to BL_RESNET_MAX_WIDTH */
+    int in_channels; /* 3 for RGB, 1 for grayscale; 1 to BL_RESNET_MAX_IN_CHANNELS */
     bl_resnet_stem stem;
 } bl_resnet_config;
 
@@ -99,7 +106,10 @@ bl_status bl_model_load_state(bl_model *model, const bl_safetensors *file, const
 bl_status bl_model_load(bl_model *model, const char *path);
 /* Reads the architecture from the tensors themselves (depth from the blocks present, width and
  * input channels from conv1.weight, stem from its kernel size, classes from fc.weight), so
- * any torchvision-layout ResNet-18/34 file can be opened without being told what it is. */
+ * any torchvision-layout ResNet-18/34 file can be opened without being told what it is. Each
+ * field is range-checked (the BL_RESNET_MAX_* limits), the kernel must be 7x7 or 3x3, and
+ * fc.weight must take the 8 * width channels layer4 ends with; a refusal names the file, the
+ * tensor and its shape. */
 bl_status bl_resnet_config_from_safetensors(const bl_safetensors *file, const char *prefix,
                                             bl_resnet_config *out);
 /* Adds the model's state (f32, torchvision names under `prefix`, num_batches_tracked as I64)

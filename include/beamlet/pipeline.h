@@ -120,6 +120,11 @@ bl_status bl_options_set(bl_options *opts, const char *name, const char *value);
 /* Changes an option's default (what --help shows) and its value, before parsing: e.g. a
  * program whose natural runner is "local". */
 bl_status bl_options_set_default(bl_options *opts, const char *name, const char *value);
+/* Whether the flag was given (parsed from argv or set with bl_options_set), even at its default
+ * value, as opposed to left at (or given by bl_options_set_default) its default: a program
+ * that takes a value from elsewhere can refuse a flag it would otherwise ignore. False for an
+ * unknown name. */
+bool bl_options_given(const bl_options *opts, const char *name);
 /* NULL when the option is unknown. */
 const char *bl_options_get(const bl_options *opts, const char *name);
 bl_status bl_options_get_int(const bl_options *opts, const char *name, int64_t *out);

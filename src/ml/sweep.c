@@ -277,9 +277,39 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
 }
 
 bl_status bl_sweep_add_options(bl_options *opts) {
-    BL_TRY(bl_options_add(opts, "learning_rates", "0.01,0.001,0.0001", "grid axis: learning rates"));
-    BL_TRY(bl_options_add(opts, "batch_sizes", "16,32,64", "grid axis: batch sizes"));
-    return bl_options_add(opts, "models", "resnet18,resnet34", "grid axis: models");
+    BL_TRY(bl_options_add(opts, "learning_rates", "0.01,0.001,0.0001",
+                          "grid axis: learning rates (--learning_rate is refused: it sets a single run)"));
+    BL_TRY(bl_options_add(opts, "batch_sizes", "16,32,64",
+                          "grid axis: batch sizes (--batch_size is refused: it sets a single run)"));
+    return bl_options_add(opts, "models", "resnet18,resnet34",
+                          "grid axis: models (--model is refused: it sets a single run; so is --experiment_id)");
+}
+
+/* The grid sets these fields of every config, so a single-run flag given beside it would be
+ * silently overridden: a user who typed --learning_rate=0.1 would get a sweep that never uses
+ * 0.1. Refusing it (rather than reading it as a one-value axis) keeps one way to say an axis,
+ * and the message shows the flag to use. */
+static bl_status refuse_single_run_flags(const bl_options *opts) {
+    static const struct {
+        const char *single, *plural, *what;
+    } axes[] = {
+        {"learning_rate", "learning_rates", "learning rates"},
+        {"batch_size", "batch_sizes", "batch sizes"},
+        {"model", "models", "models"},
+    };
+    for (size_t i = 0; i < sizeof axes / sizeof axes[0]; i++)
+        if (bl_options_given(opts, axes[i].single)) {
+            const char *v = bl_options_get(opts, axes[i].single);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "--%s=%s sets a single run; a sweep takes its %s from --%s (e.g. --%s=%s)",
+                            axes[i].single, v, axes[i].what, axes[i].plural, axes[i].plural, v);
+        }
+    if (bl_options_given(opts, "experiment_id"))
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "--experiment_id=%s names a single run; a sweep names each config itself "
+                        "(<model>-lr<rate>-bs<batch>, e.g. resnet18-lr0.01-bs32)",
+                        bl_options_get(opts, "experiment_id"));
+    return BL_OK;
 }
 
 /* Splits "a,b,c" into at most 16 items of at most 31 bytes; an empty item is an error. */
@@ -301,6 +331,7 @@ bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_c
                                      int *count) {
     char lr_s[16][32], bs_s[16][32], model_s[16][32];
     int n_lr, n_bs, n_m;
+    BL_TRY(refuse_single_run_flags(opts));
     BL_TRY(split_list("learning_rates", bl_options_get(opts, "learning_rates"), lr_s, &n_lr));
     BL_TRY(split_list("batch_sizes", bl_options_get(opts, "batch_sizes"), bs_s, &n_bs));
     BL_TRY(split_list("models", bl_options_get(opts, "models"), model_s, &n_m));

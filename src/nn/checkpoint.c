@@ -122,9 +122,17 @@ bl_status bl_model_save(const bl_model *m, const char *path, const char *const *
     return BL_OK;
 }
 
+static const char *shape_text(char *buf, size_t size, const bl_st_tensor *t) {
+    size_t used = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < t->ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+    if (used < size) snprintf(buf + used, size - used, "]");
+    return buf;
+}
+
 bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char *prefix, bl_resnet_config *out) {
     if (!prefix) prefix = "";
-    char name[256];
+    char name[256], c1s[128], fcs[128];
     const char *path = bl_safetensors_path(f);
     full_name(name, sizeof name, prefix, "conv1.weight");
     const bl_st_tensor *c1 = bl_safetensors_find(f, name);
@@ -133,14 +141,31 @@ bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char 
     if (!c1 || c1->ndim != 4 || !fc || fc->ndim != 2)
         return bl_error(BL_ERR_FORMAT, "%s: not a torchvision-layout ResNet (no 4-D %sconv1.weight and 2-D "
                         "%sfc.weight)", path, prefix, prefix);
+    shape_text(c1s, sizeof c1s, c1);
+    shape_text(fcs, sizeof fcs, fc);
+    /* The shapes are the file's word: range-check them before they become ints (2^32 + 8
+     * would truncate to width 8) and before a model is sized from them. */
+    if (c1->shape[0] < 1 || c1->shape[0] > BL_RESNET_MAX_WIDTH)
+        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: width %lld is out of range (1 to %d)", path, prefix,
+                        c1s, (long long)c1->shape[0], BL_RESNET_MAX_WIDTH);
+    if (c1->shape[1] < 1 || c1->shape[1] > BL_RESNET_MAX_IN_CHANNELS)
+        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: %lld input channels is out of range (1 to %d)", path,
+                        prefix, c1s, (long long)c1->shape[1], BL_RESNET_MAX_IN_CHANNELS);
+    if (c1->shape[2] != c1->shape[3] || (c1->shape[2] != 7 && c1->shape[2] != 3))
+        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: kernel %lldx%lld is neither the ImageNet (7x7) nor "
+                        "the CIFAR (3x3) stem", path, prefix, c1s, (long long)c1->shape[2], (long long)c1->shape[3]);
+    if (fc->shape[0] < 1 || fc->shape[0] > BL_RESNET_MAX_CLASSES)
+        return bl_error(BL_ERR_FORMAT, "%s: %sfc.weight %s: %lld classes is out of range (1 to %d)", path, prefix,
+                        fcs, (long long)fc->shape[0], BL_RESNET_MAX_CLASSES);
+    if (fc->shape[1] != 8 * c1->shape[0])
+        return bl_error(BL_ERR_FORMAT, "%s: %sfc.weight %s takes %lld inputs, but %sconv1.weight's width %lld ends "
+                        "layer4 with %lld channels", path, prefix, fcs, (long long)fc->shape[1], prefix,
+                        (long long)c1->shape[0], (long long)(8 * c1->shape[0]));
     *out = bl_resnet_config_default();
     out->width = (int)c1->shape[0];
     out->in_channels = (int)c1->shape[1];
     out->num_classes = (int)fc->shape[0];
-    if (c1->shape[2] == 7) out->stem = BL_RESNET_STEM_IMAGENET;
-    else if (c1->shape[2] == 3) out->stem = BL_RESNET_STEM_CIFAR;
-    else return bl_error(BL_ERR_FORMAT, "%s: conv1 kernel %lldx%lld is neither the ImageNet (7x7) nor the CIFAR "
-                         "(3x3) stem", path, (long long)c1->shape[2], (long long)c1->shape[3]);
+    out->stem = c1->shape[2] == 7 ? BL_RESNET_STEM_IMAGENET : BL_RESNET_STEM_CIFAR;
     full_name(name, sizeof name, prefix, "layer1.2.conv1.weight");
     out->depth = bl_safetensors_find(f, name) ? 34 : 18;
     full_name(name, sizeof name, prefix, "layer4.0.conv1.weight");

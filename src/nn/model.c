@@ -157,6 +157,18 @@ bl_status bl_model_plan(bl_model *m, int max_batch, int height, int width, bool 
     if (m->planned) return bl_error(BL_ERR_INVALID_ARG, "model: already planned");
     if (max_batch < 1) return bl_error(BL_ERR_INVALID_ARG, "model: max batch %d must be positive", max_batch);
     BL_TRY(infer_shapes(m, height, width));
+    /* Batch and image size come from flags and data: check the activation count (and the
+     * gradients' total + 2 * largest, in bytes) in 64 bits before value_floats can wrap. */
+    int64_t per_image = 0;
+    for (int i = 1; i < m->nvalues; i++) {
+        const value *v = &m->values[i];
+        int64_t hw = v->is_2d ? 1 : (int64_t)v->h * v->w, f;
+        if (__builtin_mul_overflow(hw, (int64_t)v->c, &f) || __builtin_add_overflow(per_image, f, &per_image))
+            per_image = INT64_MAX;
+    }
+    if (per_image > INT64_MAX / 3 / (int64_t)sizeof(float) / max_batch)
+        return bl_error(BL_ERR_INVALID_ARG, "model: batch %d at %dx%d: the activations are too large (more "
+                        "floats than a 64-bit byte count holds)", max_batch, height, width);
     int64_t total = 0, largest = 0, stat_floats = 0;
     for (int i = 1; i < m->nvalues; i++) {
         int64_t f = value_floats(&m->values[i], max_batch);

@@ -123,9 +123,15 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
     *out = NULL;
     if (!cfg || (cfg->depth != 18 && cfg->depth != 34))
         return bl_error(BL_ERR_INVALID_ARG, "resnet: depth %d is not supported (18 or 34)", cfg ? cfg->depth : 0);
-    if (cfg->num_classes < 1 || cfg->width < 1 || cfg->in_channels < 1 || cfg->width > 4096)
-        return bl_error(BL_ERR_INVALID_ARG, "resnet: classes (%d), width (%d) and input channels "
-                        "(%d) must be positive", cfg->num_classes, cfg->width, cfg->in_channels);
+    if (cfg->width < 1 || cfg->width > BL_RESNET_MAX_WIDTH)
+        return bl_error(BL_ERR_INVALID_ARG, "resnet: width %d is out of range (1 to %d)", cfg->width,
+                        BL_RESNET_MAX_WIDTH);
+    if (cfg->num_classes < 1 || cfg->num_classes > BL_RESNET_MAX_CLASSES)
+        return bl_error(BL_ERR_INVALID_ARG, "resnet: %d classes is out of range (1 to %d)", cfg->num_classes,
+                        BL_RESNET_MAX_CLASSES);
+    if (cfg->in_channels < 1 || cfg->in_channels > BL_RESNET_MAX_IN_CHANNELS)
+        return bl_error(BL_ERR_INVALID_ARG, "resnet: %d input channels is out of range (1 to %d)",
+                        cfg->in_channels, BL_RESNET_MAX_IN_CHANNELS);
     bl_model *m = calloc(1, sizeof *m);
     if (!m) return bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: cannot allocate the model");
     m->dev = dev;

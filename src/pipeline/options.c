@@ -12,6 +12,7 @@
 typedef struct opt {
     char *name, *value, *def, *help;
     bool builtin;
+    bool given; /* set by parse or bl_options_set, not left at (or set as) the default */
 } opt;
 
 struct bl_options {
@@ -61,6 +62,7 @@ static bl_status add(bl_options *o, const char *name, const char *def, const cha
     x->value = strdup(def ? def : "");
     x->help = strdup(help ? help : "");
     x->builtin = b;
+    x->given = false;
     if (!x->name || !x->def || !x->value || !x->help) {
         free(x->name), free(x->def), free(x->value), free(x->help);
         return bl_error(BL_ERR_OUT_OF_MEMORY, "options");
@@ -185,7 +187,7 @@ static bl_status unknown(const bl_options *o, const char *name) {
     return s;
 }
 
-bl_status bl_options_set(bl_options *o, const char *name, const char *value) {
+static bl_status set_value(bl_options *o, const char *name, const char *value, bool given) {
     opt *x = find(o, name);
     if (!x) return unknown(o, name);
     if (x->builtin) {
@@ -206,7 +208,12 @@ bl_status bl_options_set(bl_options *o, const char *name, const char *value) {
     if (!v) return bl_error(BL_ERR_OUT_OF_MEMORY, "option value");
     free(x->value);
     x->value = v;
+    x->given = given;
     return BL_OK;
+}
+
+bl_status bl_options_set(bl_options *o, const char *name, const char *value) {
+    return set_value(o, name, value, true);
 }
 
 bl_status bl_options_parse(bl_options *o, int argc, char **argv) {
@@ -232,13 +239,18 @@ bl_status bl_options_parse(bl_options *o, int argc, char **argv) {
 bool bl_options_help(const bl_options *o) { return o->help; }
 
 bl_status bl_options_set_default(bl_options *o, const char *name, const char *value) {
-    BL_TRY(bl_options_set(o, name, value));
+    BL_TRY(set_value(o, name, value, false));
     opt *x = find(o, name);
     char *d = strdup(value);
     if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "option default");
     free(x->def);
     x->def = d;
     return BL_OK;
+}
+
+bool bl_options_given(const bl_options *o, const char *name) {
+    const opt *x = o ? find(o, name) : NULL;
+    return x && x->given;
 }
 
 const char *bl_options_get(const bl_options *o, const char *name) {

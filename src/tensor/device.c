@@ -137,6 +137,13 @@ bl_status bl_device_list(char *buf, size_t size) {
 }
 
 bl_status bl_device_alloc(bl_device *dev, size_t bytes, void **ptr) {
+    /* Backends round sizes up (to 64 bytes, plus headers): near SIZE_MAX that wraps to a tiny
+     * buffer. No real allocation is this large, so a size past INT64_MAX is a wrapped count. */
+    if (bytes > (size_t)INT64_MAX) {
+        *ptr = NULL;
+        return bl_error(BL_ERR_INVALID_ARG, "%s: allocating %zu bytes: more than any allocation can hold (a "
+                        "size computed from a shape that overflowed?)", dev->name, bytes);
+    }
     bl_status s = dev->backend->alloc(dev->ctx, bytes, ptr);
     if (s != BL_OK) return bl_error_context(s, "%s: allocating %zu bytes", dev->name, bytes);
     return BL_OK;

@@ -37,12 +37,36 @@ bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout 
     return t;
 }
 
+static const char *shape_text(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t used = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (used < size) snprintf(buf + used, size - used, "]");
+    return buf;
+}
+
 bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape,
                           bl_tensor *out) {
+    memset(out, 0, sizeof *out); /* a refused tensor is safe to release */
     if (ndim < 0 || ndim > BL_MAX_DIMS)
         return bl_error(BL_ERR_INVALID_ARG, "tensor: %d dimensions (at most %d)", ndim, BL_MAX_DIMS);
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) return bl_error(BL_ERR_INVALID_ARG, "tensor: negative dimension %d", i);
+    /* Shapes come from files and flags. The product of the nonzero dimensions times the dtype
+     * size must fit in int64: then no element or byte count computed from this shape, in any
+     * order, can wrap (a wrapped count would allocate a small buffer the shape overruns). */
+    char text[160];
+    uint64_t nonzero_bytes = bl_dtype_size(dtype);
+    bool overflow = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return bl_error(BL_ERR_INVALID_ARG, "tensor: shape %s: dimension %d is negative",
+                            shape_text(text, sizeof text, ndim, shape), i);
+        uint64_t d = (uint64_t)shape[i];
+        if (d > 1 && nonzero_bytes > (uint64_t)INT64_MAX / d) overflow = true;
+        else if (d > 1) nonzero_bytes *= d;
+    }
+    if (overflow)
+        return bl_error(BL_ERR_INVALID_ARG, "tensor: shape %s of %s is too large (its byte count overflows 64 bits)",
+                        shape_text(text, sizeof text, ndim, shape), bl_dtype_name(dtype));
     *out = bl_tensor_view(dev, NULL, dtype, ndim, shape);
     out->layout = bl_device_preferred_layout(dev);
     size_t bytes = bl_tensor_nbytes(out);

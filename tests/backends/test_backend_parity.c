@@ -143,6 +143,9 @@ static void build_cases(void) {
     add_bn_cases(4, 6, 5, 5, false, false);
     add_bn_cases(3, 8, 4, 3, true, true);
     add_bn_cases(2, 5, 7, 7, true, false);
+    /* More channels than any fixed per-channel array held (4096): a width-512 ResNet's layer4
+     * has 4096, and widths up to 4096 (32768 channels) are accepted. */
+    add_bn_cases(2, 4100, 2, 2, true, true);
     op_case rf = {.name = "relu_forward", .op = BL_OP_RELU_FORWARD, .nargs = 2, .a = {A4("x", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, true, 2, 3, 5, 7)}};
     op_case rb = {.name = "relu_backward", .op = BL_OP_RELU_BACKWARD, .nargs = 3, .a = {A4("dy", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, false, 2, 3, 5, 7), A4("dx", ARG_ACT, true, 2, 3, 5, 7)}};
     op_case ad = {.name = "add", .op = BL_OP_ADD, .nargs = 3, .a = {A4("a", ARG_ACT, false, 3, 4, 5, 6), A4("b", ARG_ACT, false, 3, 4, 5, 6), A4("y", ARG_ACT, true, 3, 4, 5, 6)}};

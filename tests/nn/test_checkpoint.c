@@ -118,10 +118,71 @@ static void test_conversions_and_refusals(void) {
     bl_model_free(b);
 }
 
+/* A file image holding only the tensors bl_resnet_config_from_safetensors looks at, with the
+ * given shapes (zero-filled data), opened from memory as "crafted.safetensors". */
+static bl_status config_from_shapes(const int64_t conv1[4], const int64_t fc[2], bl_resnet_config *cfg) {
+    const char *names[3] = {"conv1.weight", "fc.weight", "layer4.0.conv1.weight"};
+    int64_t layer4[1] = {0};
+    const int64_t *shapes[3] = {conv1, fc, layer4};
+    int ndims[3] = {4, 2, 1};
+    bl_safetensors_writer *w;
+    BL_TRY(bl_safetensors_writer_new(&w));
+    bl_status s = BL_OK;
+    for (int i = 0; i < 3 && s == BL_OK; i++) {
+        int64_t n = 1;
+        for (int d = 0; d < ndims[i]; d++) n *= shapes[i][d];
+        void *zeros = calloc((size_t)n + 1, sizeof(float));
+        s = bl_safetensors_writer_add(w, names[i], BL_F32, ndims[i], shapes[i], zeros);
+        free(zeros);
+    }
+    void *image = NULL;
+    size_t size = 0;
+    if (s == BL_OK) s = bl_safetensors_writer_serialize(w, &image, &size);
+    bl_safetensors_writer_free(w);
+    bl_safetensors *f = NULL;
+    if (s == BL_OK) s = bl_safetensors_open_memory(image, size, "crafted.safetensors", &f);
+    if (s == BL_OK) s = bl_resnet_config_from_safetensors(f, "", cfg);
+    bl_safetensors_close(f);
+    free(image);
+    return s;
+}
+
+/* The architecture comes from a file's shapes, so every field is range-checked before a model
+ * is built from it: a dimension of 2^32 + 8 must not become width 8 by truncation. The
+ * oversized shapes carry a zero dimension, so the file itself stays tiny and valid. */
+static void test_config_from_hostile_shapes(void) {
+    bl_resnet_config cfg;
+    int64_t good_conv1[4] = {8, 3, 3, 3}, good_fc[2] = {10, 64};
+    CHECK_OK(config_from_shapes(good_conv1, good_fc, &cfg));
+    CHECK(cfg.width == 8 && cfg.in_channels == 3 && cfg.num_classes == 10 && cfg.stem == BL_RESNET_STEM_CIFAR);
+    int64_t wrap_width[4] = {4294967304LL, 0, 3, 3};
+    CHECK_ERR(config_from_shapes(wrap_width, good_fc, &cfg), BL_ERR_FORMAT,
+              "crafted.safetensors: conv1.weight [4294967304,0,3,3]: width 4294967304 is out of range (1 to 4096)");
+    int64_t wide[4] = {5000, 3, 3, 3};
+    CHECK_ERR(config_from_shapes(wide, good_fc, &cfg), BL_ERR_FORMAT,
+              "conv1.weight [5000,3,3,3]: width 5000 is out of range (1 to 4096)");
+    int64_t no_input[4] = {8, 0, 3, 3};
+    CHECK_ERR(config_from_shapes(no_input, good_fc, &cfg), BL_ERR_FORMAT,
+              "conv1.weight [8,0,3,3]: 0 input channels is out of range (1 to 4096)");
+    int64_t wrap_classes[2] = {4294967306LL, 0};
+    CHECK_ERR(config_from_shapes(good_conv1, wrap_classes, &cfg), BL_ERR_FORMAT,
+              "crafted.safetensors: fc.weight [4294967306,0]: 4294967306 classes is out of range (1 to 1048576)");
+    int64_t no_classes[2] = {0, 64};
+    CHECK_ERR(config_from_shapes(good_conv1, no_classes, &cfg), BL_ERR_FORMAT,
+              "fc.weight [0,64]: 0 classes is out of range");
+    int64_t wrong_inputs[2] = {10, 100};
+    CHECK_ERR(config_from_shapes(good_conv1, wrong_inputs, &cfg), BL_ERR_FORMAT,
+              "fc.weight [10,100] takes 100 inputs, but conv1.weight's width 8 ends layer4 with 64 channels");
+    int64_t oblong[4] = {8, 3, 3, 5};
+    CHECK_ERR(config_from_shapes(oblong, good_fc, &cfg), BL_ERR_FORMAT,
+              "conv1.weight [8,3,3,5]: kernel 3x5 is neither the ImageNet (7x7) nor the CIFAR (3x3) stem");
+}
+
 int main(void) {
     if (bl_device_get("cpu_ref", &dev) != BL_OK) return 1;
     RUN(test_round_trip);
     RUN(test_conversions_and_refusals);
+    RUN(test_config_from_hostile_shapes);
     bl_device_release(dev);
     return bl_test_finish();
 }

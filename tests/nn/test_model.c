@@ -161,12 +161,26 @@ static void test_bad_input(void) {
     bl_model *m;
     cfg.depth = 50;
     CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG, "depth 50 is not supported");
+    /* Each field is range-checked on its own, with its range in the message. */
+    cfg = bl_resnet_config_default();
+    cfg.width = 5000;
+    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG, "resnet: width 5000 is out of range (1 to 4096)");
+    cfg = bl_resnet_config_default();
+    cfg.num_classes = 0;
+    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG, "resnet: 0 classes is out of range (1 to 1048576)");
+    cfg = bl_resnet_config_default();
+    cfg.in_channels = 5000;
+    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG,
+              "resnet: 5000 input channels is out of range (1 to 4096)");
     m = tiny(18, BL_RESNET_STEM_IMAGENET, 3);
     float xs[2 * 3 * 16 * 16];
     int64_t xshape[4] = {2, 3, 16, 16};
     bl_tensor x = bl_tensor_view(dev, xs, BL_F32, 4, xshape), logits;
     CHECK_ERR(bl_model_forward(m, &x, BL_FORWARD_EVAL, &logits), BL_ERR_INVALID_ARG, "bl_model_plan");
     CHECK_ERR(bl_model_plan(m, 2, 0, 5, false), BL_ERR_INVALID_ARG, "input 0x5 is empty");
+    /* Activation sizes that no 64-bit count holds are refused, not wrapped into a small buffer. */
+    CHECK_ERR(bl_model_plan(m, 2147483647, 1 << 30, 1 << 30, false), BL_ERR_INVALID_ARG,
+              "model: batch 2147483647 at 1073741824x1073741824: the activations are too large");
     CHECK_OK(bl_model_plan(m, 2, 16, 16, false));
     x.shape[1] = 1;
     CHECK_ERR(bl_model_forward(m, &x, BL_FORWARD_EVAL, &logits), BL_ERR_INVALID_ARG,

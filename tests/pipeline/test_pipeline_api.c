@@ -102,6 +102,28 @@ static void test_options(void) {
     bl_options_free(o);
 }
 
+/* Whether a flag was given, as opposed to left at its default: a program that takes a value
+ * from elsewhere (the sweep's grid) can refuse a flag it would otherwise ignore. */
+static void test_options_given(void) {
+    bl_options *o;
+    CHECK_OK(bl_options_new(&o));
+    CHECK_OK(bl_options_add(o, "input", "in.txt", "where to read"));
+    CHECK_OK(bl_options_add(o, "output", "", "where to write"));
+    CHECK_OK(bl_options_set_default(o, "runner", "local")); /* a program's default is not a given flag */
+    CHECK(!bl_options_given(o, "input") && !bl_options_given(o, "runner") && !bl_options_given(o, "output"));
+    char *argv[] = {"prog", "--input=in.txt", "--num_workers=2"}; /* given, even at the default value */
+    CHECK_OK(bl_options_parse(o, 3, argv));
+    CHECK(bl_options_given(o, "input") && bl_options_given(o, "num_workers"));
+    CHECK(!bl_options_given(o, "runner") && !bl_options_given(o, "output"));
+    CHECK_OK(bl_options_set(o, "output", "out.txt"));
+    CHECK(bl_options_given(o, "output"));
+    char *bad[] = {"prog", "--runner=spark"}; /* a refused value leaves the flag as it was */
+    CHECK_ERR(bl_options_parse(o, 2, bad), BL_ERR_INVALID_ARG, "unknown runner");
+    CHECK(!bl_options_given(o, "runner"));
+    CHECK(!bl_options_given(o, "nope") && !bl_options_given(NULL, "input"));
+    bl_options_free(o);
+}
+
 static void test_hints(void) {
     bl_hints h;
     CHECK_OK(bl_hints_parse("accelerator=\"type:nvidia-tesla-t4;count:2;install-nvidia-driver\",min_ram=16GB", &h));
@@ -293,6 +315,7 @@ static void test_fuzz_parsers(void) {
 int main(void) {
     RUN(test_coders);
     RUN(test_options);
+    RUN(test_options_given);
     RUN(test_hints);
     RUN(test_graph);
     RUN(test_mpi_unavailable);

@@ -104,6 +104,7 @@ static void dnnl_close(void *ctx) {
     free(c->scratch);
     free(c->route);
     free(c->partials);
+    free(c->bn_floats);
     dnnl_stream_destroy(c->stream);
     dnnl_engine_destroy(c->engine);
     free(c);

@@ -16,13 +16,18 @@
 /* Rows are summed in float over blocks of BLOCK rows, then the block sums are added in
  * double: full-width float vectors in the hot loop, double accuracy across the batch. */
 #define BLOCK 16
-#define MAX_C 4096
+
+/* Per-thread block sums sit in the handle's float scratch (onednn_bn_floats), not on the
+ * stack: channels are unbounded (a width-4096 ResNet has 32768 in layer4). Each thread's pair
+ * of rows starts on a 64-byte boundary, so vector loads stay aligned and threads never share a
+ * cache line. */
+static int64_t padded(int64_t C) { return (C + 15) & ~(int64_t)15; }
 
 /* s += (x - shift), q += (x - shift)^2 per channel over rows [r0, r1). Shifting by a sample of
  * the channel keeps the single-pass variance accurate when |mean| >> std. */
 VECTORIZED static void rows_sums(const float *restrict x, int64_t r0, int64_t r1, int64_t C,
-                                 const float *restrict shift, double *restrict s, double *restrict q) {
-    float sb[MAX_C], qb[MAX_C];
+                                 const float *restrict shift, float *restrict sb, float *restrict qb,
+                                 double *restrict s, double *restrict q) {
     for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
     for (int64_t r = r0; r < r1; r += BLOCK) {
         int64_t re = r + BLOCK < r1 ? r + BLOCK : r1;
@@ -73,9 +78,8 @@ VECTORIZED static void rows_apply(const float *restrict x, const float *restrict
 /* Per channel: s += dz, q += dz * (x - mean), with dz = dy masked by y > 0 under ReLU. */
 VECTORIZED static void rows_grad_sums(const float *restrict dy, const float *restrict x,
                                       const float *restrict y, int64_t r0, int64_t r1, int64_t C,
-                                      const float *restrict mean, bool relu, double *restrict s,
-                                      double *restrict q) {
-    float sb[MAX_C], qb[MAX_C];
+                                      const float *restrict mean, bool relu, float *restrict sb,
+                                      float *restrict qb, double *restrict s, double *restrict q) {
     for (int64_t c = 0; c < C; c++) s[c] = q[c] = 0.0;
     for (int64_t r = r0; r < r1; r += BLOCK) {
         int64_t re = r + BLOCK < r1 ? r + BLOCK : r1;
@@ -140,12 +144,13 @@ bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_para
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
     int T = omp_get_max_threads();
     if (T > M) T = (int)M;
-    if (C > MAX_C)
-        return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_train on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
+    int64_t Cp = padded(C);
     double *part = onednn_partials(c, (size_t)(2 * T * C));
     if (!part) return BL_ERR_OUT_OF_MEMORY;
-    float coeff[3 * MAX_C];
-    float *pivot = coeff, *scale = coeff + C, *shift = coeff + 2 * C;
+    /* pivot, scale, shift, then each thread's block sums. */
+    float *coeff = onednn_bn_floats(c, (size_t)((3 + 2 * T) * Cp));
+    if (!coeff) return BL_ERR_OUT_OF_MEMORY;
+    float *pivot = coeff, *scale = coeff + Cp, *shift = coeff + 2 * Cp, *blocks = coeff + 3 * Cp;
     const float *X = x->data;
     for (int64_t ch = 0; ch < C; ch++) pivot[ch] = X[ch]; /* first row: a sample of each channel */
 #pragma omp parallel num_threads(T)
@@ -153,7 +158,8 @@ bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_para
         int t = omp_get_thread_num();
         int64_t r0, r1;
         split(M, t, T, &r0, &r1);
-        rows_sums(X, r0, r1, C, pivot, part + 2 * t * C, part + 2 * t * C + C);
+        float *sb = blocks + 2 * t * Cp;
+        rows_sums(X, r0, r1, C, pivot, sb, sb + Cp, part + 2 * t * C, part + 2 * t * C + C);
     }
     const float *G = gamma->data, *Bt = beta->data;
     float *RM = running_mean->data, *RV = running_var->data, *SM = save_mean->data, *SI = save_invstd->data;
@@ -193,10 +199,10 @@ bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_param
                                         const bl_tensor *beta, const bl_tensor *residual,
                                         bool relu, const bl_tensor *running_mean,
                                         const bl_tensor *running_var, bl_tensor *y) {
-    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
-    float coeff[2 * MAX_C];
-    if (C > MAX_C) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_forward_eval on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
-    float *scale = coeff, *shift = coeff + C;
+    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3], Cp = padded(C);
+    float *coeff = onednn_bn_floats(onednn_of(dev), (size_t)(2 * Cp));
+    if (!coeff) return BL_ERR_OUT_OF_MEMORY;
+    float *scale = coeff, *shift = coeff + Cp;
     const float *G = gamma->data, *Bt = beta->data, *RM = running_mean->data, *RV = running_var->data;
     for (int64_t ch = 0; ch < C; ch++) {
         double invstd = 1.0 / sqrt((double)RV[ch] + (double)p->eps);
@@ -223,12 +229,15 @@ bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const b
                                     bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
                                     bl_tensor *dresidual) {
     onednn_ctx *c = onednn_of(dev);
-    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
-    if (C > MAX_C) return bl_error(BL_ERR_UNSUPPORTED, "batchnorm_backward on cpu: %lld channels (at most %d)", (long long)C, MAX_C);
+    int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3], Cp = padded(C);
     int T = omp_get_max_threads();
     if (T > M) T = (int)M;
     double *part = onednn_partials(c, (size_t)(2 * T * C));
     if (!part) return BL_ERR_OUT_OF_MEMORY;
+    /* a, b, g, then each thread's block sums. */
+    float *coeff = onednn_bn_floats(c, (size_t)((3 + 2 * T) * Cp));
+    if (!coeff) return BL_ERR_OUT_OF_MEMORY;
+    float *blocks = coeff + 3 * Cp;
     const float *DY = dy->data, *X = x->data, *Y = y->data, *G = gamma->data;
     const float *SM = save_mean->data, *SI = save_invstd->data;
 #pragma omp parallel num_threads(T)
@@ -236,10 +245,10 @@ bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const b
         int t = omp_get_thread_num();
         int64_t r0, r1;
         split(M, t, T, &r0, &r1);
-        rows_grad_sums(DY, X, Y, r0, r1, C, SM, relu, part + 2 * t * C, part + 2 * t * C + C);
+        float *sb = blocks + 2 * t * Cp;
+        rows_grad_sums(DY, X, Y, r0, r1, C, SM, relu, sb, sb + Cp, part + 2 * t * C, part + 2 * t * C + C);
     }
-    float coeff[3 * MAX_C];
-    float *a = coeff, *b = coeff + C, *g = coeff + 2 * C;
+    float *a = coeff, *b = coeff + Cp, *g = coeff + 2 * Cp;
     float *DG = dgamma->data, *DB = dbeta->data;
     for (int64_t ch = 0; ch < C; ch++) {
         double s = 0.0, q = 0.0;

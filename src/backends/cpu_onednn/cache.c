@@ -284,3 +284,13 @@ double *onednn_partials(onednn_ctx *c, size_t len) {
     }
     return c->partials;
 }
+
+float *onednn_bn_floats(onednn_ctx *c, size_t len) {
+    if (len > c->bn_floats_len) {
+        free(c->bn_floats);
+        c->bn_floats = aligned_alloc(64, ((len * sizeof(float)) + 63) & ~(size_t)63);
+        c->bn_floats_len = c->bn_floats ? len : 0;
+        if (!c->bn_floats) bl_error(BL_ERR_OUT_OF_MEMORY, "onednn batch norm: %zu floats of scratch", len);
+    }
+    return c->bn_floats;
+}

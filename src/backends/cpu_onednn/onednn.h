@@ -110,6 +110,9 @@ typedef struct onednn_ctx {
     int64_t reorders;  /* weight reorders executed */
     double *partials;  /* per-thread reduction space for batch norm */
     size_t partials_len;
+    float *bn_floats;  /* batch norm's per-channel coefficients and per-thread block sums: on
+                        * the heap, since a ResNet may have 32768 channels (width 4096) */
+    size_t bn_floats_len;
 } onednn_ctx;
 
 const char *onednn_status_name(dnnl_status_t s);
@@ -153,6 +156,9 @@ bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op);
 
 /* Per-thread double reduction space of `len` doubles (grown on first use). */
 double *onednn_partials(onednn_ctx *c, size_t len);
+/* Batch norm's float space of `len` floats, 64-byte aligned (grown on first use, so a step at
+ * a shape seen before allocates nothing). NULL, with the error set, when out of memory. */
+float *onednn_bn_floats(onednn_ctx *c, size_t len);
 /* memcpy across threads (large activations). */
 void onednn_parallel_copy(void *dst, const void *src, size_t bytes);
 
