@@ -23,6 +23,12 @@ static int fail(const char *what) {
     return 1;
 }
 
+/* Bad flag values are usage errors, exit status 2, like an unknown flag. */
+static int fail_usage(const char *what) {
+    fail(what);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (argc > 0) {
         const char *slash = strrchr(argv[0], '/');
@@ -47,7 +53,7 @@ int main(int argc, char **argv) {
         return bl_options_help(opts) ? 0 : 2;
     }
     bl_training_config config;
-    if (bl_training_config_from_options(opts, &config) != BL_OK) return fail("config");
+    if (bl_training_config_from_options(opts, &config) != BL_OK) return fail_usage("config");
     char results_prefix[1100];
     snprintf(results_prefix, sizeof results_prefix, "%s/stage3-results", config.output_dir);
     if (!*bl_options_get(opts, "results") && bl_options_set(opts, "results", results_prefix) != BL_OK)

@@ -31,6 +31,12 @@ static int fail(const char *what) {
     return 1;
 }
 
+/* Bad flag values are usage errors, exit status 2, like an unknown flag. */
+static int fail_usage(const char *what) {
+    fail(what);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (argc > 0) {
         const char *slash = strrchr(argv[0], '/');
@@ -56,7 +62,7 @@ int main(int argc, char **argv) {
         return bl_options_help(opts) ? 0 : 2;
     }
     bl_training_config base;
-    if (bl_training_config_from_options(opts, &base) != BL_OK) return fail("config");
+    if (bl_training_config_from_options(opts, &base) != BL_OK) return fail_usage("config");
     char serving[1100], results_prefix[1100];
     snprintf(serving, sizeof serving, "%s/serving", base.output_dir);
     snprintf(results_prefix, sizeof results_prefix, "%s/sweep-results", base.output_dir);
@@ -67,7 +73,7 @@ int main(int argc, char **argv) {
     /* 1. The grid: --learning_rates x --batch_sizes x --models around the base config. */
     bl_training_config *grid;
     int n;
-    if (bl_sweep_grid_from_options(opts, &base, &grid, &n) != BL_OK) return fail("grid");
+    if (bl_sweep_grid_from_options(opts, &base, &grid, &n) != BL_OK) return fail_usage("grid");
 
     /* 2. The pipeline. */
     int gpus = bl_cuda_device_count();
