@@ -266,31 +266,31 @@ bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_d
     return BL_OK;
 }
 
+/* Grow-only scratch: reallocated (contents dropped) only when a larger size is asked for, so
+ * steady-state steps never allocate. Returns NULL, with *capacity 0, when memory runs out. */
+static void *grow_scratch(void *buf, size_t *capacity, size_t bytes) {
+    if (buf && bytes <= *capacity) return buf;
+    free(buf);
+    buf = aligned_alloc(64, ((bytes ? bytes : 1) + 63) & ~(size_t)63);
+    *capacity = buf ? bytes : 0;
+    return buf;
+}
+
 bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op) {
-    if (bytes <= c->route_bytes) return BL_OK;
-    free(c->route);
-    c->route = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    c->route_bytes = c->route ? bytes : 0;
-    if (!c->route) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked activations", op, bytes);
+    c->route = grow_scratch(c->route, &c->route_bytes, bytes);
+    if (!c->route)
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes for blocked activations", op, bytes);
     return BL_OK;
 }
 
 double *onednn_partials(onednn_ctx *c, size_t len) {
-    if (len > c->partials_len) {
-        free(c->partials);
-        c->partials = aligned_alloc(64, ((len * sizeof(double)) + 63) & ~(size_t)63);
-        c->partials_len = c->partials ? len : 0;
-        if (!c->partials) bl_error(BL_ERR_OUT_OF_MEMORY, "onednn: %zu doubles of reduction space", len);
-    }
+    c->partials = grow_scratch(c->partials, &c->partials_bytes, len * sizeof(double));
+    if (!c->partials) bl_error(BL_ERR_OUT_OF_MEMORY, "onednn: %zu doubles of reduction space", len);
     return c->partials;
 }
 
 float *onednn_bn_floats(onednn_ctx *c, size_t len) {
-    if (len > c->bn_floats_len) {
-        free(c->bn_floats);
-        c->bn_floats = aligned_alloc(64, ((len * sizeof(float)) + 63) & ~(size_t)63);
-        c->bn_floats_len = c->bn_floats ? len : 0;
-        if (!c->bn_floats) bl_error(BL_ERR_OUT_OF_MEMORY, "onednn batch norm: %zu floats of scratch", len);
-    }
+    c->bn_floats = grow_scratch(c->bn_floats, &c->bn_floats_bytes, len * sizeof(float));
+    if (!c->bn_floats) bl_error(BL_ERR_OUT_OF_MEMORY, "onednn batch norm: %zu floats of scratch", len);
     return c->bn_floats;
 }

@@ -109,10 +109,10 @@ typedef struct onednn_ctx {
     int64_t created;   /* primitives created over the handle's life (tests check reuse) */
     int64_t reorders;  /* weight reorders executed */
     double *partials;  /* per-thread reduction space for batch norm */
-    size_t partials_len;
+    size_t partials_bytes;
     float *bn_floats;  /* batch norm's per-channel coefficients and per-thread block sums: on
                         * the heap, since a ResNet may have 32768 channels (width 4096) */
-    size_t bn_floats_len;
+    size_t bn_floats_bytes;
 } onednn_ctx;
 
 const char *onednn_status_name(dnnl_status_t s);
