@@ -260,6 +260,25 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     return BL_OK;
 }
 
+/* A direct backward primitive descriptor (data or weights) from its initialized descriptor d
+ * (init_status: how that initialization went), hinted by the training forward, with the
+ * scratchpad the backend owns. */
+static bl_status direct_bwd_pd(onednn_ctx *c, const conv_mds *m, const dnnl_convolution_desc_t *d,
+                               dnnl_status_t init_status, dnnl_primitive_desc_t *pd, const char *op) {
+    dnnl_primitive_desc_t hint;
+    BL_TRY(fwd_pd(c, m, false, false, false, false, &hint, op));
+    dnnl_status_t st = init_status;
+    dnnl_primitive_attr_t attr = NULL;
+    if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, d, attr, c->engine, hint);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    dnnl_primitive_desc_destroy(hint);
+    if (st != dnnl_success)
+        return bl_error(BL_ERR_DEVICE, "onednn %s: no implementation (%s)", op, onednn_status_name(st));
+    return BL_OK;
+}
+
 bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *dy,
                                       const bl_tensor *w, bl_tensor *dx) {
     static const char op[] = "conv2d_backward_data";
@@ -271,19 +290,10 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
         BL_TRY(conv_mds_init(&m, p, dx, w, dy, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
         if (!(winograd_wanted(dx, w, p, false) && build_winograd(c, e, OK_CONV_BWD_DATA, &m, false, false, false, op))) {
-            dnnl_primitive_desc_t hint;
-            BL_TRY(fwd_pd(c, &m, false, false, false, false, &hint, op));
             dnnl_convolution_desc_t d;
             dnnl_status_t st = dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &m.x, &m.w_any,
                                                                         &m.y, m.strides, m.pad_l, m.pad_r);
-            dnnl_primitive_attr_t attr = NULL;
-            if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
-            if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-            if (st == dnnl_success) st = dnnl_primitive_desc_create(&e->pd, &d, attr, c->engine, hint);
-            if (attr) dnnl_primitive_attr_destroy(attr);
-            dnnl_primitive_desc_destroy(hint);
-            if (st != dnnl_success)
-                return bl_error(BL_ERR_DEVICE, "onednn %s: no implementation (%s)", op, onednn_status_name(st));
+            BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
         BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
@@ -332,20 +342,11 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
         BL_TRY(conv_mds_init(&m, p, x, dw, dy, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
         if (!(winograd_wanted(x, dw, p, false) && build_winograd(c, e, OK_CONV_BWD_WEIGHTS, &m, false, false, false, op))) {
-            dnnl_primitive_desc_t hint;
-            BL_TRY(fwd_pd(c, &m, false, false, false, false, &hint, op));
             dnnl_convolution_desc_t d;
             dnnl_status_t st = dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &m.x,
                                                                            &m.w_any, NULL, &m.y, m.strides, m.pad_l,
                                                                            m.pad_r);
-            dnnl_primitive_attr_t attr = NULL;
-            if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
-            if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-            if (st == dnnl_success) st = dnnl_primitive_desc_create(&e->pd, &d, attr, c->engine, hint);
-            if (attr) dnnl_primitive_attr_destroy(attr);
-            dnnl_primitive_desc_destroy(hint);
-            if (st != dnnl_success)
-                return bl_error(BL_ERR_DEVICE, "onednn %s: no implementation (%s)", op, onednn_status_name(st));
+            BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
         BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
