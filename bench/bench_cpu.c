@@ -20,13 +20,13 @@
 #include "beamlet/cpu.h"
 #include "beamlet/nn.h"
 
-#define DIE_IF(expr)                                                                         \
-    do {                                                                                     \
-        bl_status s_ = (expr);                                                               \
-        if (s_ != BL_OK) {                                                                   \
-            fprintf(stderr, "bench_cpu: %s: %s\n", #expr, bl_last_error());                 \
-            exit(1);                                                                         \
-        }                                                                                    \
+#define DIE_IF(expr)                                                                                         \
+    do {                                                                                                     \
+        bl_status s_ = (expr);                                                                               \
+        if (s_ != BL_OK) {                                                                                   \
+            fprintf(stderr, "bench_cpu: %s: %s\n", #expr, bl_last_error());                                  \
+            exit(1);                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 /* Multiply-adds of ResNet-18's convolutions and classifier for one image, counted as 2 FLOPs
@@ -46,8 +46,8 @@ static double resnet18_flops(bl_resnet_stem stem, int hw, int classes) {
         for (int block = 0; block < 2; block++) {
             int stride = (stage > 0 && block == 0) ? 2 : 1;
             int ho = (h - 1) / stride + 1;
-            macs += (double)ho * ho * k * c * 9;  /* conv1 */
-            macs += (double)ho * ho * k * k * 9;  /* conv2 */
+            macs += (double)ho * ho * k * c * 9;                        /* conv1 */
+            macs += (double)ho * ho * k * k * 9;                        /* conv2 */
             if (stride != 1 || c != k) macs += (double)ho * ho * k * c; /* downsample */
             h = ho;
             c = k;
@@ -142,11 +142,13 @@ static void run_workload(const char *device, const workload *w, double min_secon
 #ifdef BEAMLET_HAVE_ONEDNN
     prims_end = bl_cpu_primitives_created(dev);
 #endif
-    double per_step = elapsed / iters, flops = resnet18_flops(w->stem, w->hw, w->classes) * (w->train ? 3 : 1);
+    double per_step = elapsed / iters,
+           flops = resnet18_flops(w->stem, w->hw, w->classes) * (w->train ? 3 : 1);
     double img_s = w->batch / per_step;
     printf("{\"impl\":\"beamlet\",\"device\":\"%s\",\"backend\":\"%s\",\"workload\":\"%s\",\"batch\":%d,"
            "\"threads\":%d,\"iters\":%d,\"ms_per_step\":%.3f,\"img_per_s\":%.2f,\"gflop_per_img\":%.4f,"
-           "\"gflops\":%.1f,\"cpu_ms_per_step\":%.3f,\"img_per_cpu_s\":%.2f,\"new_primitives_in_timed_steps\":%lld}\n",
+           "\"gflops\":%.1f,\"cpu_ms_per_step\":%.3f,\"img_per_cpu_s\":%.2f,\"new_primitives_in_timed_"
+           "steps\":%lld}\n",
            device, bl_device_backend_name(dev), w->name, w->batch, threads, iters, 1e3 * per_step, img_s,
            flops / 1e9, img_s * flops / 1e9, 1e3 * cpu_per_step, w->batch / cpu_per_step,
            (long long)(prims_end >= 0 && prims_after_warmup >= 0 ? prims_end - prims_after_warmup : -1));
@@ -196,7 +198,8 @@ static void run_peak(int threads) {
     double t = now() - t0;
     double flops = (double)threads * (double)reps * 12 * lanes * 2;
     printf("{\"impl\":\"beamlet\",\"workload\":\"peak_f32_fma\",\"isa\":\"%s\",\"threads\":%d,"
-           "\"gflops\":%.1f,\"sink\":%.1f}\n", avx512 ? "avx512" : "avx2", threads, flops / t / 1e9, sink > 0 ? 0.0 : 1.0);
+           "\"gflops\":%.1f,\"sink\":%.1f}\n",
+           avx512 ? "avx512" : "avx2", threads, flops / t / 1e9, sink > 0 ? 0.0 : 1.0);
 }
 
 /* Time to first prediction: from process start (the caller measures wall time around the
@@ -250,12 +253,18 @@ int main(int argc, char **argv) {
     double min_seconds = 3.0;
     bool peak = false, first = false;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--device=", 9) == 0) device = argv[i] + 9;
-        else if (strncmp(argv[i], "--threads=", 10) == 0) threads = atoi(argv[i] + 10);
-        else if (strncmp(argv[i], "--min-seconds=", 14) == 0) min_seconds = atof(argv[i] + 14);
-        else if (strncmp(argv[i], "--only=", 7) == 0) only = argv[i] + 7;
-        else if (strcmp(argv[i], "--peak") == 0) peak = true;
-        else if (strcmp(argv[i], "--first") == 0) first = true;
+        if (strncmp(argv[i], "--device=", 9) == 0)
+            device = argv[i] + 9;
+        else if (strncmp(argv[i], "--threads=", 10) == 0)
+            threads = atoi(argv[i] + 10);
+        else if (strncmp(argv[i], "--min-seconds=", 14) == 0)
+            min_seconds = atof(argv[i] + 14);
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
+        else if (strcmp(argv[i], "--peak") == 0)
+            peak = true;
+        else if (strcmp(argv[i], "--first") == 0)
+            first = true;
         else {
             fprintf(stderr, "usage: bench_cpu [--device=cpu] [--threads=N] [--min-seconds=S] [--only=NAME] "
                             "[--peak | --first]\n");

@@ -130,8 +130,8 @@ static bl_status measure(bench *b, bl_cuda_graph *g, int iters, result *r) {
     return s;
 }
 
-static bl_status run_workload(const char *device, const workload *w, int warmup, int iters,
-                              result *eager, result *graph) {
+static bl_status run_workload(const char *device, const workload *w, int warmup, int iters, result *eager,
+                              result *graph) {
     bench b;
     bl_status s = setup(&b, device, w);
     /* Eager warm-up: algorithm searches, workspace growth and BN folding happen here. */
@@ -151,12 +151,11 @@ static bl_status run_workload(const char *device, const workload *w, int warmup,
     return s;
 }
 
-static void json_result(FILE *f, const workload *w, const char *mode, const result *r,
-                        bool comma) {
-    fprintf(f, "    {\"workload\": \"%s\", \"mode\": \"%s\", \"training\": %s, \"batch\": %d, "
+static void json_result(FILE *f, const workload *w, const char *mode, const result *r, bool comma) {
+    fprintf(f,
+            "    {\"workload\": \"%s\", \"mode\": \"%s\", \"training\": %s, \"batch\": %d, "
             "\"image_size\": %d, \"img_per_s\": %.1f, \"ms_per_step\": %.4f",
-            w->name, mode, w->training ? "true" : "false", w->batch, w->hw, r->img_per_s,
-            r->ms_per_step);
+            w->name, mode, w->training ? "true" : "false", w->batch, w->hw, r->img_per_s, r->ms_per_step);
     if (w->batch == 1) fprintf(f, ", \"latency_ms_median\": %.4f", r->latency_ms_median);
     fprintf(f, "}%s\n", comma ? "," : "");
 }
@@ -165,11 +164,16 @@ int main(int argc, char **argv) {
     const char *out = NULL, *only = NULL, *device = "cuda";
     int iters = 30, warmup = 5;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--out=", 6) == 0) out = argv[i] + 6;
-        else if (strncmp(argv[i], "--iters=", 8) == 0) iters = atoi(argv[i] + 8);
-        else if (strncmp(argv[i], "--warmup=", 9) == 0) warmup = atoi(argv[i] + 9);
-        else if (strncmp(argv[i], "--only=", 7) == 0) only = argv[i] + 7;
-        else if (strncmp(argv[i], "--device=", 9) == 0) device = argv[i] + 9;
+        if (strncmp(argv[i], "--out=", 6) == 0)
+            out = argv[i] + 6;
+        else if (strncmp(argv[i], "--iters=", 8) == 0)
+            iters = atoi(argv[i] + 8);
+        else if (strncmp(argv[i], "--warmup=", 9) == 0)
+            warmup = atoi(argv[i] + 9);
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
+        else if (strncmp(argv[i], "--device=", 9) == 0)
+            device = argv[i] + 9;
         else {
             fprintf(stderr, "usage: bench_cuda [--out=FILE] [--iters=N] [--warmup=N] "
                             "[--only=SUBSTRING] [--device=cuda:N]\n");
@@ -214,8 +218,7 @@ int main(int argc, char **argv) {
             continue;
         }
         ran[i] = true;
-        fprintf(stderr, "eager %10.1f img/s   graph %10.1f img/s", eager[i].img_per_s,
-                graph[i].img_per_s);
+        fprintf(stderr, "eager %10.1f img/s   graph %10.1f img/s", eager[i].img_per_s, graph[i].img_per_s);
         if (workloads[i].batch == 1)
             fprintf(stderr, "   latency eager %.3f ms, graph %.3f ms", eager[i].latency_ms_median,
                     graph[i].latency_ms_median);
@@ -225,10 +228,11 @@ int main(int argc, char **argv) {
     FILE *f = tmpfile();
     if (!f) return 1;
     fprintf(f, "{\n  \"benchmark\": \"bench_cuda\",\n  \"date\": \"%s\",\n", date);
-    fprintf(f, "  \"device\": \"%s\",\n  \"precision\": \"f32\",\n  \"layout\": \"nhwc\",\n",
-            description);
-    fprintf(f, "  \"versions\": {\"cuda_runtime\": %d, \"cuda_driver\": %d, \"cudnn\": %d, "
-            "\"cublas\": %d},\n", v.runtime, v.driver, v.cudnn, v.cublas);
+    fprintf(f, "  \"device\": \"%s\",\n  \"precision\": \"f32\",\n  \"layout\": \"nhwc\",\n", description);
+    fprintf(f,
+            "  \"versions\": {\"cuda_runtime\": %d, \"cuda_driver\": %d, \"cudnn\": %d, "
+            "\"cublas\": %d},\n",
+            v.runtime, v.driver, v.cudnn, v.cublas);
     fprintf(f, "  \"iters\": %d,\n  \"warmup\": %d,\n  \"results\": [\n", iters, warmup);
     int last = -1;
     for (int i = 0; i < NWORK; i++)

@@ -12,11 +12,23 @@
 #include "beamlet/cuda.h"
 #include "beamlet/tensor.h"
 
-typedef enum { OP_CONV_FWD, OP_CONV_BWD_DATA, OP_CONV_BWD_FILTER, OP_BN_FWD, OP_BN_BWD, OP_RELU,
-               OP_ADD, OP_COUNT } op_kind;
-static const char *op_names[OP_COUNT] = {"conv3x3_forward", "conv3x3_backward_data",
-                                         "conv3x3_backward_filter", "bn_relu_res_forward_train",
-                                         "bn_relu_res_backward", "relu_forward", "add"};
+typedef enum {
+    OP_CONV_FWD,
+    OP_CONV_BWD_DATA,
+    OP_CONV_BWD_FILTER,
+    OP_BN_FWD,
+    OP_BN_BWD,
+    OP_RELU,
+    OP_ADD,
+    OP_COUNT
+} op_kind;
+static const char *op_names[OP_COUNT] = {"conv3x3_forward",
+                                         "conv3x3_backward_data",
+                                         "conv3x3_backward_filter",
+                                         "bn_relu_res_forward_train",
+                                         "bn_relu_res_backward",
+                                         "relu_forward",
+                                         "add"};
 
 typedef struct bufs {
     bl_tensor x, w, y, dy, dx, dw, res, dres, gamma, beta, rm, rv, sm, si, dg, db;
@@ -26,18 +38,18 @@ static bl_status run_op(bl_device *dev, op_kind op, bufs *b) {
     bl_conv2d_params cp = {1, 1, 1, 1};
     bl_batchnorm_params bn = {1e-5f, 0.1f};
     switch (op) {
-    case OP_CONV_FWD: return bl_op_conv2d_forward(dev, &cp, &b->x, &b->w, NULL, NULL, false, &b->y);
-    case OP_CONV_BWD_DATA: return bl_op_conv2d_backward_data(dev, &cp, &b->dy, &b->w, &b->dx);
-    case OP_CONV_BWD_FILTER: return bl_op_conv2d_backward_filter(dev, &cp, &b->x, &b->dy, &b->dw);
-    case OP_BN_FWD:
-        return bl_op_batchnorm_forward_train(dev, &bn, &b->x, &b->gamma, &b->beta, &b->res, true,
-                                             &b->rm, &b->rv, &b->sm, &b->si, &b->y);
-    case OP_BN_BWD:
-        return bl_op_batchnorm_backward(dev, &b->dy, &b->x, &b->y, true, &b->gamma, &b->sm,
-                                        &b->si, &b->dx, &b->dg, &b->db, &b->dres);
-    case OP_RELU: return bl_op_relu_forward(dev, &b->x, &b->y);
-    case OP_ADD: return bl_op_add(dev, &b->x, &b->res, &b->y);
-    default: return bl_error(BL_ERR_INTERNAL, "bench: unknown op");
+        case OP_CONV_FWD: return bl_op_conv2d_forward(dev, &cp, &b->x, &b->w, NULL, NULL, false, &b->y);
+        case OP_CONV_BWD_DATA: return bl_op_conv2d_backward_data(dev, &cp, &b->dy, &b->w, &b->dx);
+        case OP_CONV_BWD_FILTER: return bl_op_conv2d_backward_filter(dev, &cp, &b->x, &b->dy, &b->dw);
+        case OP_BN_FWD:
+            return bl_op_batchnorm_forward_train(dev, &bn, &b->x, &b->gamma, &b->beta, &b->res, true, &b->rm,
+                                                 &b->rv, &b->sm, &b->si, &b->y);
+        case OP_BN_BWD:
+            return bl_op_batchnorm_backward(dev, &b->dy, &b->x, &b->y, true, &b->gamma, &b->sm, &b->si,
+                                            &b->dx, &b->dg, &b->db, &b->dres);
+        case OP_RELU: return bl_op_relu_forward(dev, &b->x, &b->y);
+        case OP_ADD: return bl_op_add(dev, &b->x, &b->res, &b->y);
+        default: return bl_error(BL_ERR_INTERNAL, "bench: unknown op");
     }
 }
 
@@ -65,8 +77,8 @@ static bl_status alloc_all(bl_device *dev, bl_dtype dt, int64_t n, int64_t c, in
 }
 
 static void release_all(bufs *b) {
-    bl_tensor *all[] = {&b->x, &b->w, &b->y, &b->dy, &b->dx, &b->dw, &b->res, &b->dres,
-                        &b->gamma, &b->beta, &b->rm, &b->rv, &b->sm, &b->si, &b->dg, &b->db};
+    bl_tensor *all[] = {&b->x,     &b->w,    &b->y,  &b->dy, &b->dx, &b->dw, &b->res, &b->dres,
+                        &b->gamma, &b->beta, &b->rm, &b->rv, &b->sm, &b->si, &b->dg,  &b->db};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bl_tensor_release(all[i]);
 }
 
@@ -74,10 +86,14 @@ int main(int argc, char **argv) {
     const char *out = NULL, *device = "cuda";
     int batch = 512, iters = 20;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--out=", 6) == 0) out = argv[i] + 6;
-        else if (strncmp(argv[i], "--batch=", 8) == 0) batch = atoi(argv[i] + 8);
-        else if (strncmp(argv[i], "--iters=", 8) == 0) iters = atoi(argv[i] + 8);
-        else if (strncmp(argv[i], "--device=", 9) == 0) device = argv[i] + 9;
+        if (strncmp(argv[i], "--out=", 6) == 0)
+            out = argv[i] + 6;
+        else if (strncmp(argv[i], "--batch=", 8) == 0)
+            batch = atoi(argv[i] + 8);
+        else if (strncmp(argv[i], "--iters=", 8) == 0)
+            iters = atoi(argv[i] + 8);
+        else if (strncmp(argv[i], "--device=", 9) == 0)
+            device = argv[i] + 9;
         else {
             fprintf(stderr, "usage: bench_cuda_ops [--batch=N] [--iters=N] [--out=FILE] "
                             "[--device=cuda:N]\n");
@@ -102,8 +118,10 @@ int main(int argc, char **argv) {
         perror(out);
         return 1;
     }
-    fprintf(f, "{\n  \"benchmark\": \"bench_cuda_ops\",\n  \"date\": \"%s\",\n  \"device\": \"%s\",\n"
-            "  \"batch\": %d,\n  \"results\": [\n", date, bl_device_description(dev), batch);
+    fprintf(f,
+            "{\n  \"benchmark\": \"bench_cuda_ops\",\n  \"date\": \"%s\",\n  \"device\": \"%s\",\n"
+            "  \"batch\": %d,\n  \"results\": [\n",
+            date, bl_device_description(dev), batch);
     const int stages[4][2] = {{64, 32}, {128, 16}, {256, 8}, {512, 4}}; /* channels, size */
     const bl_dtype dts[2] = {BL_F32, BL_BF16};
     bool first = true;
@@ -128,8 +146,8 @@ int main(int argc, char **argv) {
                 if (s == BL_OK) s = bl_device_synchronize(dev);
                 double ms = (bl_time_now() - t0) * 1e3 / iters;
                 if (s != BL_OK) {
-                    fprintf(stderr, "%s %s c%lld: %s\n", op_names[op], bl_dtype_name(dts[d]),
-                            (long long)c, bl_last_error());
+                    fprintf(stderr, "%s %s c%lld: %s\n", op_names[op], bl_dtype_name(dts[d]), (long long)c,
+                            bl_last_error());
                     failures++;
                     continue;
                 }
@@ -139,12 +157,13 @@ int main(int argc, char **argv) {
                 double rate = op <= OP_CONV_BWD_FILTER ? flops / ms / 1e9 : bytes / ms / 1e6;
                 const char *unit = op <= OP_CONV_BWD_FILTER ? "tflop_per_s" : "gb_per_s";
                 fprintf(stderr, "%-26s %-4s [%d,%lld,%lld,%lld] %9.3f ms %9.1f %s\n", op_names[op],
-                        bl_dtype_name(dts[d]), batch, (long long)c, (long long)hw,
-                        (long long)hw, ms, rate, unit);
-                fprintf(f, "%s    {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": [%d, %lld, %lld, "
-                        "%lld], \"ms\": %.4f, \"%s\": %.2f}", first ? "" : ",\n", op_names[op],
-                        bl_dtype_name(dts[d]), batch, (long long)c, (long long)hw, (long long)hw,
-                        ms, unit, rate);
+                        bl_dtype_name(dts[d]), batch, (long long)c, (long long)hw, (long long)hw, ms, rate,
+                        unit);
+                fprintf(f,
+                        "%s    {\"op\": \"%s\", \"dtype\": \"%s\", \"shape\": [%d, %lld, %lld, "
+                        "%lld], \"ms\": %.4f, \"%s\": %.2f}",
+                        first ? "" : ",\n", op_names[op], bl_dtype_name(dts[d]), batch, (long long)c,
+                        (long long)hw, (long long)hw, ms, unit, rate);
                 first = false;
             }
             release_all(&b);

@@ -41,19 +41,23 @@ int main(int argc, char **argv) {
     bl_options_add(opts, "output", "beamlet-out/02_gpu_inference", "folder for predictions and the summary");
     /* NEW in stage 2: where to run, and what to do without a GPU. */
     bl_options_add(opts, "device", "gpu", "gpu, auto or cpu");
-    bl_options_add(opts, "allow_cpu_fallback", "false", "without a GPU, run on the CPU (with a loud warning)");
+    bl_options_add(opts, "allow_cpu_fallback", "false",
+                   "without a GPU, run on the CPU (with a loud warning)");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
         bool asked = bl_options_help(opts);
         if (!asked) fprintf(stderr, "02_gpu_inference: %s\n", bl_last_error());
         char *usage = bl_options_usage(opts);
-        fprintf(asked ? stdout : stderr, "usage: 02_gpu_inference [--name=value ...]\n"
-                "Stage 2: Fashion-MNIST through RunInference on a GPU.\n%s", usage);
+        fprintf(asked ? stdout : stderr,
+                "usage: 02_gpu_inference [--name=value ...]\n"
+                "Stage 2: Fashion-MNIST through RunInference on a GPU.\n%s",
+                usage);
         free(usage);
         bl_options_free(opts);
         return asked ? 0 : 2;
     }
     int64_t limit, batch, top_k;
-    if (bl_options_get_int(opts, "limit", &limit) != BL_OK || bl_options_get_int(opts, "batch_size", &batch) != BL_OK ||
+    if (bl_options_get_int(opts, "limit", &limit) != BL_OK ||
+        bl_options_get_int(opts, "batch_size", &batch) != BL_OK ||
         bl_options_get_int(opts, "top_k", &top_k) != BL_OK)
         return fail("options");
     const char *weights = bl_options_get(opts, "weights"), *outdir = bl_options_get(opts, "output");
@@ -61,12 +65,14 @@ int main(int argc, char **argv) {
 
     /* 2. The model must exist before we build anything. */
     if (!bl_file_exists(weights)) {
-        fprintf(stderr, "02_gpu_inference: no model at %s. Train it (about 4 epochs, minutes on a laptop) "
+        fprintf(stderr,
+                "02_gpu_inference: no model at %s. Train it (about 4 epochs, minutes on a laptop) "
                 "from the repository root with:\n"
                 "  build/beamlet train --width=8 --epochs=4 --experiment_id=fashion-resnet18-w8 "
                 "--output_dir=beamlet-out\n"
                 "  mkdir -p models && cp beamlet-out/fashion-resnet18-w8/model.safetensors %s\n"
-                "or pass --weights=PATH to another torchvision-layout ResNet-18/34.\n", weights, weights);
+                "or pass --weights=PATH to another torchvision-layout ResNet-18/34.\n",
+                weights, weights);
         return 1;
     }
 
@@ -83,8 +89,9 @@ int main(int argc, char **argv) {
     cfg.hints = "accelerator=type:nvidia-h100;count:1";
     /* NEW in stage 2: the workers have the GPUs we can see, unless --worker_accelerators says. */
     int gpus = bl_cuda_device_count();
-    if (strcmp(bl_options_get(opts, "worker_accelerators"), "0") == 0) bl_pipeline_set_worker_accelerators(p, gpus);
-    const char *ran_on = strcmp(device, "cpu") == 0 ? "cpu"
+    if (strcmp(bl_options_get(opts, "worker_accelerators"), "0") == 0)
+        bl_pipeline_set_worker_accelerators(p, gpus);
+    const char *ran_on = strcmp(device, "cpu") == 0    ? "cpu"
                          : gpus > 0                    ? "cuda"
                          : strcmp(device, "auto") == 0 ? "cpu (auto: no GPU)"
                                                        : "cpu (fallback: no GPU)";
@@ -99,9 +106,11 @@ int main(int argc, char **argv) {
     snprintf(dead_prefix, sizeof dead_prefix, "%s/dead_letter", outdir);
     snprintf(summary_path, sizeof summary_path, "%s/summary.json", outdir);
     bl_status s = bl_mkdirs(outdir);
-    if (s == BL_OK) s = bl_read_fashion_mnist(p, "ReadFashionMNIST", data_dir, limit, &images, &cfg.progress_total);
+    if (s == BL_OK)
+        s = bl_read_fashion_mnist(p, "ReadFashionMNIST", data_dir, limit, &images, &cfg.progress_total);
     if (s == BL_OK) s = bl_run_inference(p, "RunInference", images, &cfg, &predictions, &dead);
-    if (s == BL_OK) s = bl_write_text(p, "WritePredictions", predictions, pred_prefix, ".jsonl", 1, BL_TEXT_JSON);
+    if (s == BL_OK)
+        s = bl_write_text(p, "WritePredictions", predictions, pred_prefix, ".jsonl", 1, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_write_text(p, "WriteDeadLetters", dead, dead_prefix, ".jsonl", 1, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_combine_globally(p, "Accuracy", predictions, bl_combine_accuracy(), &accuracy);
     if (s == BL_OK) s = bl_pipeline_collect(p, accuracy);
@@ -124,26 +133,31 @@ int main(int argc, char **argv) {
     double topk = acc->labelled ? (double)acc->correct_top_k / (double)acc->labelled : 0;
     const char *runner = bl_pipeline_runner_name(p);
     int workers = strcmp(runner, "direct") == 0 ? 1 : bl_pipeline_num_workers(p); /* direct: one thread */
-    printf("stage 2, GPU inference: %s on %s (%d GPU(s) visible), %s runner with %d worker(s)\n", weights, ran_on,
-           gpus, runner, workers);
-    printf("  %lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
-           (long long)r.inferences, seconds, per_s, model_per_s, (long long)r.batches, r.mean_batch_size);
+    printf("stage 2, GPU inference: %s on %s (%d GPU(s) visible), %s runner with %d worker(s)\n", weights,
+           ran_on, gpus, runner, workers);
+    printf(
+        "  %lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
+        (long long)r.inferences, seconds, per_s, model_per_s, (long long)r.batches, r.mean_batch_size);
     printf("  accuracy %.2f%% (top-%lld %.2f%%) on %lld labelled images; model loaded in %.0f ms; "
-           "%lld failed batches\n", 100 * top1, (long long)top_k, 100 * topk, (long long)acc->labelled,
-           r.load_model_ms, (long long)r.failed_batches);
-    printf("  predictions:  %s-00000-of-00001.jsonl\n  dead letters: %s-00000-of-00001.jsonl\n  summary:      %s\n",
+           "%lld failed batches\n",
+           100 * top1, (long long)top_k, 100 * topk, (long long)acc->labelled, r.load_model_ms,
+           (long long)r.failed_batches);
+    printf("  predictions:  %s-00000-of-00001.jsonl\n  dead letters: %s-00000-of-00001.jsonl\n  summary:     "
+           " %s\n",
            pred_prefix, dead_prefix, summary_path);
 
     /* 6. The same figures as JSON, written atomically (paths quoted by the string coder). */
     bl_buf j = {0};
     bl_buf_printf(&j, "{\"stage\": 2, \"weights\": ");
     bl_coder_to_json(bl_coder_string(), weights, &j);
-    bl_buf_printf(&j, ", \"device\": \"%s\", \"gpus\": %d, \"runner\": \"%s\", \"workers\": %d, \"images\": %lld, "
-                  "\"seconds\": %.3f, \"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"accuracy\": %.6f, "
-                  "\"top_k\": %lld, \"top_k_accuracy\": %.6f, \"failed_batches\": %lld, \"load_model_ms\": %.1f, "
-                  "\"output\": ", ran_on, gpus, runner, workers, (long long)r.inferences,
-                  seconds, per_s, model_per_s, top1, (long long)top_k, topk, (long long)r.failed_batches,
-                  r.load_model_ms);
+    bl_buf_printf(
+        &j,
+        ", \"device\": \"%s\", \"gpus\": %d, \"runner\": \"%s\", \"workers\": %d, \"images\": %lld, "
+        "\"seconds\": %.3f, \"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"accuracy\": %.6f, "
+        "\"top_k\": %lld, \"top_k_accuracy\": %.6f, \"failed_batches\": %lld, \"load_model_ms\": %.1f, "
+        "\"output\": ",
+        ran_on, gpus, runner, workers, (long long)r.inferences, seconds, per_s, model_per_s, top1,
+        (long long)top_k, topk, (long long)r.failed_batches, r.load_model_ms);
     bl_coder_to_json(bl_coder_string(), outdir, &j);
     bl_buf_printf(&j, "}\n");
     if (!j.data || bl_file_write_atomic(summary_path, j.data, j.len) != BL_OK) return fail("summary");

@@ -43,7 +43,8 @@ int main(int argc, char **argv) {
     defaults.epochs = 2;
     defaults.batch_size = 128;
     if (bl_training_config_add_options(opts, &defaults) != BL_OK ||
-        bl_options_add(opts, "results", "", "prefix of the results JSON file; empty: <output_dir>/stage3-results") != BL_OK)
+        bl_options_add(opts, "results", "",
+                       "prefix of the results JSON file; empty: <output_dir>/stage3-results") != BL_OK)
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
         char *usage = bl_options_usage(opts);
@@ -74,8 +75,11 @@ int main(int argc, char **argv) {
     bl_dofn train = bl_train_model_dofn();
     bl_status s = bl_create(p, "CreateConfig", bl_coder_training_config(), elements, 1, &configs);
     if (s == BL_OK) s = bl_pardo(p, "TrainModel", configs, &train, &results);
-    if (s == BL_OK && wants_gpu) s = bl_pipeline_set_hints(p, "TrainModel", "accelerator=type:nvidia-gpu;count:1");
-    if (s == BL_OK) s = bl_write_text(p, "WriteResults", results, bl_options_get(opts, "results"), ".jsonl", 1, BL_TEXT_JSON);
+    if (s == BL_OK && wants_gpu)
+        s = bl_pipeline_set_hints(p, "TrainModel", "accelerator=type:nvidia-gpu;count:1");
+    if (s == BL_OK)
+        s = bl_write_text(p, "WriteResults", results, bl_options_get(opts, "results"), ".jsonl", 1,
+                          BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_collect(p, results);
     if (s != BL_OK) return fail("building the pipeline");
 
@@ -88,11 +92,13 @@ int main(int argc, char **argv) {
     if (bl_pipeline_is_coordinator(p) && bl_pcoll_result_count(results) == 1) {
         bl_training_result *r;
         if (bl_pcoll_result_value(results, 0, (void **)&r) != BL_OK) return fail("result");
-        printf("\n%s: test accuracy %.2f%% after %d/%d epochs, %.1f s, %.0f images/s on %s%s\n", r->experiment_id,
-               100 * r->accuracy, r->epochs, config.epochs, r->wall_time_s, r->images_per_s, r->device,
-               r->resumed ? " (resumed from a checkpoint)" : "");
-        if (r->weights_path[0]) printf("weights: %s\n", r->weights_path);
-        else printf("stopped early; run the same command again to resume from %s\n", r->checkpoint_path);
+        printf("\n%s: test accuracy %.2f%% after %d/%d epochs, %.1f s, %.0f images/s on %s%s\n",
+               r->experiment_id, 100 * r->accuracy, r->epochs, config.epochs, r->wall_time_s, r->images_per_s,
+               r->device, r->resumed ? " (resumed from a checkpoint)" : "");
+        if (r->weights_path[0])
+            printf("weights: %s\n", r->weights_path);
+        else
+            printf("stopped early; run the same command again to resume from %s\n", r->checkpoint_path);
         printf("results: %s-00000-of-00001.jsonl\n", bl_options_get(opts, "results"));
         bl_coder_free_value(bl_coder_training_result(), r);
     }

@@ -48,10 +48,11 @@ int main(int argc, char **argv) {
     defaults.width = 16;
     defaults.epochs = 2;
     defaults.quiet = true; /* parallel workers: one line per finished model instead of bars */
-    if (bl_training_config_add_options(opts, &defaults) != BL_OK ||
-        bl_sweep_add_options(opts) != BL_OK ||
-        bl_options_add(opts, "serving_dir", "", "where the best model is deployed; empty: <output_dir>/serving") != BL_OK ||
-        bl_options_add(opts, "results", "", "prefix of the results JSON lines; empty: <output_dir>/sweep-results") != BL_OK ||
+    if (bl_training_config_add_options(opts, &defaults) != BL_OK || bl_sweep_add_options(opts) != BL_OK ||
+        bl_options_add(opts, "serving_dir", "",
+                       "where the best model is deployed; empty: <output_dir>/serving") != BL_OK ||
+        bl_options_add(opts, "results", "",
+                       "prefix of the results JSON lines; empty: <output_dir>/sweep-results") != BL_OK ||
         bl_options_set_default(opts, "runner", "local") != BL_OK)
         return fail("options");
     if (bl_options_parse(opts, argc, argv) != BL_OK || bl_options_help(opts)) {
@@ -88,17 +89,22 @@ int main(int argc, char **argv) {
     /* The new concept: spread the configs over the workers before the expensive step. */
     if (s == BL_OK) s = bl_reshuffle(p, "Reshuffle", configs, &spread);
     if (s == BL_OK) s = bl_pardo(p, "TrainModel", spread, &train, &results);
-    if (s == BL_OK && gpus > 0) s = bl_pipeline_set_hints(p, "TrainModel", "accelerator=type:nvidia-gpu;count:1");
+    if (s == BL_OK && gpus > 0)
+        s = bl_pipeline_set_hints(p, "TrainModel", "accelerator=type:nvidia-gpu;count:1");
     if (s == BL_OK) s = bl_combine_globally(p, "BestModel", results, bl_best_model_combine(), &best);
     if (s == BL_OK) s = bl_pardo(p, "DeployBestModel", best, &deploy, &deployed);
-    if (s == BL_OK) s = bl_write_text(p, "WriteResults", results, bl_options_get(opts, "results"), ".jsonl", 1, BL_TEXT_JSON);
+    if (s == BL_OK)
+        s = bl_write_text(p, "WriteResults", results, bl_options_get(opts, "results"), ".jsonl", 1,
+                          BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_collect(p, results);
     if (s == BL_OK) s = bl_pipeline_collect(p, deployed);
     if (s != BL_OK) return fail("building the pipeline");
 
     if (bl_pipeline_is_coordinator(p))
-        printf("stage 4: sweeping %d configs (--learning_rates=%s x --batch_sizes=%s x --models=%s) on the %s runner, "
-               "%d workers, %d GPU(s)\n", n, bl_options_get(opts, "learning_rates"), bl_options_get(opts, "batch_sizes"),
+        printf("stage 4: sweeping %d configs (--learning_rates=%s x --batch_sizes=%s x --models=%s) on the "
+               "%s runner, "
+               "%d workers, %d GPU(s)\n",
+               n, bl_options_get(opts, "learning_rates"), bl_options_get(opts, "batch_sizes"),
                bl_options_get(opts, "models"), bl_pipeline_runner_name(p), bl_pipeline_num_workers(p), gpus);
     double t0 = bl_time_now();
     if (bl_pipeline_run(p) != BL_OK) return fail("run");
@@ -109,13 +115,14 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < bl_pcoll_result_count(results); i++) {
             bl_training_result *r;
             if (bl_pcoll_result_value(results, i, (void **)&r) != BL_OK) return fail("result");
-            printf("%-28s %8.2f%% %8.4f %8d %9.1f\n", r->experiment_id, 100 * r->accuracy, r->loss, r->epochs, r->wall_time_s);
+            printf("%-28s %8.2f%% %8.4f %8d %9.1f\n", r->experiment_id, 100 * r->accuracy, r->loss, r->epochs,
+                   r->wall_time_s);
             bl_coder_free_value(bl_coder_training_result(), r);
         }
         bl_training_result *b;
         if (bl_pcoll_result_value(deployed, 0, (void **)&b) != BL_OK) return fail("best");
-        printf("\nbest: %s (accuracy %.2f%%), deployed to %s/model.safetensors\n", b->experiment_id, 100 * b->accuracy,
-               bl_options_get(opts, "serving_dir"));
+        printf("\nbest: %s (accuracy %.2f%%), deployed to %s/model.safetensors\n", b->experiment_id,
+               100 * b->accuracy, bl_options_get(opts, "serving_dir"));
         printf("all results: %s-00000-of-00001.jsonl; sweep took %.1f s\n", bl_options_get(opts, "results"),
                bl_time_now() - t0);
         bl_coder_free_value(bl_coder_training_result(), b);

@@ -100,8 +100,9 @@ int main(int argc, char **argv) {
     if (s == BL_OK) s = bl_map(p, "PairWithOne", words, pair_with_one, NULL, kv, &pairs);
     if (s == BL_OK) s = bl_combine_per_key(p, "CountPerWord", pairs, bl_combine_sum_int64(), &counts);
     if (s == BL_OK) s = bl_map(p, "Format", counts, format_count, NULL, bl_coder_string(), &formatted);
-    if (s == BL_OK) s = bl_write_text(p, "Write", formatted, bl_options_get(opts, "output"), ".txt",
-                                      (int)shards, BL_TEXT_LINES);
+    if (s == BL_OK)
+        s = bl_write_text(p, "Write", formatted, bl_options_get(opts, "output"), ".txt", (int)shards,
+                          BL_TEXT_LINES);
     if (s == BL_OK) s = bl_pipeline_collect(p, counts);
     if (s != BL_OK) return fail("building the pipeline");
     s = bl_pipeline_run(p);

@@ -15,81 +15,80 @@ static int bl_test_cases_passed;
 static int bl_test_cases_failed;
 static int bl_test_cases_skipped;
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            bl_test_checks_failed++;                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                    \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            bl_test_checks_failed++;                                                                         \
+            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                 \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            bl_test_checks_failed++;                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fputc('\n', stderr);                                                             \
-        }                                                                                    \
+#define CHECK_MSG(cond, ...)                                                                                 \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            bl_test_checks_failed++;                                                                         \
+            fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fputc('\n', stderr);                                                                             \
+        }                                                                                                    \
     } while (0)
 
 /* Checks a call returned BL_OK, printing the thread's error message if not. */
-#define CHECK_OK(expr)                                                                       \
-    do {                                                                                     \
-        bl_status s_ = (expr);                                                               \
-        if (s_ != BL_OK) {                                                                   \
-            bl_test_checks_failed++;                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,      \
-                    bl_status_name(s_), bl_last_error());                                    \
-        }                                                                                    \
+#define CHECK_OK(expr)                                                                                       \
+    do {                                                                                                     \
+        bl_status s_ = (expr);                                                                               \
+        if (s_ != BL_OK) {                                                                                   \
+            bl_test_checks_failed++;                                                                         \
+            fprintf(stderr, "  FAIL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr, bl_status_name(s_),   \
+                    bl_last_error());                                                                        \
+        }                                                                                                    \
     } while (0)
 
 /* Checks a call failed with `want`, and that its message contains `needle`. */
-#define CHECK_ERR(expr, want, needle)                                                        \
-    do {                                                                                     \
-        bl_clear_error();                                                                    \
-        bl_status s_ = (expr);                                                               \
-        if (s_ != (want) || !strstr(bl_last_error(), (needle))) {                            \
-            bl_test_checks_failed++;                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s -> %s \"%s\", wanted %s with \"%s\"\n",        \
-                    __FILE__, __LINE__, #expr, bl_status_name(s_), bl_last_error(),         \
-                    bl_status_name(want), (needle));                                         \
-        }                                                                                    \
+#define CHECK_ERR(expr, want, needle)                                                                        \
+    do {                                                                                                     \
+        bl_clear_error();                                                                                    \
+        bl_status s_ = (expr);                                                                               \
+        if (s_ != (want) || !strstr(bl_last_error(), (needle))) {                                            \
+            bl_test_checks_failed++;                                                                         \
+            fprintf(stderr, "  FAIL %s:%d: %s -> %s \"%s\", wanted %s with \"%s\"\n", __FILE__, __LINE__,    \
+                    #expr, bl_status_name(s_), bl_last_error(), bl_status_name(want), (needle));             \
+        }                                                                                                    \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                \
-    do {                                                                                     \
-        double a_ = (a), b_ = (b);                                                           \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                     \
-            bl_test_checks_failed++;                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s = %.9g, %s = %.9g, tol %g\n", __FILE__,        \
-                    __LINE__, #a, a_, #b, b_, (double)(tol));                                \
-        }                                                                                    \
+#define CHECK_NEAR(a, b, tol)                                                                                \
+    do {                                                                                                     \
+        double a_ = (a), b_ = (b);                                                                           \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                                     \
+            bl_test_checks_failed++;                                                                         \
+            fprintf(stderr, "  FAIL %s:%d: %s = %.9g, %s = %.9g, tol %g\n", __FILE__, __LINE__, #a, a_, #b,  \
+                    b_, (double)(tol));                                                                      \
+        }                                                                                                    \
     } while (0)
 
 /* Marks the current case skipped (with a reason) and returns from it. */
-#define SKIP(...)                                                                            \
-    do {                                                                                     \
-        fprintf(stderr, "  SKIP: ");                                                         \
-        fprintf(stderr, __VA_ARGS__);                                                        \
-        fputc('\n', stderr);                                                                 \
-        bl_test_cases_skipped++;                                                             \
-        return;                                                                              \
+#define SKIP(...)                                                                                            \
+    do {                                                                                                     \
+        fprintf(stderr, "  SKIP: ");                                                                         \
+        fprintf(stderr, __VA_ARGS__);                                                                        \
+        fputc('\n', stderr);                                                                                 \
+        bl_test_cases_skipped++;                                                                             \
+        return;                                                                                              \
     } while (0)
 
-#define RUN(test_fn)                                                                         \
-    do {                                                                                     \
-        int before_ = bl_test_checks_failed;                                                 \
-        int skipped_before_ = bl_test_cases_skipped;                                         \
-        fprintf(stderr, "%s\n", #test_fn);                                                   \
-        test_fn();                                                                           \
-        if (bl_test_cases_skipped != skipped_before_) {                                      \
-        } else if (bl_test_checks_failed == before_) {                                       \
-            bl_test_cases_passed++;                                                          \
-        } else {                                                                             \
-            bl_test_cases_failed++;                                                          \
-            fprintf(stderr, "%s FAILED\n", #test_fn);                                        \
-        }                                                                                    \
+#define RUN(test_fn)                                                                                         \
+    do {                                                                                                     \
+        int before_ = bl_test_checks_failed;                                                                 \
+        int skipped_before_ = bl_test_cases_skipped;                                                         \
+        fprintf(stderr, "%s\n", #test_fn);                                                                   \
+        test_fn();                                                                                           \
+        if (bl_test_cases_skipped != skipped_before_) {                                                      \
+        } else if (bl_test_checks_failed == before_) {                                                       \
+            bl_test_cases_passed++;                                                                          \
+        } else {                                                                                             \
+            bl_test_cases_failed++;                                                                          \
+            fprintf(stderr, "%s FAILED\n", #test_fn);                                                        \
+        }                                                                                                    \
     } while (0)
 
 static inline int bl_test_finish(void) {

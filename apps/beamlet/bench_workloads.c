@@ -20,8 +20,9 @@
 
 extern char **environ;
 
-bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw, int classes, int batch, bool train,
-                                    const bench_schedule *sched, const char *label, bench_throughput *out) {
+bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw, int classes, int batch,
+                                    bool train, const bench_schedule *sched, const char *label,
+                                    bench_throughput *out) {
     memset(out, 0, sizeof *out);
     bl_resnet_config cfg = bl_resnet_config_default();
     cfg.stem = stem;
@@ -102,13 +103,14 @@ bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw,
     return s;
 }
 
-bl_status bench_first_prediction(const char *exe, const char *infer_device, const char *weights, const char *out_dir,
-                                 double *seconds, int *exit_code) {
+bl_status bench_first_prediction(const char *exe, const char *infer_device, const char *weights,
+                                 const char *out_dir, double *seconds, int *exit_code) {
     char dev_arg[64], w_arg[600], o_arg[600];
     snprintf(dev_arg, sizeof dev_arg, "--device=%s", infer_device);
     snprintf(w_arg, sizeof w_arg, "--weights=%s", weights);
     snprintf(o_arg, sizeof o_arg, "--output=%s", out_dir);
-    char *argv[] = {(char *)exe, "infer", dev_arg, w_arg, o_arg, "--limit=1", "--batch_size=1", "--top_k=1", NULL};
+    char *argv[] = {(char *)exe, "infer",          dev_arg,     w_arg, o_arg,
+                    "--limit=1", "--batch_size=1", "--top_k=1", NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -119,7 +121,8 @@ bl_status bench_first_prediction(const char *exe, const char *infer_device, cons
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return bl_error(BL_ERR_IO, "cannot start %s infer: %s", exe, strerror(rc));
     int status = 0;
-    if (waitpid(pid, &status, 0) < 0) return bl_error(BL_ERR_IO, "waiting for %s infer: %s", exe, strerror(errno));
+    if (waitpid(pid, &status, 0) < 0)
+        return bl_error(BL_ERR_IO, "waiting for %s infer: %s", exe, strerror(errno));
     *seconds = bl_time_now() - t0;
     *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return BL_OK;

@@ -9,36 +9,37 @@
 #include "beamlet/nn.h"
 
 typedef struct bench_throughput {
-    int batch, steps;       /* timed steps (after warm-up) */
-    double seconds;         /* wall time of the timed steps, device synchronized */
+    int batch, steps; /* timed steps (after warm-up) */
+    double seconds;   /* wall time of the timed steps, device synchronized */
     double ms_per_step, img_per_s;
 } bench_throughput;
 
 typedef struct bench_schedule {
     int warmup_steps, min_steps;
-    double min_seconds;     /* keep stepping until both minimums are met */
-    bool progress;          /* a progress bar on stderr */
+    double min_seconds; /* keep stepping until both minimums are met */
+    bool progress;      /* a progress bar on stderr */
 } bench_schedule;
 
 /* Throughput of a ResNet-18 (width 64, 3 input channels) on `dev` for images of hw x hw with
  * the given stem and class count: a folded-BN inference forward, or a training step (forward,
  * loss, backward, SGD with Nesterov momentum). Inputs are seeded random data already on the
  * device, so the figure is the model's, without data loading. */
-bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw, int classes, int batch, bool train,
-                                    const bench_schedule *sched, const char *label, bench_throughput *out);
+bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw, int classes, int batch,
+                                    bool train, const bench_schedule *sched, const char *label,
+                                    bench_throughput *out);
 
 /* Runs `exe infer ...` for one Fashion-MNIST image in a child process (stdout and stderr
  * discarded) and measures from just before the spawn to the child's exit: process start,
  * library set-up, reading the data and the model, one prediction, writing it. `infer_device`
  * is what `beamlet infer --device` takes ("cpu", "gpu"). *exit_code gets the child's status. */
-bl_status bench_first_prediction(const char *exe, const char *infer_device, const char *weights, const char *out_dir,
-                                 double *seconds, int *exit_code);
+bl_status bench_first_prediction(const char *exe, const char *infer_device, const char *weights,
+                                 const char *out_dir, double *seconds, int *exit_code);
 
 typedef struct bench_tta {
     bool reached;
-    int epoch;              /* first epoch whose test accuracy reached the target (0 = none) */
-    double seconds;         /* training + evaluation time up to the end of that epoch */
-    double accuracy;        /* test accuracy at that epoch (or the last, when not reached) */
+    int epoch;       /* first epoch whose test accuracy reached the target (0 = none) */
+    double seconds;  /* training + evaluation time up to the end of that epoch */
+    double accuracy; /* test accuracy at that epoch (or the last, when not reached) */
     int epochs_run;
 } bench_tta;
 

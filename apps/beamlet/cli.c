@@ -29,8 +29,10 @@ bl_status cli_parse(int argc, char **argv, int first, cli_flag *flags, int nflag
             char valid[1024] = "";
             size_t used = 0;
             for (int k = 0; k < nflags && used < sizeof valid; k++)
-                used += (size_t)snprintf(valid + used, sizeof valid - used, "%s--%s", k ? ", " : "", flags[k].name);
-            return bl_error(BL_ERR_INVALID_ARG, "unknown option '--%.*s' (valid: %s, --help)", (int)len, name, valid);
+                used += (size_t)snprintf(valid + used, sizeof valid - used, "%s--%s", k ? ", " : "",
+                                         flags[k].name);
+            return bl_error(BL_ERR_INVALID_ARG, "unknown option '--%.*s' (valid: %s, --help)", (int)len, name,
+                            valid);
         }
         if (eq) {
             f->value = eq + 1;
@@ -62,7 +64,8 @@ bl_status cli_get_int(const cli_flag *flags, int nflags, const char *name, long 
     errno = 0;
     long x = v ? strtol(v, &end, 10) : 0;
     if (!v || !*v || *end || errno || x < min || x > max)
-        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected an integer in [%ld, %ld]", name, v ? v : "", min, max);
+        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected an integer in [%ld, %ld]", name, v ? v : "",
+                        min, max);
     *out = x;
     return BL_OK;
 }
@@ -74,7 +77,8 @@ bl_status cli_get_float(const cli_flag *flags, int nflags, const char *name, dou
     errno = 0;
     double x = v ? strtod(v, &end) : 0;
     if (!v || !*v || *end || errno || !(x >= min && x <= max))
-        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected a number in [%g, %g]", name, v ? v : "", min, max);
+        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected a number in [%g, %g]", name, v ? v : "", min,
+                        max);
     *out = x;
     return BL_OK;
 }

@@ -5,8 +5,8 @@
 #include "beamlet/core.h"
 
 typedef struct cli_flag {
-    const char *name;   /* without the leading dashes */
-    const char *value;  /* default, replaced by the parsed value */
+    const char *name;  /* without the leading dashes */
+    const char *value; /* default, replaced by the parsed value */
     const char *help;
 } cli_flag;
 

@@ -38,7 +38,6 @@
 #include "beamlet/cuda.h"
 #endif
 
-
 #define EPOCH_IMAGES 50000
 /* The PyTorch reference recipe in DESIGN.md first reached 93% Fashion-MNIST test accuracy after
  * epoch 13 (93.6%); the extrapolation assumes beamlet's trainer needs as many epochs. */
@@ -87,8 +86,10 @@ static void write_throughput(bl_json_writer *w, const char *model, const char *p
 
 static void key_num(bl_json_writer *w, const char *key, double v, bool have) {
     bl_json_write_key(w, key);
-    if (have) bl_json_write_double(w, v);
-    else bl_json_write_null(w);
+    if (have)
+        bl_json_write_double(w, v);
+    else
+        bl_json_write_null(w);
 }
 
 static void key_str(bl_json_writer *w, const char *key, const char *v) {
@@ -129,11 +130,15 @@ static void run_tta(bl_json_writer *w, const bench_args *a, const char *device, 
                100 * a->tta_target, id, c.width, c.batch_size, c.epochs);
         fflush(stdout);
         bl_status s = bench_time_to_accuracy(&c, a->tta_target, &t);
-        key_str(w, "method", a->tta_limit ? "measured_on_subset" : s == BL_OK && t.reached ? "measured" : "not_reached");
+        key_str(w, "method",
+                a->tta_limit              ? "measured_on_subset"
+                : s == BL_OK && t.reached ? "measured"
+                                          : "not_reached");
         bl_json_write_key(w, "train_limit");
         bl_json_write_int(w, a->tta_limit);
-        key_str(w, "recipe", "bl_training_config_default (ResNet-18, CIFAR stem, 1 input channel, SGD Nesterov 0.9, "
-                             "weight decay 5e-4, one-cycle, pad-4 crop + flip) with width, batch and epochs below");
+        key_str(w, "recipe",
+                "bl_training_config_default (ResNet-18, CIFAR stem, 1 input channel, SGD Nesterov 0.9, "
+                "weight decay 5e-4, one-cycle, pad-4 crop + flip) with width, batch and epochs below");
         bl_json_write_key(w, "width");
         bl_json_write_int(w, c.width);
         bl_json_write_key(w, "batch");
@@ -147,7 +152,8 @@ static void run_tta(bl_json_writer *w, const bench_args *a, const char *device, 
             key_num(w, "accuracy", t.accuracy, true);
             key_str(w, "metrics", "beamlet-out/bench/<experiment>/metrics.jsonl (not committed)");
             printf("  time to %.0f%%: %s after %d epochs, %.1f s (accuracy %.2f%%)\n", 100 * a->tta_target,
-                   t.reached ? "reached" : "NOT reached", t.reached ? t.epoch : t.epochs_run, t.seconds, 100 * t.accuracy);
+                   t.reached ? "reached" : "NOT reached", t.reached ? t.epoch : t.epochs_run, t.seconds,
+                   100 * t.accuracy);
         } else {
             key_num(w, "seconds", 0, false);
             key_str(w, "error", bl_last_error());
@@ -157,10 +163,11 @@ static void run_tta(bl_json_writer *w, const bench_args *a, const char *device, 
         double s = REFERENCE_EPOCHS_TO_93 * (double)FASHION_TRAIN_IMAGES / train_img_s;
         key_str(w, "method", "extrapolated");
         key_num(w, "seconds", s, true);
-        key_str(w, "basis", "13 epochs (the PyTorch reference recipe in DESIGN.md first reached 93% after epoch 13) x "
-                            "60,000 Fashion-MNIST training images / this device's measured training img/s (3-channel "
-                            "CIFAR ResNet-18 step, no data loading or evaluation); assumes beamlet's trainer needs as "
-                            "many epochs. Not a training run: use --time_to_accuracy to measure.");
+        key_str(w, "basis",
+                "13 epochs (the PyTorch reference recipe in DESIGN.md first reached 93% after epoch 13) x "
+                "60,000 Fashion-MNIST training images / this device's measured training img/s (3-channel "
+                "CIFAR ResNet-18 step, no data loading or evaluation); assumes beamlet's trainer needs as "
+                "many epochs. Not a training run: use --time_to_accuracy to measure.");
     } else {
         key_str(w, "method", "not_measured");
         key_num(w, "seconds", 0, false);
@@ -178,14 +185,17 @@ static void run_first_prediction(bl_json_writer *w, const bench_args *a, const c
     snprintf(out_dir, sizeof out_dir, "beamlet-out/bench/first-prediction-%s", device);
     sanitize(out_dir + strlen("beamlet-out/bench/"));
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "beamlet infer --device=%s --weights=%s --output=%s --limit=1 --batch_size=1 --top_k=1",
+    snprintf(cmd, sizeof cmd,
+             "beamlet infer --device=%s --weights=%s --output=%s --limit=1 --batch_size=1 --top_k=1",
              infer_device, a->weights, out_dir);
     key_str(w, "command", cmd);
-    key_str(w, "method", "wall time from spawning the child process to its exit (process start, data and model "
-                         "loading, one prediction, writing it); the best of the runs (the first warms the file cache)");
+    key_str(w, "method",
+            "wall time from spawning the child process to its exit (process start, data and model "
+            "loading, one prediction, writing it); the best of the runs (the first warms the file cache)");
     if (n <= 0 || !bl_file_exists(a->weights)) {
         key_num(w, "seconds", 0, false);
-        key_str(w, "error", n <= 0 ? "cannot find this executable (/proc/self/exe)" : "no model file (--weights)");
+        key_str(w, "error",
+                n <= 0 ? "cannot find this executable (/proc/self/exe)" : "no model file (--weights)");
         bl_json_write_end_object(w);
         printf("  first prediction: not measured (%s)\n", n <= 0 ? "no /proc/self/exe" : "no model file");
         return;
@@ -197,7 +207,8 @@ static void run_first_prediction(bl_json_writer *w, const bench_args *a, const c
     bl_json_write_begin_array(w);
     for (int i = 0; i < runs; i++) {
         double s;
-        if (bench_first_prediction(exe, infer_device, a->weights, out_dir, &s, &rc) != BL_OK || rc != 0) break;
+        if (bench_first_prediction(exe, infer_device, a->weights, out_dir, &s, &rc) != BL_OK || rc != 0)
+            break;
         bl_json_write_double(w, s);
         if (best < 0 || s < best) best = s;
     }
@@ -214,7 +225,8 @@ static void run_first_prediction(bl_json_writer *w, const bench_args *a, const c
     bl_json_write_end_object(w);
 }
 
-static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *name, const bench_machine *m) {
+static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *name,
+                            const bench_machine *m) {
     bl_device *dev;
     BL_TRY(bl_device_get(name, &dev));
     bool cuda = bl_device_get_kind(dev) == BL_DEVICE_CUDA;
@@ -228,9 +240,11 @@ static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *
         tr.min_steps *= 5;
     }
     char label[300];
-    if (cuda) snprintf(label, sizeof label, "%s: %s", bl_device_name(dev), bl_device_description(dev));
-    else snprintf(label, sizeof label, "%s: %s (%d logical CPUs)", bl_device_name(dev), *m->cpu_model ? m->cpu_model : "CPU",
-                  m->logical_cpus);
+    if (cuda)
+        snprintf(label, sizeof label, "%s: %s", bl_device_name(dev), bl_device_description(dev));
+    else
+        snprintf(label, sizeof label, "%s: %s (%d logical CPUs)", bl_device_name(dev),
+                 *m->cpu_model ? m->cpu_model : "CPU", m->logical_cpus);
     printf("%s [%s]\n", label, bl_device_backend_name(dev));
     fflush(stdout);
     bl_json_write_begin_object(w);
@@ -248,10 +262,11 @@ static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *
     bl_json_write_key(w, "cifar_resnet18");
     bl_status s1 = bench_resnet18_throughput(dev, BL_RESNET_STEM_CIFAR, 32, 10, b.infer_cifar, false, &inf,
                                              "CIFAR ResNet-18 inference", &t1);
-    write_throughput(w, "ResNet-18, CIFAR stem, width 64, 10 classes, 3x32x32, batch norm folded", "f32", s1, &t1);
+    write_throughput(w, "ResNet-18, CIFAR stem, width 64, 10 classes, 3x32x32, batch norm folded", "f32", s1,
+                     &t1);
     bl_json_write_key(w, "imagenet_resnet18");
-    bl_status s2 = bench_resnet18_throughput(dev, BL_RESNET_STEM_IMAGENET, 224, 1000, b.infer_224, false, &inf,
-                                             "ResNet-18 224x224 inference", &t2);
+    bl_status s2 = bench_resnet18_throughput(dev, BL_RESNET_STEM_IMAGENET, 224, 1000, b.infer_224, false,
+                                             &inf, "ResNet-18 224x224 inference", &t2);
     write_throughput(w, "torchvision ResNet-18, 1000 classes, 3x224x224, batch norm folded", "f32", s2, &t2);
     bl_json_write_end_object(w);
     printf("  inference: CIFAR ResNet-18 %.1f img/s (batch %d), ResNet-18 224x224 %.1f img/s (batch %d)\n",
@@ -264,8 +279,9 @@ static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *
     key_str(w, "model", "ResNet-18, CIFAR stem, width 64, 10 classes, 3x32x32");
     key_str(w, "precision", "f32");
     key_str(w, "method", "measured_per_step_and_scaled");
-    key_str(w, "note", "timed training steps (forward, loss, backward, SGD Nesterov) on device-resident random data, "
-                       "no data loading, augmentation or evaluation; epoch = 50,000 images / img_per_s");
+    key_str(w, "note",
+            "timed training steps (forward, loss, backward, SGD Nesterov) on device-resident random data, "
+            "no data loading, augmentation or evaluation; epoch = 50,000 images / img_per_s");
     bl_json_write_key(w, "epoch_images");
     bl_json_write_int(w, EPOCH_IMAGES);
     if (s3 == BL_OK) {
@@ -294,8 +310,8 @@ static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *
     return BL_OK;
 }
 
-static void write_header(bl_json_writer *w, int argc, char **argv, const bench_args *a, const bench_machine *m,
-                         const char *date) {
+static void write_header(bl_json_writer *w, int argc, char **argv, const bench_args *a,
+                         const bench_machine *m, const char *date) {
     key_str(w, "schema", "beamlet-bench/1");
     key_str(w, "kind", "measured");
     key_str(w, "date", date);
@@ -348,8 +364,10 @@ static void write_versions(bl_json_writer *w, const char *cpu_description) {
     char onednn[32] = "";
     if (d) sscanf(d + 7, "%31[0-9.]", onednn);
     bl_json_write_key(w, "onednn");
-    if (*onednn) bl_json_write_string(w, onednn);
-    else bl_json_write_null(w);
+    if (*onednn)
+        bl_json_write_string(w, onednn);
+    else
+        bl_json_write_null(w);
 #ifdef BEAMLET_HAVE_CUDA
     bl_cuda_versions v;
     if (bl_cuda_device_count() > 0 && bl_cuda_versions_get(&v) == BL_OK) {
@@ -378,8 +396,10 @@ static int run(int argc, char **argv, const bench_args *a) {
     char host[64];
     snprintf(host, sizeof host, "%s", *m.host ? m.host : "host");
     sanitize(host);
-    if (*a->output) snprintf(output, sizeof output, "%s", a->output);
-    else snprintf(output, sizeof output, "bench/results/%s-%s.json", host, day);
+    if (*a->output)
+        snprintf(output, sizeof output, "%s", a->output);
+    else
+        snprintf(output, sizeof output, "bench/results/%s-%s.json", host, day);
 
     /* Devices: the list given, else the CPU and every GPU present. */
     char list[512];
@@ -391,7 +411,8 @@ static int run(int argc, char **argv, const bench_args *a) {
             len += snprintf(list + len, sizeof list - (size_t)len, ",cuda:%d", i);
     }
     printf("beamlet bench%s: devices %s; results to %s\n", a->quick ? " --quick" : "", list, output);
-    printf("(a benchmark on a shared machine is only as quiet as the machine: the load average is recorded)\n");
+    printf(
+        "(a benchmark on a shared machine is only as quiet as the machine: the load average is recorded)\n");
     fflush(stdout);
     char cpu_description[256] = "";
     bl_device *cpu;
@@ -452,15 +473,18 @@ int cmd_bench(int argc, char **argv) {
     cli_flag flags[] = {
         {"devices", "", "comma-separated devices, e.g. cpu,cuda:0; empty: the CPU and every GPU present"},
         {"quick", "false", "fewer steps per figure (minutes on a 2-core CPU, seconds on a GPU)"},
-        {"time_to_accuracy", "false", "train with bl_train until the target accuracy (expensive: hours on a CPU); "
-                                      "otherwise time to accuracy is extrapolated and labelled so"},
+        {"time_to_accuracy", "false",
+         "train with bl_train until the target accuracy (expensive: hours on a CPU); "
+         "otherwise time to accuracy is extrapolated and labelled so"},
         {"target_accuracy", "0.93", "Fashion-MNIST test accuracy the time-to-accuracy figure aims for"},
         {"tta_epochs", "15", "with --time_to_accuracy: epochs at most (the shipped recipe's 15)"},
         {"tta_width", "64", "with --time_to_accuracy: ResNet-18 base width"},
         {"tta_batch_size", "512", "with --time_to_accuracy: batch size"},
-        {"tta_limit", "0", "with --time_to_accuracy: train and test on the first N images only (a smoke test, "
-                           "labelled measured_on_subset; 0 = all)"},
-        {"weights", "models/fashion-resnet18-w8.safetensors", "the model `beamlet infer` loads for time to first prediction"},
+        {"tta_limit", "0",
+         "with --time_to_accuracy: train and test on the first N images only (a smoke test, "
+         "labelled measured_on_subset; 0 = all)"},
+        {"weights", "models/fashion-resnet18-w8.safetensors",
+         "the model `beamlet infer` loads for time to first prediction"},
         {"output", "", "results file; empty: bench/results/<host>-<date>.json"},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
@@ -470,13 +494,16 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
     if (help) {
-        cli_usage("bench", "Runs the standard benchmark suite on each device (inference img/s, training time for 1 and\n"
-                  "10 epochs of 50,000 CIFAR-sized images, time to accuracy, time to first prediction) and writes\n"
-                  "one JSON results file with the machine, versions and date. Run from the repository root.",
-                  flags, n);
+        cli_usage(
+            "bench",
+            "Runs the standard benchmark suite on each device (inference img/s, training time for 1 and\n"
+            "10 epochs of 50,000 CIFAR-sized images, time to accuracy, time to first prediction) and writes\n"
+            "one JSON results file with the machine, versions and date. Run from the repository root.",
+            flags, n);
         return 0;
     }
-    bench_args a = {.devices = cli_get(flags, n, "devices"), .output = cli_get(flags, n, "output"),
+    bench_args a = {.devices = cli_get(flags, n, "devices"),
+                    .output = cli_get(flags, n, "output"),
                     .weights = cli_get(flags, n, "weights")};
     a.quick = strcmp(cli_get(flags, n, "quick"), "false") != 0;
     a.tta = strcmp(cli_get(flags, n, "time_to_accuracy"), "false") != 0;

@@ -9,7 +9,6 @@
 #include "beamlet/cheatsheet.h"
 #include "cli.h"
 
-
 /* "cpu=n1-standard-2,cuda:0=H100" -> one mapping per pair. */
 static bl_status add_price_map(bl_cheatsheet *cs, const char *spec) {
     char buf[1024];
@@ -39,7 +38,8 @@ static bl_status add_results(bl_cheatsheet *cs, const char *spec, int *count) {
     }
     glob_t g;
     if (glob("bench/results/*.json", 0, NULL, &g) != 0)
-        return bl_error(BL_ERR_NOT_FOUND, "no bench/results/*.json here (run from the repository root, or pass --results)");
+        return bl_error(BL_ERR_NOT_FOUND,
+                        "no bench/results/*.json here (run from the repository root, or pass --results)");
     for (size_t i = 0; i < g.gl_pathc; i++) {
         bl_status s = bl_cheatsheet_add_results(cs, g.gl_pathv[i]);
         if (s == BL_OK) {
@@ -57,9 +57,11 @@ static bl_status add_results(bl_cheatsheet *cs, const char *spec, int *count) {
 
 int cmd_cheatsheet(int argc, char **argv) {
     cli_flag flags[] = {
-        {"results", "", "comma-separated bench results files; empty: every beamlet-bench file in bench/results/"},
+        {"results", "",
+         "comma-separated bench results files; empty: every beamlet-bench file in bench/results/"},
         {"prices", "docs/prices.json", "the prices file (device, $/hour, source, date)"},
-        {"price_map", "", "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100; empty: the prices file's rules"},
+        {"price_map", "",
+         "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100; empty: the prices file's rules"},
         {"markdown", "docs/cheatsheet.md", "where the table goes"},
         {"charts_dir", "docs/charts", "where throughput.svg and cost.svg go"},
     };
@@ -70,9 +72,11 @@ int cmd_cheatsheet(int argc, char **argv) {
         return 2;
     }
     if (help) {
-        cli_usage("cheatsheet", "Combines `beamlet bench` results and a prices file into the cost-versus-speed table\n"
-                  "(Markdown) and two SVG bar charts. Devices not measured here appear only as marked estimates.",
-                  flags, n);
+        cli_usage(
+            "cheatsheet",
+            "Combines `beamlet bench` results and a prices file into the cost-versus-speed table\n"
+            "(Markdown) and two SVG bar charts. Devices not measured here appear only as marked estimates.",
+            flags, n);
         return 0;
     }
     bl_cheatsheet *cs = NULL;
@@ -100,8 +104,8 @@ int cmd_cheatsheet(int argc, char **argv) {
         const bl_cheatsheet_row *r = bl_cheatsheet_row_at(cs, i);
         char t[32];
         bl_cheatsheet_format_duration(r->train10_s, t, sizeof t);
-        printf("  %-9s %-50s %10.1f img/s  10 epochs %-9s  %s\n", r->measured ? "measured" : "ESTIMATE", r->label,
-               r->infer_cifar_img_s, t, *r->price_name ? r->price_name : "(no price)");
+        printf("  %-9s %-50s %10.1f img/s  10 epochs %-9s  %s\n", r->measured ? "measured" : "ESTIMATE",
+               r->label, r->infer_cifar_img_s, t, *r->price_name ? r->price_name : "(no price)");
     }
     printf("wrote %s, %s, %s\n", cli_get(flags, n, "markdown"), thr, cost);
     bl_cheatsheet_free(cs);

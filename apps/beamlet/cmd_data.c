@@ -15,12 +15,15 @@ static int inspect(const char *name, const char *dir, const char *grid, uint64_t
     const char *d = dir && *dir ? dir : NULL;
     for (int split = 0; split < 2; split++) {
         bl_dataset ds;
-        bl_status s = fashion ? bl_fashion_mnist_load(d, split == 0, &ds) : bl_cifar10_load(d, split == 0, &ds);
+        bl_status s =
+            fashion ? bl_fashion_mnist_load(d, split == 0, &ds) : bl_cifar10_load(d, split == 0, &ds);
         if (s != BL_OK) {
             fprintf(stderr, "beamlet data: %s\n", bl_last_error());
             if (fashion && !d)
-                fprintf(stderr, "  (Fashion-MNIST comes from the package dataset-fashion-mnist: scripts/setup.sh installs it)\n");
-            if (!fashion) fprintf(stderr, "  (tools/fetch_cifar10.sh downloads CIFAR-10 where there is internet)\n");
+                fprintf(stderr, "  (Fashion-MNIST comes from the package dataset-fashion-mnist: "
+                                "scripts/setup.sh installs it)\n");
+            if (!fashion)
+                fprintf(stderr, "  (tools/fetch_cifar10.sh downloads CIFAR-10 where there is internet)\n");
             return 1;
         }
         int64_t hist[256] = {0};
@@ -52,7 +55,8 @@ int cmd_data(int argc, char **argv) {
     int n = (int)(sizeof flags / sizeof flags[0]);
     bool help;
     long seed;
-    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK || cli_get_int(flags, n, "seed", 0, 1L << 40, &seed) != BL_OK) {
+    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK ||
+        cli_get_int(flags, n, "seed", 0, 1L << 40, &seed) != BL_OK) {
         fprintf(stderr, "beamlet data: %s\n", bl_last_error());
         return 2;
     }
@@ -60,5 +64,6 @@ int cmd_data(int argc, char **argv) {
         cli_usage("data", "Shows a dataset's splits, class counts and a grid of samples.", flags, n);
         return 0;
     }
-    return inspect(cli_get(flags, n, "dataset"), cli_get(flags, n, "data_dir"), cli_get(flags, n, "grid"), (uint64_t)seed);
+    return inspect(cli_get(flags, n, "dataset"), cli_get(flags, n, "data_dir"), cli_get(flags, n, "grid"),
+                   (uint64_t)seed);
 }

@@ -75,10 +75,11 @@ static int run(const cli_flag *flags, int nflags) {
         bl_tensor logits;
         /* Linear warm-up over the first 5 steps keeps the first updates of a fresh network tame. */
         float step_lr = (float)lr * (step < 5 ? (float)(step + 1) / 5.0f : 1.0f);
-        if (bl_tensor_upload_nchw_f32(&x, host_x) != BL_OK || bl_tensor_copy_from_host(&labels, host_y) != BL_OK ||
+        if (bl_tensor_upload_nchw_f32(&x, host_x) != BL_OK ||
+            bl_tensor_copy_from_host(&labels, host_y) != BL_OK ||
             bl_model_forward(model, &x, BL_FORWARD_TRAIN, &logits) != BL_OK ||
-            bl_model_backward(model, &labels, 0.0f, &loss) != BL_OK || bl_optimizer_step(opt, step_lr) != BL_OK ||
-            bl_tensor_copy_to_host(&loss, &l) != BL_OK)
+            bl_model_backward(model, &labels, 0.0f, &loss) != BL_OK ||
+            bl_optimizer_step(opt, step_lr) != BL_OK || bl_tensor_copy_to_host(&loss, &l) != BL_OK)
             goto done;
         if (step == 0) first_loss = l;
         window = step == 0 ? l : 0.8 * window + 0.2 * l;
@@ -149,7 +150,8 @@ int cmd_demo(int argc, char **argv) {
         return 2;
     }
     if (help) {
-        cli_usage("demo", "Trains a narrow CIFAR ResNet-18 on generated images and shows the loss falling.", flags, n);
+        cli_usage("demo", "Trains a narrow CIFAR ResNet-18 on generated images and shows the loss falling.",
+                  flags, n);
         return 0;
     }
     int rc = run(flags, n);

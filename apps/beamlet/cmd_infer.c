@@ -10,7 +10,8 @@
 #include "beamlet/ml_inference.h"
 #include "cli.h"
 
-#define TRAIN_HINT "build/beamlet train --width=8 --epochs=4 --experiment_id=fashion-resnet18-w8 --output_dir=beamlet-out"
+#define TRAIN_HINT                                                                                           \
+    "build/beamlet train --width=8 --epochs=4 --experiment_id=fashion-resnet18-w8 --output_dir=beamlet-out"
 
 typedef struct infer_args {
     const char *dataset, *data_dir, *images, *weights, *device, *output, *hints;
@@ -36,7 +37,8 @@ static bl_status read_args(const cli_flag *f, int n, infer_args *a) {
     BL_TRY(cli_get_int(f, n, "crop", 1, 65536, &a->crop));
     BL_TRY(cli_get_int(f, n, "num_shards", 1, 1024, &a->shards));
     if (a->min_batch > a->batch)
-        return bl_error(BL_ERR_INVALID_ARG, "--min_batch_size=%ld is larger than --batch_size=%ld", a->min_batch, a->batch);
+        return bl_error(BL_ERR_INVALID_ARG, "--min_batch_size=%ld is larger than --batch_size=%ld",
+                        a->min_batch, a->batch);
     if (strcmp(a->dataset, "fashion-mnist") != 0 && strcmp(a->dataset, "folder") != 0)
         return bl_error(BL_ERR_INVALID_ARG, "--dataset=%s: expected fashion-mnist or folder", a->dataset);
     if (strcmp(a->dataset, "folder") == 0 && !*a->images)
@@ -53,8 +55,8 @@ static bl_status pipeline_options(const cli_flag *f, int n, bl_options **out) {
     return BL_OK;
 }
 
-static void print_summary(const char *json, const infer_args *a, const bl_inference_report *r, const bl_accuracy *acc,
-                          double seconds, int64_t dead) {
+static void print_summary(const char *json, const infer_args *a, const bl_inference_report *r,
+                          const bl_accuracy *acc, double seconds, int64_t dead) {
     printf("%lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
            (long long)r->inferences, seconds, seconds > 0 ? (double)r->inferences / seconds : 0.0,
            r->model_seconds > 0 ? (double)r->inferences / r->model_seconds : 0.0, (long long)r->batches,
@@ -67,7 +69,8 @@ static void print_summary(const char *json, const infer_args *a, const bl_infere
         printf("accuracy: no labels (a folder without class subfolders)\n");
     printf("model loaded in %.0f ms; %lld failed batches; %lld dead letters\n", r->load_model_ms,
            (long long)r->failed_batches, (long long)dead);
-    printf("predictions:  %s/predictions-*.jsonl\ndead letters: %s/dead_letter-*.jsonl\nsummary:      %s/summary.json\n",
+    printf("predictions:  %s/predictions-*.jsonl\ndead letters: %s/dead_letter-*.jsonl\nsummary:      "
+           "%s/summary.json\n",
            a->output, a->output, a->output);
     printf("%s", json);
 }
@@ -77,17 +80,21 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
     bl_pipeline *p = NULL;
     bl_image_folder *names_folder = NULL;
     if (!bl_file_exists(a->weights)) {
-        fprintf(stderr, "beamlet infer: no model at %s. Train it from the repository root with:\n  %s\n"
+        fprintf(stderr,
+                "beamlet infer: no model at %s. Train it from the repository root with:\n  %s\n"
                 "  mkdir -p models && cp beamlet-out/fashion-resnet18-w8/model.safetensors %s\n"
-                "or pass --weights=PATH to a torchvision-layout ResNet-18/34.\n", a->weights, TRAIN_HINT, a->weights);
+                "or pass --weights=PATH to a torchvision-layout ResNet-18/34.\n",
+                a->weights, TRAIN_HINT, a->weights);
         return 1;
     }
     bool folder = strcmp(a->dataset, "folder") == 0;
     bl_resnet_config rc;
     if (bl_model_handler_peek(a->weights, &rc) != BL_OK) goto fail;
     if (folder && rc.in_channels != 3) {
-        fprintf(stderr, "beamlet infer: %s takes %d-channel images, but photos from a folder are RGB; use a "
-                "3-channel model (e.g. a torchvision ResNet saved as safetensors)\n", a->weights, rc.in_channels);
+        fprintf(stderr,
+                "beamlet infer: %s takes %d-channel images, but photos from a folder are RGB; use a "
+                "3-channel model (e.g. a torchvision ResNet saved as safetensors)\n",
+                a->weights, rc.in_channels);
         return 2;
     }
     if (pipeline_options(f, nf, &opts) != BL_OK || bl_pipeline_new(opts, &p) != BL_OK) goto fail;
@@ -114,7 +121,8 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
         /* Class subfolders name the classes when they match the model's (ImageFolder's order). */
         if (s == BL_OK && bl_image_folder_open(a->images, &names_folder) == BL_OK &&
             bl_image_folder_num_classes(names_folder) == rc.num_classes && rc.num_classes <= 1000) {
-            for (int k = 0; k < rc.num_classes; k++) folder_names[k] = bl_image_folder_class_name(names_folder, k);
+            for (int k = 0; k < rc.num_classes; k++)
+                folder_names[k] = bl_image_folder_class_name(names_folder, k);
             cfg.class_names = folder_names;
             cfg.num_class_names = rc.num_classes;
         }
@@ -133,7 +141,8 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
     names_folder = NULL;
     bl_pcoll *both[2] = {infer_dead, decode_dead};
     if (s == BL_OK) s = bl_flatten(p, "DeadLetters", both, decode_dead ? 2 : 1, &dead);
-    if (s == BL_OK) s = bl_write_text(p, "WritePredictions", pred, pred_prefix, ".jsonl", (int)a->shards, BL_TEXT_JSON);
+    if (s == BL_OK)
+        s = bl_write_text(p, "WritePredictions", pred, pred_prefix, ".jsonl", (int)a->shards, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_write_text(p, "WriteDeadLetters", dead, dead_prefix, ".jsonl", 1, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_combine_globally(p, "Accuracy", pred, bl_combine_accuracy(), &accuracy);
     if (s == BL_OK) s = bl_pipeline_collect(p, accuracy);
@@ -151,21 +160,24 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
         bl_buf j = {0};
         bl_buf_printf(&j, "{\"command\": \"infer\", \"dataset\": \"%s\", \"weights\": ", a->dataset);
         bl_coder_to_json(bl_coder_string(), a->weights, &j);
-        bl_buf_printf(&j, ", \"device\": \"%s\", \"allow_cpu_fallback\": %s, \"runner\": \"%s\", \"workers\": %d, "
-                      "\"images\": %lld, \"dead_letters\": %lld, \"failed_batches\": %lld, \"seconds\": %.3f, "
-                      "\"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"mean_batch_size\": %.2f, "
-                      "\"load_model_ms\": %.1f, \"top_k\": %ld, \"accuracy\": ", a->device,
-                      a->fallback ? "true" : "false", bl_pipeline_runner_name(p),
-                      strcmp(bl_pipeline_runner_name(p), "direct") == 0 ? 1 : bl_pipeline_num_workers(p),
-                      (long long)r.inferences, (long long)ndead, (long long)r.failed_batches, seconds,
-                      seconds > 0 ? (double)r.inferences / seconds : 0.0,
-                      r.model_seconds > 0 ? (double)r.inferences / r.model_seconds : 0.0, r.mean_batch_size,
-                      r.load_model_ms, a->top_k);
+        bl_buf_printf(
+            &j,
+            ", \"device\": \"%s\", \"allow_cpu_fallback\": %s, \"runner\": \"%s\", \"workers\": %d, "
+            "\"images\": %lld, \"dead_letters\": %lld, \"failed_batches\": %lld, \"seconds\": %.3f, "
+            "\"images_per_s\": %.1f, \"model_images_per_s\": %.1f, \"mean_batch_size\": %.2f, "
+            "\"load_model_ms\": %.1f, \"top_k\": %ld, \"accuracy\": ",
+            a->device, a->fallback ? "true" : "false", bl_pipeline_runner_name(p),
+            strcmp(bl_pipeline_runner_name(p), "direct") == 0 ? 1 : bl_pipeline_num_workers(p),
+            (long long)r.inferences, (long long)ndead, (long long)r.failed_batches, seconds,
+            seconds > 0 ? (double)r.inferences / seconds : 0.0,
+            r.model_seconds > 0 ? (double)r.inferences / r.model_seconds : 0.0, r.mean_batch_size,
+            r.load_model_ms, a->top_k);
         bl_coder_to_json(bl_coder_accuracy(), acc, &j);
         bl_buf_printf(&j, ", \"output\": ");
         bl_coder_to_json(bl_coder_string(), a->output, &j);
         bl_buf_printf(&j, "}\n");
-        s = j.data ? bl_file_write_atomic(summary_path, j.data, j.len) : bl_error(BL_ERR_OUT_OF_MEMORY, "summary");
+        s = j.data ? bl_file_write_atomic(summary_path, j.data, j.len)
+                   : bl_error(BL_ERR_OUT_OF_MEMORY, "summary");
         if (s == BL_OK) print_summary((const char *)j.data, a, &r, acc, seconds, ndead);
         bl_buf_free(&j);
         bl_coder_free_value(bl_coder_accuracy(), acc);
@@ -187,7 +199,8 @@ int cmd_infer(int argc, char **argv) {
         {"dataset", "fashion-mnist", "fashion-mnist (the test split) or folder (JPEG/PNG photos)"},
         {"data_dir", "", "Fashion-MNIST location (default: its standard place)"},
         {"images", "", "with --dataset=folder: the folder (class subfolders give labels)"},
-        {"weights", "models/fashion-resnet18-w8.safetensors", "the model: a torchvision-layout ResNet as safetensors"},
+        {"weights", "models/fashion-resnet18-w8.safetensors",
+         "the model: a torchvision-layout ResNet as safetensors"},
         {"device", "auto", "cpu, gpu or auto (GPU when one is visible); cpu_ref for the plain-C oracle"},
         {"allow_cpu_fallback", "false", "with --device=gpu and no GPU: run on the CPU, with a loud warning"},
         {"batch_size", "64", "largest batch handed to the model"},
@@ -211,8 +224,10 @@ int cmd_infer(int argc, char **argv) {
         return 2;
     }
     if (help) {
-        cli_usage("infer", "Runs images through a ResNet with RunInference (stages 1 and 2 of the learning path);\n"
-                  "writes predictions and dead letters as JSON lines and the figures as summary.json.", flags, n);
+        cli_usage("infer",
+                  "Runs images through a ResNet with RunInference (stages 1 and 2 of the learning path);\n"
+                  "writes predictions and dead letters as JSON lines and the figures as summary.json.",
+                  flags, n);
         return 0;
     }
     infer_args a;

@@ -20,8 +20,10 @@ static const command commands[] = {
     {"infer", cmd_infer, "stages 1-2: run images through a ResNet with RunInference, predictions as JSON"},
     {"train", cmd_stage_train, "stage 3: train a ResNet in a pipeline (checkpoints every epoch, resumes)"},
     {"sweep", cmd_stage_sweep, "stage 4: a parallel hyperparameter sweep; the best model is deployed"},
-    {"bench", cmd_bench, "benchmark suite on every device (img/s, training time, time to accuracy, first prediction) as JSON"},
-    {"cheatsheet", cmd_cheatsheet, "cost-versus-speed table (Markdown) and SVG charts from bench results and docs/prices.json"},
+    {"bench", cmd_bench,
+     "benchmark suite on every device (img/s, training time, time to accuracy, first prediction) as JSON"},
+    {"cheatsheet", cmd_cheatsheet,
+     "cost-versus-speed table (Markdown) and SVG charts from bench results and docs/prices.json"},
     {"data", cmd_data, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
 };
 

@@ -22,26 +22,26 @@ extern "C" {
 
 /* Figures that were not measured (or not given) are negative. */
 typedef struct bl_cheatsheet_row {
-    char label[BL_CHEATSHEET_TEXT];   /* "cpu: AMD EPYC (2 logical CPUs)" */
-    char device[64];                  /* "cpu", "cuda:0", "H100" (estimates) */
+    char label[BL_CHEATSHEET_TEXT];       /* "cpu: AMD EPYC (2 logical CPUs)" */
+    char device[64];                      /* "cpu", "cuda:0", "H100" (estimates) */
     char description[BL_CHEATSHEET_TEXT]; /* the backend's own words, e.g. the GPU's name */
-    bool measured;                    /* false: an estimate; `source` says whose */
+    bool measured;                        /* false: an estimate; `source` says whose */
     bool is_cpu;
-    char source[BL_CHEATSHEET_TEXT];  /* the results file, plus the estimate's origin */
-    int note;                         /* estimates: footnote number, shared by one source */
+    char source[BL_CHEATSHEET_TEXT]; /* the results file, plus the estimate's origin */
+    int note;                        /* estimates: footnote number, shared by one source */
     char date[40];
-    double infer_cifar_img_s;         /* CIFAR ResNet-18, 3x32x32 */
-    double infer_224_img_s;           /* torchvision ResNet-18, 3x224x224 */
-    double epoch_s, train10_s;        /* 50,000 images; 10 epochs */
-    bool train_scaled;                /* measured per step and scaled to 50,000 images */
-    double tta_s, tta_target;         /* time to the target test accuracy (Fashion-MNIST) */
-    bool tta_extrapolated;            /* from one measured epoch time, not a full run */
-    double first_prediction_s;        /* process start to first prediction */
-    char price_name[64];              /* the prices entry used ("" when none) */
+    double infer_cifar_img_s;  /* CIFAR ResNet-18, 3x32x32 */
+    double infer_224_img_s;    /* torchvision ResNet-18, 3x224x224 */
+    double epoch_s, train10_s; /* 50,000 images; 10 epochs */
+    bool train_scaled;         /* measured per step and scaled to 50,000 images */
+    double tta_s, tta_target;  /* time to the target test accuracy (Fashion-MNIST) */
+    bool tta_extrapolated;     /* from one measured epoch time, not a full run */
+    double first_prediction_s; /* process start to first prediction */
+    char price_name[64];       /* the prices entry used ("" when none) */
     double usd_per_hour;
     char price_source[BL_CHEATSHEET_TEXT];
-    double cost_per_job_usd;          /* usd_per_hour * train10_s / 3600 */
-    double speedup_vs_cpu;            /* CPU's train10_s / this row's train10_s */
+    double cost_per_job_usd; /* usd_per_hour * train10_s / 3600 */
+    double speedup_vs_cpu;   /* CPU's train10_s / this row's train10_s */
 } bl_cheatsheet_row;
 
 typedef struct bl_cheatsheet bl_cheatsheet;
@@ -52,13 +52,11 @@ void bl_cheatsheet_free(bl_cheatsheet *cs);
 /* Adds every device of one bench results file (measured or estimate) as a row. Malformed
  * files are BL_ERR_FORMAT naming the file and the field. */
 bl_status bl_cheatsheet_add_results(bl_cheatsheet *cs, const char *path);
-bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, size_t len,
-                                         const char *name);
+bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, size_t len, const char *name);
 /* Reads the prices file: {"currency", "cpu_default", "prices": [{"device", "kind",
  * "usd_per_hour", "source", "date", "match"}]}. */
 bl_status bl_cheatsheet_load_prices(bl_cheatsheet *cs, const char *path);
-bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, size_t len,
-                                         const char *name);
+bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, size_t len, const char *name);
 /* Prices a row explicitly: rows whose device name (or, for estimates, device) equals `device`
  * use the prices entry named `price_device`. Without one, a CPU row takes the first "cpu"
  * entry whose "match" occurs in its label (e.g. "(2 logical CPUs)"), else the file's
@@ -74,8 +72,7 @@ const bl_cheatsheet_row *bl_cheatsheet_row_at(const bl_cheatsheet *cs, int i);
 
 /* The table in Markdown (measured rows first, then estimates marked with their footnotes),
  * written atomically. `title` may be NULL. */
-bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path,
-                                       const char *title);
+bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path, const char *title);
 /* Bar charts as standalone SVG (log scale; estimates hatched grey with "estimate" in their
  * label): CIFAR ResNet-18 inference img/s per device, and cost of one 10-epoch job. */
 bl_status bl_cheatsheet_write_svg_throughput(const bl_cheatsheet *cs, const char *path);

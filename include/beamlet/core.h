@@ -19,39 +19,37 @@ extern "C" {
 
 typedef enum bl_status {
     BL_OK = 0,
-    BL_ERR_INVALID_ARG,  /* the caller passed something malformed */
+    BL_ERR_INVALID_ARG, /* the caller passed something malformed */
     BL_ERR_OUT_OF_MEMORY,
-    BL_ERR_IO,           /* open/read/write/rename failed */
-    BL_ERR_FORMAT,       /* a file or string does not follow its format */
-    BL_ERR_UNSUPPORTED,  /* valid request this build or backend cannot do */
+    BL_ERR_IO,          /* open/read/write/rename failed */
+    BL_ERR_FORMAT,      /* a file or string does not follow its format */
+    BL_ERR_UNSUPPORTED, /* valid request this build or backend cannot do */
     BL_ERR_NOT_FOUND,
-    BL_ERR_DEVICE,       /* a device or its driver/library reported a failure */
-    BL_ERR_INTERNAL,     /* a broken invariant inside beamlet */
+    BL_ERR_DEVICE,   /* a device or its driver/library reported a failure */
+    BL_ERR_INTERNAL, /* a broken invariant inside beamlet */
 } bl_status;
 
 /* Sets the calling thread's error message (printf-style) and returns `status`, so that
  * `return bl_error(BL_ERR_IO, "%s: %s", path, strerror(errno));` reads naturally. */
-bl_status bl_error(bl_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+bl_status bl_error(bl_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefixes context to the current message: "context: previous message". Returns `status`. */
-bl_status bl_error_context(bl_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+bl_status bl_error_context(bl_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The calling thread's last message ("" when none). Valid until the next bl_error call. */
 const char *bl_last_error(void);
 void bl_clear_error(void);
 const char *bl_status_name(bl_status status);
 
 /* Propagate a failure unchanged. */
-#define BL_TRY(expr)                                                                         \
-    do {                                                                                     \
-        bl_status bl_try_status_ = (expr);                                                   \
-        if (bl_try_status_ != BL_OK) return bl_try_status_;                                  \
+#define BL_TRY(expr)                                                                                         \
+    do {                                                                                                     \
+        bl_status bl_try_status_ = (expr);                                                                   \
+        if (bl_try_status_ != BL_OK) return bl_try_status_;                                                  \
     } while (0)
 
 /* For broken invariants only: prints and aborts. */
-#define BL_ASSERT(cond)                                                                      \
-    do {                                                                                     \
-        if (!(cond)) bl_panic(__FILE__, __LINE__, #cond);                                    \
+#define BL_ASSERT(cond)                                                                                      \
+    do {                                                                                                     \
+        if (!(cond)) bl_panic(__FILE__, __LINE__, #cond);                                                    \
     } while (0)
 #ifdef __cplusplus
 [[noreturn]] void bl_panic(const char *file, int line, const char *what);
@@ -96,7 +94,7 @@ const char *bl_dtype_name(bl_dtype dtype);
 float bl_bf16_to_f32(uint16_t v);
 uint16_t bl_f32_to_bf16(float v); /* round to nearest even; NaN stays NaN */
 float bl_f16_to_f32(uint16_t v);
-uint16_t bl_f32_to_f16(float v);  /* round to nearest even; overflow gives inf */
+uint16_t bl_f32_to_f16(float v); /* round to nearest even; overflow gives inf */
 
 /* ---- arena allocator -------------------------------------------------------------------- */
 

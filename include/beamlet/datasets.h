@@ -38,7 +38,7 @@ typedef struct bl_dataset {
     uint8_t *images; /* (count, C, H, W) u8, planar like a tensor, not interleaved */
     uint8_t *labels; /* (count) in [0, num_classes) */
     int num_classes;
-    const char *const *class_names; /* (num_classes), static strings, never freed */
+    const char *const *class_names;     /* (num_classes), static strings, never freed */
     char source[BL_DATASET_SOURCE_MAX]; /* where it was read from, for logs and errors */
 } bl_dataset;
 
@@ -108,8 +108,7 @@ extern const float bl_cifar10_std[3];
  * offset; a label > 9 names the file, record and offset. */
 bl_status bl_cifar10_load(const char *dir, bool train, bl_dataset *out);
 /* The same with another record count per file (> 0), for subsets and tests. */
-bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_per_file,
-                                  bl_dataset *out);
+bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_per_file, bl_dataset *out);
 
 /* ---- float batches and augmentation ---------------------------------------------------------- */
 
@@ -139,15 +138,14 @@ typedef struct bl_batch_transform {
 bl_batch_transform bl_batch_transform_fashion_mnist(bool train);
 bl_batch_transform bl_batch_transform_cifar10(bool train);
 /* The shape a transform produces from a dataset (checks the transform against it). */
-bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t,
-                                   int *channels, int *height, int *width);
+bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t, int *channels,
+                                   int *height, int *width);
 
 /* Writes images `indices` (n) of `ds` into `out` (n, C', H', W') f32, and their labels into
  * `labels` (n) i32 unless NULL. `t` NULL is the identity (x / 255). `rng` may be NULL only
  * when `t` has no random step. Indices out of range are BL_ERR_INVALID_ARG. */
 bl_status bl_dataset_batch_f32(const bl_dataset *ds, const int64_t *indices, int n,
-                               const bl_batch_transform *t, bl_rng *rng, float *out,
-                               int32_t *labels);
+                               const bl_batch_transform *t, bl_rng *rng, float *out, int32_t *labels);
 
 /* ---- images: decode, resize, crop, write ----------------------------------------------------- */
 
@@ -191,8 +189,7 @@ extern const float bl_imagenet_std[3];
 /* The torchvision evaluation preprocessing for ImageNet models: read, RGB, Resize(resize)
  * (256), CenterCrop(crop) (224), ToTensor, Normalize(ImageNet). `out` is (3, crop, crop) f32.
  * Errors as bl_image_read; the pipeline layer routes failures to its dead-letter output. */
-bl_status bl_image_load_imagenet(const char *path, int resize, int crop,
-                                 float *out /* (3, crop, crop) */);
+bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *out /* (3, crop, crop) */);
 
 /* Writes an 8-bit PNG (1 = gray, 2 = gray+alpha, 3 = RGB, 4 = RGBA channels) atomically: to a
  * temp file, flushed, then renamed into place. */
@@ -224,8 +221,7 @@ typedef enum bl_image_folder_mode {
 } bl_image_folder_mode;
 
 bl_status bl_image_folder_open(const char *dir, bl_image_folder **out);
-bl_status bl_image_folder_open_mode(const char *dir, bl_image_folder_mode mode,
-                                    bl_image_folder **out);
+bl_status bl_image_folder_open_mode(const char *dir, bl_image_folder_mode mode, bl_image_folder **out);
 void bl_image_folder_free(bl_image_folder *folder);
 int64_t bl_image_folder_count(const bl_image_folder *folder);
 int64_t bl_image_folder_skipped(const bl_image_folder *folder);

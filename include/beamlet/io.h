@@ -31,13 +31,13 @@ extern "C" {
 typedef struct bl_st_tensor {
     const char *name;
     bl_dtype dtype;
-    int ndim;                        /* 0 for a scalar */
-    int64_t shape[BL_ST_MAX_DIMS];   /* the first ndim entries are used */
+    int ndim;                      /* 0 for a scalar */
+    int64_t shape[BL_ST_MAX_DIMS]; /* the first ndim entries are used */
     /* nbytes little-endian bytes inside the file's buffer. The format only guarantees
      * alignment for files written in the reference implementation's order, so read through
      * memcpy (or bl_safetensors_read_f32), never by casting to a wider type. */
     const void *data;
-    size_t nbytes;                   /* product(shape) * bl_dtype_size(dtype) */
+    size_t nbytes; /* product(shape) * bl_dtype_size(dtype) */
 } bl_st_tensor;
 
 typedef struct bl_safetensors bl_safetensors;
@@ -46,8 +46,7 @@ typedef struct bl_safetensors bl_safetensors;
 bl_status bl_safetensors_open(const char *path, bl_safetensors **out);
 /* Validates a file image already in memory, without copying it: data must stay valid and
  * unchanged until bl_safetensors_close. label names it in messages (e.g. a path). */
-bl_status bl_safetensors_open_memory(const void *data, size_t size, const char *label,
-                                     bl_safetensors **out);
+bl_status bl_safetensors_open_memory(const void *data, size_t size, const char *label, bl_safetensors **out);
 void bl_safetensors_close(bl_safetensors *f);
 
 /* The path (or label) the file was opened with. */
@@ -69,8 +68,8 @@ const char *bl_safetensors_metadata_at(const bl_safetensors *f, size_t i, const 
  * floats. A missing tensor is BL_ERR_NOT_FOUND; a shape or dtype mismatch is BL_ERR_FORMAT:
  * "model.safetensors: tensor 'layer1.0.conv1.weight': shape [64,64,3,3] does not match the
  * model's [32,32,3,3]". */
-bl_status bl_safetensors_read_f32(const bl_safetensors *f, const char *name, int ndim,
-                                  const int64_t *shape, float *dst);
+bl_status bl_safetensors_read_f32(const bl_safetensors *f, const char *name, int ndim, const int64_t *shape,
+                                  float *dst);
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
@@ -86,15 +85,13 @@ void bl_safetensors_writer_free(bl_safetensors_writer *w);
  * order, i.e. little-endian), so the caller may reuse its buffer at once. Names must be
  * non-empty, valid UTF-8, unique, and not "__metadata__". data may be NULL for an empty
  * tensor. */
-bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, bl_dtype dtype,
-                                    int ndim, const int64_t *shape, const void *data);
+bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, bl_dtype dtype, int ndim,
+                                    const int64_t *shape, const void *data);
 /* Sets (or replaces) a __metadata__ entry; key and value must be valid UTF-8. */
-bl_status bl_safetensors_writer_set_metadata(bl_safetensors_writer *w, const char *key,
-                                             const char *value);
+bl_status bl_safetensors_writer_set_metadata(bl_safetensors_writer *w, const char *key, const char *value);
 /* The complete file image in a malloc'ed buffer (caller frees), e.g. to send a checkpoint
  * through a coder. */
-bl_status bl_safetensors_writer_serialize(const bl_safetensors_writer *w, void **data,
-                                          size_t *size);
+bl_status bl_safetensors_writer_serialize(const bl_safetensors_writer *w, void **data, size_t *size);
 /* Writes the file atomically (temp file, fsync, rename): a crash never leaves a half file at
  * path. The writer can be committed again, or freed. */
 bl_status bl_safetensors_writer_commit(const bl_safetensors_writer *w, const char *path);

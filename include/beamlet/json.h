@@ -46,8 +46,8 @@ const char *bl_json_type_name(bl_json_type type); /* "null", "bool", ... "object
 /* Byte offset in the parsed text where this value starts (for error messages). */
 size_t bl_json_offset(const bl_json *v);
 
-bool bl_json_bool(const bl_json *v);       /* false unless v is true */
-double bl_json_number(const bl_json *v);   /* 0 unless v is a number */
+bool bl_json_bool(const bl_json *v);     /* false unless v is true */
+double bl_json_number(const bl_json *v); /* 0 unless v is a number */
 /* Decoded UTF-8, NUL-terminated; NULL unless v is a string. A string may contain "\u0000",
  * so code that cares uses bl_json_string_len. */
 const char *bl_json_string(const bl_json *v);

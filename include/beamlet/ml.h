@@ -26,19 +26,19 @@ typedef struct bl_training_config {
     char schedule[16];                /* "onecycle", "cosine" or "constant" */
     int batch_size;
     int epochs;
-    char optimizer[16];               /* "sgd" (Nesterov momentum) or "adamw" */
+    char optimizer[16]; /* "sgd" (Nesterov momentum) or "adamw" */
     float momentum;
     float weight_decay;
     float label_smoothing;
     uint64_t seed;
-    char device[32];                  /* "auto", "cpu", "cuda", ... */
-    char precision[8];                /* "f32" ("bf16" is planned for the CUDA backend) */
-    char dataset[32];                 /* "fashion-mnist" or "cifar10" */
-    char data_dir[BL_ML_PATH_MAX];    /* "" = the dataset's default location */
-    char output_dir[BL_ML_PATH_MAX];  /* checkpoints go to <output_dir>/<experiment_id>/ */
-    int64_t train_limit, test_limit;  /* use only the first N images (0 = all): tiny runs */
-    int stop_after_epochs;            /* stop (as if killed) after this many epochs; 0 = never */
-    bool quiet;                       /* no progress bar */
+    char device[32];                 /* "auto", "cpu", "cuda", ... */
+    char precision[8];               /* "f32" ("bf16" is planned for the CUDA backend) */
+    char dataset[32];                /* "fashion-mnist" or "cifar10" */
+    char data_dir[BL_ML_PATH_MAX];   /* "" = the dataset's default location */
+    char output_dir[BL_ML_PATH_MAX]; /* checkpoints go to <output_dir>/<experiment_id>/ */
+    int64_t train_limit, test_limit; /* use only the first N images (0 = all): tiny runs */
+    int stop_after_epochs;           /* stop (as if killed) after this many epochs; 0 = never */
+    bool quiet;                      /* no progress bar */
 } bl_training_config;
 
 typedef struct bl_training_result {
@@ -46,15 +46,15 @@ typedef struct bl_training_result {
     char model[16];
     float learning_rate;
     int batch_size;
-    double accuracy;        /* test accuracy after the last epoch, in [0, 1] */
-    double loss;            /* mean training loss of the last epoch */
-    int epochs;             /* epochs completed */
-    double wall_time_s;     /* training time of this run (resumed runs: this part only) */
+    double accuracy;    /* test accuracy after the last epoch, in [0, 1] */
+    double loss;        /* mean training loss of the last epoch */
+    int epochs;         /* epochs completed */
+    double wall_time_s; /* training time of this run (resumed runs: this part only) */
     double images_per_s;
     char device[32];
     char checkpoint_path[BL_ML_PATH_MAX];
-    char weights_path[BL_ML_PATH_MAX];  /* the final model, safetensors, torchvision names */
-    bool resumed;           /* started from a checkpoint */
+    char weights_path[BL_ML_PATH_MAX]; /* the final model, safetensors, torchvision names */
+    bool resumed;                      /* started from a checkpoint */
 } bl_training_result;
 
 /* The defaults: ResNet-18 width 64, SGD Nesterov 0.9, one-cycle max LR 0.1, weight decay 5e-4,
@@ -86,8 +86,8 @@ bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const b
 /* ---- training in a pipeline ------------------------------------------------------------ */
 
 /* Coders for configs and results: JSON bytes, deterministic (usable as keys). */
-const bl_coder *bl_coder_training_config(void);   /* values: bl_training_config * */
-const bl_coder *bl_coder_training_result(void);   /* values: bl_training_result * */
+const bl_coder *bl_coder_training_config(void); /* values: bl_training_config * */
+const bl_coder *bl_coder_training_result(void); /* values: bl_training_result * */
 
 /* TrainModel: a DoFn from TrainingConfig to TrainingResult. A config with device "auto" runs on
  * the accelerator the runner bound to this worker (cuda:N) when there is one, else the CPU.
@@ -106,9 +106,9 @@ bl_dofn bl_deploy_model_dofn(const char *serving_dir);
 /* The proposal's grid: learning rates x batch sizes x models, each a copy of `base` with an
  * experiment id like "resnet18-lr0.01-bs32". NULL lists take the defaults: {0.01, 0.001,
  * 0.0001} x {16, 32, 64} x {resnet18, resnet34} = 18 configs. `out` holds n_lr*n_bs*n_models. */
-bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr,
-                        const int *batch_sizes, int n_bs, const char *const *models, int n_models,
-                        bl_training_config **out, int *count);
+bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr, const int *batch_sizes,
+                        int n_bs, const char *const *models, int n_models, bl_training_config **out,
+                        int *count);
 
 /* --learning_rates, --batch_sizes and --models (comma-separated grid axes, defaulting to the
  * proposal's grid) on a pipeline's options, and the grid they describe around `base`. The grid

@@ -32,10 +32,10 @@ extern "C" {
 
 /* One image ready for a model: normalized floats, planar like a tensor. */
 typedef struct bl_image_example {
-    char *id;                        /* "fashion-mnist/t10k/00042" or a file path */
-    int32_t label;                   /* the true class, -1 when unknown */
+    char *id;      /* "fashion-mnist/t10k/00042" or a file path */
+    int32_t label; /* the true class, -1 when unknown */
     int32_t channels, height, width;
-    float *pixels;                   /* (channels, height, width) f32 */
+    float *pixels; /* (channels, height, width) f32 */
 } bl_image_example;
 
 /* Copies id and pixels. Free with bl_image_example_free. */
@@ -54,12 +54,12 @@ size_t bl_image_example_size(void *user, const void *element);
  * model that made it. */
 typedef struct bl_prediction_result {
     char *example_id;
-    int32_t label;                                         /* -1 when unknown */
-    int32_t top_k;                                         /* entries used below */
-    int32_t classes[BL_PREDICTION_MAX_TOP_K];              /* class indices, best first */
-    float probabilities[BL_PREDICTION_MAX_TOP_K];          /* softmax, descending */
+    int32_t label;                                                /* -1 when unknown */
+    int32_t top_k;                                                /* entries used below */
+    int32_t classes[BL_PREDICTION_MAX_TOP_K];                     /* class indices, best first */
+    float probabilities[BL_PREDICTION_MAX_TOP_K];                 /* softmax, descending */
     char class_names[BL_PREDICTION_MAX_TOP_K][BL_CLASS_NAME_MAX]; /* "" when unnamed */
-    char *model_id;                                        /* the weights file's name */
+    char *model_id;                                               /* the weights file's name */
 } bl_prediction_result;
 
 void bl_prediction_result_free(bl_prediction_result *r);
@@ -74,8 +74,7 @@ typedef struct bl_dead_letter {
     char *reason; /* one line */
 } bl_dead_letter;
 
-bl_status bl_dead_letter_new(const char *id, const char *step, const char *reason,
-                             bl_dead_letter **out);
+bl_status bl_dead_letter_new(const char *id, const char *step, const char *reason, bl_dead_letter **out);
 void bl_dead_letter_free(bl_dead_letter *d);
 const bl_coder *bl_coder_dead_letter(void);
 
@@ -93,8 +92,8 @@ const bl_combine_fn *bl_combine_accuracy(void);
  * "cpu", "cpu_ref" or "cuda". "gpu" with no GPU is BL_ERR_NOT_FOUND ("no GPU: ... (pass
  * --allow_cpu_fallback to run on the CPU)"); with allow_cpu_fallback it logs a loud warning,
  * writes "cpu" and sets *fell_back (which may be NULL). Unknown names are BL_ERR_INVALID_ARG. */
-bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallback, char *out,
-                                      size_t size, bool *fell_back);
+bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallback, char *out, size_t size,
+                                      bool *fell_back);
 
 /* ---- model handler: one shared model per worker process ------------------------------------ */
 
@@ -107,38 +106,36 @@ bl_status bl_model_handler_peek(const char *weights_path, bl_resnet_config *out)
  * max_batch images, loading it on first use (then *loaded is set and *load_seconds says how
  * long it took; both may be NULL). Every acquire is matched by a release; the last release
  * frees the model. Thread-safe. */
-bl_status bl_model_handler_acquire(const char *weights_path, const char *device, int max_batch,
-                                   int height, int width, bl_model_handler **out, bool *loaded,
-                                   double *load_seconds);
+bl_status bl_model_handler_acquire(const char *weights_path, const char *device, int max_batch, int height,
+                                   int width, bl_model_handler **out, bool *loaded, double *load_seconds);
 void bl_model_handler_release(bl_model_handler *h);
 const bl_resnet_config *bl_model_handler_config(const bl_model_handler *h);
 const char *bl_model_handler_device(const bl_model_handler *h);
 /* x: n host images (n, C, H, W) f32 with n <= the planned batch; logits: (n, classes) host f32.
  * Batch norm folded (BL_FORWARD_INFER). Serialized by the handler's mutex; *seconds (may be
  * NULL) gets the time spent holding it, i.e. the model's time without waiting for other threads. */
-bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits,
-                                 double *seconds);
+bl_status bl_model_handler_infer(bl_model_handler *h, const float *x, int n, float *logits, double *seconds);
 /* Models this process has loaded so far (for tests and logs). */
 int64_t bl_model_handler_load_count(void);
 
 /* ---- RunInference ------------------------------------------------------------------------ */
 
 typedef struct bl_run_inference_config {
-    const char *weights_path;       /* torchvision-layout ResNet-18/34 safetensors */
-    const char *device;             /* "cpu" | "cpu_ref" | "gpu" | "auto"; NULL = "cpu" */
-    bool allow_cpu_fallback;        /* "gpu" with no GPU: warn and run on the CPU */
-    int min_batch_size;             /* BatchElements; 0 = 1 */
-    int max_batch_size;             /* 0 = 32; also the batch the model is planned for */
-    size_t max_batch_weight;        /* 0 = no limit */
-    bl_weight_fn element_size_fn;   /* weight of one example (NULL: 1 each) */
+    const char *weights_path;     /* torchvision-layout ResNet-18/34 safetensors */
+    const char *device;           /* "cpu" | "cpu_ref" | "gpu" | "auto"; NULL = "cpu" */
+    bool allow_cpu_fallback;      /* "gpu" with no GPU: warn and run on the CPU */
+    int min_batch_size;           /* BatchElements; 0 = 1 */
+    int max_batch_size;           /* 0 = 32; also the batch the model is planned for */
+    size_t max_batch_weight;      /* 0 = no limit */
+    bl_weight_fn element_size_fn; /* weight of one example (NULL: 1 each) */
     void *element_size_user;
     int top_k;                      /* 0 = 5; at most the class count and 16 */
     int input_height, input_width;  /* 0 = 32 for a CIFAR-stem model, 224 for ImageNet-stem */
     const char *const *class_names; /* optional (num_class_names), for readable predictions */
     int num_class_names;
-    const char *hints;              /* resource hints for the step, e.g.
+    const char *hints;      /* resource hints for the step, e.g.
                                      * "accelerator=type:nvidia-h100;count:1"; NULL = none */
-    int64_t progress_total;         /* > 0: a progress bar over this many examples */
+    int64_t progress_total; /* > 0: a progress bar over this many examples */
 } bl_run_inference_config;
 
 bl_run_inference_config bl_run_inference_config_default(void);
@@ -150,42 +147,39 @@ bl_run_inference_config bl_run_inference_config_default(void);
  * accelerator hint is dropped too (loudly), since no worker could honour it. The config's
  * contents are copied, so cfg need not outlive this call; element_size_user, when used, must
  * outlive the run. */
-bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in,
-                           const bl_run_inference_config *cfg, bl_pcoll **predictions,
-                           bl_pcoll **dead_letter);
+bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_run_inference_config *cfg,
+                           bl_pcoll **predictions, bl_pcoll **dead_letter);
 
 /* ---- sources of examples ------------------------------------------------------------------ */
 
 /* The Fashion-MNIST test split (dir NULL: the dataset's default place) as a Create of image
  * examples 1x32x32, centre zero-padded and normalized as bl_batch_transform_fashion_mnist(false)
  * does; limit > 0 keeps the first `limit` images; *count (may be NULL) gets how many. Ids are "fashion-mnist/t10k/NNNNN". */
-bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *dir,
-                                int64_t limit, bl_pcoll **out, int64_t *count /* or NULL */);
+bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *dir, int64_t limit,
+                                bl_pcoll **out, int64_t *count /* or NULL */);
 
 /* The JPEG/PNG files of an image folder (bl_image_folder_open: with class subfolders, labels
  * are the class indices, else -1) decoded on the workers with torchvision's ImageNet evaluation
  * preprocessing: Resize(resize), CenterCrop(crop), Normalize (3 x crop x crop). Undecodable
  * files go to *dead_letter with the reason, and the run goes on. limit > 0 keeps the first
  * `limit` files; *count (may be NULL) gets how many files the step will read. */
-bl_status bl_read_image_folder(bl_pipeline *p, const char *name, const char *dir, int resize,
-                               int crop, int64_t limit, bl_pcoll **examples,
-                               bl_pcoll **dead_letter, int64_t *count);
+bl_status bl_read_image_folder(bl_pipeline *p, const char *name, const char *dir, int resize, int crop,
+                               int64_t limit, bl_pcoll **examples, bl_pcoll **dead_letter, int64_t *count);
 
 /* ---- a run's figures, for what the stages print and write ---------------------------------- */
 
 typedef struct bl_inference_report {
-    int64_t inferences;        /* num_inferences */
+    int64_t inferences; /* num_inferences */
     int64_t failed_batches;
     int64_t batches;
     double mean_batch_size;
-    double model_seconds;      /* sum of inference_batch_latency */
-    double load_model_ms;      /* mean load_model_latency (0 when not loaded in this process) */
+    double model_seconds; /* sum of inference_batch_latency */
+    double load_model_ms; /* mean load_model_latency (0 when not loaded in this process) */
     int64_t models_loaded;
 } bl_inference_report;
 
 /* Gathers the RunInference step `name`'s metrics after a run (on the coordinator). */
-bl_status bl_inference_report_get(const bl_pipeline *p, const char *name,
-                                  bl_inference_report *out);
+bl_status bl_inference_report_get(const bl_pipeline *p, const char *name, bl_inference_report *out);
 
 #ifdef __cplusplus
 }

@@ -46,16 +46,15 @@ typedef enum bl_param_kind {
 } bl_param_kind;
 
 typedef struct bl_param_info {
-    const char *name;    /* torchvision name, e.g. "layer1.0.conv1.weight" */
+    const char *name; /* torchvision name, e.g. "layer1.0.conv1.weight" */
     bl_param_kind kind;
-    bl_tensor value;     /* view into the model's parameter or buffer allocation */
-    bl_tensor grad;      /* view into the gradient allocation (trainable only) */
+    bl_tensor value; /* view into the model's parameter or buffer allocation */
+    bl_tensor grad;  /* view into the gradient allocation (trainable only) */
 } bl_param_info;
 
 /* Builds a ResNet on `dev` with parameters initialized as torchvision does (Kaiming-normal
  * convolutions, unit batch-norm scale, PyTorch's default linear init) from `seed`. */
-bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t seed,
-                        bl_model **out);
+bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t seed, bl_model **out);
 void bl_model_free(bl_model *model);
 
 const bl_resnet_config *bl_model_config(const bl_model *model);
@@ -86,13 +85,11 @@ typedef enum bl_forward_mode {
 /* x: (N, C, H, W) on the model's device in its preferred layout, N <= max_batch. Returns a
  * view of the logits (N, num_classes), valid until the next forward. BL_FORWARD_INFER uses the
  * folded weights made by bl_model_fold_batchnorm (it folds on first use). */
-bl_status bl_model_forward(bl_model *model, const bl_tensor *x, bl_forward_mode mode,
-                           bl_tensor *logits);
+bl_status bl_model_forward(bl_model *model, const bl_tensor *x, bl_forward_mode mode, bl_tensor *logits);
 /* After a BL_FORWARD_TRAIN forward: mean softmax cross-entropy against labels (N) i32 on the
  * device, written to `loss` (1) f32 on the device, and gradients of every trainable parameter
  * (overwritten, not accumulated). */
-bl_status bl_model_backward(bl_model *model, const bl_tensor *labels, float label_smoothing,
-                            bl_tensor *loss);
+bl_status bl_model_backward(bl_model *model, const bl_tensor *labels, float label_smoothing, bl_tensor *loss);
 /* Recomputes the folded inference weights from the current parameters and statistics. */
 bl_status bl_model_fold_batchnorm(bl_model *model);
 
@@ -122,19 +119,21 @@ bl_status bl_model_save(const bl_model *model, const char *path, const char *con
 
 /* ---- optimizers --------------------------------------------------------------------------- */
 
-typedef enum bl_optimizer_kind { BL_OPTIMIZER_SGD = 0, BL_OPTIMIZER_ADAMW } bl_optimizer_kind;
+typedef enum bl_optimizer_kind {
+    BL_OPTIMIZER_SGD = 0,
+    BL_OPTIMIZER_ADAMW
+} bl_optimizer_kind;
 
 typedef struct bl_optimizer_config {
     bl_optimizer_kind kind;
     float lr;
     float weight_decay;
-    float momentum;  /* SGD */
-    bool nesterov;   /* SGD */
+    float momentum;          /* SGD */
+    bool nesterov;           /* SGD */
     float beta1, beta2, eps; /* AdamW */
 } bl_optimizer_config;
 
-bl_optimizer_config bl_optimizer_config_sgd(float lr, float momentum, float weight_decay,
-                                             bool nesterov);
+bl_optimizer_config bl_optimizer_config_sgd(float lr, float momentum, float weight_decay, bool nesterov);
 bl_optimizer_config bl_optimizer_config_adamw(float lr, float weight_decay);
 
 typedef struct bl_optimizer bl_optimizer;

@@ -110,8 +110,7 @@ typedef struct bl_options bl_options;
 
 bl_status bl_options_new(bl_options **out);
 void bl_options_free(bl_options *opts);
-bl_status bl_options_add(bl_options *opts, const char *name, const char *default_value,
-                         const char *help);
+bl_status bl_options_add(bl_options *opts, const char *name, const char *default_value, const char *help);
 /* Parses argv[1..argc-1]; every argument must be --name=value (or --name for "true"). */
 bl_status bl_options_parse(bl_options *opts, int argc, char **argv);
 /* Whether argv held --help (or -h): the program should print bl_options_usage and exit 0. */
@@ -211,9 +210,9 @@ typedef struct bl_dofn {
     bl_status (*process)(bl_dofn_ctx *ctx, const void *element, bl_emitter *out);
     bl_status (*finish_bundle)(bl_dofn_ctx *ctx, bl_emitter *out);
     void (*teardown)(bl_dofn_ctx *ctx);
-    void *user;                  /* shared, read-only while running; outlives the run */
-    const bl_coder *out_coder;   /* main output */
-    int num_side_outputs;        /* tagged outputs, at most 8 */
+    void *user;                /* shared, read-only while running; outlives the run */
+    const bl_coder *out_coder; /* main output */
+    int num_side_outputs;      /* tagged outputs, at most 8 */
     const char *side_tags[8];
     const bl_coder *side_coders[8];
 } bl_dofn;
@@ -239,10 +238,9 @@ void bl_metric_observe(bl_dofn_ctx *ctx, const char *name, double value);
 /* ---- transforms ------------------------------------------------------------------------- */
 
 /* Transform names must be non-empty and unique within the pipeline. */
-bl_status bl_create(bl_pipeline *p, const char *name, const bl_coder *coder,
-                    const void *const *values, size_t n, bl_pcoll **out);
-bl_status bl_pardo(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_dofn *fn,
-                   bl_pcoll **out);
+bl_status bl_create(bl_pipeline *p, const char *name, const bl_coder *coder, const void *const *values,
+                    size_t n, bl_pcoll **out);
+bl_status bl_pardo(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_dofn *fn, bl_pcoll **out);
 /* The tagged side output of the ParDo that produced `main`. */
 bl_status bl_pardo_output(bl_pcoll *main, const char *tag, bl_pcoll **out);
 
@@ -251,8 +249,8 @@ typedef bl_status (*bl_flatmap_fn)(void *user, const void *in, bl_emitter *out);
 typedef bool (*bl_filter_fn)(void *user, const void *in);
 bl_status bl_map(bl_pipeline *p, const char *name, bl_pcoll *in, bl_map_fn fn, void *user,
                  const bl_coder *out_coder, bl_pcoll **out);
-bl_status bl_flatmap(bl_pipeline *p, const char *name, bl_pcoll *in, bl_flatmap_fn fn,
-                     void *user, const bl_coder *out_coder, bl_pcoll **out);
+bl_status bl_flatmap(bl_pipeline *p, const char *name, bl_pcoll *in, bl_flatmap_fn fn, void *user,
+                     const bl_coder *out_coder, bl_pcoll **out);
 bl_status bl_filter(bl_pipeline *p, const char *name, bl_pcoll *in, bl_filter_fn fn, void *user,
                     bl_pcoll **out);
 
@@ -261,8 +259,7 @@ bl_status bl_reshuffle(bl_pipeline *p, const char *name, bl_pcoll *in, bl_pcoll 
 /* KV<K,V> -> KV<K, iterable<V>>; keys compare by encoded bytes, so K's coder must be
  * deterministic. */
 bl_status bl_group_by_key(bl_pipeline *p, const char *name, bl_pcoll *in, bl_pcoll **out);
-bl_status bl_flatten(bl_pipeline *p, const char *name, bl_pcoll *const *ins, size_t n,
-                     bl_pcoll **out);
+bl_status bl_flatten(bl_pipeline *p, const char *name, bl_pcoll *const *ins, size_t n, bl_pcoll **out);
 
 /* Accumulators are values of accumulator_coder (freed by it); merge folds `other` into `acc`. */
 typedef struct bl_combine_fn {
@@ -281,11 +278,11 @@ const bl_combine_fn *bl_combine_count(void);
 const bl_combine_fn *bl_combine_mean_double(void);
 
 /* One output element (the CombineFn's default on empty input). */
-bl_status bl_combine_globally(bl_pipeline *p, const char *name, bl_pcoll *in,
-                              const bl_combine_fn *fn, bl_pcoll **out);
+bl_status bl_combine_globally(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_combine_fn *fn,
+                              bl_pcoll **out);
 /* KV<K,V> -> KV<K,Out>. */
-bl_status bl_combine_per_key(bl_pipeline *p, const char *name, bl_pcoll *in,
-                             const bl_combine_fn *fn, bl_pcoll **out);
+bl_status bl_combine_per_key(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_combine_fn *fn,
+                             bl_pcoll **out);
 
 /* Batches within a bundle into iterables: a batch closes at max_size elements or before its
  * weight (sum of weight_fn, or 1 each when NULL) would pass max_weight (0 = no limit).
@@ -298,8 +295,8 @@ typedef struct bl_batch_config {
     bl_weight_fn weight_fn;
     void *weight_user;
 } bl_batch_config;
-bl_status bl_batch_elements(bl_pipeline *p, const char *name, bl_pcoll *in,
-                            const bl_batch_config *config, bl_pcoll **out);
+bl_status bl_batch_elements(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_batch_config *config,
+                            bl_pcoll **out);
 
 /* Lines of the files matching `pattern` (a glob), as strings, in file order. */
 bl_status bl_read_text(bl_pipeline *p, const char *name, const char *pattern, bl_pcoll **out);

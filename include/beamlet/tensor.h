@@ -19,17 +19,23 @@ extern "C" {
 
 /* Memory order of a 4-D tensor whose logical shape is always (N, C, H, W) — or (K, C, R, S)
  * for convolution weights. NHWC stores the channel innermost (what tensor cores want). */
-typedef enum bl_layout { BL_LAYOUT_NCHW = 0, BL_LAYOUT_NHWC } bl_layout;
+typedef enum bl_layout {
+    BL_LAYOUT_NCHW = 0,
+    BL_LAYOUT_NHWC
+} bl_layout;
 
-typedef enum bl_device_kind { BL_DEVICE_CPU = 0, BL_DEVICE_CUDA } bl_device_kind;
+typedef enum bl_device_kind {
+    BL_DEVICE_CPU = 0,
+    BL_DEVICE_CUDA
+} bl_device_kind;
 
 typedef struct bl_device bl_device;
 
 typedef struct bl_tensor {
-    void *data;        /* on `device`; not owned by the view */
+    void *data; /* on `device`; not owned by the view */
     bl_device *device;
     bl_dtype dtype;
-    bl_layout layout;  /* meaningful for ndim == 4 */
+    bl_layout layout; /* meaningful for ndim == 4 */
     int ndim;
     int64_t shape[BL_MAX_DIMS];
 } bl_tensor;
@@ -66,13 +72,11 @@ bl_status bl_device_synchronize(bl_device *dev);
 int64_t bl_tensor_numel(const bl_tensor *t);
 size_t bl_tensor_nbytes(const bl_tensor *t);
 /* A view over existing memory. */
-bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim,
-                         const int64_t *shape);
-bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout layout,
-                          int64_t n, int64_t c, int64_t h, int64_t w);
+bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim, const int64_t *shape);
+bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout layout, int64_t n, int64_t c,
+                          int64_t h, int64_t w);
 /* Allocates device memory for a tensor; free with bl_tensor_release. */
-bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape,
-                          bl_tensor *out);
+bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape, bl_tensor *out);
 void bl_tensor_release(bl_tensor *t);
 /* Copies between a tensor and host memory of the same dtype and element count. */
 bl_status bl_tensor_copy_from_host(bl_tensor *dst, const void *src);
@@ -122,14 +126,14 @@ typedef struct bl_conv2d_params {
  * residual (N,K,P,Q) or NULL, y (N,K,P,Q). relu applies after the residual add. The epilogue
  * exists for inference with batch norm folded into the convolution. */
 bl_status bl_op_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
-                               const bl_tensor *w, const bl_tensor *bias,
-                               const bl_tensor *residual, bool relu, bl_tensor *y);
+                               const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual,
+                               bool relu, bl_tensor *y);
 /* dx = conv_transpose(dy, w). dy (N,K,P,Q), w (K,C,R,S), dx (N,C,H,W). */
-bl_status bl_op_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
-                                     const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx);
+bl_status bl_op_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *dy,
+                                     const bl_tensor *w, bl_tensor *dx);
 /* dw = correlation of x and dy. x (N,C,H,W), dy (N,K,P,Q), dw (K,C,R,S), overwritten. */
-bl_status bl_op_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p,
-                                       const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw);
+bl_status bl_op_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
+                                       const bl_tensor *dy, bl_tensor *dw);
 
 typedef struct bl_batchnorm_params {
     float eps;      /* 1e-5 as in PyTorch */
@@ -141,31 +145,27 @@ typedef struct bl_batchnorm_params {
  * with batch statistics over (N, H, W). Saves mean_b and 1/sqrt(var_b + eps) for backward and
  * updates the running statistics (running_var with the unbiased variance, as PyTorch does).
  * x, y, residual (N,C,H,W); gamma, beta, running_*, save_* (C) f32. */
-bl_status bl_op_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p,
-                                        const bl_tensor *x, const bl_tensor *gamma,
-                                        const bl_tensor *beta, const bl_tensor *residual,
-                                        bool relu, bl_tensor *running_mean,
-                                        bl_tensor *running_var, bl_tensor *save_mean,
-                                        bl_tensor *save_invstd, bl_tensor *y);
+bl_status bl_op_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                        const bl_tensor *gamma, const bl_tensor *beta,
+                                        const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                        bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                        bl_tensor *y);
 /* Eval-mode batch norm with the running statistics and the same epilogue. */
-bl_status bl_op_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p,
-                                       const bl_tensor *x, const bl_tensor *gamma,
-                                       const bl_tensor *beta, const bl_tensor *residual,
-                                       bool relu, const bl_tensor *running_mean,
+bl_status bl_op_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                       const bl_tensor *gamma, const bl_tensor *beta,
+                                       const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                        const bl_tensor *running_var, bl_tensor *y);
 /* Backward of the training-mode forward. `y` is the forward output (its sign masks the ReLU
  * when relu is set). Writes dx, dgamma, dbeta (overwritten) and, when not NULL, dresidual
  * (the gradient reaching the residual input). */
 bl_status bl_op_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                   const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                   bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                   bl_tensor *dresidual);
+                                   const bl_tensor *save_mean, const bl_tensor *save_invstd, bl_tensor *dx,
+                                   bl_tensor *dgamma, bl_tensor *dbeta, bl_tensor *dresidual);
 
 bl_status bl_op_relu_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y);
 /* dx = dy * (y > 0); y is the forward output. dx may alias dy. */
-bl_status bl_op_relu_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *y,
-                              bl_tensor *dx);
+bl_status bl_op_relu_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
 /* y = a + b, same shape and layout; y may alias a or b. Also the residual add's backward
  * partner (gradients that meet at a fork are summed with it). */
 bl_status bl_op_add(bl_device *dev, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
@@ -175,8 +175,7 @@ typedef struct bl_pool_params {
 } bl_pool_params;
 
 /* Max pooling; padding counts as -inf. x (N,C,H,W), y (N,C,P,Q). */
-bl_status bl_op_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x,
-                                bl_tensor *y);
+bl_status bl_op_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x, bl_tensor *y);
 /* Routes dy to the first maximum of each window (PyTorch's tie rule). */
 bl_status bl_op_maxpool_backward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x,
                                  const bl_tensor *dy, bl_tensor *dx);
@@ -185,20 +184,18 @@ bl_status bl_op_global_avgpool_forward(bl_device *dev, const bl_tensor *x, bl_te
 bl_status bl_op_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl_tensor *dx);
 
 /* y = x w^T + b. x (N,I), w (O,I), b (O) or NULL, y (N,O). */
-bl_status bl_op_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w,
-                               const bl_tensor *b, bl_tensor *y);
+bl_status bl_op_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                               bl_tensor *y);
 /* dx (N,I) (may be NULL), dw (O,I), db (O) or NULL; all overwritten. */
-bl_status bl_op_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
-                                const bl_tensor *w, bl_tensor *dx, bl_tensor *dw,
-                                bl_tensor *db);
+bl_status bl_op_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
 
 /* Mean softmax cross-entropy with label smoothing (PyTorch's definition):
  *   loss = mean_n [ (1-s) * -log p[n,label] + s * mean_c -log p[n,c] ]
  * logits (N,C) f32, labels (N) i32, loss (1) f32 on the device, dlogits (N,C) or NULL: the
  * gradient of the mean loss. */
-bl_status bl_op_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
-                                      const bl_tensor *labels, float label_smoothing,
-                                      bl_tensor *loss, bl_tensor *dlogits);
+bl_status bl_op_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
+                                      float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
 
 /* PyTorch's torch.optim.SGD over flat f32 buffers:
  *   g = grad + wd*p; buf = momentum*buf + g; g = nesterov ? g + momentum*buf : buf;
@@ -207,8 +204,8 @@ typedef struct bl_sgd_params {
     float lr, momentum, weight_decay;
     bool nesterov;
 } bl_sgd_params;
-bl_status bl_op_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param,
-                           const bl_tensor *grad, bl_tensor *momentum_buf);
+bl_status bl_op_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param, const bl_tensor *grad,
+                           bl_tensor *momentum_buf);
 
 /* PyTorch's torch.optim.AdamW (decoupled weight decay, bias-corrected moments). `step` counts
  * from 1. */

@@ -15,7 +15,9 @@
 #include <sys/mman.h>
 
 void *bl_alloc_big(size_t bytes) {
-    enum { HUGE_PAGE = 2u << 20 };
+    enum {
+        HUGE_PAGE = 2u << 20
+    };
     if (bytes < HUGE_PAGE) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     size_t rounded = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
     void *p = aligned_alloc(HUGE_PAGE, rounded);

@@ -5,25 +5,25 @@
 
 size_t bl_dtype_size(bl_dtype dtype) {
     switch (dtype) {
-    case BL_F32: return 4;
-    case BL_BF16: return 2;
-    case BL_F16: return 2;
-    case BL_U8: return 1;
-    case BL_I32: return 4;
-    case BL_I64: return 8;
-    default: return 0;
+        case BL_F32: return 4;
+        case BL_BF16: return 2;
+        case BL_F16: return 2;
+        case BL_U8: return 1;
+        case BL_I32: return 4;
+        case BL_I64: return 8;
+        default: return 0;
     }
 }
 
 const char *bl_dtype_name(bl_dtype dtype) {
     switch (dtype) {
-    case BL_F32: return "f32";
-    case BL_BF16: return "bf16";
-    case BL_F16: return "f16";
-    case BL_U8: return "u8";
-    case BL_I32: return "i32";
-    case BL_I64: return "i64";
-    default: return "invalid";
+        case BL_F32: return "f32";
+        case BL_BF16: return "bf16";
+        case BL_F16: return "f16";
+        case BL_U8: return "u8";
+        case BL_I32: return "i32";
+        case BL_I64: return "i64";
+        default: return "invalid";
     }
 }
 
@@ -66,7 +66,7 @@ uint16_t bl_f32_to_f16(float v) {
     uint32_t u = f32_bits(v);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t abs = u & 0x7fffffffu;
-    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
     if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
     if (abs < 0x38800000u) {
         /* Result is subnormal or zero: round abs / 2^-24 to nearest even integer. */

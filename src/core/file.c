@@ -15,9 +15,12 @@
 static void sync_parent(const char *path) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         (void)fsync(fd); /* best effort: some filesystems refuse fsync on folders */
@@ -52,7 +55,8 @@ bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) 
     int closed = close(fd), close_errno = errno;
     if (synced != 0 || closed != 0) {
         unlink(tmp);
-        return bl_error(BL_ERR_IO, "%s: flush failed: %s", tmp, strerror(synced != 0 ? sync_errno : close_errno));
+        return bl_error(BL_ERR_IO, "%s: flush failed: %s", tmp,
+                        strerror(synced != 0 ? sync_errno : close_errno));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;

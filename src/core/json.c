@@ -116,10 +116,14 @@ static int hex4(const unsigned char *s) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
         int c = s[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
         v = v * 16 + d;
     }
     return v;
@@ -132,7 +136,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t need;
     unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 1;
     else if (c >= 0xe0 && c <= 0xef) {
         need = 2;
         if (c == 0xe0) lo = 0xa0;
@@ -141,7 +146,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
         need = 3;
         if (c == 0xf0) lo = 0x90;
         if (c == 0xf4) hi = 0x8f;
-    } else return 0;
+    } else
+        return 0;
     if (n < need + 1) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i <= need; i++)
@@ -185,8 +191,7 @@ static bl_status parse_string(parser *p, const char **out, size_t *out_len) {
     size_t n = 0;
     while (p->pos < end) {
         unsigned char c = p->s[p->pos];
-        if (c < 0x20)
-            return perr(p->pos, "control character 0x%02x in string (must be escaped)", c);
+        if (c < 0x20) return perr(p->pos, "control character 0x%02x in string (must be escaped)", c);
         if (c != '\\') {
             size_t k = utf8_seq(p->s + p->pos, end - p->pos);
             if (k == 0) return perr(p->pos, "invalid UTF-8 byte 0x%02x in string", c);
@@ -199,37 +204,39 @@ static bl_status parse_string(parser *p, const char **out, size_t *out_len) {
         unsigned char e = p->s[p->pos + 1]; /* end is past it: the scan stepped over it */
         p->pos += 2;
         switch (e) {
-        case '"': buf[n++] = '"'; break;
-        case '\\': buf[n++] = '\\'; break;
-        case '/': buf[n++] = '/'; break;
-        case 'b': buf[n++] = '\b'; break;
-        case 'f': buf[n++] = '\f'; break;
-        case 'n': buf[n++] = '\n'; break;
-        case 'r': buf[n++] = '\r'; break;
-        case 't': buf[n++] = '\t'; break;
-        case 'u': {
-            int cp = end - p->pos >= 4 ? hex4(p->s + p->pos) : -1;
-            if (cp < 0) return perr(esc, "invalid \\u escape (needs four hex digits)");
-            p->pos += 4;
-            uint32_t code = (uint32_t)cp;
-            if (cp >= 0xdc00 && cp <= 0xdfff)
-                return perr(esc, "invalid \\u escape: lone low surrogate \\u%04x", cp);
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                int lo = -1;
-                if (end - p->pos >= 6 && p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u')
-                    lo = hex4(p->s + p->pos + 2);
-                if (lo < 0xdc00 || lo > 0xdfff)
-                    return perr(esc, "invalid \\u escape: high surrogate \\u%04x without a "
-                                     "low surrogate after it", cp);
-                p->pos += 6;
-                code = 0x10000u + (((uint32_t)cp - 0xd800u) << 10) + ((uint32_t)lo - 0xdc00u);
+            case '"': buf[n++] = '"'; break;
+            case '\\': buf[n++] = '\\'; break;
+            case '/': buf[n++] = '/'; break;
+            case 'b': buf[n++] = '\b'; break;
+            case 'f': buf[n++] = '\f'; break;
+            case 'n': buf[n++] = '\n'; break;
+            case 'r': buf[n++] = '\r'; break;
+            case 't': buf[n++] = '\t'; break;
+            case 'u': {
+                int cp = end - p->pos >= 4 ? hex4(p->s + p->pos) : -1;
+                if (cp < 0) return perr(esc, "invalid \\u escape (needs four hex digits)");
+                p->pos += 4;
+                uint32_t code = (uint32_t)cp;
+                if (cp >= 0xdc00 && cp <= 0xdfff)
+                    return perr(esc, "invalid \\u escape: lone low surrogate \\u%04x", cp);
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    int lo = -1;
+                    if (end - p->pos >= 6 && p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u')
+                        lo = hex4(p->s + p->pos + 2);
+                    if (lo < 0xdc00 || lo > 0xdfff)
+                        return perr(esc,
+                                    "invalid \\u escape: high surrogate \\u%04x without a "
+                                    "low surrogate after it",
+                                    cp);
+                    p->pos += 6;
+                    code = 0x10000u + (((uint32_t)cp - 0xd800u) << 10) + ((uint32_t)lo - 0xdc00u);
+                }
+                n += put_utf8(buf + n, code);
+                break;
             }
-            n += put_utf8(buf + n, code);
-            break;
-        }
-        default:
-            if (e >= 0x21 && e < 0x7f) return perr(esc, "invalid escape '\\%c' in string", e);
-            return perr(esc, "invalid escape (backslash then byte 0x%02x) in string", e);
+            default:
+                if (e >= 0x21 && e < 0x7f) return perr(esc, "invalid escape '\\%c' in string", e);
+                return perr(esc, "invalid escape (backslash then byte 0x%02x) in string", e);
         }
     }
     buf[n] = '\0';
@@ -254,15 +261,13 @@ static bl_status parse_number(parser *p, bl_json *v) {
     }
     if (i < p->len && s[i] == '.') {
         i++;
-        if (i >= p->len || !is_digit(s[i]))
-            return perr(start, "invalid number: no digits after '.'");
+        if (i >= p->len || !is_digit(s[i])) return perr(start, "invalid number: no digits after '.'");
         while (i < p->len && is_digit(s[i])) i++;
     }
     if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
         i++;
         if (i < p->len && (s[i] == '+' || s[i] == '-')) i++;
-        if (i >= p->len || !is_digit(s[i]))
-            return perr(start, "invalid number: no digits in exponent");
+        if (i >= p->len || !is_digit(s[i])) return perr(start, "invalid number: no digits in exponent");
         while (i < p->len && is_digit(s[i])) i++;
     }
     size_t n = i - start;
@@ -311,8 +316,8 @@ static bl_status finish_container(parser *p, bl_json *v, bl_json *first) {
     v->sorted = sorted;
     for (i = 1; i < v->count; i++) {
         if (key_cmp(sorted[i - 1], sorted[i]) == 0) {
-            const bl_json *later = sorted[i]->key_offset > sorted[i - 1]->key_offset
-                                       ? sorted[i] : sorted[i - 1];
+            const bl_json *later =
+                sorted[i]->key_offset > sorted[i - 1]->key_offset ? sorted[i] : sorted[i - 1];
             char shown[64];
             return perr(later->key_offset, "duplicate object key \"%s\"",
                         printable(later->key, later->key_len, shown, sizeof shown));
@@ -323,8 +328,7 @@ static bl_status finish_container(parser *p, bl_json *v, bl_json *first) {
 
 static bl_status parse_container(parser *p, bl_json *v, int depth) {
     bool object = p->s[p->pos] == '{';
-    if (depth >= BL_JSON_MAX_DEPTH)
-        return perr(p->pos, "nesting deeper than %d levels", BL_JSON_MAX_DEPTH);
+    if (depth >= BL_JSON_MAX_DEPTH) return perr(p->pos, "nesting deeper than %d levels", BL_JSON_MAX_DEPTH);
     v->type = object ? BL_JSON_OBJECT : BL_JSON_ARRAY;
     char close = object ? '}' : ']';
     p->pos++;
@@ -344,14 +348,15 @@ static bl_status parse_container(parser *p, bl_json *v, int depth) {
             child->key_offset = p->pos;
             BL_TRY(parse_string(p, &child->key, &child->key_len));
             skip_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':')
-                return unexpected(p, "':' after object key");
+            if (p->pos >= p->len || p->s[p->pos] != ':') return unexpected(p, "':' after object key");
             p->pos++;
             skip_ws(p);
         }
         BL_TRY(parse_value(p, child, depth + 1));
-        if (last) last->next = child;
-        else first = child;
+        if (last)
+            last->next = child;
+        else
+            first = child;
         last = child;
         v->count++;
         skip_ws(p);
@@ -364,8 +369,7 @@ static bl_status parse_container(parser *p, bl_json *v, int depth) {
             p->pos++;
             break;
         }
-        return unexpected(p, object ? "',' or '}' after object member"
-                                    : "',' or ']' after array element");
+        return unexpected(p, object ? "',' or '}' after object member" : "',' or ']' after array element");
     }
     return finish_container(p, v, first);
 }
@@ -382,28 +386,26 @@ static bl_status parse_value(parser *p, bl_json *v, int depth) {
     if (p->pos >= p->len) return unexpected(p, "a value");
     unsigned char c = p->s[p->pos];
     switch (c) {
-    case '{':
-    case '[': return parse_container(p, v, depth);
-    case '"':
-        v->type = BL_JSON_STRING;
-        return parse_string(p, &v->str, &v->len);
-    case 't':
-    case 'f':
-    case 'n':
-        if (match_word(p, "true")) {
-            v->type = BL_JSON_BOOL;
-            v->boolean = true;
-        } else if (match_word(p, "false")) {
-            v->type = BL_JSON_BOOL;
-        } else if (match_word(p, "null")) {
-            v->type = BL_JSON_NULL;
-        } else {
+        case '{':
+        case '[': return parse_container(p, v, depth);
+        case '"': v->type = BL_JSON_STRING; return parse_string(p, &v->str, &v->len);
+        case 't':
+        case 'f':
+        case 'n':
+            if (match_word(p, "true")) {
+                v->type = BL_JSON_BOOL;
+                v->boolean = true;
+            } else if (match_word(p, "false")) {
+                v->type = BL_JSON_BOOL;
+            } else if (match_word(p, "null")) {
+                v->type = BL_JSON_NULL;
+            } else {
+                return unexpected(p, "a value");
+            }
+            return BL_OK;
+        default:
+            if (c == '-' || is_digit(c)) return parse_number(p, v);
             return unexpected(p, "a value");
-        }
-        return BL_OK;
-    default:
-        if (c == '-' || is_digit(c)) return parse_number(p, v);
-        return unexpected(p, "a value");
     }
 }
 
@@ -446,27 +448,21 @@ bl_json_type bl_json_type_of(const bl_json *v) { return v ? v->type : BL_JSON_NU
 
 const char *bl_json_type_name(bl_json_type type) {
     switch (type) {
-    case BL_JSON_NULL: return "null";
-    case BL_JSON_BOOL: return "bool";
-    case BL_JSON_NUMBER: return "number";
-    case BL_JSON_STRING: return "string";
-    case BL_JSON_ARRAY: return "array";
-    case BL_JSON_OBJECT: return "object";
+        case BL_JSON_NULL: return "null";
+        case BL_JSON_BOOL: return "bool";
+        case BL_JSON_NUMBER: return "number";
+        case BL_JSON_STRING: return "string";
+        case BL_JSON_ARRAY: return "array";
+        case BL_JSON_OBJECT: return "object";
     }
     return "invalid";
 }
 
 size_t bl_json_offset(const bl_json *v) { return v ? v->offset : 0; }
 bool bl_json_bool(const bl_json *v) { return v && v->type == BL_JSON_BOOL && v->boolean; }
-double bl_json_number(const bl_json *v) {
-    return v && v->type == BL_JSON_NUMBER ? v->number : 0.0;
-}
-const char *bl_json_string(const bl_json *v) {
-    return v && v->type == BL_JSON_STRING ? v->str : NULL;
-}
-size_t bl_json_string_len(const bl_json *v) {
-    return v && v->type == BL_JSON_STRING ? v->len : 0;
-}
+double bl_json_number(const bl_json *v) { return v && v->type == BL_JSON_NUMBER ? v->number : 0.0; }
+const char *bl_json_string(const bl_json *v) { return v && v->type == BL_JSON_STRING ? v->str : NULL; }
+size_t bl_json_string_len(const bl_json *v) { return v && v->type == BL_JSON_STRING ? v->len : 0; }
 
 /* Parses the magnitude of an integer literal; false if it has a fraction or exponent. */
 static bool literal_magnitude(const bl_json *v, bool *negative, uint64_t *mag, bool *overflow) {
@@ -478,8 +474,10 @@ static bool literal_magnitude(const bl_json *v, bool *negative, uint64_t *mag, b
     for (; *s; s++) {
         if (!is_digit((unsigned char)*s)) return false;
         uint64_t d = (uint64_t)(*s - '0');
-        if (*mag > (UINT64_MAX - d) / 10) *overflow = true;
-        else *mag = *mag * 10 + d;
+        if (*mag > (UINT64_MAX - d) / 10)
+            *overflow = true;
+        else
+            *mag = *mag * 10 + d;
     }
     return true;
 }
@@ -546,8 +544,10 @@ const bl_json *bl_json_object_getn(const bl_json *v, const char *key, size_t key
         size_t mid = lo + (hi - lo) / 2;
         int c = key_cmp(v->sorted[mid], &probe);
         if (c == 0) return v->sorted[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -649,8 +649,7 @@ static bool before_value(bl_json_writer *w) {
     if (w->status != BL_OK) return false;
     if (w->depth == 0) {
         if (w->top_values++ > 0) {
-            wfail(w, BL_ERR_INVALID_ARG,
-                  "more than one top-level value (reset between records)");
+            wfail(w, BL_ERR_INVALID_ARG, "more than one top-level value (reset between records)");
             return false;
         }
         return true;
@@ -677,13 +676,20 @@ static void put_escaped(bl_json_writer *w, const char *s, size_t n) {
         unsigned char c = u[i];
         const char *esc = NULL;
         char ubuf[7];
-        if (c == '"') esc = "\\\"";
-        else if (c == '\\') esc = "\\\\";
-        else if (c == '\b') esc = "\\b";
-        else if (c == '\f') esc = "\\f";
-        else if (c == '\n') esc = "\\n";
-        else if (c == '\r') esc = "\\r";
-        else if (c == '\t') esc = "\\t";
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\b')
+            esc = "\\b";
+        else if (c == '\f')
+            esc = "\\f";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
         else if (c < 0x20) {
             memcpy(ubuf, "\\u00", 4);
             ubuf[4] = hex[c >> 4];
@@ -731,8 +737,8 @@ void bl_json_write_begin_array(bl_json_writer *w) {
 static void end_container(bl_json_writer *w, bool object) {
     if (w->status != BL_OK) return;
     if (w->depth == 0 || w->stack[w->depth - 1].object != object) {
-        wfail(w, BL_ERR_INVALID_ARG, object ? "end of object without a matching begin"
-                                            : "end of array without a matching begin");
+        wfail(w, BL_ERR_INVALID_ARG,
+              object ? "end of object without a matching begin" : "end of array without a matching begin");
         return;
     }
     if (object && w->stack[w->depth - 1].have_key) {
@@ -825,8 +831,7 @@ void bl_json_write_null(bl_json_writer *w) {
 }
 
 bl_status bl_json_writer_finish(bl_json_writer *w, const char **text, size_t *len) {
-    if (w->status == BL_OK && w->depth != 0)
-        wfail(w, BL_ERR_INVALID_ARG, "unclosed object or array");
+    if (w->status == BL_OK && w->depth != 0) wfail(w, BL_ERR_INVALID_ARG, "unclosed object or array");
     if (w->status == BL_OK && w->top_values == 0) wfail(w, BL_ERR_INVALID_ARG, "nothing written");
     if (w->status != BL_OK) return bl_error(w->status, "JSON writer: %s", w->error);
     if (text) *text = w->buf;

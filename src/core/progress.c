@@ -30,14 +30,12 @@ static void draw(bl_progress *p, bool final) {
         int filled = (int)(frac * 30);
         for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
         bar[30] = '\0';
-        fprintf(stderr, "\r%s [%s] %3d%% %lld/%lld %s<%s %.1f/s %s\033[K", p->label, bar,
-                (int)(frac * 100), (long long)p->done, (long long)p->total, el, eta, rate,
-                p->suffix);
+        fprintf(stderr, "\r%s [%s] %3d%% %lld/%lld %s<%s %.1f/s %s\033[K", p->label, bar, (int)(frac * 100),
+                (long long)p->done, (long long)p->total, el, eta, rate, p->suffix);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "%s %3d%% %lld/%lld elapsed %s eta %s %.1f/s %s\n", p->label,
-                (int)(frac * 100), (long long)p->done, (long long)p->total, el, eta, rate,
-                p->suffix);
+        fprintf(stderr, "%s %3d%% %lld/%lld elapsed %s eta %s %.1f/s %s\n", p->label, (int)(frac * 100),
+                (long long)p->done, (long long)p->total, el, eta, rate, p->suffix);
     }
     fflush(stderr);
     p->last_draw = now;

@@ -17,7 +17,10 @@
 #include "beamlet/core.h"
 #include "core/rng_internal.h"
 
-enum { BLOCK = 1 << 14, STRIPS = 128 };
+enum {
+    BLOCK = 1 << 14,
+    STRIPS = 128
+};
 
 /* The strip edges x[0..STRIPS] (x[0] is the base strip's pseudo-width, x[1] = R the start of
  * the tail, x[STRIPS] = 0) and ratio[i] = x[i+1] / x[i]. R and V (the area of every strip)
@@ -99,6 +102,7 @@ void bl_fill_uniform_f32(float *dst, int64_t n, uint64_t seed, uint64_t stream, 
     for (int64_t b = 0; b < blocks; b++) {
         bl_rng r = block_rng(seed, stream, b);
         int64_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-        for (int64_t i = b * BLOCK; i < end; i++) dst[i] = (float)(lo + (hi - lo) * ((double)(bl_xoshiro_next(&r) >> 11) * 0x1.0p-53));
+        for (int64_t i = b * BLOCK; i < end; i++)
+            dst[i] = (float)(lo + (hi - lo) * ((double)(bl_xoshiro_next(&r) >> 11) * 0x1.0p-53));
     }
 }

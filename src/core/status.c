@@ -47,15 +47,15 @@ void bl_clear_error(void) { bl_error_message[0] = '\0'; }
 
 const char *bl_status_name(bl_status status) {
     switch (status) {
-    case BL_OK: return "ok";
-    case BL_ERR_INVALID_ARG: return "invalid argument";
-    case BL_ERR_OUT_OF_MEMORY: return "out of memory";
-    case BL_ERR_IO: return "I/O error";
-    case BL_ERR_FORMAT: return "format error";
-    case BL_ERR_UNSUPPORTED: return "unsupported";
-    case BL_ERR_NOT_FOUND: return "not found";
-    case BL_ERR_DEVICE: return "device error";
-    case BL_ERR_INTERNAL: return "internal error";
+        case BL_OK: return "ok";
+        case BL_ERR_INVALID_ARG: return "invalid argument";
+        case BL_ERR_OUT_OF_MEMORY: return "out of memory";
+        case BL_ERR_IO: return "I/O error";
+        case BL_ERR_FORMAT: return "format error";
+        case BL_ERR_UNSUPPORTED: return "unsupported";
+        case BL_ERR_NOT_FOUND: return "not found";
+        case BL_ERR_DEVICE: return "device error";
+        case BL_ERR_INTERNAL: return "internal error";
     }
     return "unknown status";
 }

@@ -44,8 +44,8 @@ bl_batch_transform bl_batch_transform_cifar10(bool train) {
     return t;
 }
 
-bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t,
-                                   int *channels, int *height, int *width) {
+bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t, int *channels,
+                                   int *height, int *width) {
     if (!ds || ds->channels <= 0 || ds->height <= 0 || ds->width <= 0) {
         return bl_error(BL_ERR_INVALID_ARG, "batch: empty or malformed dataset");
     }
@@ -55,12 +55,16 @@ bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transfor
         if (t->out_height) h = t->out_height;
         if (t->out_width) w = t->out_width;
         if (c != ds->channels && !(ds->channels == 1 && c == 3)) {
-            return bl_error(BL_ERR_INVALID_ARG, "batch: cannot make %d channels from %d (only "
-                            "equal, or 3 from 1)", c, ds->channels);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "batch: cannot make %d channels from %d (only "
+                            "equal, or 3 from 1)",
+                            c, ds->channels);
         }
         if (h < ds->height || w < ds->width || h > 4096 || w > 4096) {
-            return bl_error(BL_ERR_INVALID_ARG, "batch: output %dx%d from %dx%d images: padding "
-                            "only grows images, up to 4096", h, w, ds->height, ds->width);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "batch: output %dx%d from %dx%d images: padding "
+                            "only grows images, up to 4096",
+                            h, w, ds->height, ds->width);
         }
         if (t->crop_padding < 0 || t->crop_padding > 1024) {
             return bl_error(BL_ERR_INVALID_ARG, "batch: crop padding %d", t->crop_padding);
@@ -71,8 +75,7 @@ bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transfor
         if (t->std) {
             for (int k = 0; k < c; k++) {
                 if (!(t->std[k] > 0.0f)) {
-                    return bl_error(BL_ERR_INVALID_ARG, "batch: std[%d] = %g", k,
-                                    (double)t->std[k]);
+                    return bl_error(BL_ERR_INVALID_ARG, "batch: std[%d] = %g", k, (double)t->std[k]);
                 }
             }
         }
@@ -84,13 +87,12 @@ bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transfor
 }
 
 bl_status bl_dataset_batch_f32(const bl_dataset *ds, const int64_t *indices, int n,
-                               const bl_batch_transform *t, bl_rng *rng, float *out,
-                               int32_t *labels) {
+                               const bl_batch_transform *t, bl_rng *rng, float *out, int32_t *labels) {
     int oc, oh, ow;
     BL_TRY(bl_batch_transform_shape(ds, t, &oc, &oh, &ow));
     if (n < 0 || (n > 0 && (!indices || !out))) {
-        return bl_error(BL_ERR_INVALID_ARG, "batch: %d images, indices %p, out %p", n,
-                        (const void *)indices, (void *)out);
+        return bl_error(BL_ERR_INVALID_ARG, "batch: %d images, indices %p, out %p", n, (const void *)indices,
+                        (void *)out);
     }
     int pad = t ? t->crop_padding : 0;
     bool flip = t && t->hflip;
@@ -99,9 +101,10 @@ bl_status bl_dataset_batch_f32(const bl_dataset *ds, const int64_t *indices, int
     }
     for (int i = 0; i < n; i++) {
         if (indices[i] < 0 || indices[i] >= ds->count) {
-            return bl_error(BL_ERR_INVALID_ARG, "batch: index %lld (position %d) outside the "
-                            "%lld images of %s", (long long)indices[i], i, (long long)ds->count,
-                            ds->source);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "batch: index %lld (position %d) outside the "
+                            "%lld images of %s",
+                            (long long)indices[i], i, (long long)ds->count, ds->source);
         }
     }
 

@@ -28,19 +28,18 @@ static bl_status default_dir(char *buf, size_t cap) {
     const char *home = getenv("HOME");
     if (!home || !*home) {
         return bl_error(BL_ERR_NOT_FOUND, "CIFAR-10: no folder given, BEAMLET_CIFAR10 and HOME "
-                        "unset");
+                                          "unset");
     }
     snprintf(buf, cap, "%s/.cache/beamlet/cifar-10-batches-bin", home);
     return BL_OK;
 }
 
 /* Reads one batch file into `labels` and `images` (records, 3, 32, 32). */
-static bl_status read_batch(const char *path, int64_t records, uint8_t *labels,
-                            uint8_t *images) {
+static bl_status read_batch(const char *path, int64_t records, uint8_t *labels, uint8_t *images) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        return bl_error(errno == ENOENT ? BL_ERR_NOT_FOUND : BL_ERR_IO,
-                        "%s: cannot open: %s%s", path, strerror(errno),
+        return bl_error(errno == ENOENT ? BL_ERR_NOT_FOUND : BL_ERR_IO, "%s: cannot open: %s%s", path,
+                        strerror(errno),
                         errno == ENOENT ? " (tools/fetch_cifar10.sh downloads CIFAR-10)" : "");
     }
     uint8_t record[BL_CIFAR10_RECORD_BYTES];
@@ -50,19 +49,22 @@ static bl_status read_batch(const char *path, int64_t records, uint8_t *labels,
         size_t got = fread(record, 1, sizeof record, f);
         if (got < sizeof record) {
             if (ferror(f)) {
-                s = bl_error(BL_ERR_IO, "%s: record %lld: read failed at offset %lld: %s", path,
-                             (long long)r, at + (long long)got, strerror(errno));
+                s = bl_error(BL_ERR_IO, "%s: record %lld: read failed at offset %lld: %s", path, (long long)r,
+                             at + (long long)got, strerror(errno));
             } else {
-                s = bl_error(BL_ERR_FORMAT, "%s: truncated in record %lld at offset %lld (%zu of "
-                             "its %d bytes; %lld records of %d bytes expected)", path,
-                             (long long)r, at + (long long)got, got, BL_CIFAR10_RECORD_BYTES,
+                s = bl_error(BL_ERR_FORMAT,
+                             "%s: truncated in record %lld at offset %lld (%zu of "
+                             "its %d bytes; %lld records of %d bytes expected)",
+                             path, (long long)r, at + (long long)got, got, BL_CIFAR10_RECORD_BYTES,
                              (long long)records, BL_CIFAR10_RECORD_BYTES);
             }
             break;
         }
         if (record[0] >= BL_CIFAR10_CLASSES) {
-            s = bl_error(BL_ERR_FORMAT, "%s: record %lld (offset %lld): label %d is out of range "
-                         "(10 classes)", path, (long long)r, at, record[0]);
+            s = bl_error(BL_ERR_FORMAT,
+                         "%s: record %lld (offset %lld): label %d is out of range "
+                         "(10 classes)",
+                         path, (long long)r, at, record[0]);
             break;
         }
         labels[r] = record[0];
@@ -75,17 +77,17 @@ static bl_status read_batch(const char *path, int64_t records, uint8_t *labels,
         size_t got;
         while ((got = fread(sink, 1, sizeof sink, f)) > 0) extra += (long long)got;
         if (extra > 0) {
-            s = bl_error(BL_ERR_FORMAT, "%s: %lld unexpected trailing bytes from offset %lld "
-                         "(%lld records of %d bytes expected)", path, extra, end,
-                         (long long)records, BL_CIFAR10_RECORD_BYTES);
+            s = bl_error(BL_ERR_FORMAT,
+                         "%s: %lld unexpected trailing bytes from offset %lld "
+                         "(%lld records of %d bytes expected)",
+                         path, extra, end, (long long)records, BL_CIFAR10_RECORD_BYTES);
         }
     }
     fclose(f);
     return s;
 }
 
-bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_per_file,
-                                  bl_dataset *out) {
+bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_per_file, bl_dataset *out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_cifar10_load: NULL output");
     memset(out, 0, sizeof *out);
     if (records_per_file <= 0 || records_per_file > (int64_t)1 << 24) {
@@ -100,8 +102,10 @@ bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_p
     }
     struct stat st;
     if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        return bl_error(BL_ERR_NOT_FOUND, "%s: no such folder (tools/fetch_cifar10.sh downloads "
-                        "CIFAR-10 there)", folder);
+        return bl_error(BL_ERR_NOT_FOUND,
+                        "%s: no such folder (tools/fetch_cifar10.sh downloads "
+                        "CIFAR-10 there)",
+                        folder);
     }
     int files = train ? 5 : 1;
     int64_t count = records_per_file * files;
@@ -110,8 +114,7 @@ bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_p
     if (!labels || !images) {
         free(labels);
         free(images);
-        return bl_error(BL_ERR_OUT_OF_MEMORY, "CIFAR-10: cannot allocate %lld images",
-                        (long long)count);
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "CIFAR-10: cannot allocate %lld images", (long long)count);
     }
     for (int i = 0; i < files; i++) {
         char path[4200];

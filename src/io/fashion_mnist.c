@@ -10,8 +10,7 @@
 #include <unistd.h>
 
 const char *const bl_fashion_mnist_class_names[BL_FASHION_MNIST_CLASSES] = {
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot",
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
 
 #define IMAGE_MAGIC 0x00000803u
@@ -24,14 +23,13 @@ static bl_status find_file(const char *dir, const char *stem, char *path, size_t
     if (access(path, F_OK) == 0) return BL_OK;
     snprintf(path, cap, "%s/%s", dir, stem);
     if (access(path, F_OK) == 0) return BL_OK;
-    return bl_error(BL_ERR_NOT_FOUND, "%s: no %s(.gz) here (install the Debian/Ubuntu package "
-                    "dataset-fashion-mnist, or point BEAMLET_FASHION_MNIST at the folder)", dir,
-                    stem);
+    return bl_error(BL_ERR_NOT_FOUND,
+                    "%s: no %s(.gz) here (install the Debian/Ubuntu package "
+                    "dataset-fashion-mnist, or point BEAMLET_FASHION_MNIST at the folder)",
+                    dir, stem);
 }
 
-static uint32_t idx_magic(const bl_idx *idx) {
-    return (uint32_t)idx->type << 8 | (uint32_t)idx->ndim;
-}
+static uint32_t idx_magic(const bl_idx *idx) { return (uint32_t)idx->type << 8 | (uint32_t)idx->ndim; }
 
 bl_status bl_fashion_mnist_load(const char *dir, bool train, bl_dataset *out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_fashion_mnist_load: NULL output");
@@ -53,25 +51,31 @@ bl_status bl_fashion_mnist_load(const char *dir, bool train, bl_dataset *out) {
         return s;
     }
     if (idx_magic(&images) != IMAGE_MAGIC) {
-        s = bl_error(BL_ERR_FORMAT, "%s: offset 0: magic 0x%08x, but an image file has 0x%08x "
-                     "(u8, 3 dimensions)", images_path, idx_magic(&images), IMAGE_MAGIC);
+        s = bl_error(BL_ERR_FORMAT,
+                     "%s: offset 0: magic 0x%08x, but an image file has 0x%08x "
+                     "(u8, 3 dimensions)",
+                     images_path, idx_magic(&images), IMAGE_MAGIC);
     } else if (idx_magic(&labels) != LABEL_MAGIC) {
-        s = bl_error(BL_ERR_FORMAT, "%s: offset 0: magic 0x%08x, but a label file has 0x%08x "
-                     "(u8, 1 dimension)", labels_path, idx_magic(&labels), LABEL_MAGIC);
+        s = bl_error(BL_ERR_FORMAT,
+                     "%s: offset 0: magic 0x%08x, but a label file has 0x%08x "
+                     "(u8, 1 dimension)",
+                     labels_path, idx_magic(&labels), LABEL_MAGIC);
     } else if (images.dims[1] != 28 || images.dims[2] != 28) {
-        s = bl_error(BL_ERR_FORMAT, "%s: offset 8: images are %lldx%lld, Fashion-MNIST's are "
-                     "28x28", images_path, (long long)images.dims[1], (long long)images.dims[2]);
+        s = bl_error(BL_ERR_FORMAT,
+                     "%s: offset 8: images are %lldx%lld, Fashion-MNIST's are "
+                     "28x28",
+                     images_path, (long long)images.dims[1], (long long)images.dims[2]);
     } else if (images.dims[0] != labels.dims[0]) {
-        s = bl_error(BL_ERR_FORMAT, "%s holds %lld images but %s holds %lld labels",
-                     images_path, (long long)images.dims[0], labels_path,
-                     (long long)labels.dims[0]);
+        s = bl_error(BL_ERR_FORMAT, "%s holds %lld images but %s holds %lld labels", images_path,
+                     (long long)images.dims[0], labels_path, (long long)labels.dims[0]);
     } else {
         const uint8_t *l = labels.data;
         for (int64_t i = 0; i < labels.dims[0]; i++) {
             if (l[i] >= BL_FASHION_MNIST_CLASSES) {
-                s = bl_error(BL_ERR_FORMAT, "%s: record %lld (offset %lld): label %d is out of "
-                             "range (10 classes)", labels_path, (long long)i, (long long)(8 + i),
-                             l[i]);
+                s = bl_error(BL_ERR_FORMAT,
+                             "%s: record %lld (offset %lld): label %d is out of "
+                             "range (10 classes)",
+                             labels_path, (long long)i, (long long)(8 + i), l[i]);
                 break;
             }
         }

@@ -44,8 +44,8 @@ static bl_status reader_open(idx_reader *r, const char *path) {
     r->path = path;
     r->file = fopen(path, "rb");
     if (!r->file) {
-        return bl_error(errno == ENOENT ? BL_ERR_NOT_FOUND : BL_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
+        return bl_error(errno == ENOENT ? BL_ERR_NOT_FOUND : BL_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
     }
     unsigned char sig[2] = {0, 0};
     size_t got = fread(sig, 1, 2, r->file);
@@ -61,8 +61,10 @@ static bl_status reader_open(idx_reader *r, const char *path) {
     r->zs_live = true;
     return BL_OK;
 #else
-    return bl_error(BL_ERR_UNSUPPORTED, "%s: gzipped, and this build has no zlib (install "
-                    "zlib1g-dev and rebuild, or gunzip the file)", path);
+    return bl_error(BL_ERR_UNSUPPORTED,
+                    "%s: gzipped, and this build has no zlib (install "
+                    "zlib1g-dev and rebuild, or gunzip the file)",
+                    path);
 #endif
 }
 
@@ -119,15 +121,19 @@ static bl_status gz_read(idx_reader *r, unsigned char *p, size_t n, size_t *got)
             } else if (avail >= 2 && r->zs.next_in[0] == 0x1f && r->zs.next_in[1] == 0x8b) {
                 inflateReset(&r->zs);
             } else {
-                return bl_error(BL_ERR_FORMAT, "%s: unexpected bytes after the gzip stream at "
-                                "offset %llu", r->path, (unsigned long long)r->consumed);
+                return bl_error(BL_ERR_FORMAT,
+                                "%s: unexpected bytes after the gzip stream at "
+                                "offset %llu",
+                                r->path, (unsigned long long)r->consumed);
             }
         } else if (z == Z_MEM_ERROR) {
             return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: inflate ran out of memory", r->path);
         } else if (z != Z_OK && z != Z_BUF_ERROR) {
-            return bl_error(BL_ERR_FORMAT, "%s: corrupt gzip data at offset %llu (uncompressed "
-                            "offset %llu): zlib: %s", r->path, (unsigned long long)r->consumed,
-                            (unsigned long long)r->offset, r->zs.msg ? r->zs.msg : "error");
+            return bl_error(BL_ERR_FORMAT,
+                            "%s: corrupt gzip data at offset %llu (uncompressed "
+                            "offset %llu): zlib: %s",
+                            r->path, (unsigned long long)r->consumed, (unsigned long long)r->offset,
+                            r->zs.msg ? r->zs.msg : "error");
         }
     }
     return BL_OK;
@@ -157,11 +163,13 @@ static uint32_t be32(const unsigned char *b) {
 
 static size_t idx_elem_size(int type) {
     switch (type) {
-    case BL_IDX_U8: case BL_IDX_I8: return 1;
-    case BL_IDX_I16: return 2;
-    case BL_IDX_I32: case BL_IDX_F32: return 4;
-    case BL_IDX_F64: return 8;
-    default: return 0;
+        case BL_IDX_U8:
+        case BL_IDX_I8: return 1;
+        case BL_IDX_I16: return 2;
+        case BL_IDX_I32:
+        case BL_IDX_F32: return 4;
+        case BL_IDX_F64: return 8;
+        default: return 0;
     }
 }
 
@@ -183,19 +191,24 @@ static bl_status read_header(idx_reader *r, bl_idx *out) {
     size_t got;
     BL_TRY(reader_read(r, magic, 4, &got));
     if (got < 4) {
-        return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %zu: the file ends inside the "
-                        "4-byte IDX magic", r->path, got);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: truncated at offset %zu: the file ends inside the "
+                        "4-byte IDX magic",
+                        r->path, got);
     }
     uint32_t m = be32(magic);
     size_t elem = idx_elem_size(magic[2]);
     if (magic[0] != 0 || magic[1] != 0 || elem == 0 || magic[3] == 0) {
-        return bl_error(BL_ERR_FORMAT, "%s: offset 0: bad magic 0x%08x (IDX starts with two zero "
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: offset 0: bad magic 0x%08x (IDX starts with two zero "
                         "bytes, a type byte 08/09/0b/0c/0d/0e and a dimension count >= 1)",
                         r->path, m);
     }
     if (magic[3] > BL_IDX_MAX_DIMS) {
-        return bl_error(BL_ERR_FORMAT, "%s: offset 3: %d dimensions, more than the %d beamlet "
-                        "reads", r->path, magic[3], BL_IDX_MAX_DIMS);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: offset 3: %d dimensions, more than the %d beamlet "
+                        "reads",
+                        r->path, magic[3], BL_IDX_MAX_DIMS);
     }
     out->type = (bl_idx_type)magic[2];
     out->ndim = magic[3];
@@ -204,22 +217,23 @@ static bl_status read_header(idx_reader *r, bl_idx *out) {
     size_t want = 4 * (size_t)out->ndim;
     BL_TRY(reader_read(r, dims, want, &got));
     if (got < want) {
-        return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %llu: the file ends inside the "
-                        "header (%zu bytes for %d dimensions)", r->path,
-                        (unsigned long long)r->offset, 4 + want, out->ndim);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: truncated at offset %llu: the file ends inside the "
+                        "header (%zu bytes for %d dimensions)",
+                        r->path, (unsigned long long)r->offset, 4 + want, out->ndim);
     }
     uint64_t total = elem;
     for (int d = 0; d < out->ndim; d++) {
         uint32_t v = be32(dims + 4 * d);
         if (v == 0) {
-            return bl_error(BL_ERR_FORMAT, "%s: offset %d: dimension %d is 0", r->path, 4 + 4 * d,
-                            d);
+            return bl_error(BL_ERR_FORMAT, "%s: offset %d: dimension %d is 0", r->path, 4 + 4 * d, d);
         }
         out->dims[d] = v;
         if (total > IDX_MAX_BYTES / v) {
-            return bl_error(BL_ERR_FORMAT, "%s: offset %d: the dimensions declare more than "
-                            "%llu GiB of data; taken as a corrupt header", r->path, 4 + 4 * d,
-                            (unsigned long long)(IDX_MAX_BYTES >> 30));
+            return bl_error(BL_ERR_FORMAT,
+                            "%s: offset %d: the dimensions declare more than "
+                            "%llu GiB of data; taken as a corrupt header",
+                            r->path, 4 + 4 * d, (unsigned long long)(IDX_MAX_BYTES >> 30));
         }
         total *= v;
     }
@@ -249,8 +263,7 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
             unsigned char *grown = realloc(buf, next);
             if (!grown) {
                 free(buf);
-                return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", r->path,
-                                next);
+                return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", r->path, next);
             }
             buf = grown;
             cap = next;
@@ -270,11 +283,12 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
         /* A record is one entry along the first dimension: an image, a label. */
         size_t record_bytes = out->size / (size_t)out->dims[0];
         free(buf);
-        return bl_error(BL_ERR_FORMAT, "%s: truncated at offset %llu%s, in record %zu of %lld: "
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: truncated at offset %llu%s, in record %zu of %lld: "
                         "the header declares %s elements of %zu byte(s), %llu bytes after the "
-                        "%llu-byte header", r->path, (unsigned long long)r->offset,
-                        r->gzipped ? " (uncompressed)" : "", have / record_bytes,
-                        (long long)out->dims[0], dims, out->elem_size,
+                        "%llu-byte header",
+                        r->path, (unsigned long long)r->offset, r->gzipped ? " (uncompressed)" : "",
+                        have / record_bytes, (long long)out->dims[0], dims, out->elem_size,
                         (unsigned long long)out->size, (unsigned long long)header);
     }
     /* A further read also makes zlib check the gzip trailer's CRC and length. */
@@ -293,14 +307,17 @@ static bl_status read_payload(idx_reader *r, bl_idx *out) {
     }
     if (r->stream_cut) {
         free(buf);
-        return bl_error(BL_ERR_FORMAT, "%s: truncated: the gzip stream ends before its trailer, "
-                        "after uncompressed offset %llu", r->path, (unsigned long long)end);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: truncated: the gzip stream ends before its trailer, "
+                        "after uncompressed offset %llu",
+                        r->path, (unsigned long long)end);
     }
     if (trailing > 0) {
         free(buf);
-        return bl_error(BL_ERR_FORMAT, "%s: %llu unexpected trailing bytes from offset %llu%s: "
-                        "the header declares %llu bytes of data", r->path,
-                        (unsigned long long)trailing, (unsigned long long)end,
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: %llu unexpected trailing bytes from offset %llu%s: "
+                        "the header declares %llu bytes of data",
+                        r->path, (unsigned long long)trailing, (unsigned long long)end,
                         r->gzipped ? " (uncompressed)" : "", (unsigned long long)out->size);
     }
     to_host_order(buf, out->size / out->elem_size, out->elem_size);

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #ifdef BEAMLET_HAVE_JPEG
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #endif
 #ifdef BEAMLET_HAVE_PNG
 #include <png.h>
@@ -38,13 +38,12 @@ void bl_image_free(bl_image *img) {
 static bl_status image_alloc(bl_image *img, int width, int height, int channels) {
     memset(img, 0, sizeof *img);
     if (width <= 0 || height <= 0 || (int64_t)width * height > MAX_PIXELS) {
-        return bl_error(BL_ERR_INVALID_ARG, "image: %dx%d is empty or larger than %lld pixels",
-                        width, height, (long long)MAX_PIXELS);
+        return bl_error(BL_ERR_INVALID_ARG, "image: %dx%d is empty or larger than %lld pixels", width, height,
+                        (long long)MAX_PIXELS);
     }
     img->pixels = malloc((size_t)width * height * channels);
     if (!img->pixels) {
-        return bl_error(BL_ERR_OUT_OF_MEMORY, "image: cannot allocate %dx%dx%d", width, height,
-                        channels);
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "image: cannot allocate %dx%dx%d", width, height, channels);
     }
     img->width = width;
     img->height = height;
@@ -82,8 +81,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
     }
 }
 
-static bl_status decode_jpeg(const unsigned char *data, size_t size, const char *name,
-                             bl_image *out) {
+static bl_status decode_jpeg(const unsigned char *data, size_t size, const char *name, bl_image *out) {
     jpeg_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: no memory for the JPEG decoder", name);
     ctx->cinfo.err = jpeg_std_error(&ctx->err);
@@ -104,16 +102,17 @@ static bl_status decode_jpeg(const unsigned char *data, size_t size, const char 
     if (cs == JCS_CMYK || cs == JCS_YCCK) {
         jpeg_destroy_decompress(&ctx->cinfo);
         free(ctx);
-        return bl_error(BL_ERR_UNSUPPORTED, "%s: CMYK JPEG, which beamlet does not convert to "
-                        "RGB", name);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "%s: CMYK JPEG, which beamlet does not convert to "
+                        "RGB",
+                        name);
     }
     /* Checked before jpeg_start_decompress, which already allocates for the whole image when
      * the file is progressive. */
     int64_t declared = (int64_t)ctx->cinfo.image_width * ctx->cinfo.image_height;
     if (declared > MAX_PIXELS) {
         bl_status s = bl_error(BL_ERR_FORMAT, "%s: %ux%u JPEG is larger than %lld pixels", name,
-                               ctx->cinfo.image_width, ctx->cinfo.image_height,
-                               (long long)MAX_PIXELS);
+                               ctx->cinfo.image_width, ctx->cinfo.image_height, (long long)MAX_PIXELS);
         jpeg_destroy_decompress(&ctx->cinfo);
         free(ctx);
         return s;
@@ -201,8 +200,7 @@ static void png_ctx_free(png_ctx *ctx, bool reading) {
     free(ctx);
 }
 
-static bl_status decode_png(const unsigned char *data, size_t size, const char *name,
-                            bl_image *out) {
+static bl_status decode_png(const unsigned char *data, size_t size, const char *name, bl_image *out) {
     png_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: no memory for the PNG decoder", name);
     ctx->data = data;
@@ -301,16 +299,20 @@ bl_status bl_image_decode(const void *data, size_t size, const char *name, bl_im
 #ifdef BEAMLET_HAVE_JPEG
         return decode_jpeg(p, size, name, out);
 #else
-        return bl_error(BL_ERR_UNSUPPORTED, "%s: a JPEG, and this build has no libjpeg (install "
-                        "libjpeg-turbo's development package and rebuild)", name);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "%s: a JPEG, and this build has no libjpeg (install "
+                        "libjpeg-turbo's development package and rebuild)",
+                        name);
 #endif
     }
     if (size >= 8 && memcmp(p, png_sig, 8) == 0) {
 #ifdef BEAMLET_HAVE_PNG
         return decode_png(p, size, name, out);
 #else
-        return bl_error(BL_ERR_UNSUPPORTED, "%s: a PNG, and this build has no libpng (install "
-                        "libpng's development package and rebuild)", name);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "%s: a PNG, and this build has no libpng (install "
+                        "libpng's development package and rebuild)",
+                        name);
 #endif
     }
     char first[16] = "";
@@ -456,8 +458,8 @@ static bl_status check_image(const bl_image *img, const char *what) {
 static bl_status resample_pass(const bl_image *in, bool horizontal, int size, bl_image *out) {
     resample_coeffs rc = {0};
     BL_TRY(precompute_coeffs(horizontal ? in->width : in->height, size, &rc));
-    bl_status s = image_alloc(out, horizontal ? size : in->width, horizontal ? in->height : size,
-                              in->channels);
+    bl_status s =
+        image_alloc(out, horizontal ? size : in->width, horizontal ? in->height : size, in->channels);
     if (s == BL_OK) {
         if (horizontal) {
             resample_horizontal(in, out, &rc);
@@ -502,8 +504,10 @@ bl_status bl_image_resize_shorter(const bl_image *src, int size, bl_image *out) 
     /* Python's int(size * long / short): exact product, correctly rounded quotient, truncated. */
     double l = (double)((int64_t)size * longer) / (double)shorter;
     if (l > 65535.0) {
-        return bl_error(BL_ERR_INVALID_ARG, "resize: %dx%d with shorter side %d would be %.0f "
-                        "pixels long", src->width, src->height, size, l);
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "resize: %dx%d with shorter side %d would be %.0f "
+                        "pixels long",
+                        src->width, src->height, size, l);
     }
     int new_long = (int)l;
     return bl_image_resize(src, wide ? new_long : size, wide ? size : new_long, out);
@@ -521,15 +525,15 @@ bl_status bl_image_center_crop(const bl_image *src, int width, int height, bl_im
     memset(out, 0, sizeof *out);
     BL_TRY(check_image(src, "crop"));
     if (width <= 0 || height <= 0 || width > src->width || height > src->height) {
-        return bl_error(BL_ERR_INVALID_ARG, "crop: %dx%d does not fit in %dx%d", width, height,
-                        src->width, src->height);
+        return bl_error(BL_ERR_INVALID_ARG, "crop: %dx%d does not fit in %dx%d", width, height, src->width,
+                        src->height);
     }
     int top = half_round_even(src->height - height), left = half_round_even(src->width - width);
     BL_TRY(image_alloc(out, width, height, src->channels));
     size_t row = (size_t)width * src->channels;
     for (int y = 0; y < height; y++) {
-        memcpy(out->pixels + y * row,
-               src->pixels + ((size_t)(top + y) * src->width + left) * src->channels, row);
+        memcpy(out->pixels + y * row, src->pixels + ((size_t)(top + y) * src->width + left) * src->channels,
+               row);
     }
     return BL_OK;
 }
@@ -537,8 +541,8 @@ bl_status bl_image_center_crop(const bl_image *src, int width, int height, bl_im
 bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *out) {
     if (!path || !out) return bl_error(BL_ERR_INVALID_ARG, "bl_image_load_imagenet: NULL argument");
     if (crop <= 0 || resize < crop) {
-        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)",
-                        path, resize, crop);
+        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)", path, resize,
+                        crop);
     }
     bl_image img, resized, cropped;
     BL_TRY(bl_image_read(path, &img));
@@ -562,16 +566,15 @@ bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *
 
 /* ---- PNG writer and sample grids ------------------------------------------------------------- */
 
-bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
-                          const uint8_t *pixels) {
+bl_status bl_png_write_u8(const char *path, int width, int height, int channels, const uint8_t *pixels) {
     if (!path || !pixels || width <= 0 || height <= 0 || channels < 1 || channels > 4 ||
         (int64_t)width * height > MAX_PIXELS) {
         return bl_error(BL_ERR_INVALID_ARG, "png: %dx%dx%d image for %s", width, height, channels,
                         path ? path : "(null)");
     }
 #ifdef BEAMLET_HAVE_PNG
-    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
-                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGB_ALPHA};
     png_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: no memory for the PNG encoder", path);
     ctx->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, png_on_error, png_on_warning);
@@ -582,8 +585,8 @@ bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
         return bl_error(BL_ERR_OUT_OF_MEMORY, "%s: no memory for the PNG encoder", path);
     }
     if (setjmp(png_jmpbuf(ctx->png))) {
-        bl_status s = bl_error(ctx->oom ? BL_ERR_OUT_OF_MEMORY : BL_ERR_INTERNAL,
-                               "%s: libpng: %s", path, ctx->message);
+        bl_status s =
+            bl_error(ctx->oom ? BL_ERR_OUT_OF_MEMORY : BL_ERR_INTERNAL, "%s: libpng: %s", path, ctx->message);
         png_ctx_free(ctx, false);
         return s;
     }
@@ -600,8 +603,10 @@ bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
     png_ctx_free(ctx, false);
     return s;
 #else
-    return bl_error(BL_ERR_UNSUPPORTED, "%s: this build has no libpng (install libpng's "
-                    "development package and rebuild)", path);
+    return bl_error(BL_ERR_UNSUPPORTED,
+                    "%s: this build has no libpng (install libpng's "
+                    "development package and rebuild)",
+                    path);
 #endif
 }
 
@@ -610,10 +615,10 @@ bl_status bl_png_write_u8(const char *path, int width, int height, int channels,
 
 bl_status bl_dataset_sample_grid_png(const bl_dataset *ds, const char *path, int rows, int cols,
                                      uint64_t seed) {
-    if (!ds || !ds->images || ds->count <= 0 || !path || rows <= 0 || cols <= 0 ||
-        rows > 256 || cols > 256 || (ds->channels != 1 && ds->channels != 3)) {
-        return bl_error(BL_ERR_INVALID_ARG, "sample grid: %dx%d of a %d-channel dataset", rows,
-                        cols, ds ? ds->channels : 0);
+    if (!ds || !ds->images || ds->count <= 0 || !path || rows <= 0 || cols <= 0 || rows > 256 || cols > 256 ||
+        (ds->channels != 1 && ds->channels != 3)) {
+        return bl_error(BL_ERR_INVALID_ARG, "sample grid: %dx%d of a %d-channel dataset", rows, cols,
+                        ds ? ds->channels : 0);
     }
     int c = ds->channels, h = ds->height, w = ds->width;
     int gw = cols * w + (cols + 1) * GRID_GAP, gh = rows * h + (rows + 1) * GRID_GAP;
@@ -646,8 +651,7 @@ bl_status bl_dataset_sample_grid_png(const bl_dataset *ds, const char *path, int
         for (int y = 0; y < h; y++) {
             for (int x = 0; x < w; x++) {
                 for (int k = 0; k < c; k++) {
-                    grid[((size_t)(y0 + y) * gw + x0 + x) * c + k] =
-                        img[((size_t)k * h + y) * w + x];
+                    grid[((size_t)(y0 + y) * gw + x0 + x) * c + k] = img[((size_t)k * h + y) * w + x];
                 }
             }
         }

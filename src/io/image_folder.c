@@ -16,7 +16,7 @@
 #define MAX_DEPTH 32
 
 typedef struct folder_item {
-    char *dir;  /* relative to the root, "" at the root */
+    char *dir; /* relative to the root, "" at the root */
     char *name;
     int cls;
     char *path; /* root/dir/name, built after sorting */
@@ -40,8 +40,8 @@ typedef struct walk_stack {
 
 static bool is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
-    return dot && (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 ||
-                   strcasecmp(dot, ".png") == 0);
+    return dot &&
+           (strcasecmp(dot, ".jpg") == 0 || strcasecmp(dot, ".jpeg") == 0 || strcasecmp(dot, ".png") == 0);
 }
 
 static char *join(const char *a, const char *b) {
@@ -55,9 +55,7 @@ static char *join(const char *a, const char *b) {
     return s;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int cmp_item(const void *pa, const void *pb) {
     const folder_item *a = pa, *b = pb;
@@ -141,8 +139,7 @@ static bl_status walk(bl_image_folder *f, const char *rel, int cls, walk_stack *
         }
     }
     if (stack->depth > MAX_DEPTH) {
-        bl_status s = bl_error(BL_ERR_UNSUPPORTED, "%s: folders nest deeper than %d", abs,
-                               MAX_DEPTH);
+        bl_status s = bl_error(BL_ERR_UNSUPPORTED, "%s: folders nest deeper than %d", abs, MAX_DEPTH);
         free(abs);
         return s;
     }
@@ -232,20 +229,20 @@ static bl_status build(bl_image_folder *f, bl_image_folder_mode mode) {
         int64_t before = f->count;
         s = walk(f, dirs[k], k, &stack);
         if (s == BL_OK && f->count == before) {
-            s = bl_error(BL_ERR_NOT_FOUND, "%s: class folder '%s' holds no .jpg, .jpeg or .png "
-                         "files", f->root, dirs[k]);
+            s = bl_error(BL_ERR_NOT_FOUND,
+                         "%s: class folder '%s' holds no .jpg, .jpeg or .png "
+                         "files",
+                         f->root, dirs[k]);
         }
     }
     return s;
 }
 
-bl_status bl_image_folder_open_mode(const char *dir, bl_image_folder_mode mode,
-                                    bl_image_folder **out) {
+bl_status bl_image_folder_open_mode(const char *dir, bl_image_folder_mode mode, bl_image_folder **out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_image_folder_open: NULL output");
     *out = NULL;
     if (!dir || !*dir) return bl_error(BL_ERR_INVALID_ARG, "bl_image_folder_open: no folder");
-    if (mode != BL_IMAGE_FOLDER_AUTO && mode != BL_IMAGE_FOLDER_CLASSES &&
-        mode != BL_IMAGE_FOLDER_FLAT) {
+    if (mode != BL_IMAGE_FOLDER_AUTO && mode != BL_IMAGE_FOLDER_CLASSES && mode != BL_IMAGE_FOLDER_FLAT) {
         return bl_error(BL_ERR_INVALID_ARG, "bl_image_folder_open: mode %d", (int)mode);
     }
     struct stat st;

@@ -27,7 +27,7 @@ static const struct {
     bl_dtype dtype;
     int rank;
 } st_dtypes[] = {
-    {"I64", BL_I64, 5}, {"F32", BL_F32, 4}, {"I32", BL_I32, 3},
+    {"I64", BL_I64, 5},   {"F32", BL_F32, 4}, {"I32", BL_I32, 3},
     {"BF16", BL_BF16, 2}, {"F16", BL_F16, 1}, {"U8", BL_U8, 0},
 };
 #define ST_NDTYPES (sizeof st_dtypes / sizeof st_dtypes[0])
@@ -108,8 +108,7 @@ static bl_status terr(const char *label, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return bl_error(BL_ERR_FORMAT, "%s: tensor '%s': %s", label, show(name, shown, sizeof shown),
-                    msg);
+    return bl_error(BL_ERR_FORMAT, "%s: tensor '%s': %s", label, show(name, shown, sizeof shown), msg);
 }
 
 static bool json_str_is(const bl_json *v, const char *s) {
@@ -119,9 +118,12 @@ static bool json_str_is(const bl_json *v, const char *s) {
 
 static const char *json_kind(const bl_json *v) {
     bl_json_type t = bl_json_type_of(v);
-    return t == BL_JSON_ARRAY ? "an array" : t == BL_JSON_OBJECT ? "an object"
-         : t == BL_JSON_NULL  ? "null"     : t == BL_JSON_BOOL   ? "a bool"
-         : t == BL_JSON_NUMBER ? "a number" : "a string";
+    return t == BL_JSON_ARRAY    ? "an array"
+           : t == BL_JSON_OBJECT ? "an object"
+           : t == BL_JSON_NULL   ? "null"
+           : t == BL_JSON_BOOL   ? "a bool"
+           : t == BL_JSON_NUMBER ? "a number"
+                                 : "a string";
 }
 
 static bl_status parse_metadata(const char *label, const bl_json *m, const bl_json **out) {
@@ -135,8 +137,7 @@ static bl_status parse_metadata(const char *label, const bl_json *m, const bl_js
         const bl_json *v = bl_json_object_at(m, i, NULL);
         char shown[160];
         if (strlen(key) != klen)
-            return ferr(label, "__metadata__ key '%s' contains a NUL byte",
-                        show(key, shown, sizeof shown));
+            return ferr(label, "__metadata__ key '%s' contains a NUL byte", show(key, shown, sizeof shown));
         if (bl_json_type_of(v) != BL_JSON_STRING)
             return ferr(label, "__metadata__ value for '%s' is %s, not a string",
                         show(key, shown, sizeof shown), json_kind(v));
@@ -148,8 +149,8 @@ static bl_status parse_metadata(const char *label, const bl_json *m, const bl_js
     return BL_OK;
 }
 
-static bl_status parse_entry(const char *label, const char *name, const bl_json *e,
-                             uint64_t data_len, st_slot *slot) {
+static bl_status parse_entry(const char *label, const char *name, const bl_json *e, uint64_t data_len,
+                             st_slot *slot) {
     char shown[160];
     if (bl_json_type_of(e) != BL_JSON_OBJECT)
         return terr(label, name, "entry is %s, not an object", json_kind(e));
@@ -166,8 +167,7 @@ static bl_status parse_entry(const char *label, const char *name, const bl_json 
     size_t d = 0;
     while (d < ST_NDTYPES && !json_str_is(dtype, st_dtypes[d].code)) d++;
     if (d == ST_NDTYPES)
-        return terr(label, name,
-                    "dtype \"%s\" is not supported (beamlet reads F32, BF16, F16, U8, I32, I64)",
+        return terr(label, name, "dtype \"%s\" is not supported (beamlet reads F32, BF16, F16, U8, I32, I64)",
                     show(bl_json_string(dtype), shown, sizeof shown));
     slot->t.dtype = st_dtypes[d].dtype;
 
@@ -202,30 +202,27 @@ static bl_status parse_entry(const char *label, const char *name, const bl_json 
     if (bl_json_type_of(offsets) != BL_JSON_ARRAY || bl_json_len(offsets) != 2)
         return terr(label, name, "\"data_offsets\" is %s, not an array of two integers",
                     bl_json_type_of(offsets) == BL_JSON_ARRAY ? "an array of another length"
-                                                               : json_kind(offsets));
+                                                              : json_kind(offsets));
     int64_t off[2];
     for (size_t i = 0; i < 2; i++) {
         if (bl_json_int64(bl_json_array_at(offsets, i), &off[i]) != BL_OK)
             return bl_error_context(BL_ERR_FORMAT, "%s: tensor '%s': data_offsets[%zu]", label,
                                     show(name, shown, sizeof shown), i);
-        if (off[i] < 0)
-            return terr(label, name, "data_offsets[%zu] is negative (%" PRId64 ")", i, off[i]);
+        if (off[i] < 0) return terr(label, name, "data_offsets[%zu] is negative (%" PRId64 ")", i, off[i]);
     }
     slot->begin = (uint64_t)off[0];
     slot->end = (uint64_t)off[1];
     if (slot->begin > slot->end)
-        return terr(label, name, "data_offsets [%" PRIu64 ", %" PRIu64 "]: begin is after end",
-                    slot->begin, slot->end);
+        return terr(label, name, "data_offsets [%" PRIu64 ", %" PRIu64 "]: begin is after end", slot->begin,
+                    slot->end);
     if (slot->end > data_len)
-        return terr(label, name,
-                    "data_offsets end %" PRIu64 " is beyond the data buffer (%" PRIu64 " bytes)",
+        return terr(label, name, "data_offsets end %" PRIu64 " is beyond the data buffer (%" PRIu64 " bytes)",
                     slot->end, data_len);
     if (slot->end - slot->begin != nbytes)
         return terr(label, name,
-                    "shape %s of %s needs %" PRIu64 " bytes but data_offsets [%" PRIu64
-                    ", %" PRIu64 "] hold %" PRIu64,
-                    sbuf, st_dtypes[d].code, nbytes, slot->begin, slot->end,
-                    slot->end - slot->begin);
+                    "shape %s of %s needs %" PRIu64 " bytes but data_offsets [%" PRIu64 ", %" PRIu64
+                    "] hold %" PRIu64,
+                    sbuf, st_dtypes[d].code, nbytes, slot->begin, slot->end, slot->end - slot->begin);
     slot->t.nbytes = (size_t)nbytes;
     return BL_OK;
 }
@@ -250,10 +247,9 @@ static bl_status check_tiling(const bl_safetensors *f, uint64_t data_len) {
         const st_slot *s = &f->slots[i];
         if (s->begin < cursor)
             return ferr(f->label,
-                        "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64
-                        ") overlap",
-                        show(f->slots[i - 1].t.name, a, sizeof a), f->slots[i - 1].begin,
-                        f->slots[i - 1].end, show(s->t.name, b, sizeof b), s->begin, s->end);
+                        "tensors '%s' [%" PRIu64 ", %" PRIu64 ") and '%s' [%" PRIu64 ", %" PRIu64 ") overlap",
+                        show(f->slots[i - 1].t.name, a, sizeof a), f->slots[i - 1].begin, f->slots[i - 1].end,
+                        show(s->t.name, b, sizeof b), s->begin, s->end);
         if (s->begin > cursor)
             return ferr(f->label,
                         "data bytes [%" PRIu64 ", %" PRIu64 ") before tensor '%s' belong to no "
@@ -262,24 +258,23 @@ static bl_status check_tiling(const bl_safetensors *f, uint64_t data_len) {
         cursor = s->end;
     }
     if (cursor != data_len)
-        return ferr(f->label,
-                    "the last %" PRIu64 " bytes of the data buffer belong to no tensor",
+        return ferr(f->label, "the last %" PRIu64 " bytes of the data buffer belong to no tensor",
                     data_len - cursor);
     return BL_OK;
 }
 
 static bl_status parse_file(bl_safetensors *f, const unsigned char *bytes, size_t size) {
     const char *label = f->label;
-    if (size < 8)
-        return ferr(label, "file is %zu bytes, shorter than the 8-byte header length", size);
+    if (size < 8) return ferr(label, "file is %zu bytes, shorter than the 8-byte header length", size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | bytes[i];
     if (n > ST_MAX_HEADER)
-        return ferr(label, "header length %" PRIu64 " is absurd (the limit is %u bytes)", n,
-                    ST_MAX_HEADER);
+        return ferr(label, "header length %" PRIu64 " is absurd (the limit is %u bytes)", n, ST_MAX_HEADER);
     if (n > size - 8)
-        return ferr(label, "header length %" PRIu64 " is larger than the rest of the file (%zu "
-                    "bytes)", n, size - 8);
+        return ferr(label,
+                    "header length %" PRIu64 " is larger than the rest of the file (%zu "
+                    "bytes)",
+                    n, size - 8);
     if (bl_json_parse((const char *)bytes + 8, (size_t)n, &f->header) != BL_OK)
         return bl_error_context(BL_ERR_FORMAT, "%s: header is not valid JSON", label);
     if (bl_json_type_of(f->header) != BL_JSON_OBJECT)
@@ -341,8 +336,7 @@ static bl_status open_image(const void *data, size_t size, const char *label, vo
     return BL_OK;
 }
 
-bl_status bl_safetensors_open_memory(const void *data, size_t size, const char *label,
-                                     bl_safetensors **out) {
+bl_status bl_safetensors_open_memory(const void *data, size_t size, const char *label, bl_safetensors **out) {
     if (!label) label = "(memory)";
     if (!data && size) {
         *out = NULL;
@@ -382,8 +376,10 @@ const bl_st_tensor *bl_safetensors_find(const bl_safetensors *f, const char *nam
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(f->by_name[mid]->t.name, name);
         if (c == 0) return &f->by_name[mid]->t;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -401,16 +397,15 @@ const char *bl_safetensors_metadata_at(const bl_safetensors *f, size_t i, const 
     return v ? key : NULL;
 }
 
-bl_status bl_safetensors_read_f32(const bl_safetensors *f, const char *name, int ndim,
-                                  const int64_t *shape, float *dst) {
+bl_status bl_safetensors_read_f32(const bl_safetensors *f, const char *name, int ndim, const int64_t *shape,
+                                  float *dst) {
     char shown[160];
     const bl_st_tensor *t = bl_safetensors_find(f, name);
     if (!t)
-        return bl_error(BL_ERR_NOT_FOUND, "%s: no tensor '%s'", f->label,
-                        show(name, shown, sizeof shown));
+        return bl_error(BL_ERR_NOT_FOUND, "%s: no tensor '%s'", f->label, show(name, shown, sizeof shown));
     if (ndim < 0 || ndim > BL_ST_MAX_DIMS || (ndim > 0 && !shape))
-        return bl_error(BL_ERR_INVALID_ARG, "%s: tensor '%s': bad expected shape (ndim %d)",
-                        f->label, show(name, shown, sizeof shown), ndim);
+        return bl_error(BL_ERR_INVALID_ARG, "%s: tensor '%s': bad expected shape (ndim %d)", f->label,
+                        show(name, shown, sizeof shown), ndim);
     bool same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
     if (!same) {
@@ -422,19 +417,18 @@ bl_status bl_safetensors_read_f32(const bl_safetensors *f, const char *name, int
     const unsigned char *src = t->data;
     size_t n = t->nbytes / bl_dtype_size(t->dtype);
     switch (t->dtype) {
-    case BL_F32:
-        if (n) memcpy(dst, src, t->nbytes);
-        return BL_OK;
-    case BL_BF16:
-    case BL_F16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = t->dtype == BL_BF16 ? bl_bf16_to_f32(h) : bl_f16_to_f32(h);
-        }
-        return BL_OK;
-    default:
-        return terr(f->label, t->name, "dtype %s cannot be read as f32", st_code(t->dtype));
+        case BL_F32:
+            if (n) memcpy(dst, src, t->nbytes);
+            return BL_OK;
+        case BL_BF16:
+        case BL_F16:
+            for (size_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, src + 2 * i, 2);
+                dst[i] = t->dtype == BL_BF16 ? bl_bf16_to_f32(h) : bl_f16_to_f32(h);
+            }
+            return BL_OK;
+        default: return terr(f->label, t->name, "dtype %s cannot be read as f32", st_code(t->dtype));
     }
 }
 
@@ -491,8 +485,8 @@ static bl_status werr(const char *name, const char *what) {
                     name ? show(name, shown, sizeof shown) : "(null)", what);
 }
 
-bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, bl_dtype dtype,
-                                    int ndim, const int64_t *shape, const void *data) {
+bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, bl_dtype dtype, int ndim,
+                                    const int64_t *shape, const void *data) {
     if (!name || !name[0]) return werr(name ? name : "", "the name is empty");
     if (strcmp(name, "__metadata__") == 0) return werr(name, "the name is reserved");
     if (!bl_json_utf8_valid(name, strlen(name))) return werr(name, "the name is not valid UTF-8");
@@ -527,8 +521,8 @@ bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, 
     if (!e->name || !e->data) {
         free(e->name);
         free(e->data);
-        return bl_error(BL_ERR_OUT_OF_MEMORY, "safetensors writer: cannot copy %zu bytes of '%s'",
-                        nbytes, name);
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "safetensors writer: cannot copy %zu bytes of '%s'", nbytes,
+                        name);
     }
     if (nbytes) memcpy(e->data, data, nbytes);
     e->dtype = dtype;
@@ -539,12 +533,10 @@ bl_status bl_safetensors_writer_add(bl_safetensors_writer *w, const char *name, 
     return BL_OK;
 }
 
-bl_status bl_safetensors_writer_set_metadata(bl_safetensors_writer *w, const char *key,
-                                             const char *value) {
+bl_status bl_safetensors_writer_set_metadata(bl_safetensors_writer *w, const char *key, const char *value) {
     if (!key || !value) return bl_error(BL_ERR_INVALID_ARG, "safetensors writer: NULL metadata");
     if (!bl_json_utf8_valid(key, strlen(key)) || !bl_json_utf8_valid(value, strlen(value)))
-        return bl_error(BL_ERR_INVALID_ARG,
-                        "safetensors writer: metadata '%s' is not valid UTF-8", key);
+        return bl_error(BL_ERR_INVALID_ARG, "safetensors writer: metadata '%s' is not valid UTF-8", key);
     char *v = dup_str(value);
     if (!v) return bl_error(BL_ERR_OUT_OF_MEMORY, "safetensors writer: out of memory");
     for (size_t i = 0; i < w->meta_count; i++) {
@@ -592,8 +584,7 @@ static int by_key(const void *a, const void *b) {
     return strcmp(((const st_pair *)a)->key, ((const st_pair *)b)->key);
 }
 
-bl_status bl_safetensors_writer_serialize(const bl_safetensors_writer *w, void **data,
-                                          size_t *size) {
+bl_status bl_safetensors_writer_serialize(const bl_safetensors_writer *w, void **data, size_t *size) {
     *data = NULL;
     *size = 0;
     const st_wentry **order = malloc((w->count ? w->count : 1) * sizeof *order);
@@ -606,8 +597,7 @@ bl_status bl_safetensors_writer_serialize(const bl_safetensors_writer *w, void *
     }
     for (size_t i = 0; i < w->count; i++) order[i] = &w->entries[i];
     qsort(order, w->count, sizeof *order, by_layout);
-    for (size_t i = 0; i < w->meta_count; i++)
-        meta[i] = (st_pair){w->meta_keys[i], w->meta_values[i]};
+    for (size_t i = 0; i < w->meta_count; i++) meta[i] = (st_pair){w->meta_keys[i], w->meta_values[i]};
     qsort(meta, w->meta_count, sizeof *meta, by_key);
 
     if ((s = bl_json_writer_new(&j)) != BL_OK) goto done;

@@ -36,7 +36,7 @@ struct bl_cheatsheet {
 bl_status bl_cheatsheet_new(bl_cheatsheet **out) {
     *out = calloc(1, sizeof **out);
     if (!*out) return bl_error(BL_ERR_OUT_OF_MEMORY, "cheatsheet");
-    snprintf((*out)->currency, sizeof (*out)->currency, "USD");
+    snprintf((*out)->currency, sizeof(*out)->currency, "USD");
     return BL_OK;
 }
 
@@ -107,15 +107,14 @@ static bl_status add_row(bl_cheatsheet *cs, bl_cheatsheet_row **out) {
     return BL_OK;
 }
 
-bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, size_t len,
-                                         const char *name) {
+bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, size_t len, const char *name) {
     bl_json *root;
-    if (bl_json_parse(text, len, &root) != BL_OK)
-        return bl_error_context(BL_ERR_FORMAT, "%s", name);
+    if (bl_json_parse(text, len, &root) != BL_OK) return bl_error_context(BL_ERR_FORMAT, "%s", name);
     bl_status s = BL_OK;
     const bl_json *devices = bl_json_object_get(root, "devices");
     if (!str_is(root, "schema", NULL, "beamlet-bench/1")) {
-        s = bl_error(BL_ERR_FORMAT, "%s: not a beamlet bench results file (\"schema\" is not \"beamlet-bench/1\")", name);
+        s = bl_error(BL_ERR_FORMAT,
+                     "%s: not a beamlet bench results file (\"schema\" is not \"beamlet-bench/1\")", name);
         goto done;
     }
     if (!devices || bl_json_type_of(devices) != BL_JSON_ARRAY) {
@@ -127,7 +126,8 @@ bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, si
     str(root, "source", NULL, file_source, sizeof file_source);
     str(root, "date", NULL, date, sizeof date);
     if (estimate_file && !*file_source) {
-        s = bl_error(BL_ERR_FORMAT, "%s: an estimate file must say where its figures come from (\"source\")", name);
+        s = bl_error(BL_ERR_FORMAT, "%s: an estimate file must say where its figures come from (\"source\")",
+                     name);
         goto done;
     }
     for (size_t i = 0; i < bl_json_len(devices); i++) {
@@ -171,7 +171,8 @@ bl_status bl_cheatsheet_add_results_json(bl_cheatsheet *cs, const char *text, si
         /* A measured file's time to accuracy counts only from a full run or a labelled
          * extrapolation; a smoke test on a subset ("measured_on_subset") is no such figure. */
         r->tta_s = num(tta, "seconds", NULL);
-        if (!estimate_file && !str_is(tta, "method", NULL, "measured") && !str_is(tta, "method", NULL, "extrapolated"))
+        if (!estimate_file && !str_is(tta, "method", NULL, "measured") &&
+            !str_is(tta, "method", NULL, "extrapolated"))
             r->tta_s = -1;
         r->tta_target = num(tta, "target", NULL);
         r->tta_extrapolated = str_is(tta, "method", NULL, "extrapolated");
@@ -194,11 +195,9 @@ bl_status bl_cheatsheet_add_results(bl_cheatsheet *cs, const char *path) {
 
 /* ---- prices ------------------------------------------------------------------------------ */
 
-bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, size_t len,
-                                         const char *name) {
+bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, size_t len, const char *name) {
     bl_json *root;
-    if (bl_json_parse(text, len, &root) != BL_OK)
-        return bl_error_context(BL_ERR_FORMAT, "%s", name);
+    if (bl_json_parse(text, len, &root) != BL_OK) return bl_error_context(BL_ERR_FORMAT, "%s", name);
     bl_status s = BL_OK;
     const bl_json *list = bl_json_object_get(root, "prices");
     if (!list || bl_json_type_of(list) != BL_JSON_ARRAY) {
@@ -226,7 +225,8 @@ bl_status bl_cheatsheet_load_prices_json(bl_cheatsheet *cs, const char *text, si
         str(e, "date", NULL, q->date, sizeof q->date);
         q->usd_per_hour = num(e, "usd_per_hour", NULL);
         if (!*q->device || q->usd_per_hour < 0 || !*q->source) {
-            s = bl_error(BL_ERR_FORMAT, "%s: prices[%zu] needs \"device\", \"usd_per_hour\" >= 0 and \"source\"", name, i);
+            s = bl_error(BL_ERR_FORMAT,
+                         "%s: prices[%zu] needs \"device\", \"usd_per_hour\" >= 0 and \"source\"", name, i);
             goto done;
         }
         cs->nprices++;
@@ -274,8 +274,8 @@ static bl_status price_for(const bl_cheatsheet *cs, const bl_cheatsheet_row *r, 
     for (int i = 0; i < cs->nprices; i++) {
         const price *p = &cs->prices[i];
         if ((strcmp(p->kind, "cpu") == 0) != r->is_cpu) continue;
-        if (contains_ci(r->label, p->match) || (!r->is_cpu && (contains_ci(r->description, p->match) ||
-                                                                contains_ci(r->device, p->match)))) {
+        if (contains_ci(r->label, p->match) ||
+            (!r->is_cpu && (contains_ci(r->description, p->match) || contains_ci(r->device, p->match)))) {
             *out = p;
             return BL_OK;
         }
@@ -297,14 +297,16 @@ bl_status bl_cheatsheet_compute(bl_cheatsheet *cs) {
     }
     double cpu10 = -1;
     for (int i = 0; i < cs->nrows && cpu10 < 0; i++)
-        if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0) cpu10 = cs->rows[i].train10_s;
+        if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0)
+            cpu10 = cs->rows[i].train10_s;
     /* Estimates sharing a source share a footnote number, in order of first appearance. */
     int notes = 0;
     for (int i = 0; i < cs->nrows; i++) {
         bl_cheatsheet_row *r = &cs->rows[i];
         r->note = 0;
         for (int j = 0; j < i && !r->measured && !r->note; j++)
-            if (!cs->rows[j].measured && strcmp(cs->rows[j].source, r->source) == 0) r->note = cs->rows[j].note;
+            if (!cs->rows[j].measured && strcmp(cs->rows[j].source, r->source) == 0)
+                r->note = cs->rows[j].note;
         if (!r->measured && !r->note) r->note = ++notes;
     }
     for (int i = 0; i < cs->nrows; i++) {
@@ -323,11 +325,16 @@ bl_status bl_cheatsheet_compute(bl_cheatsheet *cs) {
 /* ---- Markdown ---------------------------------------------------------------------------- */
 
 void bl_cheatsheet_format_duration(double s, char *buf, size_t n) {
-    if (s < 0) snprintf(buf, n, "—");
-    else if (s < 10) snprintf(buf, n, "%.2g s", s);
-    else if (s < 120) snprintf(buf, n, "%.0f s", s);
-    else if (s < 3600) snprintf(buf, n, "%.1f min", s / 60);
-    else snprintf(buf, n, "%.1f h", s / 3600);
+    if (s < 0)
+        snprintf(buf, n, "—");
+    else if (s < 10)
+        snprintf(buf, n, "%.2g s", s);
+    else if (s < 120)
+        snprintf(buf, n, "%.0f s", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%.1f min", s / 60);
+    else
+        snprintf(buf, n, "%.1f h", s / 3600);
 }
 
 /* 12345.6 -> "12,346"; below 100 one decimal, so a slow CPU still shows its digits. */
@@ -352,10 +359,14 @@ static void fmt_rate(double v, char *buf, size_t n) {
 }
 
 static void fmt_money(double v, char *buf, size_t n) {
-    if (v < 0) snprintf(buf, n, "—");
-    else if (v < 0.01) snprintf(buf, n, "$%.4f", v);
-    else if (v < 1) snprintf(buf, n, "$%.3f", v);
-    else snprintf(buf, n, "$%.2f", v);
+    if (v < 0)
+        snprintf(buf, n, "—");
+    else if (v < 0.01)
+        snprintf(buf, n, "$%.4f", v);
+    else if (v < 1)
+        snprintf(buf, n, "$%.3f", v);
+    else
+        snprintf(buf, n, "$%.2f", v);
 }
 
 bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path, const char *title) {
@@ -367,13 +378,16 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
             break;
         }
     bl_buf_printf(&b, "# %s\n\n", title ? title : "Cost versus speed: the cheat sheet");
-    bl_buf_printf(&b, "Generated by `beamlet cheatsheet` from committed results files and `docs/prices.json`; "
-                      "do not edit by hand. Rows marked **estimate** were not measured by beamlet here: "
-                      "their footnote says where each figure comes from.\n\n");
-    bl_buf_printf(&b, "| device | figures | CIFAR ResNet-18 inference (img/s) | ResNet-18 224×224 inference (img/s) | "
-                      "train 1 epoch (50,000 img) | train 10 epochs | time to %.0f%% Fashion-MNIST | first prediction | "
-                      "%s/hour | cost of a 10-epoch job | speed-up vs CPU |\n",
-                  100 * target, strcmp(cs->currency, "USD") == 0 ? "$" : cs->currency);
+    bl_buf_printf(&b,
+                  "Generated by `beamlet cheatsheet` from committed results files and `docs/prices.json`; "
+                  "do not edit by hand. Rows marked **estimate** were not measured by beamlet here: "
+                  "their footnote says where each figure comes from.\n\n");
+    bl_buf_printf(
+        &b,
+        "| device | figures | CIFAR ResNet-18 inference (img/s) | ResNet-18 224×224 inference (img/s) | "
+        "train 1 epoch (50,000 img) | train 10 epochs | time to %.0f%% Fashion-MNIST | first prediction | "
+        "%s/hour | cost of a 10-epoch job | speed-up vs CPU |\n",
+        100 * target, strcmp(cs->currency, "USD") == 0 ? "$" : cs->currency);
     bl_buf_printf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     bool any_scaled = false, any_extrap = false, any_first = false;
     const char *money = strcmp(cs->currency, "USD") == 0 ? "$" : cs->currency;
@@ -391,16 +405,21 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
         bl_cheatsheet_format_duration(r->first_prediction_s, fp, sizeof fp);
         fmt_money(r->usd_per_hour, ph, sizeof ph);
         fmt_money(r->cost_per_job_usd, cost, sizeof cost);
-        if (r->speedup_vs_cpu >= 100) snprintf(sp, sizeof sp, "%.0fx", r->speedup_vs_cpu);
-        else if (r->speedup_vs_cpu > 0) snprintf(sp, sizeof sp, "%.3gx", r->speedup_vs_cpu);
-        else snprintf(sp, sizeof sp, "—");
+        if (r->speedup_vs_cpu >= 100)
+            snprintf(sp, sizeof sp, "%.0fx", r->speedup_vs_cpu);
+        else if (r->speedup_vs_cpu > 0)
+            snprintf(sp, sizeof sp, "%.3gx", r->speedup_vs_cpu);
+        else
+            snprintf(sp, sizeof sp, "—");
         if (r->measured && r->first_prediction_s >= 0) any_first = true;
         if (r->measured && r->train_scaled) any_scaled = true;
         if (r->measured)
             bl_buf_printf(&b, "| %s | measured%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r->label,
                           r->train_scaled ? " [s]" : "", a, c, e, t, tta, fp, ph, cost, sp);
         else
-            bl_buf_printf(&b, "| *%s* | **estimate** [%d] | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* |\n",
+            bl_buf_printf(&b,
+                          "| *%s* | **estimate** [%d] | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | *%s* | "
+                          "*%s* | *%s* |\n",
                           r->label, r->note, a, c, e, t, tta, fp, ph, cost, sp);
     }
     bl_buf_printf(&b, "\n");
@@ -411,22 +430,29 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
         if (first) bl_buf_printf(&b, "- [%d] Estimate, not a beamlet measurement: %s.\n", r->note, r->source);
     }
     if (any_scaled)
-        bl_buf_printf(&b, "- [s] Training times are measured per step (forward, loss, backward, SGD on device-resident "
-                          "data, no data loading or evaluation) and scaled to 50,000 images.\n");
+        bl_buf_printf(
+            &b, "- [s] Training times are measured per step (forward, loss, backward, SGD on device-resident "
+                "data, no data loading or evaluation) and scaled to 50,000 images.\n");
     if (any_extrap)
-        bl_buf_printf(&b, "- ≈ Time to accuracy extrapolated from a measured training throughput, not a training run; "
-                          "the results file says how.\n");
+        bl_buf_printf(
+            &b, "- ≈ Time to accuracy extrapolated from a measured training throughput, not a training run; "
+                "the results file says how.\n");
     if (any_first)
-        bl_buf_printf(&b, "- First prediction: a child `beamlet infer` process on one Fashion-MNIST image with the shipped "
-                          "model, from its start to its exit (the results file has the command).\n");
+        bl_buf_printf(
+            &b,
+            "- First prediction: a child `beamlet infer` process on one Fashion-MNIST image with the shipped "
+            "model, from its start to its exit (the results file has the command).\n");
     /* The speed-up's baseline is the first measured CPU row (files are read in the order given). */
     const char *baseline = NULL;
     for (int i = 0; i < cs->nrows && !baseline; i++)
-        if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0) baseline = cs->rows[i].label;
-    bl_buf_printf(&b, "\nCost of a job = %s/hour × the 10-epoch training time. Speed-up = the 10-epoch time of %s%s%s ÷ "
-                      "the row's; for an estimate row it compares figures from different sources.\n\n", money,
-                  baseline ? "the measured CPU row \"" : "a measured CPU row (none here)", baseline ? baseline : "",
-                  baseline ? "\"" : "");
+        if (cs->rows[i].measured && cs->rows[i].is_cpu && cs->rows[i].train10_s > 0)
+            baseline = cs->rows[i].label;
+    bl_buf_printf(
+        &b,
+        "\nCost of a job = %s/hour × the 10-epoch training time. Speed-up = the 10-epoch time of %s%s%s ÷ "
+        "the row's; for an estimate row it compares figures from different sources.\n\n",
+        money, baseline ? "the measured CPU row \"" : "a measured CPU row (none here)",
+        baseline ? baseline : "", baseline ? "\"" : "");
     bl_buf_printf(&b, "Measured rows:\n\n");
     for (int i = 0; i < cs->nrows; i++) {
         const bl_cheatsheet_row *r = &cs->rows[i];
@@ -440,11 +466,14 @@ bl_status bl_cheatsheet_write_markdown(const bl_cheatsheet *cs, const char *path
         bool seen = false;
         for (int j = 0; j < i; j++) seen |= strcmp(cs->rows[j].price_name, r->price_name) == 0;
         if (*r->price_name && !seen)
-            bl_buf_printf(&b, "- %s: %s%.4g/hour — %s\n", r->price_name, money, r->usd_per_hour, r->price_source);
+            bl_buf_printf(&b, "- %s: %s%.4g/hour — %s\n", r->price_name, money, r->usd_per_hour,
+                          r->price_source);
     }
     for (int i = 0; i < cs->nrows; i++)
-        if (!*cs->rows[i].price_name) bl_buf_printf(&b, "- %s: no price in the prices file\n", cs->rows[i].label);
-    bl_status s = b.data ? bl_file_write_atomic(path, b.data, b.len) : bl_error(BL_ERR_OUT_OF_MEMORY, "markdown");
+        if (!*cs->rows[i].price_name)
+            bl_buf_printf(&b, "- %s: no price in the prices file\n", cs->rows[i].label);
+    bl_status s =
+        b.data ? bl_file_write_atomic(path, b.data, b.len) : bl_error(BL_ERR_OUT_OF_MEMORY, "markdown");
     bl_buf_free(&b);
     return s;
 }

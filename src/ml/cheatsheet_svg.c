@@ -19,11 +19,16 @@
 
 static void xml_text(bl_buf *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '&') bl_buf_printf(b, "&amp;");
-        else if (*s == '<') bl_buf_printf(b, "&lt;");
-        else if (*s == '>') bl_buf_printf(b, "&gt;");
-        else if (*s == '"') bl_buf_printf(b, "&quot;");
-        else bl_buf_append(b, s, 1);
+        if (*s == '&')
+            bl_buf_printf(b, "&amp;");
+        else if (*s == '<')
+            bl_buf_printf(b, "&lt;");
+        else if (*s == '>')
+            bl_buf_printf(b, "&gt;");
+        else if (*s == '"')
+            bl_buf_printf(b, "&quot;");
+        else
+            bl_buf_append(b, s, 1);
     }
 }
 
@@ -76,8 +81,10 @@ static void f_cost(double v, char *buf, size_t n) {
 
 static void f_axis(double v, char *buf, size_t n, bool money) {
     if (money) {
-        if (v < 1) snprintf(buf, n, "$%g", v);
-        else snprintf(buf, n, "$%.0f", v);
+        if (v < 1)
+            snprintf(buf, n, "$%g", v);
+        else
+            snprintf(buf, n, "$%.0f", v);
     } else if (v >= 1000) {
         snprintf(buf, n, "%.0fk", v / 1000);
     } else {
@@ -99,8 +106,12 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
     }
     bl_buf b = {0};
     int plot_w = CHART_W - LABEL_W - 120;
-    int foot = wrapped(NULL, 0, "", "Solid bars: measured by beamlet (docs/cheatsheet.md names the files and dates). Hatched "
-                       "grey bars: estimates, not beamlet measurements. Log scale.", "") + 16;
+    int foot =
+        wrapped(NULL, 0, "",
+                "Solid bars: measured by beamlet (docs/cheatsheet.md names the files and dates). Hatched "
+                "grey bars: estimates, not beamlet measurements. Log scale.",
+                "") +
+        16;
     for (int i = 0, last = 0; i < bl_cheatsheet_row_count(cs); i++) {
         const bl_cheatsheet_row *r = bl_cheatsheet_row_at(cs, i);
         if (!r->measured && value(r) > 0 && r->note > last) {
@@ -110,11 +121,15 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
     }
     if (extra_note) foot = wrapped(NULL, foot, "", extra_note, "") + 16;
     int height = TOP + (n ? n : 1) * ROW_H + 40 + foot + 8;
-    bl_buf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-                      "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n", CHART_W, height, CHART_W, height);
+    bl_buf_printf(
+        &b,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+        "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n",
+        CHART_W, height, CHART_W, height);
     bl_buf_printf(&b, "<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
                       "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#e2e2e2\"/>"
-                      "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#8a8a8a\" stroke-width=\"2\"/></pattern></defs>\n");
+                      "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#8a8a8a\" "
+                      "stroke-width=\"2\"/></pattern></defs>\n");
     bl_buf_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     bl_buf_printf(&b, "<text x=\"16\" y=\"24\" font-size=\"16\" font-weight=\"bold\">");
     xml_text(&b, title);
@@ -132,10 +147,12 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
             double x = LABEL_W + (d - d0) / (d1 - d0) * plot_w;
             char t[32];
             f_axis(pow(10, d), t, sizeof t, money);
-            bl_buf_printf(&b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x, TOP - 6, x,
-                          y_axis_end);
-            bl_buf_printf(&b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#777\" font-size=\"11\">%s</text>\n",
-                          x, y_axis_end + 16, t);
+            bl_buf_printf(&b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x,
+                          TOP - 6, x, y_axis_end);
+            bl_buf_printf(
+                &b,
+                "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#777\" font-size=\"11\">%s</text>\n",
+                x, y_axis_end + 16, t);
         }
         int row = 0, note = 0;
         for (int i = 0; i < bl_cheatsheet_row_count(cs); i++) {
@@ -147,25 +164,34 @@ static bl_status chart(const bl_cheatsheet *cs, const char *path, const char *ti
             double w = fmax(2.0, (log10(v) - d0) / (d1 - d0) * plot_w);
             char val[48];
             format(v, val, sizeof val);
-            bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\"%s>", LABEL_W - 8, y + (r->measured ? 16 : 11),
+            bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\"%s>", LABEL_W - 8,
+                          y + (r->measured ? 16 : 11),
                           r->measured ? "" : " fill=\"#666\" font-style=\"italic\"");
             xml_text(&b, r->label);
             bl_buf_printf(&b, "</text>\n");
             if (!r->measured)
-                bl_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"11\" fill=\"#666\">estimate [%d], "
-                                  "not measured by beamlet</text>\n", LABEL_W - 8, y + 24, r->note);
+                bl_buf_printf(&b,
+                              "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"11\" "
+                              "fill=\"#666\">estimate [%d], "
+                              "not measured by beamlet</text>\n",
+                              LABEL_W - 8, y + 24, r->note);
             if (r->measured)
-                bl_buf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#2b6cb0\"/>\n", LABEL_W, y,
-                              w, BAR_H);
+                bl_buf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#2b6cb0\"/>\n",
+                              LABEL_W, y, w, BAR_H);
             else
-                bl_buf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"url(#hatch)\" "
-                                  "stroke=\"#8a8a8a\" stroke-dasharray=\"4 2\"/>\n", LABEL_W, y, w, BAR_H);
+                bl_buf_printf(&b,
+                              "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"url(#hatch)\" "
+                              "stroke=\"#8a8a8a\" stroke-dasharray=\"4 2\"/>\n",
+                              LABEL_W, y, w, BAR_H);
             bl_buf_printf(&b, "<text x=\"%.1f\" y=\"%d\"%s>%s%s</text>\n", LABEL_W + w + 6, y + 16,
-                          r->measured ? "" : " fill=\"#666\" font-style=\"italic\"", r->measured ? "" : "≈ ", val);
+                          r->measured ? "" : " fill=\"#666\" font-style=\"italic\"", r->measured ? "" : "≈ ",
+                          val);
             row++;
         }
-        int y = wrapped(&b, y_axis_end + 40, "", "Solid bars: measured by beamlet (docs/cheatsheet.md names the files "
-                        "and dates). Hatched grey bars: estimates, not beamlet measurements. Log scale.", "#333");
+        int y = wrapped(&b, y_axis_end + 40, "",
+                        "Solid bars: measured by beamlet (docs/cheatsheet.md names the files "
+                        "and dates). Hatched grey bars: estimates, not beamlet measurements. Log scale.",
+                        "#333");
         for (int i = 0; i < bl_cheatsheet_row_count(cs); i++) {
             const bl_cheatsheet_row *r = bl_cheatsheet_row_at(cs, i);
             if (r->measured || value(r) <= 0 || r->note <= note) continue;

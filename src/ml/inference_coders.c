@@ -21,7 +21,8 @@ static bl_status put_str(bl_buf *b, const char *s) {
 static bl_status get_str(const uint8_t *d, size_t size, size_t *pos, char **out) {
     uint64_t n;
     BL_TRY(bl_read_varint(d, size, pos, &n));
-    if (n > size - *pos) return bl_error(BL_ERR_FORMAT, "string of %llu bytes past the end", (unsigned long long)n);
+    if (n > size - *pos)
+        return bl_error(BL_ERR_FORMAT, "string of %llu bytes past the end", (unsigned long long)n);
     char *s = malloc((size_t)n + 1);
     if (!s) return bl_error(BL_ERR_OUT_OF_MEMORY, "string of %llu bytes", (unsigned long long)n);
     memcpy(s, d + *pos, (size_t)n);
@@ -35,7 +36,8 @@ static bl_status get_str(const uint8_t *d, size_t size, size_t *pos, char **out)
 static bl_status get_str_fixed(const uint8_t *d, size_t size, size_t *pos, char *out, size_t cap) {
     uint64_t n;
     BL_TRY(bl_read_varint(d, size, pos, &n));
-    if (n > size - *pos || n >= cap) return bl_error(BL_ERR_FORMAT, "name of %llu bytes", (unsigned long long)n);
+    if (n > size - *pos || n >= cap)
+        return bl_error(BL_ERR_FORMAT, "name of %llu bytes", (unsigned long long)n);
     memcpy(out, d + *pos, (size_t)n);
     out[n] = 0;
     *pos += (size_t)n;
@@ -56,7 +58,8 @@ static bl_status get_i64(const uint8_t *d, size_t size, size_t *pos, int64_t *v)
 static bl_status get_i32(const uint8_t *d, size_t size, size_t *pos, int32_t *v) {
     int64_t x;
     BL_TRY(get_i64(d, size, pos, &x));
-    if (x < INT32_MIN || x > INT32_MAX) return bl_error(BL_ERR_FORMAT, "integer %lld out of range", (long long)x);
+    if (x < INT32_MIN || x > INT32_MAX)
+        return bl_error(BL_ERR_FORMAT, "integer %lld out of range", (long long)x);
     *v = (int32_t)x;
     return BL_OK;
 }
@@ -87,7 +90,9 @@ static bl_status get_floats(const uint8_t *d, size_t size, size_t *pos, float *x
     return BL_OK;
 }
 
-static bl_status json_str(bl_buf *out, const char *s) { return bl_coder_to_json(bl_coder_string(), s ? s : "", out); }
+static bl_status json_str(bl_buf *out, const char *s) {
+    return bl_coder_to_json(bl_coder_string(), s ? s : "", out);
+}
 
 /* JSON has no NaN or infinity: write null for them. */
 static bl_status json_float(bl_buf *out, float x) {
@@ -109,8 +114,10 @@ bl_status bl_image_example_new(const char *id, int label, int channels, int heig
         bl_image_example_free(e);
         return bl_error(BL_ERR_OUT_OF_MEMORY, "image example of %zu pixels", n);
     }
-    if (n && pixels) memcpy(e->pixels, pixels, n * sizeof(float));
-    else if (n) memset(e->pixels, 0, n * sizeof(float));
+    if (n && pixels)
+        memcpy(e->pixels, pixels, n * sizeof(float));
+    else if (n)
+        memset(e->pixels, 0, n * sizeof(float));
     e->label = label, e->channels = channels, e->height = height, e->width = width;
     *out = e;
     return BL_OK;
@@ -149,7 +156,8 @@ static bl_status example_decode(const uint8_t *d, size_t size, size_t *pos, void
     if (s == BL_OK) s = get_i32(d, size, pos, &c);
     if (s == BL_OK) s = get_i32(d, size, pos, &h);
     if (s == BL_OK) s = get_i32(d, size, pos, &w);
-    if (s == BL_OK && (c < 0 || h < 0 || w < 0 || (uint64_t)c * (uint64_t)h * (uint64_t)w > (size - *pos) / 4))
+    if (s == BL_OK &&
+        (c < 0 || h < 0 || w < 0 || (uint64_t)c * (uint64_t)h * (uint64_t)w > (size - *pos) / 4))
         s = bl_error(BL_ERR_FORMAT, "image example '%s': shape %dx%dx%d does not fit its bytes", id, c, h, w);
     bl_image_example *e = NULL;
     if (s == BL_OK) s = bl_image_example_new(id, label, c, h, w, NULL, &e);
@@ -173,8 +181,8 @@ static bl_status example_json(const void *v, bl_buf *out, void *u) {
     const bl_image_example *e = v;
     BL_TRY(bl_buf_printf(out, "{\"id\": "));
     BL_TRY(json_str(out, e->id));
-    BL_TRY(bl_buf_printf(out, ", \"label\": %d, \"shape\": [%d, %d, %d], \"pixels\": [", e->label, e->channels,
-                         e->height, e->width));
+    BL_TRY(bl_buf_printf(out, ", \"label\": %d, \"shape\": [%d, %d, %d], \"pixels\": [", e->label,
+                         e->channels, e->height, e->width));
     size_t n = bl_image_example_size(NULL, e);
     for (size_t i = 0; i < n; i++) {
         if (i) BL_TRY(bl_buf_append(out, ", ", 2));
@@ -358,8 +366,9 @@ static bl_status accuracy_json(const void *v, bl_buf *out, void *u) {
     (void)u;
     const bl_accuracy *a = v;
     double l = a->labelled ? (double)a->labelled : 1.0;
-    return bl_buf_printf(out, "{\"total\": %lld, \"labelled\": %lld, \"correct\": %lld, \"correct_top_k\": %lld, "
-                              "\"accuracy\": %.6f, \"top_k_accuracy\": %.6f}",
+    return bl_buf_printf(out,
+                         "{\"total\": %lld, \"labelled\": %lld, \"correct\": %lld, \"correct_top_k\": %lld, "
+                         "\"accuracy\": %.6f, \"top_k_accuracy\": %.6f}",
                          (long long)a->total, (long long)a->labelled, (long long)a->correct,
                          (long long)a->correct_top_k, (double)a->correct / l, (double)a->correct_top_k / l);
 }
@@ -411,9 +420,10 @@ static bl_coder *example_coder, *prediction_coder, *dead_coder, *accuracy_coder;
 static bl_combine_fn accuracy_fn;
 
 static void make_coders(void) {
-    bl_coder_fns e = {"image_example", true, example_encode, example_decode, example_free, example_json, NULL};
+    bl_coder_fns e = {"image_example", true, example_encode, example_decode, example_free,
+                      example_json,    NULL};
     bl_coder_fns p = {"prediction_result", true, prediction_encode, prediction_decode, prediction_free,
-                      prediction_json, NULL};
+                      prediction_json,     NULL};
     bl_coder_fns d = {"dead_letter", true, dead_encode, dead_decode, dead_free, dead_json, NULL};
     bl_coder_fns a = {"accuracy", true, accuracy_encode, accuracy_decode, plain_free, accuracy_json, NULL};
     /* Failure leaves NULL, which every pipeline call refuses with a message. */
@@ -421,7 +431,8 @@ static void make_coders(void) {
     if (bl_coder_new(&p, &prediction_coder) != BL_OK) prediction_coder = NULL;
     if (bl_coder_new(&d, &dead_coder) != BL_OK) dead_coder = NULL;
     if (bl_coder_new(&a, &accuracy_coder) != BL_OK) accuracy_coder = NULL;
-    accuracy_fn = (bl_combine_fn){acc_create, acc_add, acc_merge, acc_extract, accuracy_coder, accuracy_coder, NULL};
+    accuracy_fn =
+        (bl_combine_fn){acc_create, acc_add, acc_merge, acc_extract, accuracy_coder, accuracy_coder, NULL};
 }
 
 const bl_coder *bl_coder_image_example(void) {

@@ -27,7 +27,8 @@ bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *di
     size_t per = (size_t)c * (size_t)h * (size_t)w;
     bl_image_example **ex = calloc((size_t)(n ? n : 1), sizeof *ex);
     float *pixels = malloc(per * sizeof(float));
-    if (s == BL_OK && (!ex || !pixels)) s = bl_error(BL_ERR_OUT_OF_MEMORY, "%s: %lld examples", name, (long long)n);
+    if (s == BL_OK && (!ex || !pixels))
+        s = bl_error(BL_ERR_OUT_OF_MEMORY, "%s: %lld examples", name, (long long)n);
     for (int64_t i = 0; s == BL_OK && i < n; i++) {
         int32_t label;
         char id[64];
@@ -110,9 +111,11 @@ bl_status bl_read_image_folder(bl_pipeline *p, const char *name, const char *dir
     if (!name || !*name || strchr(name, '/'))
         return bl_error(BL_ERR_INVALID_ARG, "image folder source needs a name without '/'");
     if (crop < 1 || resize < crop)
-        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d must be at least crop %d (> 0)", name, resize, crop);
+        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d must be at least crop %d (> 0)", name, resize,
+                        crop);
     const decode_conf *conf = decode_conf_intern(resize, crop);
-    if (!conf) return bl_error(BL_ERR_UNSUPPORTED, "%s: too many distinct resize/crop pairs in one process", name);
+    if (!conf)
+        return bl_error(BL_ERR_UNSUPPORTED, "%s: too many distinct resize/crop pairs in one process", name);
     bl_image_folder *folder;
     BL_TRY(bl_error_context(bl_image_folder_open(dir, &folder), "%s", name));
     int64_t n = bl_image_folder_count(folder);
@@ -120,7 +123,8 @@ bl_status bl_read_image_folder(bl_pipeline *p, const char *name, const char *dir
     bl_kv *kvs = calloc((size_t)(n ? n : 1), sizeof *kvs);
     int64_t *labels = calloc((size_t)(n ? n : 1), sizeof *labels);
     const void **ptrs = calloc((size_t)(n ? n : 1), sizeof *ptrs);
-    bl_status s = kvs && labels && ptrs ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "%s: %lld files", name, (long long)n);
+    bl_status s =
+        kvs && labels && ptrs ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "%s: %lld files", name, (long long)n);
     for (int64_t i = 0; s == BL_OK && i < n; i++) {
         labels[i] = bl_image_folder_class(folder, i);
         kvs[i].key = (void *)bl_image_folder_path(folder, i);
@@ -131,8 +135,12 @@ bl_status bl_read_image_folder(bl_pipeline *p, const char *name, const char *dir
     if (s == BL_OK) s = bl_pipeline_begin_composite(p, name, NULL);
     if (s == BL_OK) {
         bl_pcoll *files = NULL;
-        bl_dofn fn = {.process = decode_process, .user = (void *)conf, .out_coder = bl_coder_image_example(),
-                      .num_side_outputs = 1, .side_tags = {DEAD_TAG}, .side_coders = {bl_coder_dead_letter()}};
+        bl_dofn fn = {.process = decode_process,
+                      .user = (void *)conf,
+                      .out_coder = bl_coder_image_example(),
+                      .num_side_outputs = 1,
+                      .side_tags = {DEAD_TAG},
+                      .side_coders = {bl_coder_dead_letter()}};
         s = bl_create(p, "Files", bl_coder_kv(bl_coder_string(), bl_coder_int64()), ptrs, (size_t)n, &files);
         if (s == BL_OK) s = bl_pardo(p, "Decode", files, &fn, examples);
         bl_pcoll *dead = NULL;

@@ -32,8 +32,9 @@ bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallbac
          * policy, so BEAMLET_DEVICE=gpu on a machine without one is still an error. */
         const char *env = getenv("BEAMLET_DEVICE");
         if (env && *env && strcmp(env, "auto") != 0)
-            return bl_error_context(bl_inference_resolve_device(env, allow_cpu_fallback, out, size, fell_back),
-                                    "BEAMLET_DEVICE=%s", env);
+            return bl_error_context(
+                bl_inference_resolve_device(env, allow_cpu_fallback, out, size, fell_back),
+                "BEAMLET_DEVICE=%s", env);
         return put_name(out, size, gpus > 0 ? "cuda" : "cpu");
     }
     if (strcmp(d, "gpu") == 0 || strcmp(d, "cuda") == 0) {
@@ -42,15 +43,20 @@ bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallbac
             /* The registry's own words say why (no CUDA backend in this build, or no GPU). */
             bl_device *probe = NULL;
             char why[256] = "no CUDA device visible";
-            if (bl_device_get("cuda", &probe) == BL_OK) bl_device_release(probe);
-            else snprintf(why, sizeof why, "%s", bl_last_error());
-            return bl_error(BL_ERR_NOT_FOUND, "no GPU: --device=%s asks for a GPU, but this machine has none "
+            if (bl_device_get("cuda", &probe) == BL_OK)
+                bl_device_release(probe);
+            else
+                snprintf(why, sizeof why, "%s", bl_last_error());
+            return bl_error(BL_ERR_NOT_FOUND,
+                            "no GPU: --device=%s asks for a GPU, but this machine has none "
                             "that beamlet can use (%s; 'beamlet devices' lists what there is) "
-                            "(pass --allow_cpu_fallback to run on the CPU)", d, why);
+                            "(pass --allow_cpu_fallback to run on the CPU)",
+                            d, why);
         }
         bl_log_warn("!!! NO GPU: --device=%s was asked for, but this machine has no CUDA device. "
                     "Running on the CPU INSTEAD because --allow_cpu_fallback was given: expect it to be "
-                    "much slower than on a GPU, and do not compare its timings with GPU runs. !!!", d);
+                    "much slower than on a GPU, and do not compare its timings with GPU runs. !!!",
+                    d);
         if (fell_back) *fell_back = true;
         return put_name(out, size, "cpu");
     }
@@ -64,10 +70,10 @@ struct bl_model_handler {
     char device_name[32];
     int max_batch, height, width;
     int refs;
-    pthread_mutex_t lock;          /* serializes inference on the single-threaded model */
+    pthread_mutex_t lock; /* serializes inference on the single-threaded model */
     bl_device *dev;
     bl_model *model;
-    bl_tensor x;                   /* (max_batch, C, H, W) on the device */
+    bl_tensor x; /* (max_batch, C, H, W) on the device */
     bl_model_handler *next;
 };
 
@@ -133,13 +139,15 @@ bl_status bl_model_handler_acquire(const char *weights_path, const char *device,
     if (loaded) *loaded = false;
     if (load_seconds) *load_seconds = 0;
     if (!weights_path || !device || max_batch < 1 || height < 1 || width < 1)
-        return bl_error(BL_ERR_INVALID_ARG, "model handler: need a weights path, a device and a positive "
-                        "batch and size (got batch %d, %dx%d)", max_batch, height, width);
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "model handler: need a weights path, a device and a positive "
+                        "batch and size (got batch %d, %dx%d)",
+                        max_batch, height, width);
     pthread_mutex_lock(&cache_lock);
     bl_model_handler *h = cache;
     for (; h; h = h->next)
-        if (strcmp(h->path, weights_path) == 0 && strcmp(h->device_name, device) == 0 && h->height == height &&
-            h->width == width && h->max_batch >= max_batch)
+        if (strcmp(h->path, weights_path) == 0 && strcmp(h->device_name, device) == 0 &&
+            h->height == height && h->width == width && h->max_batch >= max_batch)
             break;
     bl_status s = BL_OK;
     if (!h) {
@@ -177,7 +185,9 @@ void bl_model_handler_release(bl_model_handler *h) {
     if (last) handler_free(h);
 }
 
-const bl_resnet_config *bl_model_handler_config(const bl_model_handler *h) { return bl_model_config(h->model); }
+const bl_resnet_config *bl_model_handler_config(const bl_model_handler *h) {
+    return bl_model_config(h->model);
+}
 const char *bl_model_handler_device(const bl_model_handler *h) { return h->device_name; }
 
 int64_t bl_model_handler_load_count(void) {

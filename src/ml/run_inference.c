@@ -18,9 +18,9 @@
 #define DEAD_TAG "dead_letter"
 
 typedef struct ri_conf {
-    char *key;                       /* every field below, as text: what interning compares */
+    char *key; /* every field below, as text: what interning compares */
     char *weights;
-    char device[32];                 /* resolved: "cpu", "cpu_ref" or "cuda" */
+    char device[32]; /* resolved: "cpu", "cpu_ref" or "cuda" */
     char model_id[128];
     int max_batch, channels, height, width, classes, top_k;
     int64_t progress_total;
@@ -42,9 +42,9 @@ static void conf_free(ri_conf *c) {
 
 static bl_status conf_key(ri_conf *c) {
     bl_buf b = {0};
-    bl_status s = bl_buf_printf(&b, "%s\n%s\n%s\n%d %d %d %d %d %d %lld %d\n", c->weights, c->device, c->model_id,
-                                c->max_batch, c->channels, c->height, c->width, c->classes, c->top_k,
-                                (long long)c->progress_total, c->num_names);
+    bl_status s = bl_buf_printf(&b, "%s\n%s\n%s\n%d %d %d %d %d %d %lld %d\n", c->weights, c->device,
+                                c->model_id, c->max_batch, c->channels, c->height, c->width, c->classes,
+                                c->top_k, (long long)c->progress_total, c->num_names);
     for (int i = 0; s == BL_OK && i < c->num_names; i++) s = bl_buf_printf(&b, "%s\n", c->names[i]);
     if (s != BL_OK || !b.data) {
         bl_buf_free(&b);
@@ -140,12 +140,14 @@ static bl_status ri_setup(bl_dofn_ctx *ctx) {
     /* On a GPU worker each instance uses the accelerator the runner assigned it. */
     char device[40];
     int acc = bl_dofn_accelerator(ctx);
-    if (strcmp(c->device, "cuda") == 0 && acc >= 0) snprintf(device, sizeof device, "cuda:%d", acc);
-    else snprintf(device, sizeof device, "%s", c->device);
+    if (strcmp(c->device, "cuda") == 0 && acc >= 0)
+        snprintf(device, sizeof device, "cuda:%d", acc);
+    else
+        snprintf(device, sizeof device, "%s", c->device);
     bool loaded;
     double seconds;
-    bl_status s = bl_model_handler_acquire(c->weights, device, c->max_batch, c->height, c->width, &st->h, &loaded,
-                                           &seconds);
+    bl_status s = bl_model_handler_acquire(c->weights, device, c->max_batch, c->height, c->width, &st->h,
+                                           &loaded, &seconds);
     if (s != BL_OK) {
         /* The runner does not tear down an instance whose setup failed: free what we hold. */
         ri_teardown(ctx);
@@ -195,8 +197,8 @@ static void top_k(const ri_conf *c, const float *logits, bl_prediction_result *r
     }
 }
 
-static bl_status run_chunk(bl_dofn_ctx *ctx, const ri_conf *c, ri_state *st, bl_image_example *const *ex, int n,
-                           bl_emitter *out) {
+static bl_status run_chunk(bl_dofn_ctx *ctx, const ri_conf *c, ri_state *st, bl_image_example *const *ex,
+                           int n, bl_emitter *out) {
     size_t per = (size_t)c->channels * (size_t)c->height * (size_t)c->width;
     for (int i = 0; i < n; i++) {
         const bl_image_example *e = ex[i];
@@ -277,7 +279,8 @@ static bl_status make_conf(const char *name, const bl_run_inference_config *cfg,
     k = k < c->classes ? k : c->classes;
     c->top_k = k < BL_PREDICTION_MAX_TOP_K ? k : BL_PREDICTION_MAX_TOP_K;
     c->progress_total = cfg->progress_total;
-    c->num_names = cfg->class_names ? (cfg->num_class_names < c->classes ? cfg->num_class_names : c->classes) : 0;
+    c->num_names =
+        cfg->class_names ? (cfg->num_class_names < c->classes ? cfg->num_class_names : c->classes) : 0;
     c->names = calloc((size_t)(c->num_names ? c->num_names : 1), sizeof *c->names);
     if (!c->weights || !c->names) {
         conf_free(c);
@@ -297,18 +300,21 @@ static bl_status make_conf(const char *name, const bl_run_inference_config *cfg,
 /* The step's hints as given, or without the accelerator when the step runs on the CPU (after a
  * fallback, or because "auto" found no GPU): no worker could honour it, and placement would
  * refuse to start the pipeline. */
-static bl_status step_hints(const char *name, const char *hints, const char *device, bool fell_back, char *out,
-                            size_t size) {
+static bl_status step_hints(const char *name, const char *hints, const char *device, bool fell_back,
+                            char *out, size_t size) {
     out[0] = 0;
     if (!hints || !*hints) return BL_OK;
     bl_hints h;
     BL_TRY(bl_error_context(bl_hints_parse(hints, &h), "RunInference '%s' hints", name));
     if (h.has_accelerator && strcmp(device, "cuda") != 0) {
         if (fell_back)
-            bl_log_warn("!!! RunInference '%s': dropping its accelerator hint (%s) because it runs on the CPU "
-                        "after the GPU fallback !!!", name, hints);
+            bl_log_warn(
+                "!!! RunInference '%s': dropping its accelerator hint (%s) because it runs on the CPU "
+                "after the GPU fallback !!!",
+                name, hints);
         else
-            bl_log_info("RunInference '%s': device %s, so its accelerator hint (%s) is dropped", name, device, hints);
+            bl_log_info("RunInference '%s': device %s, so its accelerator hint (%s) is dropped", name, device,
+                        hints);
         h.has_accelerator = false;
     }
     bl_hints_format(&h, out, size);
@@ -321,19 +327,20 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
     if (dead_letter) *dead_letter = NULL;
     if (!p || !name || !*name || !in || !cfg || !predictions)
         return bl_error(BL_ERR_INVALID_ARG, "RunInference: need a pipeline, a name, an input, a config and "
-                        "somewhere to put the predictions");
+                                            "somewhere to put the predictions");
     if (bl_pcoll_coder(in) != bl_coder_image_example())
-        return bl_error(BL_ERR_INVALID_ARG, "RunInference '%s': input '%s' holds %s elements, not image examples",
-                        name, bl_pcoll_name(in), bl_coder_name(bl_pcoll_coder(in)));
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "RunInference '%s': input '%s' holds %s elements, not image examples", name,
+                        bl_pcoll_name(in), bl_coder_name(bl_pcoll_coder(in)));
     if (cfg->min_batch_size < 0 || cfg->max_batch_size < 0 ||
         (cfg->max_batch_size > 0 && cfg->min_batch_size > cfg->max_batch_size))
         return bl_error(BL_ERR_INVALID_ARG, "RunInference '%s': batch sizes min %d, max %d", name,
                         cfg->min_batch_size, cfg->max_batch_size);
     char device[32], hints[160];
     bool fell_back;
-    BL_TRY(bl_error_context(bl_inference_resolve_device(cfg->device, cfg->allow_cpu_fallback, device,
-                                                        sizeof device, &fell_back),
-                            "RunInference '%s'", name));
+    BL_TRY(bl_error_context(
+        bl_inference_resolve_device(cfg->device, cfg->allow_cpu_fallback, device, sizeof device, &fell_back),
+        "RunInference '%s'", name));
     BL_TRY(step_hints(name, cfg->hints, device, fell_back, hints, sizeof hints));
     const ri_conf *c = NULL;
     BL_TRY(make_conf(name, cfg, device, &c));
@@ -345,9 +352,14 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
                           .max_weight = cfg->max_batch_weight,
                           .weight_fn = cfg->element_size_fn,
                           .weight_user = cfg->element_size_user};
-    bl_dofn fn = {.setup = ri_setup, .process = ri_process, .teardown = ri_teardown, .user = (void *)c,
-                  .out_coder = bl_coder_prediction_result(), .num_side_outputs = 1,
-                  .side_tags = {DEAD_TAG}, .side_coders = {bl_coder_dead_letter()}};
+    bl_dofn fn = {.setup = ri_setup,
+                  .process = ri_process,
+                  .teardown = ri_teardown,
+                  .user = (void *)c,
+                  .out_coder = bl_coder_prediction_result(),
+                  .num_side_outputs = 1,
+                  .side_tags = {DEAD_TAG},
+                  .side_coders = {bl_coder_dead_letter()}};
     bl_pcoll *batches = NULL, *dead = NULL;
     bl_status s = bl_batch_elements(p, "BatchElements", in, &bc, &batches);
     if (s == BL_OK) s = bl_pardo(p, "Infer", batches, &fn, predictions);

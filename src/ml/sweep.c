@@ -1,8 +1,8 @@
 /* Training as pipeline steps: coders for configs and results, the TrainModel DoFn, the
  * BestModel CombineFn, the DeployBestModel DoFn and the sweep grid. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "beamlet/ml.h"
@@ -18,7 +18,8 @@ static bl_status put_json(bl_buf *out, const char *json) {
 static bl_status get_json(const uint8_t *data, size_t size, size_t *pos, const char **json, size_t *len) {
     uint64_t n;
     BL_TRY(bl_read_varint(data, size, pos, &n));
-    if (n > size - *pos) return bl_error(BL_ERR_FORMAT, "coder: JSON of %llu bytes past the end", (unsigned long long)n);
+    if (n > size - *pos)
+        return bl_error(BL_ERR_FORMAT, "coder: JSON of %llu bytes past the end", (unsigned long long)n);
     *json = (const char *)data + *pos;
     *len = (size_t)n;
     *pos += (size_t)n;
@@ -112,15 +113,15 @@ static const bl_coder *make_coder(const bl_coder_fns *fns, const bl_coder **slot
 
 const bl_coder *bl_coder_training_config(void) {
     static const bl_coder *coder;
-    static const bl_coder_fns fns = {"training_config", true, config_encode, config_decode, free_value,
-                                     config_to_json, NULL};
+    static const bl_coder_fns fns = {"training_config", true,           config_encode, config_decode,
+                                     free_value,        config_to_json, NULL};
     return make_coder(&fns, &coder);
 }
 
 const bl_coder *bl_coder_training_result(void) {
     static const bl_coder *coder;
-    static const bl_coder_fns fns = {"training_result", true, result_encode, result_decode, free_value,
-                                     result_to_json, NULL};
+    static const bl_coder_fns fns = {"training_result", true,           result_encode, result_decode,
+                                     free_value,        result_to_json, NULL};
     return make_coder(&fns, &coder);
 }
 
@@ -131,9 +132,12 @@ static bl_status train_process(bl_dofn_ctx *ctx, const void *element, bl_emitter
     /* A GPU request means the GPU the runner bound to this worker (its local rank or thread),
      * so the workers of a multi-GPU machine do not all pile onto cuda:0. */
     int acc = bl_dofn_accelerator(ctx);
-    bool gpu_request = strcmp(c.device, "auto") == 0 || strcmp(c.device, "cuda") == 0 || strcmp(c.device, "gpu") == 0;
-    if (gpu_request && acc >= 0) snprintf(c.device, sizeof c.device, "cuda:%d", acc);
-    else if (strcmp(c.device, "gpu") == 0) snprintf(c.device, sizeof c.device, "cuda");
+    bool gpu_request =
+        strcmp(c.device, "auto") == 0 || strcmp(c.device, "cuda") == 0 || strcmp(c.device, "gpu") == 0;
+    if (gpu_request && acc >= 0)
+        snprintf(c.device, sizeof c.device, "cuda:%d", acc);
+    else if (strcmp(c.device, "gpu") == 0)
+        snprintf(c.device, sizeof c.device, "cuda");
     bl_log_info("worker %d: training %s on %s (attempt %d)", bl_dofn_worker(ctx), c.experiment_id, c.device,
                 bl_dofn_attempt(ctx));
     bl_training_result r;
@@ -206,7 +210,8 @@ static bl_status deploy_process(bl_dofn_ctx *ctx, const void *element, bl_emitte
     const char *dir = bl_dofn_user(ctx);
     const bl_training_result *r = element;
     if (!r->weights_path[0])
-        return bl_error(BL_ERR_INVALID_ARG, "deploy: %s has no final weights (training not finished)", r->experiment_id);
+        return bl_error(BL_ERR_INVALID_ARG, "deploy: %s has no final weights (training not finished)",
+                        r->experiment_id);
     BL_TRY(bl_mkdirs(dir));
     void *data;
     size_t size;
@@ -221,7 +226,8 @@ static bl_status deploy_process(bl_dofn_ctx *ctx, const void *element, bl_emitte
     if (s == BL_OK) s = bl_file_write_atomic(path, json, strlen(json));
     free(json);
     if (s != BL_OK) return bl_error_context(s, "deploying %s to %s", r->experiment_id, dir);
-    bl_log_info("deployed %s (accuracy %.2f%%) to %s/model.safetensors", r->experiment_id, 100 * r->accuracy, dir);
+    bl_log_info("deployed %s (accuracy %.2f%%) to %s/model.safetensors", r->experiment_id, 100 * r->accuracy,
+                dir);
     return bl_emit(out, r);
 }
 
@@ -237,14 +243,16 @@ bl_dofn bl_deploy_model_dofn(const char *serving_dir) {
 /* ---- the grid --------------------------------------------------------------------------- */
 
 bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_lr, const int *batch_sizes,
-                        int n_bs, const char *const *models, int n_models, bl_training_config **out, int *count) {
+                        int n_bs, const char *const *models, int n_models, bl_training_config **out,
+                        int *count) {
     static const float default_lrs[] = {0.01f, 0.001f, 0.0001f};
     static const int default_bs[] = {16, 32, 64};
     static const char *const default_models[] = {"resnet18", "resnet34"};
     if (!lrs) lrs = default_lrs, n_lr = 3;
     if (!batch_sizes) batch_sizes = default_bs, n_bs = 3;
     if (!models) models = default_models, n_models = 2;
-    if (n_lr < 1 || n_bs < 1 || n_models < 1) return bl_error(BL_ERR_INVALID_ARG, "sweep grid: an empty axis");
+    if (n_lr < 1 || n_bs < 1 || n_models < 1)
+        return bl_error(BL_ERR_INVALID_ARG, "sweep grid: an empty axis");
     int n = n_lr * n_bs * n_models, k = 0;
     bl_training_config *cfgs = calloc((size_t)n, sizeof *cfgs);
     if (!cfgs) return bl_error(BL_ERR_OUT_OF_MEMORY, "sweep grid");
@@ -258,14 +266,17 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
                 c->batch_size = batch_sizes[b];
                 int len = snprintf(c->experiment_id, sizeof c->experiment_id, "%s-lr%g-bs%d", models[m],
                                    (double)lrs[i], batch_sizes[b]);
-                bl_status s = len > 0 && (size_t)len < sizeof c->experiment_id
-                                  ? bl_training_config_validate(c)
-                                  : bl_error(BL_ERR_INVALID_ARG, "sweep: experiment id for %s too long", models[m]);
+                bl_status s =
+                    len > 0 && (size_t)len < sizeof c->experiment_id
+                        ? bl_training_config_validate(c)
+                        : bl_error(BL_ERR_INVALID_ARG, "sweep: experiment id for %s too long", models[m]);
                 /* Two configs with one id would train into one folder at the same time. */
                 for (int j = 0; s == BL_OK && j < k - 1; j++)
                     if (strcmp(cfgs[j].experiment_id, c->experiment_id) == 0)
-                        s = bl_error(BL_ERR_INVALID_ARG, "sweep: two configs would both be '%s' (a repeated "
-                                     "value on an axis?)", c->experiment_id);
+                        s = bl_error(BL_ERR_INVALID_ARG,
+                                     "sweep: two configs would both be '%s' (a repeated "
+                                     "value on an axis?)",
+                                     c->experiment_id);
                 if (s != BL_OK) {
                     free(cfgs);
                     return bl_error_context(s, "sweep config %s", c->experiment_id);
@@ -281,8 +292,9 @@ bl_status bl_sweep_add_options(bl_options *opts) {
                           "grid axis: learning rates (--learning_rate is refused: it sets a single run)"));
     BL_TRY(bl_options_add(opts, "batch_sizes", "16,32,64",
                           "grid axis: batch sizes (--batch_size is refused: it sets a single run)"));
-    return bl_options_add(opts, "models", "resnet18,resnet34",
-                          "grid axis: models (--model is refused: it sets a single run; so is --experiment_id)");
+    return bl_options_add(
+        opts, "models", "resnet18,resnet34",
+        "grid axis: models (--model is refused: it sets a single run; so is --experiment_id)");
 }
 
 /* The grid sets these fields of every config, so a single-run flag given beside it would be
@@ -319,7 +331,8 @@ static bl_status split_list(const char *flag, const char *list, char items[16][3
     while (*s) {
         size_t len = strcspn(s, ",");
         if (len == 0 || len >= 32 || *n == 16)
-            return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected up to 16 comma-separated values", flag, list);
+            return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected up to 16 comma-separated values", flag,
+                            list);
         snprintf(items[(*n)++], 32, "%.*s", (int)len, s);
         s += len + (s[len] == ',');
     }
@@ -327,8 +340,8 @@ static bl_status split_list(const char *flag, const char *list, char items[16][3
     return BL_OK;
 }
 
-bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base, bl_training_config **out,
-                                     int *count) {
+bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_config *base,
+                                     bl_training_config **out, int *count) {
     char lr_s[16][32], bs_s[16][32], model_s[16][32];
     int n_lr, n_bs, n_m;
     BL_TRY(refuse_single_run_flags(opts));
@@ -341,12 +354,14 @@ bl_status bl_sweep_grid_from_options(const bl_options *opts, const bl_training_c
     for (int i = 0; i < n_lr; i++) {
         char *end;
         lrs[i] = strtof(lr_s[i], &end);
-        if (*end || !(lrs[i] > 0)) return bl_error(BL_ERR_INVALID_ARG, "--learning_rates: '%s' is not a positive number", lr_s[i]);
+        if (*end || !(lrs[i] > 0))
+            return bl_error(BL_ERR_INVALID_ARG, "--learning_rates: '%s' is not a positive number", lr_s[i]);
     }
     for (int i = 0; i < n_bs; i++) {
         char *end;
         long v = strtol(bs_s[i], &end, 10);
-        if (*end || v < 2 || v > 65536) return bl_error(BL_ERR_INVALID_ARG, "--batch_sizes: '%s' is not in [2, 65536]", bs_s[i]);
+        if (*end || v < 2 || v > 65536)
+            return bl_error(BL_ERR_INVALID_ARG, "--batch_sizes: '%s' is not in [2, 65536]", bs_s[i]);
         bss[i] = (int)v;
     }
     for (int i = 0; i < n_m; i++) models[i] = model_s[i];

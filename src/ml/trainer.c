@@ -41,11 +41,13 @@ static bl_status load_datasets(trainer *t, const bl_dataset *train, const bl_dat
     const char *dir = c->data_dir[0] ? c->data_dir : NULL;
     bool fashion = strcmp(c->dataset, "fashion-mnist") == 0;
     if (!train) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, true, owned_train) : bl_cifar10_load(dir, true, owned_train));
+        BL_TRY(fashion ? bl_fashion_mnist_load(dir, true, owned_train)
+                       : bl_cifar10_load(dir, true, owned_train));
         train = owned_train;
     }
     if (!test) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, false, owned_test) : bl_cifar10_load(dir, false, owned_test));
+        BL_TRY(fashion ? bl_fashion_mnist_load(dir, false, owned_test)
+                       : bl_cifar10_load(dir, false, owned_test));
         test = owned_test;
     }
     t->train = *train;
@@ -84,9 +86,10 @@ static bl_status setup(trainer *t) {
     rc.stem = BL_RESNET_STEM_CIFAR; /* 32x32 images: the CIFAR stem keeps the resolution */
     BL_TRY(bl_resnet_new(t->dev, &rc, c->seed, &t->model));
     BL_TRY(bl_model_plan(t->model, c->batch_size, t->height, t->width, true));
-    bl_optimizer_config oc = strcmp(c->optimizer, "adamw") == 0
-                                 ? bl_optimizer_config_adamw(c->learning_rate, c->weight_decay)
-                                 : bl_optimizer_config_sgd(c->learning_rate, c->momentum, c->weight_decay, c->momentum > 0);
+    bl_optimizer_config oc =
+        strcmp(c->optimizer, "adamw") == 0
+            ? bl_optimizer_config_adamw(c->learning_rate, c->weight_decay)
+            : bl_optimizer_config_sgd(c->learning_rate, c->momentum, c->weight_decay, c->momentum > 0);
     BL_TRY(bl_optimizer_new(t->model, &oc, &t->opt));
     int64_t xs[4] = {c->batch_size, t->channels, t->height, t->width}, ys = c->batch_size, one = 1;
     BL_TRY(bl_tensor_alloc(t->dev, BL_F32, 4, xs, &t->x));
@@ -96,7 +99,8 @@ static bl_status setup(trainer *t) {
     t->host_x = malloc(sizeof(float) * per * (size_t)c->batch_size);
     t->host_y = malloc(sizeof(int32_t) * (size_t)c->batch_size);
     t->host_logits = malloc(sizeof(float) * (size_t)(c->batch_size * t->train.num_classes));
-    t->order = malloc(sizeof(int64_t) * (size_t)(t->train.count > t->test.count ? t->train.count : t->test.count));
+    t->order =
+        malloc(sizeof(int64_t) * (size_t)(t->train.count > t->test.count ? t->train.count : t->test.count));
     t->history = calloc((size_t)c->epochs, sizeof(epoch_record));
     if (!t->host_x || !t->host_y || !t->host_logits || !t->order || !t->history)
         return bl_error(BL_ERR_OUT_OF_MEMORY, "trainer: host buffers");
@@ -174,16 +178,23 @@ static void describe_difference(const char *old_json, const char *new_json, char
         const bl_json *nv = bl_json_object_at(b, i, &key), *ov = bl_json_object_get(a, key);
         char ns[96], os[96];
         bl_json_type t = bl_json_type_of(nv);
-        if (t == BL_JSON_STRING) snprintf(ns, sizeof ns, "'%s'", bl_json_string(nv));
-        else if (t == BL_JSON_NUMBER) snprintf(ns, sizeof ns, "%g", bl_json_number(nv));
-        else snprintf(ns, sizeof ns, "%s", bl_json_bool(nv) ? "true" : "false");
-        if (!ov) snprintf(os, sizeof os, "missing");
-        else if (bl_json_type_of(ov) == BL_JSON_STRING) snprintf(os, sizeof os, "'%s'", bl_json_string(ov));
-        else if (bl_json_type_of(ov) == BL_JSON_NUMBER) snprintf(os, sizeof os, "%g", bl_json_number(ov));
-        else snprintf(os, sizeof os, "%s", bl_json_bool(ov) ? "true" : "false");
+        if (t == BL_JSON_STRING)
+            snprintf(ns, sizeof ns, "'%s'", bl_json_string(nv));
+        else if (t == BL_JSON_NUMBER)
+            snprintf(ns, sizeof ns, "%g", bl_json_number(nv));
+        else
+            snprintf(ns, sizeof ns, "%s", bl_json_bool(nv) ? "true" : "false");
+        if (!ov)
+            snprintf(os, sizeof os, "missing");
+        else if (bl_json_type_of(ov) == BL_JSON_STRING)
+            snprintf(os, sizeof os, "'%s'", bl_json_string(ov));
+        else if (bl_json_type_of(ov) == BL_JSON_NUMBER)
+            snprintf(os, sizeof os, "%g", bl_json_number(ov));
+        else
+            snprintf(os, sizeof os, "%s", bl_json_bool(ov) ? "true" : "false");
         if (strcmp(ns, os) != 0)
-            used += (size_t)snprintf(out + used, size - used, "%s%s: %s in the checkpoint, %s now", used ? "; " : "",
-                                     key, os, ns);
+            used += (size_t)snprintf(out + used, size - used, "%s%s: %s in the checkpoint, %s now",
+                                     used ? "; " : "", key, os, ns);
     }
     if (!out[0]) snprintf(out, size, "fields differ in form only");
     bl_json_free(a);
@@ -199,8 +210,10 @@ static bl_status read_checkpoint(trainer *t) {
     if (!cfg || strcmp(cfg, t->config_json) != 0) {
         char diff[512];
         describe_difference(cfg, t->config_json, diff, sizeof diff);
-        s = bl_error(BL_ERR_INVALID_ARG, "%s was written for a different training config (%s); use another "
-                     "experiment id, or delete the folder to start over", t->ckpt, diff);
+        s = bl_error(BL_ERR_INVALID_ARG,
+                     "%s was written for a different training config (%s); use another "
+                     "experiment id, or delete the folder to start over",
+                     t->ckpt, diff);
     }
     if (s == BL_OK) s = bl_model_load_state(t->model, f, "model/");
     for (int i = 0; s == BL_OK && i < bl_optimizer_state_count(t->opt); i++) {
@@ -209,11 +222,13 @@ static bl_status read_checkpoint(trainer *t) {
         char full[64];
         snprintf(full, sizeof full, "optimizer/%s", name);
         float *host = malloc(bl_tensor_nbytes(&st));
-        s = host ? bl_safetensors_read_f32(f, full, 1, st.shape, host) : bl_error(BL_ERR_OUT_OF_MEMORY, "staging");
+        s = host ? bl_safetensors_read_f32(f, full, 1, st.shape, host)
+                 : bl_error(BL_ERR_OUT_OF_MEMORY, "staging");
         if (s == BL_OK) s = bl_tensor_copy_from_host(&st, host);
         free(host);
     }
-    const bl_st_tensor *steps = bl_safetensors_find(f, "optimizer/steps"), *epoch = bl_safetensors_find(f, "epoch");
+    const bl_st_tensor *steps = bl_safetensors_find(f, "optimizer/steps"),
+                       *epoch = bl_safetensors_find(f, "epoch");
     if (s == BL_OK && (!steps || !epoch || steps->dtype != BL_I64 || epoch->dtype != BL_I64 ||
                        steps->nbytes != sizeof(int64_t) || epoch->nbytes != sizeof(int64_t)))
         s = bl_error(BL_ERR_FORMAT, "%s: 'optimizer/steps' and 'epoch' must be one I64 each", t->ckpt);
@@ -223,7 +238,8 @@ static bl_status read_checkpoint(trainer *t) {
         memcpy(&st, steps->data, sizeof st);
         /* Both must describe the same point of this config's schedule. */
         if (e < 0 || e > t->c->epochs)
-            s = bl_error(BL_ERR_FORMAT, "%s: epoch %lld out of range [0, %d]", t->ckpt, (long long)e, t->c->epochs);
+            s = bl_error(BL_ERR_FORMAT, "%s: epoch %lld out of range [0, %d]", t->ckpt, (long long)e,
+                         t->c->epochs);
         else if (st != e * per_epoch)
             s = bl_error(BL_ERR_FORMAT, "%s: %lld optimizer steps after %lld epochs, expected %lld", t->ckpt,
                          (long long)st, (long long)e, (long long)(e * per_epoch));
@@ -235,7 +251,8 @@ static bl_status read_checkpoint(trainer *t) {
     if (s == BL_OK && t->epochs_done > 0) {
         int64_t hshape[2] = {t->epochs_done, 3};
         float *hf = malloc(sizeof(float) * 3 * (size_t)t->epochs_done);
-        s = hf ? bl_safetensors_read_f32(f, "history", 2, hshape, hf) : bl_error(BL_ERR_OUT_OF_MEMORY, "history");
+        s = hf ? bl_safetensors_read_f32(f, "history", 2, hshape, hf)
+               : bl_error(BL_ERR_OUT_OF_MEMORY, "history");
         for (int e = 0; s == BL_OK && e < t->epochs_done; e++)
             t->history[e] = (epoch_record){hf[3 * e], hf[3 * e + 1], hf[3 * e + 2]};
         free(hf);
@@ -333,8 +350,10 @@ static bl_status train_epoch(trainer *t, int epoch, const bl_lr_schedule *sched,
         float l;
         BL_TRY(bl_tensor_copy_to_host(&t->loss, &l));
         if (!isfinite(l))
-            return bl_error(BL_ERR_INVALID_ARG, "%s: the loss became %g at epoch %d step %lld (learning rate %g "
-                            "too high?)", c->experiment_id, (double)l, epoch + 1, (long long)s + 1, (double)lr);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "%s: the loss became %g at epoch %d step %lld (learning rate %g "
+                            "too high?)",
+                            c->experiment_id, (double)l, epoch + 1, (long long)s + 1, (double)lr);
         sum += l;
         if (!c->quiet) {
             char suffix[48];

@@ -32,29 +32,37 @@ bl_training_config bl_training_config_default(void) {
 bl_status bl_training_config_validate(const bl_training_config *c) {
     if (!c->experiment_id[0] || strpbrk(c->experiment_id, "/\\") || strcmp(c->experiment_id, "..") == 0 ||
         strcmp(c->experiment_id, ".") == 0)
-        return bl_error(BL_ERR_INVALID_ARG, "experiment id '%s' must be a non-empty name without '/'", c->experiment_id);
+        return bl_error(BL_ERR_INVALID_ARG, "experiment id '%s' must be a non-empty name without '/'",
+                        c->experiment_id);
     if (strcmp(c->model, "resnet18") != 0 && strcmp(c->model, "resnet34") != 0)
         return bl_error(BL_ERR_INVALID_ARG, "model '%s' is not supported (resnet18, resnet34)", c->model);
-    if (c->width < 1 || c->width > 1024) return bl_error(BL_ERR_INVALID_ARG, "width %d not in [1, 1024]", c->width);
+    if (c->width < 1 || c->width > 1024)
+        return bl_error(BL_ERR_INVALID_ARG, "width %d not in [1, 1024]", c->width);
     if (!(c->learning_rate > 0 && c->learning_rate < 100))
         return bl_error(BL_ERR_INVALID_ARG, "learning rate %g not in (0, 100)", (double)c->learning_rate);
     bl_lr_schedule_kind k;
     BL_TRY(bl_lr_schedule_parse(c->schedule, &k));
     if (c->batch_size < 2 || c->batch_size > 65536)
-        return bl_error(BL_ERR_INVALID_ARG, "batch size %d not in [2, 65536] (batch norm needs 2)", c->batch_size);
-    if (c->epochs < 1 || c->epochs > 100000) return bl_error(BL_ERR_INVALID_ARG, "epochs %d not in [1, 100000]", c->epochs);
+        return bl_error(BL_ERR_INVALID_ARG, "batch size %d not in [2, 65536] (batch norm needs 2)",
+                        c->batch_size);
+    if (c->epochs < 1 || c->epochs > 100000)
+        return bl_error(BL_ERR_INVALID_ARG, "epochs %d not in [1, 100000]", c->epochs);
     if (strcmp(c->optimizer, "sgd") != 0 && strcmp(c->optimizer, "adamw") != 0)
         return bl_error(BL_ERR_INVALID_ARG, "optimizer '%s' is not supported (sgd, adamw)", c->optimizer);
-    if (!(c->momentum >= 0 && c->momentum < 1)) return bl_error(BL_ERR_INVALID_ARG, "momentum %g not in [0, 1)", (double)c->momentum);
+    if (!(c->momentum >= 0 && c->momentum < 1))
+        return bl_error(BL_ERR_INVALID_ARG, "momentum %g not in [0, 1)", (double)c->momentum);
     if (!(c->weight_decay >= 0 && c->weight_decay < 1))
         return bl_error(BL_ERR_INVALID_ARG, "weight decay %g not in [0, 1)", (double)c->weight_decay);
     if (!(c->label_smoothing >= 0 && c->label_smoothing < 1))
         return bl_error(BL_ERR_INVALID_ARG, "label smoothing %g not in [0, 1)", (double)c->label_smoothing);
     if (strcmp(c->precision, "f32") != 0)
-        return bl_error(BL_ERR_UNSUPPORTED, "precision '%s': only f32 training is implemented so far "
-                        "(bf16 mixed precision is planned for the CUDA backend)", c->precision);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "precision '%s': only f32 training is implemented so far "
+                        "(bf16 mixed precision is planned for the CUDA backend)",
+                        c->precision);
     if (strcmp(c->dataset, "fashion-mnist") != 0 && strcmp(c->dataset, "cifar10") != 0)
-        return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (fashion-mnist, cifar10)", c->dataset);
+        return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (fashion-mnist, cifar10)",
+                        c->dataset);
     if (c->train_limit < 0 || c->test_limit < 0 || c->stop_after_epochs < 0)
         return bl_error(BL_ERR_INVALID_ARG, "limits must not be negative");
     if (!c->output_dir[0]) return bl_error(BL_ERR_INVALID_ARG, "output directory is empty");
@@ -63,34 +71,53 @@ bl_status bl_training_config_validate(const bl_training_config *c) {
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
-typedef enum { F_STR, F_INT, F_I64, F_U64, F_FLOAT, F_DOUBLE, F_BOOL } field_type;
+typedef enum {
+    F_STR,
+    F_INT,
+    F_I64,
+    F_U64,
+    F_FLOAT,
+    F_DOUBLE,
+    F_BOOL
+} field_type;
 typedef struct field {
     const char *name;
     field_type type;
     size_t offset, size;
 } field;
 
-#define FIELD(st, name, type) {#name, type, offsetof(st, name), sizeof(((st *)0)->name)}
+#define FIELD(st, name, type)                                                                                \
+    { #name, type, offsetof(st, name), sizeof(((st *)0)->name) }
 
 static const field config_fields[] = {
-    FIELD(bl_training_config, experiment_id, F_STR), FIELD(bl_training_config, model, F_STR),
-    FIELD(bl_training_config, width, F_INT), FIELD(bl_training_config, learning_rate, F_FLOAT),
-    FIELD(bl_training_config, schedule, F_STR), FIELD(bl_training_config, batch_size, F_INT),
-    FIELD(bl_training_config, epochs, F_INT), FIELD(bl_training_config, optimizer, F_STR),
-    FIELD(bl_training_config, momentum, F_FLOAT), FIELD(bl_training_config, weight_decay, F_FLOAT),
-    FIELD(bl_training_config, label_smoothing, F_FLOAT), FIELD(bl_training_config, seed, F_U64),
-    FIELD(bl_training_config, device, F_STR), FIELD(bl_training_config, precision, F_STR),
-    FIELD(bl_training_config, dataset, F_STR), FIELD(bl_training_config, data_dir, F_STR),
-    FIELD(bl_training_config, output_dir, F_STR), FIELD(bl_training_config, train_limit, F_I64),
-    FIELD(bl_training_config, test_limit, F_I64), FIELD(bl_training_config, stop_after_epochs, F_INT),
+    FIELD(bl_training_config, experiment_id, F_STR),
+    FIELD(bl_training_config, model, F_STR),
+    FIELD(bl_training_config, width, F_INT),
+    FIELD(bl_training_config, learning_rate, F_FLOAT),
+    FIELD(bl_training_config, schedule, F_STR),
+    FIELD(bl_training_config, batch_size, F_INT),
+    FIELD(bl_training_config, epochs, F_INT),
+    FIELD(bl_training_config, optimizer, F_STR),
+    FIELD(bl_training_config, momentum, F_FLOAT),
+    FIELD(bl_training_config, weight_decay, F_FLOAT),
+    FIELD(bl_training_config, label_smoothing, F_FLOAT),
+    FIELD(bl_training_config, seed, F_U64),
+    FIELD(bl_training_config, device, F_STR),
+    FIELD(bl_training_config, precision, F_STR),
+    FIELD(bl_training_config, dataset, F_STR),
+    FIELD(bl_training_config, data_dir, F_STR),
+    FIELD(bl_training_config, output_dir, F_STR),
+    FIELD(bl_training_config, train_limit, F_I64),
+    FIELD(bl_training_config, test_limit, F_I64),
+    FIELD(bl_training_config, stop_after_epochs, F_INT),
     FIELD(bl_training_config, quiet, F_BOOL),
 };
 
 static const field result_fields[] = {
-    FIELD(bl_training_result, experiment_id, F_STR), FIELD(bl_training_result, model, F_STR),
+    FIELD(bl_training_result, experiment_id, F_STR),   FIELD(bl_training_result, model, F_STR),
     FIELD(bl_training_result, learning_rate, F_FLOAT), FIELD(bl_training_result, batch_size, F_INT),
-    FIELD(bl_training_result, accuracy, F_DOUBLE), FIELD(bl_training_result, loss, F_DOUBLE),
-    FIELD(bl_training_result, epochs, F_INT), FIELD(bl_training_result, wall_time_s, F_DOUBLE),
+    FIELD(bl_training_result, accuracy, F_DOUBLE),     FIELD(bl_training_result, loss, F_DOUBLE),
+    FIELD(bl_training_result, epochs, F_INT),          FIELD(bl_training_result, wall_time_s, F_DOUBLE),
     FIELD(bl_training_result, images_per_s, F_DOUBLE), FIELD(bl_training_result, device, F_STR),
     FIELD(bl_training_result, checkpoint_path, F_STR), FIELD(bl_training_result, weights_path, F_STR),
     FIELD(bl_training_result, resumed, F_BOOL),
@@ -117,13 +144,13 @@ static bl_status to_json(const void *obj, const field *fields, size_t n, char **
         const void *p = base + f->offset;
         bl_json_write_key(w, f->name);
         switch (f->type) {
-        case F_STR: bl_json_write_string(w, (const char *)p); break;
-        case F_INT: bl_json_write_int(w, *(const int *)p); break;
-        case F_I64: bl_json_write_int(w, *(const int64_t *)p); break;
-        case F_U64: bl_json_write_uint(w, *(const uint64_t *)p); break;
-        case F_FLOAT: bl_json_write_double(w, pretty_float(*(const float *)p)); break;
-        case F_DOUBLE: bl_json_write_double(w, *(const double *)p); break;
-        case F_BOOL: bl_json_write_bool(w, *(const bool *)p); break;
+            case F_STR: bl_json_write_string(w, (const char *)p); break;
+            case F_INT: bl_json_write_int(w, *(const int *)p); break;
+            case F_I64: bl_json_write_int(w, *(const int64_t *)p); break;
+            case F_U64: bl_json_write_uint(w, *(const uint64_t *)p); break;
+            case F_FLOAT: bl_json_write_double(w, pretty_float(*(const float *)p)); break;
+            case F_DOUBLE: bl_json_write_double(w, *(const double *)p); break;
+            case F_BOOL: bl_json_write_bool(w, *(const bool *)p); break;
         }
     }
     bl_json_write_end_object(w);
@@ -148,7 +175,8 @@ static bl_status from_json(const char *json, size_t len, void *obj, const field 
     bl_json *root;
     BL_TRY(bl_json_parse(json, len, &root));
     bl_status s = BL_OK;
-    if (bl_json_type_of(root) != BL_JSON_OBJECT) s = bl_error(BL_ERR_FORMAT, "%s: expected a JSON object", what);
+    if (bl_json_type_of(root) != BL_JSON_OBJECT)
+        s = bl_error(BL_ERR_FORMAT, "%s: expected a JSON object", what);
     char *base = obj;
     for (size_t i = 0; s == BL_OK && i < bl_json_len(root); i++) {
         const char *key;
@@ -164,7 +192,8 @@ static bl_status from_json(const char *json, size_t len, void *obj, const field 
         bl_json_type t = bl_json_type_of(v);
         if (f->type == F_STR) {
             if (t != BL_JSON_STRING || bl_json_string_len(v) >= f->size) {
-                s = bl_error(BL_ERR_FORMAT, "%s: field '%s' must be a string of at most %zu bytes", what, key, f->size - 1);
+                s = bl_error(BL_ERR_FORMAT, "%s: field '%s' must be a string of at most %zu bytes", what, key,
+                             f->size - 1);
                 break;
             }
             memcpy(p, bl_json_string(v), bl_json_string_len(v) + 1);
@@ -179,8 +208,10 @@ static bl_status from_json(const char *json, size_t len, void *obj, const field 
                 s = bl_error(BL_ERR_FORMAT, "%s: field '%s' must be a number", what, key);
                 break;
             }
-            if (f->type == F_FLOAT) *(float *)p = (float)bl_json_number(v);
-            else *(double *)p = bl_json_number(v);
+            if (f->type == F_FLOAT)
+                *(float *)p = (float)bl_json_number(v);
+            else
+                *(double *)p = bl_json_number(v);
         } else {
             int64_t iv = 0;
             uint64_t uv = 0;
@@ -189,9 +220,12 @@ static bl_status from_json(const char *json, size_t len, void *obj, const field 
                 s = bl_error(BL_ERR_FORMAT, "%s: field '%s' must be an integer", what, key);
                 break;
             }
-            if (f->type == F_INT) *(int *)p = (int)iv;
-            else if (f->type == F_I64) *(int64_t *)p = iv;
-            else *(uint64_t *)p = uv;
+            if (f->type == F_INT)
+                *(int *)p = (int)iv;
+            else if (f->type == F_I64)
+                *(int64_t *)p = iv;
+            else
+                *(uint64_t *)p = uv;
         }
     }
     bl_json_free(root);
@@ -204,7 +238,8 @@ bl_status bl_training_config_to_json(const bl_training_config *c, char **json) {
 
 bl_status bl_training_config_from_json(const char *json, size_t len, bl_training_config *out) {
     *out = bl_training_config_default();
-    return from_json(json, len, out, config_fields, sizeof config_fields / sizeof config_fields[0], "training config");
+    return from_json(json, len, out, config_fields, sizeof config_fields / sizeof config_fields[0],
+                     "training config");
 }
 
 bl_status bl_training_result_to_json(const bl_training_result *r, char **json) {
@@ -213,7 +248,8 @@ bl_status bl_training_result_to_json(const bl_training_result *r, char **json) {
 
 bl_status bl_training_result_from_json(const char *json, size_t len, bl_training_result *out) {
     memset(out, 0, sizeof *out);
-    return from_json(json, len, out, result_fields, sizeof result_fields / sizeof result_fields[0], "training result");
+    return from_json(json, len, out, result_fields, sizeof result_fields / sizeof result_fields[0],
+                     "training result");
 }
 
 /* ---- flags ------------------------------------------------------------------------------- */
@@ -221,7 +257,8 @@ bl_status bl_training_result_from_json(const char *json, size_t len, bl_training
 static const struct {
     const char *name, *help;
 } option_help[] = {
-    {"experiment_id", "name of the run; checkpoints go to <output_dir>/<experiment_id>/ and a re-run resumes"},
+    {"experiment_id",
+     "name of the run; checkpoints go to <output_dir>/<experiment_id>/ and a re-run resumes"},
     {"model", "resnet18 or resnet34"},
     {"width", "base channels (64 = torchvision)"},
     {"learning_rate", "peak learning rate"},
@@ -256,10 +293,10 @@ bl_status bl_training_config_add_options(bl_options *opts, const bl_training_con
         const bl_json *v = bl_json_object_get(root, option_help[i].name);
         char def[BL_ML_PATH_MAX];
         switch (v ? bl_json_type_of(v) : BL_JSON_NULL) {
-        case BL_JSON_STRING: snprintf(def, sizeof def, "%s", bl_json_string(v)); break;
-        case BL_JSON_BOOL: snprintf(def, sizeof def, "%s", bl_json_bool(v) ? "true" : "false"); break;
-        case BL_JSON_NUMBER: snprintf(def, sizeof def, "%.9g", bl_json_number(v)); break;
-        default: def[0] = '\0';
+            case BL_JSON_STRING: snprintf(def, sizeof def, "%s", bl_json_string(v)); break;
+            case BL_JSON_BOOL: snprintf(def, sizeof def, "%s", bl_json_bool(v) ? "true" : "false"); break;
+            case BL_JSON_NUMBER: snprintf(def, sizeof def, "%.9g", bl_json_number(v)); break;
+            default: def[0] = '\0';
         }
         s = bl_options_add(opts, option_help[i].name, def, option_help[i].help);
     }
@@ -279,26 +316,26 @@ bl_status bl_training_config_from_options(const bl_options *opts, bl_training_co
         bl_json_write_key(w, f->name);
         char *end = NULL;
         switch (f->type) {
-        case F_STR: bl_json_write_string(w, v); break;
-        case F_BOOL: bl_json_write_bool(w, strcmp(v, "true") == 0 || strcmp(v, "1") == 0); break;
-        case F_FLOAT:
-        case F_DOUBLE: {
-            double x = strtod(v, &end);
-            if (!*v || *end) {
-                bl_json_writer_free(w);
-                return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not a number", f->name, v);
+            case F_STR: bl_json_write_string(w, v); break;
+            case F_BOOL: bl_json_write_bool(w, strcmp(v, "true") == 0 || strcmp(v, "1") == 0); break;
+            case F_FLOAT:
+            case F_DOUBLE: {
+                double x = strtod(v, &end);
+                if (!*v || *end) {
+                    bl_json_writer_free(w);
+                    return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not a number", f->name, v);
+                }
+                bl_json_write_double(w, x);
+                break;
             }
-            bl_json_write_double(w, x);
-            break;
-        }
-        default: {
-            long long x = strtoll(v, &end, 10);
-            if (!*v || *end) {
-                bl_json_writer_free(w);
-                return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not an integer", f->name, v);
+            default: {
+                long long x = strtoll(v, &end, 10);
+                if (!*v || *end) {
+                    bl_json_writer_free(w);
+                    return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not an integer", f->name, v);
+                }
+                bl_json_write_int(w, x);
             }
-            bl_json_write_int(w, x);
-        }
         }
     }
     bl_json_write_end_object(w);

@@ -32,9 +32,10 @@ bl_status bl_model_load_state(bl_model *m, const bl_safetensors *f, const char *
             continue;
         }
         if (!bl_model_find_param(m, name))
-            return bl_error(BL_ERR_FORMAT, "%s: tensor '%s' is not a parameter of this ResNet-%d "
-                            "(width %d, %d classes)", path, t->name, m->cfg.depth, m->cfg.width,
-                            m->cfg.num_classes);
+            return bl_error(BL_ERR_FORMAT,
+                            "%s: tensor '%s' is not a parameter of this ResNet-%d "
+                            "(width %d, %d classes)",
+                            path, t->name, m->cfg.depth, m->cfg.width, m->cfg.num_classes);
     }
     float *host = NULL;
     size_t host_floats = 0;
@@ -55,7 +56,8 @@ bl_status bl_model_load_state(bl_model *m, const bl_safetensors *f, const char *
         }
         s = bl_safetensors_read_f32(f, name, p->ndim, p->shape, host);
         if (s == BL_ERR_NOT_FOUND)
-            s = bl_error(BL_ERR_FORMAT, "%s: missing tensor '%s' that ResNet-%d needs", path, name, m->cfg.depth);
+            s = bl_error(BL_ERR_FORMAT, "%s: missing tensor '%s' that ResNet-%d needs", path, name,
+                         m->cfg.depth);
         if (s == BL_OK) s = bl_tensor_upload_nchw_f32(&p->info.value, host);
     }
     free(host);
@@ -115,7 +117,8 @@ bl_status bl_model_save(const bl_model *m, const char *path, const char *const *
     char arch[64];
     snprintf(arch, sizeof arch, "resnet%d", m->cfg.depth);
     if (s == BL_OK) s = bl_safetensors_writer_set_metadata(w, "beamlet_model", arch);
-    for (int i = 0; i < nmeta && s == BL_OK; i++) s = bl_safetensors_writer_set_metadata(w, keys[i], values[i]);
+    for (int i = 0; i < nmeta && s == BL_OK; i++)
+        s = bl_safetensors_writer_set_metadata(w, keys[i], values[i]);
     if (s == BL_OK) s = bl_safetensors_writer_commit(w, path);
     bl_safetensors_writer_free(w);
     if (s != BL_OK) return bl_error_context(s, "saving %s", path);
@@ -130,7 +133,8 @@ static const char *shape_text(char *buf, size_t size, const bl_st_tensor *t) {
     return buf;
 }
 
-bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char *prefix, bl_resnet_config *out) {
+bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char *prefix,
+                                            bl_resnet_config *out) {
     if (!prefix) prefix = "";
     char name[256], c1s[128], fcs[128];
     const char *path = bl_safetensors_path(f);
@@ -139,28 +143,34 @@ bl_status bl_resnet_config_from_safetensors(const bl_safetensors *f, const char 
     full_name(name, sizeof name, prefix, "fc.weight");
     const bl_st_tensor *fc = bl_safetensors_find(f, name);
     if (!c1 || c1->ndim != 4 || !fc || fc->ndim != 2)
-        return bl_error(BL_ERR_FORMAT, "%s: not a torchvision-layout ResNet (no 4-D %sconv1.weight and 2-D "
-                        "%sfc.weight)", path, prefix, prefix);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: not a torchvision-layout ResNet (no 4-D %sconv1.weight and 2-D "
+                        "%sfc.weight)",
+                        path, prefix, prefix);
     shape_text(c1s, sizeof c1s, c1);
     shape_text(fcs, sizeof fcs, fc);
     /* The shapes are the file's word: range-check them before they become ints (2^32 + 8
      * would truncate to width 8) and before a model is sized from them. */
     if (c1->shape[0] < 1 || c1->shape[0] > BL_RESNET_MAX_WIDTH)
-        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: width %lld is out of range (1 to %d)", path, prefix,
-                        c1s, (long long)c1->shape[0], BL_RESNET_MAX_WIDTH);
+        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: width %lld is out of range (1 to %d)", path,
+                        prefix, c1s, (long long)c1->shape[0], BL_RESNET_MAX_WIDTH);
     if (c1->shape[1] < 1 || c1->shape[1] > BL_RESNET_MAX_IN_CHANNELS)
-        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: %lld input channels is out of range (1 to %d)", path,
-                        prefix, c1s, (long long)c1->shape[1], BL_RESNET_MAX_IN_CHANNELS);
+        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: %lld input channels is out of range (1 to %d)",
+                        path, prefix, c1s, (long long)c1->shape[1], BL_RESNET_MAX_IN_CHANNELS);
     if (c1->shape[2] != c1->shape[3] || (c1->shape[2] != 7 && c1->shape[2] != 3))
-        return bl_error(BL_ERR_FORMAT, "%s: %sconv1.weight %s: kernel %lldx%lld is neither the ImageNet (7x7) nor "
-                        "the CIFAR (3x3) stem", path, prefix, c1s, (long long)c1->shape[2], (long long)c1->shape[3]);
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: %sconv1.weight %s: kernel %lldx%lld is neither the ImageNet (7x7) nor "
+                        "the CIFAR (3x3) stem",
+                        path, prefix, c1s, (long long)c1->shape[2], (long long)c1->shape[3]);
     if (fc->shape[0] < 1 || fc->shape[0] > BL_RESNET_MAX_CLASSES)
-        return bl_error(BL_ERR_FORMAT, "%s: %sfc.weight %s: %lld classes is out of range (1 to %d)", path, prefix,
-                        fcs, (long long)fc->shape[0], BL_RESNET_MAX_CLASSES);
+        return bl_error(BL_ERR_FORMAT, "%s: %sfc.weight %s: %lld classes is out of range (1 to %d)", path,
+                        prefix, fcs, (long long)fc->shape[0], BL_RESNET_MAX_CLASSES);
     if (fc->shape[1] != 8 * c1->shape[0])
-        return bl_error(BL_ERR_FORMAT, "%s: %sfc.weight %s takes %lld inputs, but %sconv1.weight's width %lld ends "
-                        "layer4 with %lld channels", path, prefix, fcs, (long long)fc->shape[1], prefix,
-                        (long long)c1->shape[0], (long long)(8 * c1->shape[0]));
+        return bl_error(BL_ERR_FORMAT,
+                        "%s: %sfc.weight %s takes %lld inputs, but %sconv1.weight's width %lld ends "
+                        "layer4 with %lld channels",
+                        path, prefix, fcs, (long long)fc->shape[1], prefix, (long long)c1->shape[0],
+                        (long long)(8 * c1->shape[0]));
     *out = bl_resnet_config_default();
     out->width = (int)c1->shape[0];
     out->in_channels = (int)c1->shape[1];

@@ -9,8 +9,7 @@
 
 #include "nn/model_internal.h"
 
-int bl_model_add_param(bl_model *m, const char *name, bl_param_kind kind, int ndim,
-                       const int64_t *shape) {
+int bl_model_add_param(bl_model *m, const char *name, bl_param_kind kind, int ndim, const int64_t *shape) {
     BL_ASSERT(m->nparams < BL_MODEL_MAX_PARAMS);
     param *p = &m->params[m->nparams];
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -111,8 +110,10 @@ static bl_status infer_shapes(bl_model *m, int height, int width) {
         if (n->kind == NODE_CONV) {
             const param *w = &m->params[n->weight];
             if (in->h + 2 * n->conv.pad_h < w->shape[2] || in->w + 2 * n->conv.pad_w < w->shape[3])
-                return bl_error(BL_ERR_INVALID_ARG, "model: input %dx%d is too small for layer %d "
-                                "(%s)", height, width, i, m->params[n->weight].name);
+                return bl_error(BL_ERR_INVALID_ARG,
+                                "model: input %dx%d is too small for layer %d "
+                                "(%s)",
+                                height, width, i, m->params[n->weight].name);
             out->h = (int)((in->h + 2 * n->conv.pad_h - w->shape[2]) / n->conv.stride_h + 1);
             out->w = (int)((in->w + 2 * n->conv.pad_w - w->shape[3]) / n->conv.stride_w + 1);
         } else if (n->kind == NODE_MAXPOOL) {
@@ -123,8 +124,10 @@ static bl_status infer_shapes(bl_model *m, int height, int width) {
             out->w = in->w;
         }
         if (!out->is_2d && (out->h < 1 || out->w < 1))
-            return bl_error(BL_ERR_INVALID_ARG, "model: input %dx%d is too small (layer %d would "
-                            "have an empty output)", height, width, i);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "model: input %dx%d is too small (layer %d would "
+                            "have an empty output)",
+                            height, width, i);
     }
     return BL_OK;
 }
@@ -167,8 +170,10 @@ bl_status bl_model_plan(bl_model *m, int max_batch, int height, int width, bool 
             per_image = INT64_MAX;
     }
     if (per_image > INT64_MAX / 3 / (int64_t)sizeof(float) / max_batch)
-        return bl_error(BL_ERR_INVALID_ARG, "model: batch %d at %dx%d: the activations are too large (more "
-                        "floats than a 64-bit byte count holds)", max_batch, height, width);
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "model: batch %d at %dx%d: the activations are too large (more "
+                        "floats than a 64-bit byte count holds)",
+                        max_batch, height, width);
     int64_t total = 0, largest = 0, stat_floats = 0;
     for (int i = 1; i < m->nvalues; i++) {
         int64_t f = value_floats(&m->values[i], max_batch);
@@ -229,27 +234,27 @@ static bl_status forward_node(bl_model *m, node *n, bl_forward_mode mode) {
     bl_tensor *in = &m->values[n->in].t, *out = &m->values[n->out].t;
     bl_batchnorm_params bn = {1e-5f, 0.1f};
     switch (n->kind) {
-    case NODE_CONV:
-        if (mode == BL_FORWARD_INFER && n->fused_bn >= 0) {
-            node *b = &m->nodes[n->fused_bn];
-            bl_tensor *res = b->residual >= 0 ? &m->values[b->residual].t : NULL;
-            return bl_op_conv2d_forward(m->dev, &n->conv, in, &n->folded_w, &n->folded_b, res,
-                                        b->relu, &m->values[b->out].t);
+        case NODE_CONV:
+            if (mode == BL_FORWARD_INFER && n->fused_bn >= 0) {
+                node *b = &m->nodes[n->fused_bn];
+                bl_tensor *res = b->residual >= 0 ? &m->values[b->residual].t : NULL;
+                return bl_op_conv2d_forward(m->dev, &n->conv, in, &n->folded_w, &n->folded_b, res, b->relu,
+                                            &m->values[b->out].t);
+            }
+            return bl_op_conv2d_forward(m->dev, &n->conv, in, P(m, n->weight), NULL, NULL, false, out);
+        case NODE_BN: {
+            bl_tensor *res = n->residual >= 0 ? &m->values[n->residual].t : NULL;
+            if (mode == BL_FORWARD_INFER && n->fused_bn >= 0) return BL_OK; /* done by its conv */
+            if (mode == BL_FORWARD_TRAIN)
+                return bl_op_batchnorm_forward_train(m->dev, &bn, in, P(m, n->weight), P(m, n->bias), res,
+                                                     n->relu, P(m, n->running_mean), P(m, n->running_var),
+                                                     &n->save_mean, &n->save_invstd, out);
+            return bl_op_batchnorm_forward_eval(m->dev, &bn, in, P(m, n->weight), P(m, n->bias), res, n->relu,
+                                                P(m, n->running_mean), P(m, n->running_var), out);
         }
-        return bl_op_conv2d_forward(m->dev, &n->conv, in, P(m, n->weight), NULL, NULL, false, out);
-    case NODE_BN: {
-        bl_tensor *res = n->residual >= 0 ? &m->values[n->residual].t : NULL;
-        if (mode == BL_FORWARD_INFER && n->fused_bn >= 0) return BL_OK; /* done by its conv */
-        if (mode == BL_FORWARD_TRAIN)
-            return bl_op_batchnorm_forward_train(m->dev, &bn, in, P(m, n->weight), P(m, n->bias), res,
-                                                 n->relu, P(m, n->running_mean), P(m, n->running_var),
-                                                 &n->save_mean, &n->save_invstd, out);
-        return bl_op_batchnorm_forward_eval(m->dev, &bn, in, P(m, n->weight), P(m, n->bias), res, n->relu,
-                                            P(m, n->running_mean), P(m, n->running_var), out);
-    }
-    case NODE_MAXPOOL: return bl_op_maxpool_forward(m->dev, &n->pool, in, out);
-    case NODE_GAP: return bl_op_global_avgpool_forward(m->dev, in, out);
-    case NODE_LINEAR: return bl_op_linear_forward(m->dev, in, P(m, n->weight), P(m, n->bias), out);
+        case NODE_MAXPOOL: return bl_op_maxpool_forward(m->dev, &n->pool, in, out);
+        case NODE_GAP: return bl_op_global_avgpool_forward(m->dev, in, out);
+        case NODE_LINEAR: return bl_op_linear_forward(m->dev, in, P(m, n->weight), P(m, n->bias), out);
     }
     return bl_error(BL_ERR_INTERNAL, "model: unknown node kind");
 }
@@ -297,41 +302,42 @@ static bl_status backward_node(bl_model *m, node *n, bool *written) {
     bl_tensor *in = &m->values[n->in].t, *out = &m->values[n->out].t, *dy = &m->values[n->out].grad;
     bool need_dx = n->in != 0; /* no gradient for the input images */
     switch (n->kind) {
-    case NODE_CONV: {
-        BL_TRY(bl_op_conv2d_backward_filter(m->dev, &n->conv, in, dy, G(m, n->weight)));
-        if (!need_dx) return BL_OK;
-        bl_tensor dx = grad_target(m, n->in, written, 0);
-        BL_TRY(bl_op_conv2d_backward_data(m->dev, &n->conv, dy, P(m, n->weight), &dx));
-        return accumulate(m, n->in, written, &dx);
-    }
-    case NODE_BN: {
-        bl_tensor dx = grad_target(m, n->in, written, 0), dres;
-        bl_tensor *dres_p = NULL;
-        if (n->residual >= 0) {
-            dres = grad_target(m, n->residual, written, 1);
-            dres_p = &dres;
+        case NODE_CONV: {
+            BL_TRY(bl_op_conv2d_backward_filter(m->dev, &n->conv, in, dy, G(m, n->weight)));
+            if (!need_dx) return BL_OK;
+            bl_tensor dx = grad_target(m, n->in, written, 0);
+            BL_TRY(bl_op_conv2d_backward_data(m->dev, &n->conv, dy, P(m, n->weight), &dx));
+            return accumulate(m, n->in, written, &dx);
         }
-        BL_TRY(bl_op_batchnorm_backward(m->dev, dy, in, out, n->relu, P(m, n->weight), &n->save_mean,
-                                        &n->save_invstd, &dx, G(m, n->weight), G(m, n->bias), dres_p));
-        BL_TRY(accumulate(m, n->in, written, &dx));
-        if (dres_p) BL_TRY(accumulate(m, n->residual, written, dres_p));
-        return BL_OK;
-    }
-    case NODE_MAXPOOL: {
-        bl_tensor dx = grad_target(m, n->in, written, 0);
-        BL_TRY(bl_op_maxpool_backward(m->dev, &n->pool, in, dy, &dx));
-        return accumulate(m, n->in, written, &dx);
-    }
-    case NODE_GAP: {
-        bl_tensor dx = grad_target(m, n->in, written, 0);
-        BL_TRY(bl_op_global_avgpool_backward(m->dev, dy, &dx));
-        return accumulate(m, n->in, written, &dx);
-    }
-    case NODE_LINEAR: {
-        bl_tensor dx = grad_target(m, n->in, written, 0);
-        BL_TRY(bl_op_linear_backward(m->dev, dy, in, P(m, n->weight), &dx, G(m, n->weight), G(m, n->bias)));
-        return accumulate(m, n->in, written, &dx);
-    }
+        case NODE_BN: {
+            bl_tensor dx = grad_target(m, n->in, written, 0), dres;
+            bl_tensor *dres_p = NULL;
+            if (n->residual >= 0) {
+                dres = grad_target(m, n->residual, written, 1);
+                dres_p = &dres;
+            }
+            BL_TRY(bl_op_batchnorm_backward(m->dev, dy, in, out, n->relu, P(m, n->weight), &n->save_mean,
+                                            &n->save_invstd, &dx, G(m, n->weight), G(m, n->bias), dres_p));
+            BL_TRY(accumulate(m, n->in, written, &dx));
+            if (dres_p) BL_TRY(accumulate(m, n->residual, written, dres_p));
+            return BL_OK;
+        }
+        case NODE_MAXPOOL: {
+            bl_tensor dx = grad_target(m, n->in, written, 0);
+            BL_TRY(bl_op_maxpool_backward(m->dev, &n->pool, in, dy, &dx));
+            return accumulate(m, n->in, written, &dx);
+        }
+        case NODE_GAP: {
+            bl_tensor dx = grad_target(m, n->in, written, 0);
+            BL_TRY(bl_op_global_avgpool_backward(m->dev, dy, &dx));
+            return accumulate(m, n->in, written, &dx);
+        }
+        case NODE_LINEAR: {
+            bl_tensor dx = grad_target(m, n->in, written, 0);
+            BL_TRY(
+                bl_op_linear_backward(m->dev, dy, in, P(m, n->weight), &dx, G(m, n->weight), G(m, n->bias)));
+            return accumulate(m, n->in, written, &dx);
+        }
     }
     return bl_error(BL_ERR_INTERNAL, "model: unknown node kind");
 }
@@ -377,7 +383,8 @@ bl_status bl_model_fold_batchnorm(bl_model *m) {
     }
     if (!m->folded) BL_TRY(bl_device_alloc(m->dev, (size_t)(total ? total : 1) * sizeof(float), &m->folded));
     float *hw = bl_alloc_big(sizeof(float) * (size_t)(largest ? largest : 1));
-    if (!hw) return bl_error(BL_ERR_OUT_OF_MEMORY, "fold batchnorm: %lld floats of staging", (long long)largest);
+    if (!hw)
+        return bl_error(BL_ERR_OUT_OF_MEMORY, "fold batchnorm: %lld floats of staging", (long long)largest);
     float *dst = m->folded;
     bl_status s = BL_OK;
     for (int i = 0; i < m->nnodes && s == BL_OK; i++) {

@@ -10,18 +10,24 @@
 #define BL_MODEL_MAX_NODES 256
 #define BL_NAME_MAX 64
 
-typedef enum node_kind { NODE_CONV = 0, NODE_BN, NODE_MAXPOOL, NODE_GAP, NODE_LINEAR } node_kind;
+typedef enum node_kind {
+    NODE_CONV = 0,
+    NODE_BN,
+    NODE_MAXPOOL,
+    NODE_GAP,
+    NODE_LINEAR
+} node_kind;
 
 typedef struct node {
     node_kind kind;
-    int in;        /* value read */
-    int residual;  /* BN: value added before the ReLU, or -1 */
-    int out;       /* value written */
-    bool relu;     /* BN: ReLU after the residual add */
+    int in;       /* value read */
+    int residual; /* BN: value added before the ReLU, or -1 */
+    int out;      /* value written */
+    bool relu;    /* BN: ReLU after the residual add */
     bl_conv2d_params conv;
     bl_pool_params pool;
-    int weight, bias;              /* parameter indices (conv/linear weight, BN gamma/beta) */
-    int running_mean, running_var; /* BN buffers */
+    int weight, bias;                 /* parameter indices (conv/linear weight, BN gamma/beta) */
+    int running_mean, running_var;    /* BN buffers */
     bl_tensor save_mean, save_invstd; /* BN: batch statistics saved for backward */
     /* Inference: a convolution followed by its batch norm runs as one convolution with folded
      * weights; `fused_bn` is that BN node (or -1), and the BN node is then skipped. */
@@ -71,8 +77,7 @@ struct bl_model {
 };
 
 /* Registers a parameter or buffer and returns its index; offsets are assigned in order. */
-int bl_model_add_param(bl_model *m, const char *name, bl_param_kind kind, int ndim,
-                       const int64_t *shape);
+int bl_model_add_param(bl_model *m, const char *name, bl_param_kind kind, int ndim, const int64_t *shape);
 /* Adds a node writing a new value with the given per-image shape; returns the node index. */
 int bl_model_add_node(bl_model *m, node n, int c, int h, int w, bool is_2d);
 /* Allocates the parameter storage once every parameter is registered. */

@@ -15,8 +15,8 @@ bl_resnet_config bl_resnet_config_default(void) {
 
 typedef struct builder {
     bl_model *m;
-    int cur;          /* value holding the current activation */
-    int c, h, w;      /* its per-image shape */
+    int cur;     /* value holding the current activation */
+    int c, h, w; /* its per-image shape */
 } builder;
 
 /* name = prefix + suffix, truncated to BL_NAME_MAX (our names are far shorter). */
@@ -29,8 +29,8 @@ static void join(char name[BL_NAME_MAX], const char *prefix, const char *suffix)
 
 /* Adds "<prefix>.weight" conv and returns the node's output value. Spatial sizes are computed
  * for a nominal 224x224 input; bl_model_plan recomputes them for the real input. */
-static int add_conv(builder *b, const char *prefix, int in_value, int in_c, int out_c, int k,
-                    int stride, int pad) {
+static int add_conv(builder *b, const char *prefix, int in_value, int in_c, int out_c, int k, int stride,
+                    int pad) {
     char name[BL_NAME_MAX];
     join(name, prefix, ".weight");
     int64_t shape[4] = {out_c, in_c, k, k};
@@ -118,11 +118,11 @@ static void init_param(bl_model *m, int i, uint64_t seed, int fc_in, float *dst)
     }
 }
 
-bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t seed,
-                        bl_model **out) {
+bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t seed, bl_model **out) {
     *out = NULL;
     if (!cfg || (cfg->depth != 18 && cfg->depth != 34))
-        return bl_error(BL_ERR_INVALID_ARG, "resnet: depth %d is not supported (18 or 34)", cfg ? cfg->depth : 0);
+        return bl_error(BL_ERR_INVALID_ARG, "resnet: depth %d is not supported (18 or 34)",
+                        cfg ? cfg->depth : 0);
     if (cfg->width < 1 || cfg->width > BL_RESNET_MAX_WIDTH)
         return bl_error(BL_ERR_INVALID_ARG, "resnet: width %d is out of range (1 to %d)", cfg->width,
                         BL_RESNET_MAX_WIDTH);
@@ -187,9 +187,11 @@ bl_status bl_resnet_new(bl_device *dev, const bl_resnet_config *cfg, uint64_t se
          * scratch buffer, then upload: the same numbers on every device, in its layout. */
         int64_t largest = 1;
         for (int i = 0; i < m->nparams; i++)
-            if (bl_tensor_numel(&m->params[i].info.value) > largest) largest = bl_tensor_numel(&m->params[i].info.value);
+            if (bl_tensor_numel(&m->params[i].info.value) > largest)
+                largest = bl_tensor_numel(&m->params[i].info.value);
         float *scratch = bl_alloc_big((size_t)largest * sizeof(float));
-        if (!scratch) s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging of %lld floats", (long long)largest);
+        if (!scratch)
+            s = bl_error(BL_ERR_OUT_OF_MEMORY, "resnet: init staging of %lld floats", (long long)largest);
         for (int i = 0; i < m->nparams && s == BL_OK; i++) {
             init_param(m, i, seed, w * 8, scratch);
             s = bl_tensor_upload_nchw_f32(&m->params[i].info.value, scratch);

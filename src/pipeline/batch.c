@@ -66,8 +66,7 @@ static bl_status batch_process(bl_dofn_ctx *ctx, const void *e, bl_emitter *out)
     const batch_cfg *c = bl_dofn_user(ctx);
     batch_state *st = bl_dofn_state(ctx);
     size_t w = c->cfg.weight_fn ? c->cfg.weight_fn(c->cfg.weight_user, e) : 1;
-    if (c->cfg.max_weight && st->pending.n && st->weight + w > c->cfg.max_weight)
-        BL_TRY(flush(c, st, out));
+    if (c->cfg.max_weight && st->pending.n && st->weight + w > c->cfg.max_weight) BL_TRY(flush(c, st, out));
     st->scratch.len = 0;
     BL_TRY(bl_coder_encode(c->item, e, &st->scratch));
     BL_TRY(bl_elist_push(&st->pending, st->scratch.data, st->scratch.len));
@@ -80,20 +79,28 @@ static bl_status batch_finish(bl_dofn_ctx *ctx, bl_emitter *out) {
     return flush(bl_dofn_user(ctx), bl_dofn_state(ctx), out);
 }
 
-bl_status bl_batch_elements(bl_pipeline *p, const char *name, bl_pcoll *in,
-                            const bl_batch_config *config, bl_pcoll **out) {
+bl_status bl_batch_elements(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_batch_config *config,
+                            bl_pcoll **out) {
     *out = NULL;
     if (!config || config->max_size == 0 || config->min_size > config->max_size)
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "BatchElements '%s': need "
-                                            "1 <= max_size and min_size <= max_size", name ? name : ""));
-    if (!in) return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "BatchElements '%s': NULL input", name ? name : ""));
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                            "BatchElements '%s': need "
+                                            "1 <= max_size and min_size <= max_size",
+                                            name ? name : ""));
+    if (!in)
+        return bl_pipeline_fail(
+            p, bl_error(BL_ERR_INVALID_ARG, "BatchElements '%s': NULL input", name ? name : ""));
     batch_cfg *c = calloc(1, sizeof *c);
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "batch config");
     c->cfg = *config;
     c->item = in->coder;
     c->batch = bl_coder_iterable(in->coder);
-    bl_dofn fn = {.setup = batch_setup, .start_bundle = batch_start, .process = batch_process,
-                  .finish_bundle = batch_finish, .teardown = batch_teardown, .user = c,
+    bl_dofn fn = {.setup = batch_setup,
+                  .start_bundle = batch_start,
+                  .process = batch_process,
+                  .finish_bundle = batch_finish,
+                  .teardown = batch_teardown,
+                  .user = c,
                   .out_coder = c->batch};
     bl_status s = bl_pardo(p, name, in, &fn, out);
     bl_transform *t = p->nt ? p->t[p->nt - 1] : NULL;

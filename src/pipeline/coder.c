@@ -112,8 +112,7 @@ bl_status bl_coder_encode(const bl_coder *c, const void *value, bl_buf *out) {
     return BL_OK;
 }
 
-bl_status bl_coder_decode_at(const bl_coder *c, const uint8_t *data, size_t size, size_t *pos,
-                             void **value) {
+bl_status bl_coder_decode_at(const bl_coder *c, const uint8_t *data, size_t size, size_t *pos, void **value) {
     *value = NULL;
     bl_status s = c->fns.decode(data, size, pos, value, c->fns.user);
     if (s != BL_OK) return bl_error_context(s, "coder '%s' cannot decode", c->name);
@@ -126,8 +125,8 @@ bl_status bl_coder_decode(const bl_coder *c, const uint8_t *data, size_t size, v
     if (pos != size) {
         bl_coder_free_value(c, *value);
         *value = NULL;
-        return bl_error(BL_ERR_FORMAT, "coder '%s': %zu trailing bytes after the element",
-                        c->name, size - pos);
+        return bl_error(BL_ERR_FORMAT, "coder '%s': %zu trailing bytes after the element", c->name,
+                        size - pos);
     }
     return BL_OK;
 }
@@ -278,14 +277,21 @@ static bl_status double_json(const void *v, bl_buf *out, void *u) {
     return bl_buf_printf(out, "%.17g", *(const double *)v);
 }
 
-static bl_coder coder_bytes = {{"bytes", true, bytes_encode, bytes_decode, plain_free, bytes_json, NULL},
-                               NULL, NULL, "bytes", true};
+static bl_coder coder_bytes = {
+    {"bytes", true, bytes_encode, bytes_decode, plain_free, bytes_json, NULL}, NULL, NULL, "bytes", true};
 static bl_coder coder_string = {{"string", true, string_encode, string_decode, plain_free, string_json, NULL},
-                                NULL, NULL, "string", true};
-static bl_coder coder_int64 = {{"int64", true, int64_encode, int64_decode, plain_free, int64_json, NULL},
-                               NULL, NULL, "int64", true};
-static bl_coder coder_double = {{"double", false, double_encode, double_decode, plain_free, double_json, NULL},
-                                NULL, NULL, "double", true};
+                                NULL,
+                                NULL,
+                                "string",
+                                true};
+static bl_coder coder_int64 = {
+    {"int64", true, int64_encode, int64_decode, plain_free, int64_json, NULL}, NULL, NULL, "int64", true};
+static bl_coder coder_double = {
+    {"double", false, double_encode, double_decode, plain_free, double_json, NULL},
+    NULL,
+    NULL,
+    "double",
+    true};
 
 const bl_coder *bl_coder_bytes(void) { return &coder_bytes; }
 const bl_coder *bl_coder_string(void) { return &coder_string; }
@@ -349,8 +355,9 @@ static bl_status iter_decode(const uint8_t *d, size_t size, size_t *pos, void **
     const bl_coder *c = u;
     uint64_t n = 0;
     BL_TRY(bl_read_varint(d, size, pos, &n));
-    if (n > size - *pos + 1) return bl_error(BL_ERR_FORMAT, "iterable claims %llu items in %zu bytes",
-                                             (unsigned long long)n, size - *pos);
+    if (n > size - *pos + 1)
+        return bl_error(BL_ERR_FORMAT, "iterable claims %llu items in %zu bytes", (unsigned long long)n,
+                        size - *pos);
     bl_iter *it = calloc(1, sizeof *it);
     if (!it || !(it->items = calloc(n ? n : 1, sizeof *it->items))) {
         free(it);
@@ -402,8 +409,10 @@ static const bl_coder *intern(int is_kv, const bl_coder *a, const bl_coder *b) {
         found->fns.decode = is_kv ? kv_decode : iter_decode;
         found->fns.to_json = is_kv ? kv_json : iter_json;
         found->fns.deterministic = a->fns.deterministic && (!is_kv || b->fns.deterministic);
-        if (is_kv) snprintf(found->name, sizeof found->name, "kv<%.70s, %.70s>", a->name, b->name);
-        else snprintf(found->name, sizeof found->name, "iterable<%.140s>", a->name);
+        if (is_kv)
+            snprintf(found->name, sizeof found->name, "kv<%.70s, %.70s>", a->name, b->name);
+        else
+            snprintf(found->name, sizeof found->name, "iterable<%.140s>", a->name);
         found->fns.name = found->name;
         found->is_static = true;
         interned[n_interned++] = found;

@@ -86,10 +86,17 @@ static bl_combine_fn fn_sum, fn_count, fn_mean;
 static pthread_once_t fns_once = PTHREAD_ONCE_INIT;
 
 static void init_fns(void) {
-    fn_sum = (bl_combine_fn){i64_create, sum_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
-    fn_count = (bl_combine_fn){i64_create, count_add, i64_merge, i64_extract, bl_coder_int64(), bl_coder_int64(), NULL};
-    fn_mean = (bl_combine_fn){mean_create, mean_add, mean_merge, mean_extract,
-                              bl_coder_kv(bl_coder_double(), bl_coder_int64()), bl_coder_double(), NULL};
+    fn_sum = (bl_combine_fn){i64_create,       sum_add,          i64_merge, i64_extract,
+                             bl_coder_int64(), bl_coder_int64(), NULL};
+    fn_count = (bl_combine_fn){i64_create,       count_add,        i64_merge, i64_extract,
+                               bl_coder_int64(), bl_coder_int64(), NULL};
+    fn_mean = (bl_combine_fn){mean_create,
+                              mean_add,
+                              mean_merge,
+                              mean_extract,
+                              bl_coder_kv(bl_coder_double(), bl_coder_int64()),
+                              bl_coder_double(),
+                              NULL};
 }
 
 const bl_combine_fn *bl_combine_sum_int64(void) {
@@ -108,15 +115,17 @@ const bl_combine_fn *bl_combine_mean_double(void) {
 /* ---- the transforms ----------------------------------------------------------------------- */
 
 static bl_status check_fn(bl_pipeline *p, const char *name, const bl_combine_fn *fn) {
-    if (!fn || !fn->create_accumulator || !fn->add_input || !fn->merge_accumulators ||
-        !fn->extract_output || !fn->accumulator_coder || !fn->output_coder)
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "Combine '%s': the CombineFn needs "
-                                            "all four functions and both coders", name));
+    if (!fn || !fn->create_accumulator || !fn->add_input || !fn->merge_accumulators || !fn->extract_output ||
+        !fn->accumulator_coder || !fn->output_coder)
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                            "Combine '%s': the CombineFn needs "
+                                            "all four functions and both coders",
+                                            name));
     return BL_OK;
 }
 
-bl_status bl_combine_globally(bl_pipeline *p, const char *name, bl_pcoll *in,
-                              const bl_combine_fn *fn, bl_pcoll **out) {
+bl_status bl_combine_globally(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_combine_fn *fn,
+                              bl_pcoll **out) {
     *out = NULL;
     bl_transform *t;
     BL_TRY(bl_graph_add_transform(p, name, BL_T_COMBINE_GLOBAL, "CombineGlobally", &in, 1, &t));
@@ -125,8 +134,8 @@ bl_status bl_combine_globally(bl_pipeline *p, const char *name, bl_pcoll *in,
     return bl_graph_add_output(p, t, fn->output_coder, NULL, out);
 }
 
-bl_status bl_combine_per_key(bl_pipeline *p, const char *name, bl_pcoll *in,
-                             const bl_combine_fn *fn, bl_pcoll **out) {
+bl_status bl_combine_per_key(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_combine_fn *fn,
+                             bl_pcoll **out) {
     *out = NULL;
     bl_transform *t;
     BL_TRY(bl_graph_add_transform(p, name, BL_T_COMBINE_PERKEY, "CombinePerKey", &in, 1, &t));
@@ -185,8 +194,8 @@ static bl_status push_value(bl_elist *out, const bl_coder *c, const void *value,
 }
 
 /* Folds input elements into accumulators: one per key (sorted), or one for the bundle. */
-bl_status bl_combine_partial(const bl_transform *t, const bl_coder *in_coder, bool global,
-                             bl_eview in, bl_elist *out) {
+bl_status bl_combine_partial(const bl_transform *t, const bl_coder *in_coder, bool global, bl_eview in,
+                             bl_elist *out) {
     const bl_combine_fn *f = &t->cfn;
     bl_buf scratch = {0};
     bl_status s = BL_OK;
@@ -228,8 +237,8 @@ bl_status bl_combine_partial(const bl_transform *t, const bl_coder *in_coder, bo
 }
 
 /* Merges accumulators (by key) and extracts outputs. */
-bl_status bl_combine_merge(const bl_transform *t, const bl_coder *in_coder, bool global,
-                           bl_eview in, bl_elist *out) {
+bl_status bl_combine_merge(const bl_transform *t, const bl_coder *in_coder, bool global, bl_eview in,
+                           bl_elist *out) {
     const bl_combine_fn *f = &t->cfn;
     const bl_coder *ac = f->accumulator_coder;
     bl_buf scratch = {0};

@@ -28,12 +28,14 @@ static bl_status check_placement(const bl_plan *plan, const bl_runner *r) {
         if (ok) continue;
         const char *name = plan->p->t[s->t[0]]->name;
         if (s->hints.has_accelerator && max_acc < s->hints.accelerator_count)
-            return bl_error(BL_ERR_UNSUPPORTED, "transform '%s' needs accelerator type:%s count:%d, "
+            return bl_error(BL_ERR_UNSUPPORTED,
+                            "transform '%s' needs accelerator type:%s count:%d, "
                             "but no worker has %s (the most any of the %d workers has is %d; set "
-                            "--worker_accelerators); the pipeline did not start", name,
-                            s->hints.accelerator_type, s->hints.accelerator_count,
+                            "--worker_accelerators); the pipeline did not start",
+                            name, s->hints.accelerator_type, s->hints.accelerator_count,
                             s->hints.accelerator_count > 1 ? "that many" : "one", r->num_workers, max_acc);
-        return bl_error(BL_ERR_UNSUPPORTED, "transform '%s' needs min_ram=%llu bytes but the largest "
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "transform '%s' needs min_ram=%llu bytes but the largest "
                         "of the %d workers has %llu (set --worker_ram); the pipeline did not start",
                         name, (unsigned long long)s->hints.min_ram, r->num_workers,
                         (unsigned long long)max_ram);
@@ -137,7 +139,8 @@ static bl_status run_task_stage(bl_plan *plan, int si, bl_runner *r, bl_elist *s
         } else if (st->kind == BL_S_CMERGE) {
             tasks[i].in = bl_elist_view(in, 0, in->n);
         } else {
-            size_t per = st->kind == BL_S_WRITE ? (in->n + ntasks - 1) / ntasks : bundle_size(p, in->n, r->num_workers);
+            size_t per = st->kind == BL_S_WRITE ? (in->n + ntasks - 1) / ntasks
+                                                : bundle_size(p, in->n, r->num_workers);
             size_t a = i * per < in->n ? i * per : in->n, e = a + per < in->n ? a + per : in->n;
             tasks[i].in = bl_elist_view(in, a, e);
         }
@@ -169,17 +172,19 @@ static bl_status run_driver_stage(bl_plan *plan, int si, bl_elist *slots) {
     const bl_transform *t = p->t[st->t[0]];
     bl_elist *out = &slots[st->out_slots[0]];
     switch (st->kind) {
-    case BL_S_CREATE:
-        return bl_elist_append_view(out, bl_elist_view(&t->create_data, 0, t->create_data.n));
-    case BL_S_READ: return bl_error_context(bl_read_text_files(t->path, out), "ReadFromText '%s'", t->name);
-    case BL_S_FLATTEN:
-        for (int k = 0; k < t->n_inputs; k++)
-            BL_TRY(bl_elist_append_view(out, bl_elist_view(&slots[t->inputs[k]], 0, slots[t->inputs[k]].n)));
-        return BL_OK;
-    case BL_S_RESHUFFLE:
-        /* Materializing here is the fusion break; the next stage cuts fresh, even bundles. */
-        return bl_elist_append_view(out, bl_elist_view(&slots[st->in_slot], 0, slots[st->in_slot].n));
-    default: return bl_error(BL_ERR_INTERNAL, "stage '%s' is not a driver stage", st->label);
+        case BL_S_CREATE:
+            return bl_elist_append_view(out, bl_elist_view(&t->create_data, 0, t->create_data.n));
+        case BL_S_READ:
+            return bl_error_context(bl_read_text_files(t->path, out), "ReadFromText '%s'", t->name);
+        case BL_S_FLATTEN:
+            for (int k = 0; k < t->n_inputs; k++)
+                BL_TRY(
+                    bl_elist_append_view(out, bl_elist_view(&slots[t->inputs[k]], 0, slots[t->inputs[k]].n)));
+            return BL_OK;
+        case BL_S_RESHUFFLE:
+            /* Materializing here is the fusion break; the next stage cuts fresh, even bundles. */
+            return bl_elist_append_view(out, bl_elist_view(&slots[st->in_slot], 0, slots[st->in_slot].n));
+        default: return bl_error(BL_ERR_INTERNAL, "stage '%s' is not a driver stage", st->label);
     }
 }
 
@@ -188,12 +193,13 @@ bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r) {
     if (!plan->run_token) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        plan->run_token = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^
-                          ((uint64_t)getpid() << 40);
+        plan->run_token =
+            ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
     }
     bool shuffle_on = p->ro.shuffle && strcmp(p->ro.runner, "direct") == 0;
-    if (shuffle_on) bl_log_info("direct runner: shuffling element order with seed %llu",
-                                (unsigned long long)p->ro.shuffle_seed);
+    if (shuffle_on)
+        bl_log_info("direct runner: shuffling element order with seed %llu",
+                    (unsigned long long)p->ro.shuffle_seed);
     bl_elist *slots = calloc((size_t)plan->nslots + 1, sizeof *slots);
     int *left = malloc(((size_t)plan->nslots + 1) * sizeof *left);
     if (!slots || !left) {
@@ -210,10 +216,13 @@ bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r) {
         /* Free inputs nobody else reads, so long pipelines do not hold every stage at once. */
         const bl_transform *t = p->t[st->t[0]];
         int ins[1024], nin = 0;
-        if (st->kind == BL_S_FLATTEN) for (int k = 0; k < t->n_inputs && nin < 1024; k++) ins[nin++] = t->inputs[k];
-        else if (st->in_slot >= 0) ins[nin++] = st->in_slot;
+        if (st->kind == BL_S_FLATTEN)
+            for (int k = 0; k < t->n_inputs && nin < 1024; k++) ins[nin++] = t->inputs[k];
+        else if (st->in_slot >= 0)
+            ins[nin++] = st->in_slot;
         for (int k = 0; k < nin; k++)
-            if (--left[ins[k]] == 0 && !(ins[k] < p->npc && p->pc[ins[k]]->collect)) bl_elist_free(&slots[ins[k]]);
+            if (--left[ins[k]] == 0 && !(ins[k] < p->npc && p->pc[ins[k]]->collect))
+                bl_elist_free(&slots[ins[k]]);
     }
     if (s == BL_OK) s = bl_commit_text(plan, slots);
     for (int i = 0; i < p->npc; i++) {
@@ -232,10 +241,10 @@ bl_status bl_retry_or_fail(const bl_plan *plan, bl_task *task, bl_status status,
                            int max_retries) {
     const bl_stage *st = &plan->s[task->stage];
     if (task->attempt > max_retries)
-        return bl_error(status, "'%s' failed after %d attempts of bundle %zu: %s",
-                        st->label, task->attempt, task->index, err);
-    bl_log_warn("bundle %zu of '%s' failed (attempt %d of %d), retrying after teardown: %s",
-                task->index, st->label, task->attempt, max_retries + 1, err);
+        return bl_error(status, "'%s' failed after %d attempts of bundle %zu: %s", st->label, task->attempt,
+                        task->index, err);
+    bl_log_warn("bundle %zu of '%s' failed (attempt %d of %d), retrying after teardown: %s", task->index,
+                st->label, task->attempt, max_retries + 1, err);
     task->attempt++;
     return BL_OK;
 }

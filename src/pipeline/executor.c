@@ -90,15 +90,16 @@ struct bl_emitter {
     int j;
 };
 
-static bl_status decode_checked(exec_bundle *b, const bl_coder *c, const uint8_t *d, size_t size,
-                                void **v) {
+static bl_status decode_checked(exec_bundle *b, const bl_coder *c, const uint8_t *d, size_t size, void **v) {
     BL_TRY(bl_coder_decode(c, d, size, v));
     if (!b->w->roundtrip_check) return BL_OK;
     b->check.len = 0;
     bl_status s = bl_coder_encode(c, *v, &b->check);
     if (s == BL_OK && (b->check.len != size || memcmp(b->check.data, d, size) != 0))
-        s = bl_error(BL_ERR_FORMAT, "coder '%s' does not round-trip: %zu bytes decode and "
-                     "re-encode to %zu different bytes", bl_coder_name(c), size, b->check.len);
+        s = bl_error(BL_ERR_FORMAT,
+                     "coder '%s' does not round-trip: %zu bytes decode and "
+                     "re-encode to %zu different bytes",
+                     bl_coder_name(c), size, b->check.len);
     if (s != BL_OK) {
         bl_coder_free_value(c, *v);
         *v = NULL;
@@ -138,8 +139,7 @@ bl_status bl_emit_tagged(bl_emitter *em, const char *tag, const void *value) {
     int slot = b->st->out_map[em->j][k];
     if (slot >= 0) return bl_elist_push(&b->task->outs[slot], sb->data, sb->len);
     void *v;
-    BL_TRY(bl_error_context(decode_checked(b, c, sb->data, sb->len, &v), "ParDo '%s' output",
-                            t->name));
+    BL_TRY(bl_error_context(decode_checked(b, c, sb->data, sb->len, &v), "ParDo '%s' output", t->name));
     bl_status s = deliver(b, em->j + 1, v);
     bl_coder_free_value(c, v);
     return s;
@@ -170,8 +170,8 @@ static bl_status run_chain(exec_bundle *b) {
         const uint8_t *d = bl_eview_at(b->task->in, i, &size);
         void *v;
         s = decode_checked(b, in_coder, d, size, &v);
-        if (s != BL_OK) return bl_error_context(s, "ParDo '%s' input element %zu",
-                                                b->plan->p->t[st->t[0]]->name, i);
+        if (s != BL_OK)
+            return bl_error_context(s, "ParDo '%s' input element %zu", b->plan->p->t[st->t[0]]->name, i);
         s = deliver(b, 0, v);
         bl_coder_free_value(in_coder, v);
     }
@@ -203,20 +203,20 @@ bl_status bl_exec_task(const bl_plan *plan, bl_worker *w, bl_task *task) {
     exec_bundle b = {.plan = plan, .st = st, .w = w, .task = task};
     const bl_coder *in_coder = st->in_slot >= 0 && st->in_slot < p->npc ? p->pc[st->in_slot]->coder : NULL;
     switch (st->kind) {
-    case BL_S_PARDO: s = run_chain(&b); break;
-    case BL_S_GBK: s = bl_group_partition(in_coder, task->in, &task->outs[0]); break;
-    case BL_S_CPARTIAL: s = bl_combine_partial(t0, in_coder, st->global, task->in, &task->outs[0]); break;
-    case BL_S_CMERGE:
-        s = bl_combine_merge(t0, p->pc[t0->inputs[0]]->coder, st->global, task->in, &task->outs[0]);
-        break;
-    case BL_S_WRITE: s = bl_format_shard(plan, t0, task->in, &task->outs[0]); break;
-    default: s = bl_error(BL_ERR_INTERNAL, "stage '%s' is not a task stage", st->label);
+        case BL_S_PARDO: s = run_chain(&b); break;
+        case BL_S_GBK: s = bl_group_partition(in_coder, task->in, &task->outs[0]); break;
+        case BL_S_CPARTIAL: s = bl_combine_partial(t0, in_coder, st->global, task->in, &task->outs[0]); break;
+        case BL_S_CMERGE:
+            s = bl_combine_merge(t0, p->pc[t0->inputs[0]]->coder, st->global, task->in, &task->outs[0]);
+            break;
+        case BL_S_WRITE: s = bl_format_shard(plan, t0, task->in, &task->outs[0]); break;
+        default: s = bl_error(BL_ERR_INTERNAL, "stage '%s' is not a task stage", st->label);
     }
     for (int j = 0; j < BL_MAX_CHAIN; j++) bl_buf_free(&b.scratch[j]);
     bl_buf_free(&b.check);
     if (s != BL_OK) {
-        bl_error_context(s, "worker %d, bundle %zu of '%s', attempt %d", w->index, task->index,
-                         st->label, task->attempt);
+        bl_error_context(s, "worker %d, bundle %zu of '%s', attempt %d", w->index, task->index, st->label,
+                         task->attempt);
         bl_worker_reset_stage(w, plan, task->stage);
         bl_task_clear(task, n_out);
         return s;

@@ -32,10 +32,12 @@ static int parse_size(const char *s, size_t n, uint64_t *out, const char **reaso
         *reason = "expected a number (e.g. 16GB)";
         return (int)i;
     }
-    static const struct { const char *u; double m; } units[] = {
-        {"", 1},        {"B", 1},          {"KB", 1e3},       {"MB", 1e6},
-        {"GB", 1e9},    {"TB", 1e12},      {"KiB", 1024.0},   {"MiB", 1048576.0},
-        {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    static const struct {
+        const char *u;
+        double m;
+    } units[] = {
+        {"", 1},      {"B", 1},        {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+        {"TB", 1e12}, {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
     };
     for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
         size_t ul = strlen(units[u].u);
@@ -60,12 +62,12 @@ bl_status bl_parse_size(const char *s, uint64_t *out) {
     return BL_OK;
 }
 
-#define HINT_FAIL(pos, ...)                                                                  \
-    do {                                                                                     \
-        char why_[256];                                                                      \
-        snprintf(why_, sizeof why_, __VA_ARGS__);                                            \
-        return bl_error(BL_ERR_FORMAT, "malformed resource hint '%s' at position %zu: %s",   \
-                        text, (size_t)(pos) + 1, why_);                                      \
+#define HINT_FAIL(pos, ...)                                                                                  \
+    do {                                                                                                     \
+        char why_[256];                                                                                      \
+        snprintf(why_, sizeof why_, __VA_ARGS__);                                                            \
+        return bl_error(BL_ERR_FORMAT, "malformed resource hint '%s' at position %zu: %s", text,             \
+                        (size_t)(pos) + 1, why_);                                                            \
     } while (0)
 
 /* The accelerator value: "type:<name>;count:<n>[;install-nvidia-driver]" starting at text+off. */
@@ -90,8 +92,7 @@ static bl_status parse_accelerator(const char *text, size_t off, size_t n, bl_hi
             long v = 0;
             if (len == 6) HINT_FAIL(i + 6, "count needs a positive integer");
             for (size_t k = 6; k < len; k++) {
-                if (!isdigit((unsigned char)part[k]))
-                    HINT_FAIL(i + k, "count needs a positive integer");
+                if (!isdigit((unsigned char)part[k])) HINT_FAIL(i + k, "count needs a positive integer");
                 v = v * 10 + (part[k] - '0');
                 if (v > 1024) HINT_FAIL(i + 6, "count is larger than 1024");
             }
@@ -101,8 +102,10 @@ static bl_status parse_accelerator(const char *text, size_t off, size_t n, bl_hi
         } else if (len == 21 && strncmp(part, "install-nvidia-driver", 21) == 0) {
             h->install_nvidia_driver = true;
         } else {
-            HINT_FAIL(i, "unknown accelerator field '%.*s' (valid: type:<name>, count:<n>, "
-                         "install-nvidia-driver)", (int)len, part);
+            HINT_FAIL(i,
+                      "unknown accelerator field '%.*s' (valid: type:<name>, count:<n>, "
+                      "install-nvidia-driver)",
+                      (int)len, part);
         }
         i = j + 1;
         if (j < end && i == end) HINT_FAIL(j, "trailing ';'");
@@ -171,11 +174,10 @@ void bl_hints_format(const bl_hints *h, char *out, size_t size) {
     int n = 0;
     out[0] = 0;
     if (h->has_accelerator)
-        n = snprintf(out, size, "accelerator=type:%s;count:%d%s", h->accelerator_type,
-                     h->accelerator_count, h->install_nvidia_driver ? ";install-nvidia-driver" : "");
+        n = snprintf(out, size, "accelerator=type:%s;count:%d%s", h->accelerator_type, h->accelerator_count,
+                     h->install_nvidia_driver ? ";install-nvidia-driver" : "");
     if (h->min_ram && n >= 0 && (size_t)n < size)
-        snprintf(out + n, size - (size_t)n, "%smin_ram=%lluB", n ? "," : "",
-                 (unsigned long long)h->min_ram);
+        snprintf(out + n, size - (size_t)n, "%smin_ram=%lluB", n ? "," : "", (unsigned long long)h->min_ram);
 }
 
 bool bl_caps_fit(const bl_worker_caps *caps, const bl_hints *h) {

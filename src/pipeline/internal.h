@@ -94,14 +94,14 @@ typedef struct bl_transform {
     int n_outputs;
     bl_dofn fn;
     bl_combine_fn cfn;
-    void *owned;                /* helper state (map fn, batch config...) freed with the graph */
-    bl_elist create_data;       /* Create */
+    void *owned;          /* helper state (map fn, batch config...) freed with the graph */
+    bl_elist create_data; /* Create */
     char *path, *prefix, *suffix;
     int num_shards;
     bl_text_format format;
-    bl_hints scope_hints;       /* from enclosing composites, at creation */
+    bl_hints scope_hints; /* from enclosing composites, at creation */
     bl_hints own_hints;
-    bl_hints hints;             /* effective, computed when planning */
+    bl_hints hints; /* effective, computed when planning */
 } bl_transform;
 
 typedef struct bl_scope {
@@ -112,12 +112,12 @@ typedef struct bl_scope {
 typedef struct bl_runopts {
     char runner[16];
     int num_workers;
-    bl_hints hints;         /* pipeline-wide */
-    int *worker_accels;     /* per worker index (cycled) */
+    bl_hints hints;     /* pipeline-wide */
+    int *worker_accels; /* per worker index (cycled) */
     int n_worker_accels;
-    int self_accels;        /* set by bl_pipeline_set_worker_accelerators, -1 = unset */
+    int self_accels; /* set by bl_pipeline_set_worker_accelerators, -1 = unset */
     uint64_t worker_ram;
-    int64_t bundle_size;    /* 0 = automatic */
+    int64_t bundle_size; /* 0 = automatic */
     int max_retries;
     double stall_timeout_s;
     bool shuffle;
@@ -132,7 +132,7 @@ struct bl_pipeline {
     int npc, cap_pc;
     bl_scope scopes[16];
     int nscopes;
-    bl_status sticky;       /* first construction error: run refuses to start */
+    bl_status sticky; /* first construction error: run refuses to start */
     char sticky_msg[512];
     bl_runopts ro;
     bl_metrics metrics;
@@ -143,11 +143,10 @@ struct bl_pipeline {
 
 bl_status bl_pipeline_fail(bl_pipeline *p, bl_status s); /* records a construction error */
 /* Adds a transform with a unique (scoped) name; outputs are added with bl_graph_add_output. */
-bl_status bl_graph_add_transform(bl_pipeline *p, const char *name, bl_tkind kind,
-                                 const char *kind_name, bl_pcoll *const *ins, int n_ins,
-                                 bl_transform **out);
-bl_status bl_graph_add_output(bl_pipeline *p, bl_transform *t, const bl_coder *coder,
-                              const char *tag, bl_pcoll **out);
+bl_status bl_graph_add_transform(bl_pipeline *p, const char *name, bl_tkind kind, const char *kind_name,
+                                 bl_pcoll *const *ins, int n_ins, bl_transform **out);
+bl_status bl_graph_add_output(bl_pipeline *p, bl_transform *t, const bl_coder *coder, const char *tag,
+                              bl_pcoll **out);
 bl_transform *bl_graph_find(const bl_pipeline *p, const char *name);
 /* Refuses non-KV input and keys whose coder is not deterministic. */
 bl_status bl_check_keyed(bl_pipeline *p, const char *what, const char *name, const bl_pcoll *in);
@@ -181,7 +180,7 @@ typedef struct bl_stage {
     int n_out;
     /* per chain transform and output: the out_slots index, or -1 when fused into the next */
     int out_map[BL_MAX_CHAIN][BL_MAX_OUTPUTS];
-    bool global;   /* combine globally */
+    bool global; /* combine globally */
     bl_hints hints;
     char label[160];
 } bl_stage;
@@ -190,7 +189,7 @@ typedef struct bl_plan {
     bl_pipeline *p;
     bl_stage *s;
     int ns;
-    int nslots;    /* pcolls first, then internal slots (combine accumulators) */
+    int nslots; /* pcolls first, then internal slots (combine accumulators) */
     int *slot_consumers;
     uint64_t run_token; /* names temp files of this run */
 } bl_plan;
@@ -232,11 +231,11 @@ typedef struct bl_task {
     size_t index;
     int attempt;
     bl_eview in;
-    bl_elist *outs;    /* stage n_out lists */
+    bl_elist *outs; /* stage n_out lists */
     bl_metrics metrics;
     bl_status status;
     char *err;
-    int worker;        /* who ran it (last attempt) */
+    int worker; /* who ran it (last attempt) */
 } bl_task;
 
 bl_status bl_worker_init(bl_worker *w, const bl_plan *plan, int index, bl_worker_caps caps);
@@ -255,8 +254,7 @@ void bl_task_clear(bl_task *task, int n_out);
 /* The runner interface: run every task of a stage to success or fail. Tasks carry attempt
  * numbers; retries are the runner's job (bl_exec_task tears down before a retry). */
 typedef struct bl_runner {
-    bl_status (*run_tasks)(struct bl_runner *r, const bl_plan *plan, int stage, bl_task *tasks,
-                           size_t n);
+    bl_status (*run_tasks)(struct bl_runner *r, const bl_plan *plan, int stage, bl_task *tasks, size_t n);
     int num_workers;
     bl_worker_caps *caps; /* per worker, for validation and placement */
     void *self;
@@ -283,23 +281,22 @@ bl_status bl_format_shard(const bl_plan *plan, const bl_transform *t, bl_eview i
 /* Writes every shard of every WriteToText under temp names, then renames them all; on any
  * failure removes the temps and leaves no final name touched by this run. */
 bl_status bl_commit_text(const bl_plan *plan, const bl_elist *slots);
-void bl_shard_name(const bl_transform *t, size_t shard, bool temp, uint64_t token, char *out,
-                   size_t size);
+void bl_shard_name(const bl_transform *t, size_t shard, bool temp, uint64_t token, char *out, size_t size);
 bl_status bl_read_text_files(const char *pattern, bl_elist *out);
 bl_status bl_kv_key_len(const bl_coder *kv, const uint8_t *data, size_t size, size_t *len);
 
 typedef struct bl_keyref {
     const uint8_t *data; /* the whole KV element */
     size_t size;
-    size_t klen;         /* bytes of its key */
+    size_t klen; /* bytes of its key */
     size_t idx;
 } bl_keyref;
 bl_status bl_sort_by_key(const bl_coder *kv, bl_eview in, bl_keyref **out);
 bool bl_same_key(const bl_keyref *a, const bl_keyref *b);
-bl_status bl_combine_partial(const bl_transform *t, const bl_coder *in_coder, bool global,
-                             bl_eview in, bl_elist *out);
-bl_status bl_combine_merge(const bl_transform *t, const bl_coder *in_coder, bool global,
-                           bl_eview in, bl_elist *out);
+bl_status bl_combine_partial(const bl_transform *t, const bl_coder *in_coder, bool global, bl_eview in,
+                             bl_elist *out);
+bl_status bl_combine_merge(const bl_transform *t, const bl_coder *in_coder, bool global, bl_eview in,
+                           bl_elist *out);
 bl_status bl_group_partition(const bl_coder *in_coder, bl_eview in, bl_elist *out);
 
 #endif

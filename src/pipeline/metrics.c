@@ -158,9 +158,8 @@ bl_status bl_pipeline_metrics_summary(const bl_pipeline *p, char **out) {
     for (size_t i = 0; i < sorted.n; i++) {
         const bl_metric_entry *e = &sorted.e[i];
         if (e->is_distribution)
-            bl_buf_printf(&b, "  %-28s %-20s %12lld mean %.3f min %.3f max %.3f\n", e->transform,
-                          e->name, (long long)e->count, e->count ? e->sum / (double)e->count : 0.0,
-                          e->min, e->max);
+            bl_buf_printf(&b, "  %-28s %-20s %12lld mean %.3f min %.3f max %.3f\n", e->transform, e->name,
+                          (long long)e->count, e->count ? e->sum / (double)e->count : 0.0, e->min, e->max);
         else
             bl_buf_printf(&b, "  %-28s %-20s %12lld\n", e->transform, e->name, (long long)e->count);
     }

@@ -105,8 +105,8 @@ static bl_status parse_i64(const char *name, const char *v, int64_t lo, int64_t 
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno) return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not an integer", name, v);
     if (x < lo || x > hi)
-        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: must be between %lld and %lld", name, v,
-                        (long long)lo, (long long)hi);
+        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: must be between %lld and %lld", name, v, (long long)lo,
+                        (long long)hi);
     *out = x;
     return BL_OK;
 }

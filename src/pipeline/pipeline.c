@@ -59,28 +59,33 @@ bl_transform *bl_graph_find(const bl_pipeline *p, const char *name) {
     return NULL;
 }
 
-bl_status bl_graph_add_transform(bl_pipeline *p, const char *name, bl_tkind kind,
-                                 const char *kind_name, bl_pcoll *const *ins, int n_ins,
-                                 bl_transform **out) {
+bl_status bl_graph_add_transform(bl_pipeline *p, const char *name, bl_tkind kind, const char *kind_name,
+                                 bl_pcoll *const *ins, int n_ins, bl_transform **out) {
     *out = NULL;
     if (!p) return bl_error(BL_ERR_INVALID_ARG, "NULL pipeline");
     if (!name || !*name)
         return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s needs a non-empty name", kind_name));
     for (int i = 0; i < n_ins; i++) {
         if (!ins[i])
-            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s '%s': input %d is NULL "
-                                                "(did an earlier transform fail?)", kind_name, name, i));
+            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                                "%s '%s': input %d is NULL "
+                                                "(did an earlier transform fail?)",
+                                                kind_name, name, i));
         if (ins[i]->p != p)
-            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s '%s': input '%s' belongs to "
-                                                "another pipeline", kind_name, name, ins[i]->name));
+            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                                "%s '%s': input '%s' belongs to "
+                                                "another pipeline",
+                                                kind_name, name, ins[i]->name));
     }
     bl_buf full = {0};
     for (int i = 0; i < p->nscopes; i++) bl_buf_printf(&full, "%s/", p->scopes[i].name);
     bl_buf_printf(&full, "%s", name);
     if (!full.data) return bl_error(BL_ERR_OUT_OF_MEMORY, "name");
     if (bl_graph_find(p, (char *)full.data)) {
-        bl_status s = bl_error(BL_ERR_INVALID_ARG, "duplicate transform name '%s': transform names "
-                               "must be unique", (char *)full.data);
+        bl_status s = bl_error(BL_ERR_INVALID_ARG,
+                               "duplicate transform name '%s': transform names "
+                               "must be unique",
+                               (char *)full.data);
         bl_buf_free(&full);
         return bl_pipeline_fail(p, s);
     }
@@ -112,12 +117,12 @@ bl_status bl_graph_add_transform(bl_pipeline *p, const char *name, bl_tkind kind
     return BL_OK;
 }
 
-bl_status bl_graph_add_output(bl_pipeline *p, bl_transform *t, const bl_coder *coder,
-                              const char *tag, bl_pcoll **out) {
+bl_status bl_graph_add_output(bl_pipeline *p, bl_transform *t, const bl_coder *coder, const char *tag,
+                              bl_pcoll **out) {
     *out = NULL;
     if (!coder)
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s '%s': output needs a coder",
-                                            t->kind_name, t->name));
+        return bl_pipeline_fail(
+            p, bl_error(BL_ERR_INVALID_ARG, "%s '%s': output needs a coder", t->kind_name, t->name));
     if (t->n_outputs == BL_MAX_OUTPUTS)
         return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "'%s': too many outputs", t->name));
     if (p->npc == p->cap_pc) {
@@ -222,8 +227,8 @@ bl_status bl_pipeline_to_dot(const bl_pipeline *p, char **out) {
         char hs[256];
         effective_hints(p, t, &h);
         bl_hints_format(&h, hs, sizeof hs);
-        bl_buf_printf(&b, "  t%d [label=\"%s\\n[%s]%s%s\"%s];\n", i, t->name, t->kind_name,
-                      *hs ? "\\n" : "", hs, h.has_accelerator ? ", style=filled, fillcolor=\"#d0e8ff\"" : "");
+        bl_buf_printf(&b, "  t%d [label=\"%s\\n[%s]%s%s\"%s];\n", i, t->name, t->kind_name, *hs ? "\\n" : "",
+                      hs, h.has_accelerator ? ", style=filled, fillcolor=\"#d0e8ff\"" : "");
     }
     for (int i = 0; i < p->nt; i++) {
         const bl_transform *t = p->t[i];
@@ -241,15 +246,15 @@ bl_status bl_pipeline_to_dot(const bl_pipeline *p, char **out) {
 }
 
 bl_status bl_pipeline_collect(bl_pipeline *p, bl_pcoll *pc) {
-    if (!pc || pc->p != p) return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "collect: bad pcollection"));
+    if (!pc || pc->p != p)
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "collect: bad pcollection"));
     if (!pc->collect) pc->consumers++; /* a collected pcollection is materialized, never fused away */
     pc->collect = true;
     return BL_OK;
 }
 
 bl_status bl_pipeline_run(bl_pipeline *p) {
-    if (p->sticky != BL_OK)
-        return bl_error(p->sticky, "pipeline was not built correctly: %s", p->sticky_msg);
+    if (p->sticky != BL_OK) return bl_error(p->sticky, "pipeline was not built correctly: %s", p->sticky_msg);
     if (p->nscopes)
         return bl_error(BL_ERR_INVALID_ARG, "composite '%s' was never ended", p->scopes[p->nscopes - 1].name);
     for (int i = 0; i < p->nt; i++) effective_hints(p, p->t[i], &p->t[i]->hints);
@@ -268,8 +273,7 @@ int bl_pipeline_num_workers(const bl_pipeline *p) { return p->ro.num_workers; }
 int bl_pipeline_stall_warnings(const bl_pipeline *p) { return p->stall_warnings; }
 
 int bl_pipeline_worker_local_rank(void) {
-    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
-                          "PMI_LOCAL_RANK"};
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *v = getenv(vars[i]);
         if (v && *v) return atoi(v);

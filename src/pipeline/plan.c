@@ -45,40 +45,40 @@ bl_status bl_plan_build(bl_pipeline *p, bl_plan *pl) {
         int in = t->n_inputs ? t->inputs[0] : -1;
         bl_stage *s = NULL;
         switch (t->kind) {
-        case BL_T_CREATE: s = add_stage(pl, BL_S_CREATE, t, -1); break;
-        case BL_T_READ_TEXT: s = add_stage(pl, BL_S_READ, t, -1); break;
-        case BL_T_FLATTEN: s = add_stage(pl, BL_S_FLATTEN, t, -1); break;
-        case BL_T_RESHUFFLE: s = add_stage(pl, BL_S_RESHUFFLE, t, in); break;
-        case BL_T_GBK: s = add_stage(pl, BL_S_GBK, t, in); break;
-        case BL_T_WRITE_TEXT:
-            /* Shard texts wait in an internal slot; the driver writes them at commit. */
-            s = add_stage(pl, BL_S_WRITE, t, in);
-            s->out_slots[s->n_out++] = pl->nslots++;
-            break;
-        case BL_T_COMBINE_GLOBAL:
-        case BL_T_COMBINE_PERKEY: {
-            int mid = pl->nslots++;
-            s = add_stage(pl, BL_S_CPARTIAL, t, in);
-            s->global = t->kind == BL_T_COMBINE_GLOBAL;
-            s->out_slots[s->n_out++] = mid;
-            s = add_stage(pl, BL_S_CMERGE, t, mid);
-            s->global = t->kind == BL_T_COMBINE_GLOBAL;
-            break;
-        }
-        case BL_T_PARDO: {
-            const bl_pcoll *src = p->pc[in];
-            const bl_transform *prod = p->t[src->producer];
-            bl_stage *prev = prod->kind == BL_T_PARDO ? &pl->s[stage_of[prod->id]] : NULL;
-            if (prev && prev->kind == BL_S_PARDO && prev->t[prev->nt - 1] == prod->id &&
-                src->out_index == 0 && src->consumers == 1 && !src->collect &&
-                prev->nt < BL_MAX_CHAIN && same_hints(&prev->hints, &t->hints)) {
-                prev->t[prev->nt++] = t->id;
-                stage_of[i] = (int)(prev - pl->s);
-                continue;
+            case BL_T_CREATE: s = add_stage(pl, BL_S_CREATE, t, -1); break;
+            case BL_T_READ_TEXT: s = add_stage(pl, BL_S_READ, t, -1); break;
+            case BL_T_FLATTEN: s = add_stage(pl, BL_S_FLATTEN, t, -1); break;
+            case BL_T_RESHUFFLE: s = add_stage(pl, BL_S_RESHUFFLE, t, in); break;
+            case BL_T_GBK: s = add_stage(pl, BL_S_GBK, t, in); break;
+            case BL_T_WRITE_TEXT:
+                /* Shard texts wait in an internal slot; the driver writes them at commit. */
+                s = add_stage(pl, BL_S_WRITE, t, in);
+                s->out_slots[s->n_out++] = pl->nslots++;
+                break;
+            case BL_T_COMBINE_GLOBAL:
+            case BL_T_COMBINE_PERKEY: {
+                int mid = pl->nslots++;
+                s = add_stage(pl, BL_S_CPARTIAL, t, in);
+                s->global = t->kind == BL_T_COMBINE_GLOBAL;
+                s->out_slots[s->n_out++] = mid;
+                s = add_stage(pl, BL_S_CMERGE, t, mid);
+                s->global = t->kind == BL_T_COMBINE_GLOBAL;
+                break;
             }
-            s = add_stage(pl, BL_S_PARDO, t, in);
-            break;
-        }
+            case BL_T_PARDO: {
+                const bl_pcoll *src = p->pc[in];
+                const bl_transform *prod = p->t[src->producer];
+                bl_stage *prev = prod->kind == BL_T_PARDO ? &pl->s[stage_of[prod->id]] : NULL;
+                if (prev && prev->kind == BL_S_PARDO && prev->t[prev->nt - 1] == prod->id &&
+                    src->out_index == 0 && src->consumers == 1 && !src->collect && prev->nt < BL_MAX_CHAIN &&
+                    same_hints(&prev->hints, &t->hints)) {
+                    prev->t[prev->nt++] = t->id;
+                    stage_of[i] = (int)(prev - pl->s);
+                    continue;
+                }
+                s = add_stage(pl, BL_S_PARDO, t, in);
+                break;
+            }
         }
         stage_of[i] = (int)(s - pl->s);
         if (s->kind != BL_S_PARDO && s->kind != BL_S_WRITE)
@@ -103,7 +103,8 @@ bl_status bl_plan_build(bl_pipeline *p, bl_plan *pl) {
         for (int j = 1; j < s->nt && len > 0 && (size_t)len < sizeof s->label; j++)
             len += snprintf(s->label + len, sizeof s->label - (size_t)len, "+%s", p->t[s->t[j]]->name);
         if ((s->kind == BL_S_CPARTIAL || s->kind == BL_S_CMERGE) && len > 0 && (size_t)len < sizeof s->label)
-            snprintf(s->label + len, sizeof s->label - (size_t)len, s->kind == BL_S_CPARTIAL ? " (partial)" : " (merge)");
+            snprintf(s->label + len, sizeof s->label - (size_t)len,
+                     s->kind == BL_S_CPARTIAL ? " (partial)" : " (merge)");
         if (s->kind == BL_S_FLATTEN) {
             for (int k = 0; k < t0->n_inputs; k++) pl->slot_consumers[t0->inputs[k]]++;
         } else if (s->in_slot >= 0) {

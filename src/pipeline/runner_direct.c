@@ -49,7 +49,8 @@ bl_status bl_run_direct(bl_pipeline *p) {
 #ifndef BEAMLET_HAVE_MPI
 bl_status bl_run_mpi(bl_pipeline *p) {
     (void)p;
-    return bl_error(BL_ERR_UNSUPPORTED, "--runner=mpi: beamlet was built without MPI (install "
+    return bl_error(BL_ERR_UNSUPPORTED,
+                    "--runner=mpi: beamlet was built without MPI (install "
                     "Open MPI, e.g. scripts/setup.sh, and reconfigure); use --runner=local or direct");
 }
 #endif

@@ -132,7 +132,8 @@ static bl_status local_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_ta
         ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
         pthread_cond_timedwait(&L->done, &L->mu, &ts);
         double idle = bl_time_now() - L->last_progress;
-        if (L->p->ro.stall_timeout_s > 0 && idle > L->p->ro.stall_timeout_s && L->completed < n && !L->failed) {
+        if (L->p->ro.stall_timeout_s > 0 && idle > L->p->ro.stall_timeout_s && L->completed < n &&
+            !L->failed) {
             warn_stall(L, idle);
             L->last_progress = bl_time_now(); /* warn again after another quiet period */
         }

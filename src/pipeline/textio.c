@@ -64,8 +64,10 @@ bl_status bl_write_text(bl_pipeline *p, const char *name, bl_pcoll *in, const ch
     if (!prefix || !*prefix)
         return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "WriteToText '%s' needs a prefix", t->name));
     if (num_shards < 0 || num_shards > 99999)
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "WriteToText '%s': num_shards %d "
-                                            "out of 0..99999", t->name, num_shards));
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                            "WriteToText '%s': num_shards %d "
+                                            "out of 0..99999",
+                                            t->name, num_shards));
     t->prefix = strdup(prefix);
     t->suffix = strdup(suffix ? suffix : "");
     if (!t->prefix || !t->suffix) return bl_error(BL_ERR_OUT_OF_MEMORY, "WriteToText");
@@ -74,8 +76,7 @@ bl_status bl_write_text(bl_pipeline *p, const char *name, bl_pcoll *in, const ch
     return BL_OK;
 }
 
-void bl_shard_name(const bl_transform *t, size_t shard, bool temp, uint64_t token, char *out,
-                   size_t size) {
+void bl_shard_name(const bl_transform *t, size_t shard, bool temp, uint64_t token, char *out, size_t size) {
     int n = snprintf(out, size, "%s-%05zu-of-%05d%s", t->prefix, shard, t->num_shards, t->suffix);
     if (temp && n >= 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, ".tmp-%016llx", (unsigned long long)token);
@@ -123,7 +124,8 @@ static bl_status write_temp(const char *path, const uint8_t *data, size_t size) 
 
 /* Calls fn on every shard of every WriteToText; stops at the first failure. */
 static bl_status each_shard(const bl_plan *plan, const bl_elist *slots, bool stop_on_error,
-                            bl_status (*fn)(const bl_transform *, size_t, const uint8_t *, size_t, uint64_t)) {
+                            bl_status (*fn)(const bl_transform *, size_t, const uint8_t *, size_t,
+                                            uint64_t)) {
     bl_status first = BL_OK;
     for (int si = 0; si < plan->ns; si++) {
         const bl_stage *st = &plan->s[si];

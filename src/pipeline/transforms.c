@@ -6,12 +6,13 @@
 
 #include "pipeline/internal.h"
 
-bl_status bl_create(bl_pipeline *p, const char *name, const bl_coder *coder,
-                    const void *const *values, size_t n, bl_pcoll **out) {
+bl_status bl_create(bl_pipeline *p, const char *name, const bl_coder *coder, const void *const *values,
+                    size_t n, bl_pcoll **out) {
     *out = NULL;
     bl_transform *t;
     BL_TRY(bl_graph_add_transform(p, name, BL_T_CREATE, "Create", NULL, 0, &t));
-    if (!coder) return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "Create '%s' needs a coder", t->name));
+    if (!coder)
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "Create '%s' needs a coder", t->name));
     /* Encoded now: the values may be stack data that is gone by the time the pipeline runs. */
     bl_buf b = {0};
     for (size_t i = 0; i < n; i++) {
@@ -27,8 +28,7 @@ bl_status bl_create(bl_pipeline *p, const char *name, const bl_coder *coder,
     return bl_graph_add_output(p, t, coder, NULL, out);
 }
 
-bl_status bl_pardo(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_dofn *fn,
-                   bl_pcoll **out) {
+bl_status bl_pardo(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_dofn *fn, bl_pcoll **out) {
     *out = NULL;
     bl_transform *t;
     BL_TRY(bl_graph_add_transform(p, name, BL_T_PARDO, "ParDo", &in, 1, &t));
@@ -41,12 +41,16 @@ bl_status bl_pardo(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_dofn
     for (int i = 0; i < fn->num_side_outputs; i++) {
         const char *tag = fn->side_tags[i];
         if (!tag || !*tag || strcmp(tag, "out") == 0)
-            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "ParDo '%s': side output %d "
-                                                "needs a tag other than 'out'", t->name, i));
+            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                                "ParDo '%s': side output %d "
+                                                "needs a tag other than 'out'",
+                                                t->name, i));
         for (int k = 0; k < i; k++)
             if (strcmp(fn->side_tags[k], tag) == 0)
-                return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "ParDo '%s': tag '%s' "
-                                                    "used twice", t->name, tag));
+                return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                                    "ParDo '%s': tag '%s' "
+                                                    "used twice",
+                                                    t->name, tag));
         bl_pcoll *side;
         BL_TRY(bl_graph_add_output(p, t, fn->side_coders[i], tag, &side));
     }
@@ -97,8 +101,7 @@ static bl_status filter_process(bl_dofn_ctx *ctx, const void *e, bl_emitter *out
 }
 
 static bl_status wrap(bl_pipeline *p, const char *name, bl_pcoll *in, fn_wrap *w,
-                      bl_status (*process)(bl_dofn_ctx *, const void *, bl_emitter *),
-                      bl_pcoll **out) {
+                      bl_status (*process)(bl_dofn_ctx *, const void *, bl_emitter *), bl_pcoll **out) {
     *out = NULL;
     fn_wrap *owned = malloc(sizeof *owned);
     if (!owned) return bl_error(BL_ERR_OUT_OF_MEMORY, "map");
@@ -109,8 +112,10 @@ static bl_status wrap(bl_pipeline *p, const char *name, bl_pcoll *in, fn_wrap *w
     fn.out_coder = w->out_coder;
     bl_status s = bl_pardo(p, name, in, &fn, out);
     bl_transform *t = p->nt ? p->t[p->nt - 1] : NULL;
-    if (t && t->fn.user == owned) t->owned = owned; /* the graph frees it from now on */
-    else free(owned);
+    if (t && t->fn.user == owned)
+        t->owned = owned; /* the graph frees it from now on */
+    else
+        free(owned);
     return s;
 }
 
@@ -121,8 +126,8 @@ bl_status bl_map(bl_pipeline *p, const char *name, bl_pcoll *in, bl_map_fn fn, v
     return wrap(p, name, in, &w, map_process, out);
 }
 
-bl_status bl_flatmap(bl_pipeline *p, const char *name, bl_pcoll *in, bl_flatmap_fn fn,
-                     void *user, const bl_coder *out_coder, bl_pcoll **out) {
+bl_status bl_flatmap(bl_pipeline *p, const char *name, bl_pcoll *in, bl_flatmap_fn fn, void *user,
+                     const bl_coder *out_coder, bl_pcoll **out) {
     if (!fn) return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "FlatMap '%s' needs a function", name));
     fn_wrap w = {.flatmap = fn, .user = user, .out_coder = out_coder};
     return wrap(p, name, in, &w, flatmap_process, out);
@@ -151,9 +156,11 @@ bl_status bl_check_keyed(bl_pipeline *p, const char *what, const char *name, con
         return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s '%s' needs KV input, got coder '%s'",
                                             what, name, bl_coder_name(in->coder)));
     if (!bl_coder_is_deterministic(k))
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "%s '%s': key coder '%s' is not "
+        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                            "%s '%s': key coder '%s' is not "
                                             "deterministic, so equal keys could encode differently; "
-                                            "use a deterministic key coder", what, name, bl_coder_name(k)));
+                                            "use a deterministic key coder",
+                                            what, name, bl_coder_name(k)));
     return BL_OK;
 }
 
@@ -166,18 +173,19 @@ bl_status bl_group_by_key(bl_pipeline *p, const char *name, bl_pcoll *in, bl_pco
     return bl_graph_add_output(p, t, oc, NULL, out);
 }
 
-bl_status bl_flatten(bl_pipeline *p, const char *name, bl_pcoll *const *ins, size_t n,
-                     bl_pcoll **out) {
+bl_status bl_flatten(bl_pipeline *p, const char *name, bl_pcoll *const *ins, size_t n, bl_pcoll **out) {
     *out = NULL;
     if (n == 0 || n > 1024)
-        return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "Flatten '%s' needs 1 to 1024 inputs",
-                                            name ? name : ""));
+        return bl_pipeline_fail(
+            p, bl_error(BL_ERR_INVALID_ARG, "Flatten '%s' needs 1 to 1024 inputs", name ? name : ""));
     bl_transform *t;
     BL_TRY(bl_graph_add_transform(p, name, BL_T_FLATTEN, "Flatten", ins, (int)n, &t));
     for (size_t i = 1; i < n; i++)
         if (ins[i]->coder != ins[0]->coder)
-            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG, "Flatten '%s': input %zu has coder "
-                                                "'%s' but input 0 has '%s'", t->name, i,
-                                                bl_coder_name(ins[i]->coder), bl_coder_name(ins[0]->coder)));
+            return bl_pipeline_fail(p, bl_error(BL_ERR_INVALID_ARG,
+                                                "Flatten '%s': input %zu has coder "
+                                                "'%s' but input 0 has '%s'",
+                                                t->name, i, bl_coder_name(ins[i]->coder),
+                                                bl_coder_name(ins[0]->coder)));
     return bl_graph_add_output(p, t, ins[0]->coder, NULL, out);
 }

@@ -9,55 +9,47 @@
 #include "beamlet/tensor.h"
 
 typedef struct bl_backend_ops {
-    bl_status (*conv2d_forward)(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                const bl_tensor *w, const bl_tensor *bias,
-                                const bl_tensor *residual, bool relu, bl_tensor *y);
-    bl_status (*conv2d_backward_data)(bl_device *, const bl_conv2d_params *,
-                                      const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx);
-    bl_status (*conv2d_backward_filter)(bl_device *, const bl_conv2d_params *,
-                                        const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw);
-    bl_status (*batchnorm_forward_train)(bl_device *, const bl_batchnorm_params *,
-                                         const bl_tensor *x, const bl_tensor *gamma,
-                                         const bl_tensor *beta, const bl_tensor *residual,
-                                         bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean,
-                                         bl_tensor *save_invstd, bl_tensor *y);
-    bl_status (*batchnorm_forward_eval)(bl_device *, const bl_batchnorm_params *,
-                                        const bl_tensor *x, const bl_tensor *gamma,
-                                        const bl_tensor *beta, const bl_tensor *residual,
-                                        bool relu, const bl_tensor *running_mean,
+    bl_status (*conv2d_forward)(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
+                                const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
+    bl_status (*conv2d_backward_data)(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
+                                      const bl_tensor *w, bl_tensor *dx);
+    bl_status (*conv2d_backward_filter)(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
+                                        const bl_tensor *dy, bl_tensor *dw);
+    bl_status (*batchnorm_forward_train)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                         const bl_tensor *gamma, const bl_tensor *beta,
+                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                         bl_tensor *y);
+    bl_status (*batchnorm_forward_eval)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                        const bl_tensor *gamma, const bl_tensor *beta,
+                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                         const bl_tensor *running_var, bl_tensor *y);
-    bl_status (*batchnorm_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                    const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                    bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                    bl_tensor *dresidual);
+    bl_status (*batchnorm_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
+                                    bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
+                                    const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
+                                    bl_tensor *dbeta, bl_tensor *dresidual);
     bl_status (*relu_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*relu_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *y,
-                               bl_tensor *dx);
+    bl_status (*relu_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
     bl_status (*add)(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-    bl_status (*maxpool_forward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                                 bl_tensor *y);
+    bl_status (*maxpool_forward)(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
     bl_status (*maxpool_backward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
                                   const bl_tensor *dy, bl_tensor *dx);
     bl_status (*global_avgpool_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
     bl_status (*global_avgpool_backward)(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-    bl_status (*linear_forward)(bl_device *, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *b, bl_tensor *y);
-    bl_status (*linear_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                                 const bl_tensor *w, bl_tensor *dx, bl_tensor *dw,
-                                 bl_tensor *db);
-    bl_status (*softmax_cross_entropy)(bl_device *, const bl_tensor *logits,
-                                       const bl_tensor *labels, float label_smoothing,
-                                       bl_tensor *loss, bl_tensor *dlogits);
-    bl_status (*sgd_update)(bl_device *, const bl_sgd_params *, bl_tensor *param,
-                            const bl_tensor *grad, bl_tensor *momentum_buf);
-    bl_status (*adamw_update)(bl_device *, const bl_adamw_params *, bl_tensor *param,
-                              const bl_tensor *grad, bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+    bl_status (*linear_forward)(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                                bl_tensor *y);
+    bl_status (*linear_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
+    bl_status (*softmax_cross_entropy)(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
+                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
+    bl_status (*sgd_update)(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
+                            bl_tensor *momentum_buf);
+    bl_status (*adamw_update)(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
+                              bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
 } bl_backend_ops;
 
 typedef struct bl_backend {
-    const char *name;  /* "cpu_ref", "onednn", "cuda" */
+    const char *name; /* "cpu_ref", "onednn", "cuda" */
     bl_device_kind kind;
     bl_layout preferred_layout;
     unsigned layouts; /* bit (1 << bl_layout) for each 4-D layout the ops accept */
@@ -80,7 +72,11 @@ typedef struct bl_backend {
     bl_backend_ops ops;
 } bl_backend;
 
-enum { BL_COPY_H2D = 0, BL_COPY_D2H = 1, BL_COPY_D2D = 2 };
+enum {
+    BL_COPY_H2D = 0,
+    BL_COPY_D2H = 1,
+    BL_COPY_D2D = 2
+};
 
 struct bl_device {
     const bl_backend *backend;
@@ -107,9 +103,15 @@ int bl_backend_cuda_device_count(void);
 static inline void bl_tensor_strides4(const bl_tensor *t, int64_t s[4]) {
     int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
     if (t->layout == BL_LAYOUT_NHWC) {
-        s[0] = H * W * C; s[1] = 1; s[2] = W * C; s[3] = C;
+        s[0] = H * W * C;
+        s[1] = 1;
+        s[2] = W * C;
+        s[3] = C;
     } else {
-        s[0] = C * H * W; s[1] = H * W; s[2] = W; s[3] = 1;
+        s[0] = C * H * W;
+        s[1] = H * W;
+        s[2] = W;
+        s[3] = 1;
     }
 }
 

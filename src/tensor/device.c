@@ -23,8 +23,7 @@ static const bl_backend *fast_cpu_backend(void) {
 #endif
 }
 
-static bl_status open_backend(const bl_backend *backend, int index, const char *name,
-                              bl_device **out) {
+static bl_status open_backend(const bl_backend *backend, int index, const char *name, bl_device **out) {
     bl_device *dev = calloc(1, sizeof *dev);
     if (!dev) return bl_error(BL_ERR_OUT_OF_MEMORY, "device %s: cannot allocate handle", name);
     dev->backend = backend;
@@ -45,10 +44,11 @@ static bl_status open_cuda(int index, const char *name, bl_device **out) {
     if (count == 0)
         return bl_error(BL_ERR_NOT_FOUND,
                         "device '%s': no NVIDIA GPU is visible (the CUDA driver reports none; "
-                        "check nvidia-smi and CUDA_VISIBLE_DEVICES)", name);
+                        "check nvidia-smi and CUDA_VISIBLE_DEVICES)",
+                        name);
     if (index < 0 || index >= count)
-        return bl_error(BL_ERR_NOT_FOUND, "device '%s': only %d GPU%s visible (cuda:0..cuda:%d)",
-                        name, count, count == 1 ? " is" : "s are", count - 1);
+        return bl_error(BL_ERR_NOT_FOUND, "device '%s': only %d GPU%s visible (cuda:0..cuda:%d)", name, count,
+                        count == 1 ? " is" : "s are", count - 1);
     char full[32];
     snprintf(full, sizeof full, "cuda:%d", index);
     return open_backend(bl_backend_cuda(), index, full, out);
@@ -57,7 +57,8 @@ static bl_status open_cuda(int index, const char *name, bl_device **out) {
     (void)out;
     return bl_error(BL_ERR_UNSUPPORTED,
                     "device '%s': this beamlet was built without the CUDA backend (configure "
-                    "found no nvcc, cuBLAS or cuDNN; see the CMake summary)", name);
+                    "found no nvcc, cuBLAS or cuDNN; see the CMake summary)",
+                    name);
 #endif
 }
 
@@ -80,16 +81,15 @@ bl_status bl_device_get(const char *name, bl_device **out) {
         char *end;
         long index = strtol(name + 5, &end, 10);
         if (end == name + 5 || *end != '\0' || index < 0 || index > 1024)
-            return bl_error(BL_ERR_INVALID_ARG, "device '%s': expected cuda:N with N a GPU index",
-                            name);
+            return bl_error(BL_ERR_INVALID_ARG, "device '%s': expected cuda:N with N a GPU index", name);
         return open_cuda((int)index, name, out);
     }
     if (strcmp(name, "tpu") == 0)
         return bl_error(BL_ERR_UNSUPPORTED,
                         "device 'tpu': this beamlet was built without PJRT support, so no TPU "
                         "can be used; choose cpu or cuda");
-    return bl_error(BL_ERR_INVALID_ARG,
-                    "unknown device '%s' (valid: auto, cpu, cpu_ref, cuda, cuda:N, tpu)", name);
+    return bl_error(BL_ERR_INVALID_ARG, "unknown device '%s' (valid: auto, cpu, cpu_ref, cuda, cuda:N, tpu)",
+                    name);
 }
 
 void bl_device_release(bl_device *dev) {
@@ -111,8 +111,8 @@ bl_status bl_device_list(char *buf, size_t size) {
     for (int i = 0; i < 2; i++) {
         bl_device *dev;
         BL_TRY(bl_device_get(names[i], &dev));
-        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%-8s %-8s %s\n",
-                                 names[i], dev->backend->name, dev->description);
+        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%-8s %-8s %s\n", names[i],
+                                 dev->backend->name, dev->description);
         bl_device_release(dev);
     }
     int count = bl_cuda_device_count();
@@ -121,8 +121,8 @@ bl_status bl_device_list(char *buf, size_t size) {
         snprintf(name, sizeof name, "cuda:%d", i);
         bl_device *dev;
         BL_TRY(bl_device_get(name, &dev));
-        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%-8s %-8s %s\n",
-                                 name, dev->backend->name, dev->description);
+        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%-8s %-8s %s\n", name,
+                                 dev->backend->name, dev->description);
         bl_device_release(dev);
     }
     if (count == 0)
@@ -141,8 +141,10 @@ bl_status bl_device_alloc(bl_device *dev, size_t bytes, void **ptr) {
      * buffer. No real allocation is this large, so a size past INT64_MAX is a wrapped count. */
     if (bytes > (size_t)INT64_MAX) {
         *ptr = NULL;
-        return bl_error(BL_ERR_INVALID_ARG, "%s: allocating %zu bytes: more than any allocation can hold (a "
-                        "size computed from a shape that overflowed?)", dev->name, bytes);
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "%s: allocating %zu bytes: more than any allocation can hold (a "
+                        "size computed from a shape that overflowed?)",
+                        dev->name, bytes);
     }
     bl_status s = dev->backend->alloc(dev->ctx, bytes, ptr);
     if (s != BL_OK) return bl_error_context(s, "%s: allocating %zu bytes", dev->name, bytes);

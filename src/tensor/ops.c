@@ -7,11 +7,24 @@
 #include "tensor/backend.h"
 
 static const char *const op_names[BL_OP_COUNT] = {
-    "conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter",
-    "batchnorm_forward_train", "batchnorm_forward_eval", "batchnorm_backward",
-    "relu_forward", "relu_backward", "add", "maxpool_forward", "maxpool_backward",
-    "global_avgpool_forward", "global_avgpool_backward", "linear_forward", "linear_backward",
-    "softmax_cross_entropy", "sgd_update", "adamw_update",
+    "conv2d_forward",
+    "conv2d_backward_data",
+    "conv2d_backward_filter",
+    "batchnorm_forward_train",
+    "batchnorm_forward_eval",
+    "batchnorm_backward",
+    "relu_forward",
+    "relu_backward",
+    "add",
+    "maxpool_forward",
+    "maxpool_backward",
+    "global_avgpool_forward",
+    "global_avgpool_backward",
+    "linear_forward",
+    "linear_backward",
+    "softmax_cross_entropy",
+    "sgd_update",
+    "adamw_update",
 };
 
 const char *bl_op_name(bl_op op) { return op >= 0 && op < BL_OP_COUNT ? op_names[op] : "invalid op"; }
@@ -19,25 +32,25 @@ const char *bl_op_name(bl_op op) { return op >= 0 && op < BL_OP_COUNT ? op_names
 static const void *op_entry(const bl_backend *b, bl_op op) {
     const bl_backend_ops *o = &b->ops;
     switch (op) {
-    case BL_OP_CONV2D_FORWARD: return (const void *)o->conv2d_forward;
-    case BL_OP_CONV2D_BACKWARD_DATA: return (const void *)o->conv2d_backward_data;
-    case BL_OP_CONV2D_BACKWARD_FILTER: return (const void *)o->conv2d_backward_filter;
-    case BL_OP_BATCHNORM_FORWARD_TRAIN: return (const void *)o->batchnorm_forward_train;
-    case BL_OP_BATCHNORM_FORWARD_EVAL: return (const void *)o->batchnorm_forward_eval;
-    case BL_OP_BATCHNORM_BACKWARD: return (const void *)o->batchnorm_backward;
-    case BL_OP_RELU_FORWARD: return (const void *)o->relu_forward;
-    case BL_OP_RELU_BACKWARD: return (const void *)o->relu_backward;
-    case BL_OP_ADD: return (const void *)o->add;
-    case BL_OP_MAXPOOL_FORWARD: return (const void *)o->maxpool_forward;
-    case BL_OP_MAXPOOL_BACKWARD: return (const void *)o->maxpool_backward;
-    case BL_OP_GLOBAL_AVGPOOL_FORWARD: return (const void *)o->global_avgpool_forward;
-    case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return (const void *)o->global_avgpool_backward;
-    case BL_OP_LINEAR_FORWARD: return (const void *)o->linear_forward;
-    case BL_OP_LINEAR_BACKWARD: return (const void *)o->linear_backward;
-    case BL_OP_SOFTMAX_CROSS_ENTROPY: return (const void *)o->softmax_cross_entropy;
-    case BL_OP_SGD_UPDATE: return (const void *)o->sgd_update;
-    case BL_OP_ADAMW_UPDATE: return (const void *)o->adamw_update;
-    default: return NULL;
+        case BL_OP_CONV2D_FORWARD: return (const void *)o->conv2d_forward;
+        case BL_OP_CONV2D_BACKWARD_DATA: return (const void *)o->conv2d_backward_data;
+        case BL_OP_CONV2D_BACKWARD_FILTER: return (const void *)o->conv2d_backward_filter;
+        case BL_OP_BATCHNORM_FORWARD_TRAIN: return (const void *)o->batchnorm_forward_train;
+        case BL_OP_BATCHNORM_FORWARD_EVAL: return (const void *)o->batchnorm_forward_eval;
+        case BL_OP_BATCHNORM_BACKWARD: return (const void *)o->batchnorm_backward;
+        case BL_OP_RELU_FORWARD: return (const void *)o->relu_forward;
+        case BL_OP_RELU_BACKWARD: return (const void *)o->relu_backward;
+        case BL_OP_ADD: return (const void *)o->add;
+        case BL_OP_MAXPOOL_FORWARD: return (const void *)o->maxpool_forward;
+        case BL_OP_MAXPOOL_BACKWARD: return (const void *)o->maxpool_backward;
+        case BL_OP_GLOBAL_AVGPOOL_FORWARD: return (const void *)o->global_avgpool_forward;
+        case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return (const void *)o->global_avgpool_backward;
+        case BL_OP_LINEAR_FORWARD: return (const void *)o->linear_forward;
+        case BL_OP_LINEAR_BACKWARD: return (const void *)o->linear_backward;
+        case BL_OP_SOFTMAX_CROSS_ENTROPY: return (const void *)o->softmax_cross_entropy;
+        case BL_OP_SGD_UPDATE: return (const void *)o->sgd_update;
+        case BL_OP_ADAMW_UPDATE: return (const void *)o->adamw_update;
+        default: return NULL;
     }
 }
 
@@ -76,8 +89,10 @@ static bool start(check *c, bl_device *dev, bl_op op, bl_dtype dtype) {
 static bool tensor_ok(check *c, const bl_tensor *t, const char *arg, bl_dtype dtype, int ndim) {
     char d[96];
     if (!t) return fail(c, BL_ERR_INVALID_ARG, "argument %s is missing%s", arg, "");
-    if (t->device != c->dev) return fail(c, BL_ERR_INVALID_ARG, "argument %s lives on another device%s", arg, "");
-    if (!t->data && bl_tensor_numel(t) > 0) return fail(c, BL_ERR_INVALID_ARG, "argument %s has no data%s", arg, "");
+    if (t->device != c->dev)
+        return fail(c, BL_ERR_INVALID_ARG, "argument %s lives on another device%s", arg, "");
+    if (!t->data && bl_tensor_numel(t) > 0)
+        return fail(c, BL_ERR_INVALID_ARG, "argument %s has no data%s", arg, "");
     if (t->dtype != dtype) {
         snprintf(d, sizeof d, "%s, expected %s", bl_dtype_name(t->dtype), bl_dtype_name(dtype));
         return fail(c, BL_ERR_INVALID_ARG, "argument %s has dtype %s", arg, d);
@@ -118,7 +133,10 @@ static bool positive(check *c, int64_t v, const char *what) {
     return true;
 }
 
-#define ENSURE(cond) do { if (!(cond)) return c.status; } while (0)
+#define ENSURE(cond)                                                                                         \
+    do {                                                                                                     \
+        if (!(cond)) return c.status;                                                                        \
+    } while (0)
 
 /* ---- convolution -------------------------------------------------------------------------- */
 
@@ -140,8 +158,8 @@ static bool conv_shapes(check *c, const bl_conv2d_params *p, const bl_tensor *x,
 }
 
 bl_status bl_op_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
-                               const bl_tensor *w, const bl_tensor *bias,
-                               const bl_tensor *residual, bool relu, bl_tensor *y) {
+                               const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual,
+                               bool relu, bl_tensor *y) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_CONV2D_FORWARD, dt));
@@ -157,8 +175,8 @@ bl_status bl_op_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const 
     return dev->backend->ops.conv2d_forward(dev, p, x, w, bias, residual, relu, y);
 }
 
-bl_status bl_op_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
-                                     const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx) {
+bl_status bl_op_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *dy,
+                                     const bl_tensor *w, bl_tensor *dx) {
     check c;
     bl_dtype dt = dy ? dy->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_CONV2D_BACKWARD_DATA, dt));
@@ -167,8 +185,8 @@ bl_status bl_op_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
     return dev->backend->ops.conv2d_backward_data(dev, p, dy, w, dx);
 }
 
-bl_status bl_op_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p,
-                                       const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw) {
+bl_status bl_op_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
+                                       const bl_tensor *dy, bl_tensor *dw) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_CONV2D_BACKWARD_FILTER, dt));
@@ -188,39 +206,40 @@ static bool bn_common(check *c, const bl_tensor *x, const bl_tensor *gamma, cons
     bl_dtype dt = x->dtype;
     if (!tensor_ok(c, x, "x", dt, 4) || !tensor_ok(c, y, "y", dt, 4)) return false;
     if (!shape_is(c, y, "y", x->shape) || !same_layout(c, x, y, "x and y")) return false;
-    if (!channel_vec(c, gamma, "gamma", x->shape[1]) || !channel_vec(c, beta, "beta", x->shape[1])) return false;
-    if (residual && (!tensor_ok(c, residual, "residual", dt, 4) || !shape_is(c, residual, "residual", x->shape) ||
-                     !same_layout(c, residual, x, "residual and x")))
+    if (!channel_vec(c, gamma, "gamma", x->shape[1]) || !channel_vec(c, beta, "beta", x->shape[1]))
+        return false;
+    if (residual &&
+        (!tensor_ok(c, residual, "residual", dt, 4) || !shape_is(c, residual, "residual", x->shape) ||
+         !same_layout(c, residual, x, "residual and x")))
         return false;
     return true;
 }
 
-bl_status bl_op_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p,
-                                        const bl_tensor *x, const bl_tensor *gamma,
-                                        const bl_tensor *beta, const bl_tensor *residual,
-                                        bool relu, bl_tensor *running_mean,
-                                        bl_tensor *running_var, bl_tensor *save_mean,
-                                        bl_tensor *save_invstd, bl_tensor *y) {
+bl_status bl_op_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                        const bl_tensor *gamma, const bl_tensor *beta,
+                                        const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                        bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                        bl_tensor *y) {
     check c;
     ENSURE(start(&c, dev, BL_OP_BATCHNORM_FORWARD_TRAIN, x ? x->dtype : BL_F32));
     if (!p) return bl_error(BL_ERR_INVALID_ARG, "batchnorm_forward_train: no params");
     ENSURE(bn_common(&c, x, gamma, beta, residual, y));
     int64_t C = x->shape[1];
-    ENSURE(channel_vec(&c, running_mean, "running_mean", C) && channel_vec(&c, running_var, "running_var", C));
+    ENSURE(channel_vec(&c, running_mean, "running_mean", C) &&
+           channel_vec(&c, running_var, "running_var", C));
     ENSURE(channel_vec(&c, save_mean, "save_mean", C) && channel_vec(&c, save_invstd, "save_invstd", C));
     if (x->shape[0] * x->shape[2] * x->shape[3] < 2)
-        return bl_error(BL_ERR_INVALID_ARG, "batchnorm_forward_train on %s: needs more than one value "
-                        "per channel (got N*H*W = %lld)", dev->name,
-                        (long long)(x->shape[0] * x->shape[2] * x->shape[3]));
-    return dev->backend->ops.batchnorm_forward_train(dev, p, x, gamma, beta, residual, relu,
-                                                     running_mean, running_var, save_mean,
-                                                     save_invstd, y);
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "batchnorm_forward_train on %s: needs more than one value "
+                        "per channel (got N*H*W = %lld)",
+                        dev->name, (long long)(x->shape[0] * x->shape[2] * x->shape[3]));
+    return dev->backend->ops.batchnorm_forward_train(dev, p, x, gamma, beta, residual, relu, running_mean,
+                                                     running_var, save_mean, save_invstd, y);
 }
 
-bl_status bl_op_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p,
-                                       const bl_tensor *x, const bl_tensor *gamma,
-                                       const bl_tensor *beta, const bl_tensor *residual,
-                                       bool relu, const bl_tensor *running_mean,
+bl_status bl_op_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                       const bl_tensor *gamma, const bl_tensor *beta,
+                                       const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                        const bl_tensor *running_var, bl_tensor *y) {
     check c;
     ENSURE(start(&c, dev, BL_OP_BATCHNORM_FORWARD_EVAL, x ? x->dtype : BL_F32));
@@ -228,32 +247,35 @@ bl_status bl_op_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params
     ENSURE(bn_common(&c, x, gamma, beta, residual, y));
     ENSURE(channel_vec(&c, running_mean, "running_mean", x->shape[1]) &&
            channel_vec(&c, running_var, "running_var", x->shape[1]));
-    return dev->backend->ops.batchnorm_forward_eval(dev, p, x, gamma, beta, residual, relu,
-                                                    running_mean, running_var, y);
+    return dev->backend->ops.batchnorm_forward_eval(dev, p, x, gamma, beta, residual, relu, running_mean,
+                                                    running_var, y);
 }
 
 bl_status bl_op_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                   const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                   bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                   bl_tensor *dresidual) {
+                                   const bl_tensor *save_mean, const bl_tensor *save_invstd, bl_tensor *dx,
+                                   bl_tensor *dgamma, bl_tensor *dbeta, bl_tensor *dresidual) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_BATCHNORM_BACKWARD, dt));
     ENSURE(tensor_ok(&c, x, "x", dt, 4));
     int64_t C = x->shape[1];
-    ENSURE(tensor_ok(&c, dy, "dy", dt, 4) && shape_is(&c, dy, "dy", x->shape) && same_layout(&c, dy, x, "dy and x"));
-    ENSURE(tensor_ok(&c, y, "y", dt, 4) && shape_is(&c, y, "y", x->shape) && same_layout(&c, y, x, "y and x"));
-    ENSURE(tensor_ok(&c, dx, "dx", dt, 4) && shape_is(&c, dx, "dx", x->shape) && same_layout(&c, dx, x, "dx and x"));
+    ENSURE(tensor_ok(&c, dy, "dy", dt, 4) && shape_is(&c, dy, "dy", x->shape) &&
+           same_layout(&c, dy, x, "dy and x"));
+    ENSURE(tensor_ok(&c, y, "y", dt, 4) && shape_is(&c, y, "y", x->shape) &&
+           same_layout(&c, y, x, "y and x"));
+    ENSURE(tensor_ok(&c, dx, "dx", dt, 4) && shape_is(&c, dx, "dx", x->shape) &&
+           same_layout(&c, dx, x, "dx and x"));
     ENSURE(channel_vec(&c, gamma, "gamma", C) && channel_vec(&c, save_mean, "save_mean", C) &&
            channel_vec(&c, save_invstd, "save_invstd", C));
     ENSURE(channel_vec(&c, dgamma, "dgamma", C) && channel_vec(&c, dbeta, "dbeta", C));
     if (dresidual) {
-        ENSURE(tensor_ok(&c, dresidual, "dresidual", dt, 4) && shape_is(&c, dresidual, "dresidual", x->shape) &&
+        ENSURE(tensor_ok(&c, dresidual, "dresidual", dt, 4) &&
+               shape_is(&c, dresidual, "dresidual", x->shape) &&
                same_layout(&c, dresidual, x, "dresidual and x"));
     }
-    return dev->backend->ops.batchnorm_backward(dev, dy, x, y, relu, gamma, save_mean, save_invstd,
-                                                dx, dgamma, dbeta, dresidual);
+    return dev->backend->ops.batchnorm_backward(dev, dy, x, y, relu, gamma, save_mean, save_invstd, dx,
+                                                dgamma, dbeta, dresidual);
 }
 
 /* ---- elementwise -------------------------------------------------------------------------- */
@@ -276,8 +298,7 @@ bl_status bl_op_relu_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y) {
     return dev->backend->ops.relu_forward(dev, x, y);
 }
 
-bl_status bl_op_relu_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *y,
-                              bl_tensor *dx) {
+bl_status bl_op_relu_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx) {
     check c;
     ENSURE(start(&c, dev, BL_OP_RELU_BACKWARD, y ? y->dtype : BL_F32));
     ENSURE(tensor_ok(&c, y, "y", y ? y->dtype : BL_F32, y ? y->ndim : 0) && same_as(&c, y, "y", dy, "dy") &&
@@ -306,8 +327,7 @@ static bool pool_shapes(check *c, const bl_pool_params *p, const bl_tensor *x, c
     return shape_is(c, y, "y", want) && same_layout(c, x, y, "x and y");
 }
 
-bl_status bl_op_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x,
-                                bl_tensor *y) {
+bl_status bl_op_maxpool_forward(bl_device *dev, const bl_pool_params *p, const bl_tensor *x, bl_tensor *y) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_MAXPOOL_FORWARD, dt));
@@ -337,14 +357,15 @@ bl_status bl_op_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl_
     check c;
     bl_dtype dt = dx ? dx->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_GLOBAL_AVGPOOL_BACKWARD, dt));
-    ENSURE(tensor_ok(&c, dx, "dx", dt, 4) && tensor_ok(&c, dy, "dy", dt, 2) && shape_is(&c, dy, "dy", dx->shape));
+    ENSURE(tensor_ok(&c, dx, "dx", dt, 4) && tensor_ok(&c, dy, "dy", dt, 2) &&
+           shape_is(&c, dy, "dy", dx->shape));
     return dev->backend->ops.global_avgpool_backward(dev, dy, dx);
 }
 
 /* ---- linear ------------------------------------------------------------------------------- */
 
-bl_status bl_op_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w,
-                               const bl_tensor *b, bl_tensor *y) {
+bl_status bl_op_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                               bl_tensor *y) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_LINEAR_FORWARD, dt));
@@ -355,9 +376,8 @@ bl_status bl_op_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tens
     return dev->backend->ops.linear_forward(dev, x, w, b, y);
 }
 
-bl_status bl_op_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
-                                const bl_tensor *w, bl_tensor *dx, bl_tensor *dw,
-                                bl_tensor *db) {
+bl_status bl_op_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                bl_tensor *dx, bl_tensor *dw, bl_tensor *db) {
     check c;
     bl_dtype dt = x ? x->dtype : BL_F32;
     ENSURE(start(&c, dev, BL_OP_LINEAR_BACKWARD, dt));
@@ -370,9 +390,8 @@ bl_status bl_op_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_te
     return dev->backend->ops.linear_backward(dev, dy, x, w, dx, dw, db);
 }
 
-bl_status bl_op_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
-                                      const bl_tensor *labels, float label_smoothing,
-                                      bl_tensor *loss, bl_tensor *dlogits) {
+bl_status bl_op_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
+                                      float label_smoothing, bl_tensor *loss, bl_tensor *dlogits) {
     check c;
     ENSURE(start(&c, dev, BL_OP_SOFTMAX_CROSS_ENTROPY, BL_F32));
     ENSURE(tensor_ok(&c, logits, "logits", BL_F32, 2) && tensor_ok(&c, labels, "labels", BL_I32, 1));
@@ -388,8 +407,8 @@ bl_status bl_op_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
 
 /* ---- optimizers --------------------------------------------------------------------------- */
 
-bl_status bl_op_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param,
-                           const bl_tensor *grad, bl_tensor *momentum_buf) {
+bl_status bl_op_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param, const bl_tensor *grad,
+                           bl_tensor *momentum_buf) {
     check c;
     ENSURE(start(&c, dev, BL_OP_SGD_UPDATE, BL_F32));
     ENSURE(tensor_ok(&c, param, "param", BL_F32, 1) && same_as(&c, param, "param", grad, "grad") &&

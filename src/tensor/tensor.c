@@ -12,12 +12,9 @@ int64_t bl_tensor_numel(const bl_tensor *t) {
     return n;
 }
 
-size_t bl_tensor_nbytes(const bl_tensor *t) {
-    return (size_t)bl_tensor_numel(t) * bl_dtype_size(t->dtype);
-}
+size_t bl_tensor_nbytes(const bl_tensor *t) { return (size_t)bl_tensor_numel(t) * bl_dtype_size(t->dtype); }
 
-bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim,
-                         const int64_t *shape) {
+bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim, const int64_t *shape) {
     bl_tensor t;
     memset(&t, 0, sizeof t);
     t.data = data;
@@ -29,8 +26,8 @@ bl_tensor bl_tensor_view(bl_device *dev, void *data, bl_dtype dtype, int ndim,
     return t;
 }
 
-bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout layout,
-                          int64_t n, int64_t c, int64_t h, int64_t w) {
+bl_tensor bl_tensor_view4(bl_device *dev, void *data, bl_dtype dtype, bl_layout layout, int64_t n, int64_t c,
+                          int64_t h, int64_t w) {
     int64_t shape[4] = {n, c, h, w};
     bl_tensor t = bl_tensor_view(dev, data, dtype, 4, shape);
     t.layout = layout;
@@ -45,8 +42,7 @@ static const char *shape_text(char *buf, size_t size, int ndim, const int64_t *s
     return buf;
 }
 
-bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape,
-                          bl_tensor *out) {
+bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_t *shape, bl_tensor *out) {
     memset(out, 0, sizeof *out); /* a refused tensor is safe to release */
     if (ndim < 0 || ndim > BL_MAX_DIMS)
         return bl_error(BL_ERR_INVALID_ARG, "tensor: %d dimensions (at most %d)", ndim, BL_MAX_DIMS);
@@ -61,11 +57,14 @@ bl_status bl_tensor_alloc(bl_device *dev, bl_dtype dtype, int ndim, const int64_
             return bl_error(BL_ERR_INVALID_ARG, "tensor: shape %s: dimension %d is negative",
                             shape_text(text, sizeof text, ndim, shape), i);
         uint64_t d = (uint64_t)shape[i];
-        if (d > 1 && nonzero_bytes > (uint64_t)INT64_MAX / d) overflow = true;
-        else if (d > 1) nonzero_bytes *= d;
+        if (d > 1 && nonzero_bytes > (uint64_t)INT64_MAX / d)
+            overflow = true;
+        else if (d > 1)
+            nonzero_bytes *= d;
     }
     if (overflow)
-        return bl_error(BL_ERR_INVALID_ARG, "tensor: shape %s of %s is too large (its byte count overflows 64 bits)",
+        return bl_error(BL_ERR_INVALID_ARG,
+                        "tensor: shape %s of %s is too large (its byte count overflows 64 bits)",
                         shape_text(text, sizeof text, ndim, shape), bl_dtype_name(dtype));
     *out = bl_tensor_view(dev, NULL, dtype, ndim, shape);
     out->layout = bl_device_preferred_layout(dev);
@@ -94,41 +93,41 @@ bl_status bl_tensor_zero(bl_tensor *t) {
 
 static float load_as_f32(const void *base, bl_dtype dtype, int64_t i) {
     switch (dtype) {
-    case BL_F32: return ((const float *)base)[i];
-    case BL_BF16: return bl_bf16_to_f32(((const uint16_t *)base)[i]);
-    case BL_F16: return bl_f16_to_f32(((const uint16_t *)base)[i]);
-    case BL_U8: return ((const uint8_t *)base)[i];
-    case BL_I32: return (float)((const int32_t *)base)[i];
-    case BL_I64: return (float)((const int64_t *)base)[i];
-    default: return 0;
+        case BL_F32: return ((const float *)base)[i];
+        case BL_BF16: return bl_bf16_to_f32(((const uint16_t *)base)[i]);
+        case BL_F16: return bl_f16_to_f32(((const uint16_t *)base)[i]);
+        case BL_U8: return ((const uint8_t *)base)[i];
+        case BL_I32: return (float)((const int32_t *)base)[i];
+        case BL_I64: return (float)((const int64_t *)base)[i];
+        default: return 0;
     }
 }
 
 static void store_from_f32(void *base, bl_dtype dtype, int64_t i, float v) {
     switch (dtype) {
-    case BL_F32: ((float *)base)[i] = v; break;
-    case BL_BF16: ((uint16_t *)base)[i] = bl_f32_to_bf16(v); break;
-    case BL_F16: ((uint16_t *)base)[i] = bl_f32_to_f16(v); break;
-    case BL_U8: ((uint8_t *)base)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f); break;
-    case BL_I32: ((int32_t *)base)[i] = (int32_t)v; break;
-    case BL_I64: ((int64_t *)base)[i] = (int64_t)v; break;
-    default: break;
+        case BL_F32: ((float *)base)[i] = v; break;
+        case BL_BF16: ((uint16_t *)base)[i] = bl_f32_to_bf16(v); break;
+        case BL_F16: ((uint16_t *)base)[i] = bl_f32_to_f16(v); break;
+        case BL_U8: ((uint8_t *)base)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f); break;
+        case BL_I32: ((int32_t *)base)[i] = (int32_t)v; break;
+        case BL_I64: ((int64_t *)base)[i] = (int64_t)v; break;
+        default: break;
     }
 }
 
 /* Walks a 4-D NHWC tensor in logical (N, C, H, W) order: calls visit(logical, physical) with
  * nested loops instead of dividing every index (this conversion sits on the first-prediction
  * path: every parameter at model build, every weight when folding batch norm). */
-#define FOR_NHWC(t, BODY)                                                                        \
-    do {                                                                                         \
-        int64_t N_ = (t)->shape[0], C_ = (t)->shape[1], H_ = (t)->shape[2], W_ = (t)->shape[3];  \
-        int64_t logical = 0;                                                                     \
-        for (int64_t n_ = 0; n_ < N_; n_++)                                                      \
-            for (int64_t c_ = 0; c_ < C_; c_++)                                                  \
-                for (int64_t h_ = 0; h_ < H_; h_++) {                                            \
-                    int64_t physical = ((n_ * H_ + h_) * W_) * C_ + c_;                          \
-                    for (int64_t w_ = 0; w_ < W_; w_++, logical++, physical += C_) BODY;         \
-                }                                                                                \
+#define FOR_NHWC(t, BODY)                                                                                    \
+    do {                                                                                                     \
+        int64_t N_ = (t)->shape[0], C_ = (t)->shape[1], H_ = (t)->shape[2], W_ = (t)->shape[3];              \
+        int64_t logical = 0;                                                                                 \
+        for (int64_t n_ = 0; n_ < N_; n_++)                                                                  \
+            for (int64_t c_ = 0; c_ < C_; c_++)                                                              \
+                for (int64_t h_ = 0; h_ < H_; h_++) {                                                        \
+                    int64_t physical = ((n_ * H_ + h_) * W_) * C_ + c_;                                      \
+                    for (int64_t w_ = 0; w_ < W_; w_++, logical++, physical += C_) BODY;                     \
+                }                                                                                            \
     } while (0)
 
 static bool is_nhwc(const bl_tensor *t) { return t->ndim == 4 && t->layout == BL_LAYOUT_NHWC; }

@@ -10,28 +10,37 @@
 static const char *MEASURED =
     "{\"schema\":\"beamlet-bench/1\",\"kind\":\"measured\",\"date\":\"2026-11-24T19:00:00Z\","
     "\"devices\":["
-    "{\"device\":\"cpu\",\"kind\":\"cpu\",\"label\":\"cpu: Test CPU (2 logical CPUs)\",\"description\":\"oneDNN 9.9.9\","
+    "{\"device\":\"cpu\",\"kind\":\"cpu\",\"label\":\"cpu: Test CPU (2 logical "
+    "CPUs)\",\"description\":\"oneDNN 9.9.9\","
     " \"inference\":{\"cifar_resnet18\":{\"img_per_s\":50.0},\"imagenet_resnet18\":{\"img_per_s\":5.0}},"
-    " \"training\":{\"epoch_seconds\":3600.0,\"ten_epoch_seconds\":36000.0,\"method\":\"measured_per_step_and_scaled\"},"
+    " \"training\":{\"epoch_seconds\":3600.0,\"ten_epoch_seconds\":36000.0,\"method\":\"measured_per_step_"
+    "and_scaled\"},"
     " \"time_to_accuracy\":{\"target\":0.93,\"seconds\":46800.0,\"method\":\"extrapolated\"},"
     " \"time_to_first_prediction\":{\"seconds\":0.25}},"
-    "{\"device\":\"cuda:0\",\"kind\":\"cuda\",\"label\":\"cuda:0: NVIDIA H100 80GB HBM3\",\"description\":\"NVIDIA H100 80GB HBM3\","
+    "{\"device\":\"cuda:0\",\"kind\":\"cuda\",\"label\":\"cuda:0: NVIDIA H100 80GB "
+    "HBM3\",\"description\":\"NVIDIA H100 80GB HBM3\","
     " \"inference\":{\"cifar_resnet18\":{\"img_per_s\":50000.0},\"imagenet_resnet18\":{\"img_per_s\":null}},"
-    " \"training\":{\"epoch_seconds\":36.0,\"ten_epoch_seconds\":360.0,\"method\":\"measured_per_step_and_scaled\"},"
+    " \"training\":{\"epoch_seconds\":36.0,\"ten_epoch_seconds\":360.0,\"method\":\"measured_per_step_and_"
+    "scaled\"},"
     " \"time_to_accuracy\":{\"target\":0.93,\"seconds\":null,\"method\":\"not_measured\"},"
     " \"time_to_first_prediction\":{\"seconds\":1.5}}]}";
 
 static const char *ESTIMATE =
-    "{\"schema\":\"beamlet-bench/1\",\"kind\":\"estimate\",\"source\":\"PyTorch on an L4, a made-up test figure\","
+    "{\"schema\":\"beamlet-bench/1\",\"kind\":\"estimate\",\"source\":\"PyTorch on an L4, a made-up test "
+    "figure\","
     "\"date\":\"2026-11-24\",\"devices\":[{\"device\":\"L4\",\"kind\":\"gpu\",\"label\":\"NVIDIA L4\","
-    " \"inference\":{\"cifar_resnet18\":{\"img_per_s\":9000.0}},\"training\":{\"ten_epoch_seconds\":1800.0}}]}";
+    " \"inference\":{\"cifar_resnet18\":{\"img_per_s\":9000.0}},\"training\":{\"ten_epoch_seconds\":1800.0}}]"
+    "}";
 
-static const char *PRICES =
-    "{\"currency\":\"USD\",\"cpu_default\":\"big-vm\",\"prices\":["
-    "{\"device\":\"small-vm\",\"kind\":\"cpu\",\"match\":\"(2 logical CPUs)\",\"usd_per_hour\":0.10,\"source\":\"test list\",\"date\":\"2026-11\"},"
-    "{\"device\":\"big-vm\",\"kind\":\"cpu\",\"usd_per_hour\":0.40,\"source\":\"test list\",\"date\":\"2026-11\"},"
-    "{\"device\":\"H100\",\"kind\":\"gpu\",\"match\":\"H100\",\"usd_per_hour\":10.0,\"source\":\"test list\",\"date\":\"2026-11\"},"
-    "{\"device\":\"L4\",\"kind\":\"gpu\",\"match\":\"L4\",\"usd_per_hour\":0.80,\"source\":\"test list\",\"date\":\"2026-11\"}]}";
+static const char *PRICES = "{\"currency\":\"USD\",\"cpu_default\":\"big-vm\",\"prices\":["
+                            "{\"device\":\"small-vm\",\"kind\":\"cpu\",\"match\":\"(2 logical "
+                            "CPUs)\",\"usd_per_hour\":0.10,\"source\":\"test list\",\"date\":\"2026-11\"},"
+                            "{\"device\":\"big-vm\",\"kind\":\"cpu\",\"usd_per_hour\":0.40,\"source\":\"test "
+                            "list\",\"date\":\"2026-11\"},"
+                            "{\"device\":\"H100\",\"kind\":\"gpu\",\"match\":\"H100\",\"usd_per_hour\":10.0,"
+                            "\"source\":\"test list\",\"date\":\"2026-11\"},"
+                            "{\"device\":\"L4\",\"kind\":\"gpu\",\"match\":\"L4\",\"usd_per_hour\":0.80,"
+                            "\"source\":\"test list\",\"date\":\"2026-11\"}]}";
 
 static char tmpdir[256];
 
@@ -133,15 +142,19 @@ static void test_markdown_and_svg_mark_estimates(void) {
     char *text = read_file(md);
     CHECK(text != NULL);
     if (text) {
-        const char *cpu = strstr(text, "| cpu: Test CPU (2 logical CPUs) | measured [s] | 50.0 | 5.0 | 1.0 h | 10.0 h | ≈ 13.0 h |");
-        const char *gpu = strstr(text, "| cuda:0: NVIDIA H100 80GB HBM3 | measured [s] | 50,000 | — | 36 s | 6.0 min | — |");
+        const char *cpu = strstr(
+            text,
+            "| cpu: Test CPU (2 logical CPUs) | measured [s] | 50.0 | 5.0 | 1.0 h | 10.0 h | ≈ 13.0 h |");
+        const char *gpu = strstr(
+            text, "| cuda:0: NVIDIA H100 80GB HBM3 | measured [s] | 50,000 | — | 36 s | 6.0 min | — |");
         const char *est = strstr(text, "| *NVIDIA L4* | **estimate** [1] | *9,000* |");
         CHECK_MSG(cpu && gpu && est, "table:\n%s", text);
         CHECK(cpu && gpu && est && cpu < gpu && gpu < est);
-        CHECK(strstr(text, "| $0.100 | $1.00 | 1x |") != NULL);      /* CPU: $0.10/h x 10 h */
+        CHECK(strstr(text, "| $0.100 | $1.00 | 1x |") != NULL); /* CPU: $0.10/h x 10 h */
         CHECK(strstr(text, "| $10.00 | $1.00 | 100x |") != NULL);
         CHECK(strstr(text, "| *$0.800* | *$0.400* | *20x* |") != NULL);
-        CHECK(strstr(text, "- [1] Estimate, not a beamlet measurement: estimate.json (PyTorch on an L4, a made-up test figure).") != NULL);
+        CHECK(strstr(text, "- [1] Estimate, not a beamlet measurement: estimate.json (PyTorch on an L4, a "
+                           "made-up test figure).") != NULL);
         CHECK(strstr(text, "≈ Time to accuracy extrapolated") != NULL);
         free(text);
     }
@@ -172,12 +185,14 @@ static void test_bad_input(void) {
     const char *no_source = "{\"schema\":\"beamlet-bench/1\",\"kind\":\"estimate\",\"devices\":[]}";
     CHECK_ERR(bl_cheatsheet_add_results_json(cs, no_source, strlen(no_source), "e.json"), BL_ERR_FORMAT,
               "must say where its figures come from");
-    const char *unmarked = "{\"schema\":\"beamlet-bench/1\",\"devices\":[{\"device\":\"T4\",\"measured\":false}]}";
+    const char *unmarked =
+        "{\"schema\":\"beamlet-bench/1\",\"devices\":[{\"device\":\"T4\",\"measured\":false}]}";
     CHECK_ERR(bl_cheatsheet_add_results_json(cs, unmarked, strlen(unmarked), "u.json"), BL_ERR_FORMAT,
               "names no \"source\"");
     CHECK(bl_cheatsheet_row_count(cs) == 0);
     const char *truncated = "{\"schema\":\"beamlet-bench/1\",\"devices\":[";
-    CHECK_ERR(bl_cheatsheet_add_results_json(cs, truncated, strlen(truncated), "t.json"), BL_ERR_FORMAT, "t.json");
+    CHECK_ERR(bl_cheatsheet_add_results_json(cs, truncated, strlen(truncated), "t.json"), BL_ERR_FORMAT,
+              "t.json");
     const char *bad_price = "{\"prices\":[{\"device\":\"X\",\"usd_per_hour\":1}]}";
     CHECK_ERR(bl_cheatsheet_load_prices_json(cs, bad_price, strlen(bad_price), "p.json"), BL_ERR_FORMAT,
               "p.json: prices[0] needs");

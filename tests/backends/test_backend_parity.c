@@ -18,13 +18,18 @@
  * bf16: operands and outputs in bf16 with f32 accumulation: a few ulps of 2^-8. */
 static double threshold(bl_dtype dt) { return dt == BL_F32 ? 1e-9 : 2e-4; }
 
-typedef enum { ARG_ACT, ARG_F32, ARG_LABELS, ARG_POS } arg_kind;
+typedef enum {
+    ARG_ACT,
+    ARG_F32,
+    ARG_LABELS,
+    ARG_POS
+} arg_kind;
 
 typedef struct arg {
     const char *name;
-    arg_kind kind;  /* ACT: activation dtype; F32: always f32; LABELS: i32; POS: f32 > 0 */
+    arg_kind kind; /* ACT: activation dtype; F32: always f32; LABELS: i32; POS: f32 > 0 */
     bool output;
-    bool in_out;    /* updated in place (running stats, parameters, optimizer state) */
+    bool in_out; /* updated in place (running stats, parameters, optimizer state) */
     int ndim;
     int64_t shape[4];
 } arg;
@@ -44,47 +49,62 @@ typedef struct op_case {
 static bl_status run_case(bl_device *dev, const op_case *c, bl_tensor *t) {
     bl_batchnorm_params bn = {1e-5f, 0.1f};
     switch (c->op) {
-    case BL_OP_CONV2D_FORWARD:
-        return bl_op_conv2d_forward(dev, &c->conv, &t[0], &t[1], c->bias ? &t[2] : NULL,
-                                    c->residual ? &t[3] : NULL, c->relu, &t[4]);
-    case BL_OP_CONV2D_BACKWARD_DATA: return bl_op_conv2d_backward_data(dev, &c->conv, &t[0], &t[1], &t[2]);
-    case BL_OP_CONV2D_BACKWARD_FILTER: return bl_op_conv2d_backward_filter(dev, &c->conv, &t[0], &t[1], &t[2]);
-    case BL_OP_BATCHNORM_FORWARD_TRAIN:
-        return bl_op_batchnorm_forward_train(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
-                                             c->relu, &t[4], &t[5], &t[6], &t[7], &t[8]);
-    case BL_OP_BATCHNORM_FORWARD_EVAL:
-        return bl_op_batchnorm_forward_eval(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
-                                            c->relu, &t[4], &t[5], &t[6]);
-    case BL_OP_BATCHNORM_BACKWARD:
-        return bl_op_batchnorm_backward(dev, &t[0], &t[1], &t[2], c->relu, &t[3], &t[4], &t[5], &t[6],
-                                        &t[7], &t[8], c->residual ? &t[9] : NULL);
-    case BL_OP_RELU_FORWARD: return bl_op_relu_forward(dev, &t[0], &t[1]);
-    case BL_OP_RELU_BACKWARD: return bl_op_relu_backward(dev, &t[0], &t[1], &t[2]);
-    case BL_OP_ADD: return bl_op_add(dev, &t[0], &t[1], &t[2]);
-    case BL_OP_MAXPOOL_FORWARD: return bl_op_maxpool_forward(dev, &c->pool, &t[0], &t[1]);
-    case BL_OP_MAXPOOL_BACKWARD: return bl_op_maxpool_backward(dev, &c->pool, &t[0], &t[1], &t[2]);
-    case BL_OP_GLOBAL_AVGPOOL_FORWARD: return bl_op_global_avgpool_forward(dev, &t[0], &t[1]);
-    case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return bl_op_global_avgpool_backward(dev, &t[0], &t[1]);
-    case BL_OP_LINEAR_FORWARD: return bl_op_linear_forward(dev, &t[0], &t[1], &t[2], &t[3]);
-    case BL_OP_LINEAR_BACKWARD: return bl_op_linear_backward(dev, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
-    case BL_OP_SOFTMAX_CROSS_ENTROPY:
-        return bl_op_softmax_cross_entropy(dev, &t[0], &t[1], c->relu ? 0.1f : 0.0f, &t[2], &t[3]);
-    case BL_OP_SGD_UPDATE: {
-        bl_sgd_params p = {0.05f, 0.9f, 5e-4f, c->relu};
-        return bl_op_sgd_update(dev, &p, &t[0], &t[1], &t[2]);
-    }
-    case BL_OP_ADAMW_UPDATE: {
-        bl_adamw_params p = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 3};
-        return bl_op_adamw_update(dev, &p, &t[0], &t[1], &t[2], &t[3]);
-    }
-    default: return bl_error(BL_ERR_INTERNAL, "no runner for %s", bl_op_name(c->op));
+        case BL_OP_CONV2D_FORWARD:
+            return bl_op_conv2d_forward(dev, &c->conv, &t[0], &t[1], c->bias ? &t[2] : NULL,
+                                        c->residual ? &t[3] : NULL, c->relu, &t[4]);
+        case BL_OP_CONV2D_BACKWARD_DATA:
+            return bl_op_conv2d_backward_data(dev, &c->conv, &t[0], &t[1], &t[2]);
+        case BL_OP_CONV2D_BACKWARD_FILTER:
+            return bl_op_conv2d_backward_filter(dev, &c->conv, &t[0], &t[1], &t[2]);
+        case BL_OP_BATCHNORM_FORWARD_TRAIN:
+            return bl_op_batchnorm_forward_train(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
+                                                 c->relu, &t[4], &t[5], &t[6], &t[7], &t[8]);
+        case BL_OP_BATCHNORM_FORWARD_EVAL:
+            return bl_op_batchnorm_forward_eval(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
+                                                c->relu, &t[4], &t[5], &t[6]);
+        case BL_OP_BATCHNORM_BACKWARD:
+            return bl_op_batchnorm_backward(dev, &t[0], &t[1], &t[2], c->relu, &t[3], &t[4], &t[5], &t[6],
+                                            &t[7], &t[8], c->residual ? &t[9] : NULL);
+        case BL_OP_RELU_FORWARD: return bl_op_relu_forward(dev, &t[0], &t[1]);
+        case BL_OP_RELU_BACKWARD: return bl_op_relu_backward(dev, &t[0], &t[1], &t[2]);
+        case BL_OP_ADD: return bl_op_add(dev, &t[0], &t[1], &t[2]);
+        case BL_OP_MAXPOOL_FORWARD: return bl_op_maxpool_forward(dev, &c->pool, &t[0], &t[1]);
+        case BL_OP_MAXPOOL_BACKWARD: return bl_op_maxpool_backward(dev, &c->pool, &t[0], &t[1], &t[2]);
+        case BL_OP_GLOBAL_AVGPOOL_FORWARD: return bl_op_global_avgpool_forward(dev, &t[0], &t[1]);
+        case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return bl_op_global_avgpool_backward(dev, &t[0], &t[1]);
+        case BL_OP_LINEAR_FORWARD: return bl_op_linear_forward(dev, &t[0], &t[1], &t[2], &t[3]);
+        case BL_OP_LINEAR_BACKWARD:
+            return bl_op_linear_backward(dev, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
+        case BL_OP_SOFTMAX_CROSS_ENTROPY:
+            return bl_op_softmax_cross_entropy(dev, &t[0], &t[1], c->relu ? 0.1f : 0.0f, &t[2], &t[3]);
+        case BL_OP_SGD_UPDATE: {
+            bl_sgd_params p = {0.05f, 0.9f, 5e-4f, c->relu};
+            return bl_op_sgd_update(dev, &p, &t[0], &t[1], &t[2]);
+        }
+        case BL_OP_ADAMW_UPDATE: {
+            bl_adamw_params p = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 3};
+            return bl_op_adamw_update(dev, &p, &t[0], &t[1], &t[2], &t[3]);
+        }
+        default: return bl_error(BL_ERR_INTERNAL, "no runner for %s", bl_op_name(c->op));
     }
 }
 
-#define A4(nm, k, out, n, c, h, w) {nm, k, out, false, 4, {n, c, h, w}}
-#define A2(nm, k, out, a, b) {nm, k, out, false, 2, {a, b, 0, 0}}
-#define A1(nm, k, out, a) {nm, k, out, false, 1, {a, 0, 0, 0}}
-#define IO1(nm, k, a) {nm, k, true, true, 1, {a, 0, 0, 0}}
+#define A4(nm, k, out, n, c, h, w)                                                                           \
+    {                                                                                                        \
+        nm, k, out, false, 4, { n, c, h, w }                                                                 \
+    }
+#define A2(nm, k, out, a, b)                                                                                 \
+    {                                                                                                        \
+        nm, k, out, false, 2, { a, b, 0, 0 }                                                                 \
+    }
+#define A1(nm, k, out, a)                                                                                    \
+    {                                                                                                        \
+        nm, k, out, false, 1, { a, 0, 0, 0 }                                                                 \
+    }
+#define IO1(nm, k, a)                                                                                        \
+    {                                                                                                        \
+        nm, k, true, true, 1, { a, 0, 0, 0 }                                                                 \
+    }
 
 static op_case cases[64];
 static int ncases;
@@ -93,43 +113,65 @@ static void add_conv_cases(int N, int C, int H, int W, int K, int R, int stride,
     int P = (H + 2 * pad - R) / stride + 1, Q = (W + 2 * pad - R) / stride + 1;
     bl_conv2d_params cp = {stride, stride, pad, pad};
     for (int variant = 0; variant < 2; variant++) {
-        op_case f = {.name = "conv2d_forward", .op = BL_OP_CONV2D_FORWARD, .nargs = 5,
+        op_case f = {.name = "conv2d_forward",
+                     .op = BL_OP_CONV2D_FORWARD,
+                     .nargs = 5,
                      .a = {A4("x", ARG_ACT, false, N, C, H, W), A4("w", ARG_ACT, false, K, C, R, R),
-                      A1("bias", ARG_F32, false, K), A4("residual", ARG_ACT, false, N, K, P, Q),
-                      A4("y", ARG_ACT, true, N, K, P, Q)},
-                     .conv = cp, .bias = variant, .residual = variant, .relu = variant};
+                           A1("bias", ARG_F32, false, K), A4("residual", ARG_ACT, false, N, K, P, Q),
+                           A4("y", ARG_ACT, true, N, K, P, Q)},
+                     .conv = cp,
+                     .bias = variant,
+                     .residual = variant,
+                     .relu = variant};
         cases[ncases++] = f;
     }
-    op_case d = {.name = "conv2d_backward_data", .op = BL_OP_CONV2D_BACKWARD_DATA, .nargs = 3,
+    op_case d = {.name = "conv2d_backward_data",
+                 .op = BL_OP_CONV2D_BACKWARD_DATA,
+                 .nargs = 3,
                  .a = {A4("dy", ARG_ACT, false, N, K, P, Q), A4("w", ARG_ACT, false, K, C, R, R),
-                  A4("dx", ARG_ACT, true, N, C, H, W)}, .conv = cp};
-    op_case g = {.name = "conv2d_backward_filter", .op = BL_OP_CONV2D_BACKWARD_FILTER, .nargs = 3,
+                       A4("dx", ARG_ACT, true, N, C, H, W)},
+                 .conv = cp};
+    op_case g = {.name = "conv2d_backward_filter",
+                 .op = BL_OP_CONV2D_BACKWARD_FILTER,
+                 .nargs = 3,
                  .a = {A4("x", ARG_ACT, false, N, C, H, W), A4("dy", ARG_ACT, false, N, K, P, Q),
-                  A4("dw", ARG_ACT, true, K, C, R, R)}, .conv = cp};
+                       A4("dw", ARG_ACT, true, K, C, R, R)},
+                 .conv = cp};
     cases[ncases++] = d;
     cases[ncases++] = g;
 }
 
 static void add_bn_cases(int N, int C, int H, int W, bool relu, bool residual) {
-    op_case t = {.name = "batchnorm_forward_train", .op = BL_OP_BATCHNORM_FORWARD_TRAIN, .nargs = 9,
-                 .a = {A4("x", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C), A1("beta", ARG_F32, false, C),
-                  A4("residual", ARG_ACT, false, N, C, H, W), IO1("running_mean", ARG_F32, C),
-                  IO1("running_var", ARG_POS, C), A1("save_mean", ARG_F32, true, C),
-                  A1("save_invstd", ARG_F32, true, C), A4("y", ARG_ACT, true, N, C, H, W)},
-                 .relu = relu, .residual = residual};
-    op_case e = {.name = "batchnorm_forward_eval", .op = BL_OP_BATCHNORM_FORWARD_EVAL, .nargs = 7,
-                 .a = {A4("x", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C), A1("beta", ARG_F32, false, C),
-                  A4("residual", ARG_ACT, false, N, C, H, W), A1("running_mean", ARG_F32, false, C),
-                  A1("running_var", ARG_POS, false, C), A4("y", ARG_ACT, true, N, C, H, W)},
-                 .relu = relu, .residual = residual};
+    op_case t = {.name = "batchnorm_forward_train",
+                 .op = BL_OP_BATCHNORM_FORWARD_TRAIN,
+                 .nargs = 9,
+                 .a = {A4("x", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C),
+                       A1("beta", ARG_F32, false, C), A4("residual", ARG_ACT, false, N, C, H, W),
+                       IO1("running_mean", ARG_F32, C), IO1("running_var", ARG_POS, C),
+                       A1("save_mean", ARG_F32, true, C), A1("save_invstd", ARG_F32, true, C),
+                       A4("y", ARG_ACT, true, N, C, H, W)},
+                 .relu = relu,
+                 .residual = residual};
+    op_case e = {.name = "batchnorm_forward_eval",
+                 .op = BL_OP_BATCHNORM_FORWARD_EVAL,
+                 .nargs = 7,
+                 .a = {A4("x", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C),
+                       A1("beta", ARG_F32, false, C), A4("residual", ARG_ACT, false, N, C, H, W),
+                       A1("running_mean", ARG_F32, false, C), A1("running_var", ARG_POS, false, C),
+                       A4("y", ARG_ACT, true, N, C, H, W)},
+                 .relu = relu,
+                 .residual = residual};
     /* y is any tensor whose sign pattern masks the ReLU; save_invstd must be positive. */
-    op_case b = {.name = "batchnorm_backward", .op = BL_OP_BATCHNORM_BACKWARD, .nargs = 10,
+    op_case b = {.name = "batchnorm_backward",
+                 .op = BL_OP_BATCHNORM_BACKWARD,
+                 .nargs = 10,
                  .a = {A4("dy", ARG_ACT, false, N, C, H, W), A4("x", ARG_ACT, false, N, C, H, W),
-                  A4("y", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C),
-                  A1("save_mean", ARG_F32, false, C), A1("save_invstd", ARG_POS, false, C),
-                  A4("dx", ARG_ACT, true, N, C, H, W), A1("dgamma", ARG_F32, true, C),
-                  A1("dbeta", ARG_F32, true, C), A4("dresidual", ARG_ACT, true, N, C, H, W)},
-                 .relu = relu, .residual = residual};
+                       A4("y", ARG_ACT, false, N, C, H, W), A1("gamma", ARG_F32, false, C),
+                       A1("save_mean", ARG_F32, false, C), A1("save_invstd", ARG_POS, false, C),
+                       A4("dx", ARG_ACT, true, N, C, H, W), A1("dgamma", ARG_F32, true, C),
+                       A1("dbeta", ARG_F32, true, C), A4("dresidual", ARG_ACT, true, N, C, H, W)},
+                 .relu = relu,
+                 .residual = residual};
     cases[ncases++] = t;
     cases[ncases++] = e;
     cases[ncases++] = b;
@@ -146,20 +188,69 @@ static void build_cases(void) {
     /* More channels than any fixed per-channel array held (4096): a width-512 ResNet's layer4
      * has 4096, and widths up to 4096 (32768 channels) are accepted. */
     add_bn_cases(2, 4100, 2, 2, true, true);
-    op_case rf = {.name = "relu_forward", .op = BL_OP_RELU_FORWARD, .nargs = 2, .a = {A4("x", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, true, 2, 3, 5, 7)}};
-    op_case rb = {.name = "relu_backward", .op = BL_OP_RELU_BACKWARD, .nargs = 3, .a = {A4("dy", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, false, 2, 3, 5, 7), A4("dx", ARG_ACT, true, 2, 3, 5, 7)}};
-    op_case ad = {.name = "add", .op = BL_OP_ADD, .nargs = 3, .a = {A4("a", ARG_ACT, false, 3, 4, 5, 6), A4("b", ARG_ACT, false, 3, 4, 5, 6), A4("y", ARG_ACT, true, 3, 4, 5, 6)}};
-    op_case mf = {.name = "maxpool_forward", .op = BL_OP_MAXPOOL_FORWARD, .nargs = 2, .a = {A4("x", ARG_ACT, false, 2, 3, 11, 10), A4("y", ARG_ACT, true, 2, 3, 6, 5)}, .pool = {3, 2, 1}};
-    op_case mb = {.name = "maxpool_backward", .op = BL_OP_MAXPOOL_BACKWARD, .nargs = 3, .a = {A4("x", ARG_ACT, false, 2, 3, 11, 10), A4("dy", ARG_ACT, false, 2, 3, 6, 5), A4("dx", ARG_ACT, true, 2, 3, 11, 10)}, .pool = {3, 2, 1}};
-    op_case gf = {.name = "global_avgpool_forward", .op = BL_OP_GLOBAL_AVGPOOL_FORWARD, .nargs = 2, .a = {A4("x", ARG_ACT, false, 3, 7, 5, 3), A2("y", ARG_ACT, true, 3, 7)}};
-    op_case gb = {.name = "global_avgpool_backward", .op = BL_OP_GLOBAL_AVGPOOL_BACKWARD, .nargs = 2, .a = {A2("dy", ARG_ACT, false, 3, 7), A4("dx", ARG_ACT, true, 3, 7, 5, 3)}};
-    op_case lf = {.name = "linear_forward", .op = BL_OP_LINEAR_FORWARD, .nargs = 4, .a = {A2("x", ARG_ACT, false, 5, 33), A2("w", ARG_ACT, false, 10, 33), A1("b", ARG_F32, false, 10), A2("y", ARG_ACT, true, 5, 10)}};
-    op_case lb = {.name = "linear_backward", .op = BL_OP_LINEAR_BACKWARD, .nargs = 6, .a = {A2("dy", ARG_ACT, false, 5, 10), A2("x", ARG_ACT, false, 5, 33), A2("w", ARG_ACT, false, 10, 33), A2("dx", ARG_ACT, true, 5, 33), A2("dw", ARG_ACT, true, 10, 33), A1("db", ARG_F32, true, 10)}};
-    op_case xe = {.name = "softmax_cross_entropy", .op = BL_OP_SOFTMAX_CROSS_ENTROPY, .nargs = 4, .a = {A2("logits", ARG_F32, false, 7, 10), A1("labels", ARG_LABELS, false, 7), A1("loss", ARG_F32, true, 1), A2("dlogits", ARG_F32, true, 7, 10)}, .labels_range = 10};
+    op_case rf = {.name = "relu_forward",
+                  .op = BL_OP_RELU_FORWARD,
+                  .nargs = 2,
+                  .a = {A4("x", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, true, 2, 3, 5, 7)}};
+    op_case rb = {.name = "relu_backward",
+                  .op = BL_OP_RELU_BACKWARD,
+                  .nargs = 3,
+                  .a = {A4("dy", ARG_ACT, false, 2, 3, 5, 7), A4("y", ARG_ACT, false, 2, 3, 5, 7),
+                        A4("dx", ARG_ACT, true, 2, 3, 5, 7)}};
+    op_case ad = {.name = "add",
+                  .op = BL_OP_ADD,
+                  .nargs = 3,
+                  .a = {A4("a", ARG_ACT, false, 3, 4, 5, 6), A4("b", ARG_ACT, false, 3, 4, 5, 6),
+                        A4("y", ARG_ACT, true, 3, 4, 5, 6)}};
+    op_case mf = {.name = "maxpool_forward",
+                  .op = BL_OP_MAXPOOL_FORWARD,
+                  .nargs = 2,
+                  .a = {A4("x", ARG_ACT, false, 2, 3, 11, 10), A4("y", ARG_ACT, true, 2, 3, 6, 5)},
+                  .pool = {3, 2, 1}};
+    op_case mb = {.name = "maxpool_backward",
+                  .op = BL_OP_MAXPOOL_BACKWARD,
+                  .nargs = 3,
+                  .a = {A4("x", ARG_ACT, false, 2, 3, 11, 10), A4("dy", ARG_ACT, false, 2, 3, 6, 5),
+                        A4("dx", ARG_ACT, true, 2, 3, 11, 10)},
+                  .pool = {3, 2, 1}};
+    op_case gf = {.name = "global_avgpool_forward",
+                  .op = BL_OP_GLOBAL_AVGPOOL_FORWARD,
+                  .nargs = 2,
+                  .a = {A4("x", ARG_ACT, false, 3, 7, 5, 3), A2("y", ARG_ACT, true, 3, 7)}};
+    op_case gb = {.name = "global_avgpool_backward",
+                  .op = BL_OP_GLOBAL_AVGPOOL_BACKWARD,
+                  .nargs = 2,
+                  .a = {A2("dy", ARG_ACT, false, 3, 7), A4("dx", ARG_ACT, true, 3, 7, 5, 3)}};
+    op_case lf = {.name = "linear_forward",
+                  .op = BL_OP_LINEAR_FORWARD,
+                  .nargs = 4,
+                  .a = {A2("x", ARG_ACT, false, 5, 33), A2("w", ARG_ACT, false, 10, 33),
+                        A1("b", ARG_F32, false, 10), A2("y", ARG_ACT, true, 5, 10)}};
+    op_case lb = {.name = "linear_backward",
+                  .op = BL_OP_LINEAR_BACKWARD,
+                  .nargs = 6,
+                  .a = {A2("dy", ARG_ACT, false, 5, 10), A2("x", ARG_ACT, false, 5, 33),
+                        A2("w", ARG_ACT, false, 10, 33), A2("dx", ARG_ACT, true, 5, 33),
+                        A2("dw", ARG_ACT, true, 10, 33), A1("db", ARG_F32, true, 10)}};
+    op_case xe = {.name = "softmax_cross_entropy",
+                  .op = BL_OP_SOFTMAX_CROSS_ENTROPY,
+                  .nargs = 4,
+                  .a = {A2("logits", ARG_F32, false, 7, 10), A1("labels", ARG_LABELS, false, 7),
+                        A1("loss", ARG_F32, true, 1), A2("dlogits", ARG_F32, true, 7, 10)},
+                  .labels_range = 10};
     op_case xs = xe;
     xs.relu = true; /* label smoothing 0.1 */
-    op_case sg = {.name = "sgd_update", .op = BL_OP_SGD_UPDATE, .nargs = 3, .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001), IO1("momentum_buf", ARG_F32, 1001)}, .relu = true};
-    op_case aw = {.name = "adamw_update", .op = BL_OP_ADAMW_UPDATE, .nargs = 4, .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001), IO1("exp_avg", ARG_F32, 1001), IO1("exp_avg_sq", ARG_POS, 1001)}};
+    op_case sg = {.name = "sgd_update",
+                  .op = BL_OP_SGD_UPDATE,
+                  .nargs = 3,
+                  .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001),
+                        IO1("momentum_buf", ARG_F32, 1001)},
+                  .relu = true};
+    op_case aw = {.name = "adamw_update",
+                  .op = BL_OP_ADAMW_UPDATE,
+                  .nargs = 4,
+                  .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001),
+                        IO1("exp_avg", ARG_F32, 1001), IO1("exp_avg_sq", ARG_POS, 1001)}};
     op_case list[] = {rf, rb, ad, mf, mb, gf, gb, lf, lb, xe, xs, sg, aw};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) cases[ncases++] = list[i];
 }

@@ -12,10 +12,9 @@
 #define SEED 11u
 
 #ifdef BEAMLET_HAVE_CUDA
-#define NEED_GPU()                                                                           \
-    do {                                                                                     \
-        if (bl_cuda_device_count() == 0)                                                     \
-            SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");                       \
+#define NEED_GPU()                                                                                           \
+    do {                                                                                                     \
+        if (bl_cuda_device_count() == 0) SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");          \
     } while (0)
 #else
 #define NEED_GPU() SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)")
@@ -28,11 +27,10 @@ static void test_missing_gpu_is_reported(void) {
     bl_status s = bl_device_get("cuda:0", &dev);
     CHECK(s != BL_OK && dev == NULL);
 #ifdef BEAMLET_HAVE_CUDA
-    CHECK_MSG(s == BL_ERR_NOT_FOUND && strstr(bl_last_error(), "no NVIDIA GPU"), "%s",
-              bl_last_error());
+    CHECK_MSG(s == BL_ERR_NOT_FOUND && strstr(bl_last_error(), "no NVIDIA GPU"), "%s", bl_last_error());
 #else
-    CHECK_MSG(s == BL_ERR_UNSUPPORTED && strstr(bl_last_error(), "without the CUDA backend"),
-              "%s", bl_last_error());
+    CHECK_MSG(s == BL_ERR_UNSUPPORTED && strstr(bl_last_error(), "without the CUDA backend"), "%s",
+              bl_last_error());
 #endif
     fprintf(stderr, "  cuda:0 -> %s: %s\n", bl_status_name(s), bl_last_error());
 }
@@ -128,19 +126,18 @@ static void test_plan_cache_reuse(void) {
     CHECK(st.plans == 0 && st.hits == 0 && st.misses == 0);
     for (int i = 0; i < 3; i++) CHECK_OK(bl_op_conv2d_forward(dev, &p, &x, &w, NULL, NULL, false, &y));
     CHECK_OK(bl_cuda_plan_stats_get(dev, &st));
-    CHECK_MSG(st.plans == 1 && st.misses == 1 && st.hits == 2, "plans %d misses %d hits %d",
-              st.plans, st.misses, st.hits);
+    CHECK_MSG(st.plans == 1 && st.misses == 1 && st.hits == 2, "plans %d misses %d hits %d", st.plans,
+              st.misses, st.hits);
     size_t ws_after_first = st.workspace_bytes;
     CHECK_OK(bl_op_conv2d_forward(dev, &p, &x2, &w, NULL, NULL, false, &y2));
     CHECK_OK(bl_op_conv2d_backward_data(dev, &p, &y, &w, &x));
     CHECK_OK(bl_op_conv2d_backward_data(dev, &p, &y, &w, &x));
     CHECK_OK(bl_device_synchronize(dev));
     CHECK_OK(bl_cuda_plan_stats_get(dev, &st));
-    CHECK_MSG(st.plans == 3 && st.misses == 3 && st.hits == 3, "plans %d misses %d hits %d",
-              st.plans, st.misses, st.hits);
+    CHECK_MSG(st.plans == 3 && st.misses == 3 && st.hits == 3, "plans %d misses %d hits %d", st.plans,
+              st.misses, st.hits);
     CHECK(st.workspace_bytes >= ws_after_first);
-    fprintf(stderr, "  %d plans, %d hits, workspace %zu bytes\n", st.plans, st.hits,
-            st.workspace_bytes);
+    fprintf(stderr, "  %d plans, %d hits, workspace %zu bytes\n", st.plans, st.hits, st.workspace_bytes);
     /* A second handle on the same GPU has its own cache. */
     bl_device *other = open_gpu();
     if (other) {
@@ -160,7 +157,9 @@ static void test_async_upload(void) {
 #ifdef BEAMLET_HAVE_CUDA
     bl_device *dev = open_gpu();
     if (!dev) return;
-    enum { N = 1 << 20 };
+    enum {
+        N = 1 << 20
+    };
     float *pinned = NULL, *back = malloc(sizeof(float) * N);
     CHECK_OK(bl_cuda_host_alloc(sizeof(float) * N, (void **)&pinned));
     int64_t shape[1] = {N};
@@ -192,19 +191,51 @@ static void test_async_upload(void) {
 /* Runs a chain of 4-D ops with every activation in `layout` and returns the outputs in
  * logical order, concatenated, in `out` (malloc'ed; *n values). */
 static void layout_chain(bl_device *dev, bl_layout layout, bl_dtype dt, float **out, int64_t *n) {
-    enum { NB = 3, C = 5, H = 9, W = 7, K = 6 };
+    enum {
+        NB = 3,
+        C = 5,
+        H = 9,
+        W = 7,
+        K = 6
+    };
     bl_rng rng;
     bl_rng_seed(&rng, SEED + 1); /* the same inputs for both layouts */
     int64_t xs[4] = {NB, C, H, W}, ws[4] = {K, C, 3, 3}, ys[4] = {NB, K, H, W};
     int64_t ps[4] = {NB, K, 5, 4}, gs[2] = {NB, K}, ks[1] = {K};
-    struct { int ndim; const int64_t *shape; bool act; } spec[] = {
-        {4, xs, 1}, {4, ws, 1}, {1, ks, 0}, {4, ys, 1}, {4, ys, 1}, {1, ks, 0}, {1, ks, 0},
-        {1, ks, 0}, {1, ks, 0}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ps, 1}, {2, gs, 1},
-        {4, ps, 1}, {4, ys, 1}, {4, ys, 1}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ws, 1},
-        {4, xs, 1},
+    struct {
+        int ndim;
+        const int64_t *shape;
+        bool act;
+    } spec[] = {
+        {4, xs, 1}, {4, ws, 1}, {1, ks, 0}, {4, ys, 1}, {4, ys, 1}, {1, ks, 0}, {1, ks, 0}, {1, ks, 0},
+        {1, ks, 0}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ps, 1}, {2, gs, 1}, {4, ps, 1}, {4, ys, 1},
+        {4, ys, 1}, {1, ks, 0}, {1, ks, 0}, {4, ys, 1}, {4, ws, 1}, {4, xs, 1},
     };
-    enum { X, WT, BIAS, RES, Y1, GAMMA, BETA, RM, RV, SM, SI, Y2, Y3, G, DY3, DY2, DY1, DG, DB,
-           DRES, DW, DX, NT };
+    enum {
+        X,
+        WT,
+        BIAS,
+        RES,
+        Y1,
+        GAMMA,
+        BETA,
+        RM,
+        RV,
+        SM,
+        SI,
+        Y2,
+        Y3,
+        G,
+        DY3,
+        DY2,
+        DY1,
+        DG,
+        DB,
+        DRES,
+        DW,
+        DX,
+        NT
+    };
     bl_tensor t[NT];
     for (int i = 0; i < NT; i++) {
         CHECK_OK(bl_tensor_alloc(dev, spec[i].act ? dt : BL_F32, spec[i].ndim, spec[i].shape, &t[i]));
@@ -223,14 +254,14 @@ static void layout_chain(bl_device *dev, bl_layout layout, bl_dtype dt, float **
     bl_batchnorm_params bn = {1e-5f, 0.1f};
     bl_pool_params pp = {3, 2, 1};
     CHECK_OK(bl_op_conv2d_forward(dev, &cp, &t[X], &t[WT], &t[BIAS], &t[RES], true, &t[Y1]));
-    CHECK_OK(bl_op_batchnorm_forward_train(dev, &bn, &t[Y1], &t[GAMMA], &t[BETA], &t[RES], true,
-                                           &t[RM], &t[RV], &t[SM], &t[SI], &t[Y2]));
+    CHECK_OK(bl_op_batchnorm_forward_train(dev, &bn, &t[Y1], &t[GAMMA], &t[BETA], &t[RES], true, &t[RM],
+                                           &t[RV], &t[SM], &t[SI], &t[Y2]));
     CHECK_OK(bl_op_maxpool_forward(dev, &pp, &t[Y2], &t[Y3]));
     CHECK_OK(bl_op_global_avgpool_forward(dev, &t[Y3], &t[G]));
     CHECK_OK(bl_op_global_avgpool_backward(dev, &t[G], &t[DY3]));
     CHECK_OK(bl_op_maxpool_backward(dev, &pp, &t[Y2], &t[DY3], &t[DY2]));
-    CHECK_OK(bl_op_batchnorm_backward(dev, &t[DY2], &t[Y1], &t[Y2], true, &t[GAMMA], &t[SM],
-                                      &t[SI], &t[DY1], &t[DG], &t[DB], &t[DRES]));
+    CHECK_OK(bl_op_batchnorm_backward(dev, &t[DY2], &t[Y1], &t[Y2], true, &t[GAMMA], &t[SM], &t[SI], &t[DY1],
+                                      &t[DG], &t[DB], &t[DRES]));
     CHECK_OK(bl_op_conv2d_backward_filter(dev, &cp, &t[X], &t[DY1], &t[DW]));
     CHECK_OK(bl_op_conv2d_backward_data(dev, &cp, &t[DY1], &t[WT], &t[DX]));
     CHECK_OK(bl_device_synchronize(dev));
@@ -288,7 +319,9 @@ static void test_convert(void) {
 #ifdef BEAMLET_HAVE_CUDA
     bl_device *dev = open_gpu();
     if (!dev) return;
-    enum { N = 4099 };
+    enum {
+        N = 4099
+    };
     int64_t shape[1] = {N};
     bl_tensor f, b, back;
     CHECK_OK(bl_tensor_alloc(dev, BL_F32, 1, shape, &f));
@@ -337,8 +370,7 @@ static void test_versions(void) {
 #ifdef BEAMLET_HAVE_CUDA
     bl_cuda_versions v;
     CHECK_OK(bl_cuda_versions_get(&v));
-    fprintf(stderr, "  runtime %d driver %d cudnn %d cublas %d\n", v.runtime, v.driver, v.cudnn,
-            v.cublas);
+    fprintf(stderr, "  runtime %d driver %d cudnn %d cublas %d\n", v.runtime, v.driver, v.cudnn, v.cublas);
     CHECK(v.runtime >= 12000 && v.driver >= 12000);
     CHECK(v.cudnn >= 90000 && v.cublas >= 120000);
 #endif

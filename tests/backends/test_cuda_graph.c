@@ -14,10 +14,49 @@
 
 #ifdef BEAMLET_HAVE_CUDA
 
-enum { N = 4, C = 8, H = 10, W = 10, K = 16, P = 5, CLASSES = 10 };
-enum { T_X, T_CW, T_Y1, T_GAMMA, T_BETA, T_RM, T_RV, T_SM, T_SI, T_Y2, T_Y3, T_G, T_FW, T_FB,
-       T_LOGITS, T_LABELS, T_LOSS, T_DLOGITS, T_DG, T_DFW, T_DFB, T_DY3, T_DY2, T_DY1, T_DGAMMA,
-       T_DBETA, T_DCW, T_DX, T_MOM, T_M1, T_M2, T_COUNT };
+enum {
+    N = 4,
+    C = 8,
+    H = 10,
+    W = 10,
+    K = 16,
+    P = 5,
+    CLASSES = 10
+};
+enum {
+    T_X,
+    T_CW,
+    T_Y1,
+    T_GAMMA,
+    T_BETA,
+    T_RM,
+    T_RV,
+    T_SM,
+    T_SI,
+    T_Y2,
+    T_Y3,
+    T_G,
+    T_FW,
+    T_FB,
+    T_LOGITS,
+    T_LABELS,
+    T_LOSS,
+    T_DLOGITS,
+    T_DG,
+    T_DFW,
+    T_DFB,
+    T_DY3,
+    T_DY2,
+    T_DY1,
+    T_DGAMMA,
+    T_DBETA,
+    T_DCW,
+    T_DX,
+    T_MOM,
+    T_M1,
+    T_M2,
+    T_COUNT
+};
 
 typedef struct step {
     bl_device *dev;
@@ -35,17 +74,22 @@ static bl_tensor conv_flat(step *s, int which) {
 }
 
 static void make(step *s, bl_rng *rng) {
-    struct { int id, ndim; int64_t shape[4]; int kind; } spec[] = {
-        {T_X, 4, {N, C, H, W}, 1}, {T_CW, 4, {K, C, 3, 3}, 1}, {T_Y1, 4, {N, K, H, W}, 0},
-        {T_GAMMA, 1, {K}, 2}, {T_BETA, 1, {K}, 1}, {T_RM, 1, {K}, 1}, {T_RV, 1, {K}, 2},
-        {T_SM, 1, {K}, 0}, {T_SI, 1, {K}, 0}, {T_Y2, 4, {N, K, H, W}, 0},
-        {T_Y3, 4, {N, K, P, P}, 0}, {T_G, 2, {N, K}, 0}, {T_FW, 2, {CLASSES, K}, 1},
-        {T_FB, 1, {CLASSES}, 1}, {T_LOGITS, 2, {N, CLASSES}, 0}, {T_LABELS, 1, {N}, 3},
-        {T_LOSS, 1, {1}, 0}, {T_DLOGITS, 2, {N, CLASSES}, 0}, {T_DG, 2, {N, K}, 0},
-        {T_DFW, 2, {CLASSES, K}, 0}, {T_DFB, 1, {CLASSES}, 0}, {T_DY3, 4, {N, K, P, P}, 0},
-        {T_DY2, 4, {N, K, H, W}, 0}, {T_DY1, 4, {N, K, H, W}, 0}, {T_DGAMMA, 1, {K}, 0},
-        {T_DBETA, 1, {K}, 0}, {T_DCW, 4, {K, C, 3, 3}, 0}, {T_DX, 4, {N, C, H, W}, 0},
-        {T_MOM, 2, {CLASSES, K}, 4}, {T_M1, 4, {K, C, 3, 3}, 4}, {T_M2, 4, {K, C, 3, 3}, 4},
+    struct {
+        int id, ndim;
+        int64_t shape[4];
+        int kind;
+    } spec[] = {
+        {T_X, 4, {N, C, H, W}, 1},   {T_CW, 4, {K, C, 3, 3}, 1},  {T_Y1, 4, {N, K, H, W}, 0},
+        {T_GAMMA, 1, {K}, 2},        {T_BETA, 1, {K}, 1},         {T_RM, 1, {K}, 1},
+        {T_RV, 1, {K}, 2},           {T_SM, 1, {K}, 0},           {T_SI, 1, {K}, 0},
+        {T_Y2, 4, {N, K, H, W}, 0},  {T_Y3, 4, {N, K, P, P}, 0},  {T_G, 2, {N, K}, 0},
+        {T_FW, 2, {CLASSES, K}, 1},  {T_FB, 1, {CLASSES}, 1},     {T_LOGITS, 2, {N, CLASSES}, 0},
+        {T_LABELS, 1, {N}, 3},       {T_LOSS, 1, {1}, 0},         {T_DLOGITS, 2, {N, CLASSES}, 0},
+        {T_DG, 2, {N, K}, 0},        {T_DFW, 2, {CLASSES, K}, 0}, {T_DFB, 1, {CLASSES}, 0},
+        {T_DY3, 4, {N, K, P, P}, 0}, {T_DY2, 4, {N, K, H, W}, 0}, {T_DY1, 4, {N, K, H, W}, 0},
+        {T_DGAMMA, 1, {K}, 0},       {T_DBETA, 1, {K}, 0},        {T_DCW, 4, {K, C, 3, 3}, 0},
+        {T_DX, 4, {N, C, H, W}, 0},  {T_MOM, 2, {CLASSES, K}, 4}, {T_M1, 4, {K, C, 3, 3}, 4},
+        {T_M2, 4, {K, C, 3, 3}, 4},
     };
     for (int i = 0; i < T_COUNT; i++) {
         int id = spec[i].id;
@@ -58,9 +102,10 @@ static void make(step *s, bl_rng *rng) {
         s->init[id] = malloc(sizeof(float) * (size_t)n);
         for (int64_t j = 0; j < n; j++) {
             double v = bl_rng_normal(rng);
-            s->init[id][j] = spec[i].kind == 2 ? (float)(0.5 + fabs(v))
+            s->init[id][j] = spec[i].kind == 2   ? (float)(0.5 + fabs(v))
                              : spec[i].kind == 3 ? (float)bl_rng_below(rng, CLASSES)
-                             : spec[i].kind == 4 ? 0.0f : (float)v;
+                             : spec[i].kind == 4 ? 0.0f
+                                                 : (float)v;
         }
     }
 }
@@ -87,20 +132,17 @@ static bl_status run_step(step *s, float lr, int64_t adam_step) {
     bl_batchnorm_params bn = {1e-5f, 0.1f};
     bl_pool_params pp = {3, 2, 1};
     BL_TRY(bl_op_conv2d_forward(d, &cp, &t[T_X], &t[T_CW], NULL, NULL, false, &t[T_Y1]));
-    BL_TRY(bl_op_batchnorm_forward_train(d, &bn, &t[T_Y1], &t[T_GAMMA], &t[T_BETA], NULL, true,
-                                         &t[T_RM], &t[T_RV], &t[T_SM], &t[T_SI], &t[T_Y2]));
+    BL_TRY(bl_op_batchnorm_forward_train(d, &bn, &t[T_Y1], &t[T_GAMMA], &t[T_BETA], NULL, true, &t[T_RM],
+                                         &t[T_RV], &t[T_SM], &t[T_SI], &t[T_Y2]));
     BL_TRY(bl_op_maxpool_forward(d, &pp, &t[T_Y2], &t[T_Y3]));
     BL_TRY(bl_op_global_avgpool_forward(d, &t[T_Y3], &t[T_G]));
     BL_TRY(bl_op_linear_forward(d, &t[T_G], &t[T_FW], &t[T_FB], &t[T_LOGITS]));
-    BL_TRY(bl_op_softmax_cross_entropy(d, &t[T_LOGITS], &t[T_LABELS], 0.1f, &t[T_LOSS],
-                                       &t[T_DLOGITS]));
-    BL_TRY(bl_op_linear_backward(d, &t[T_DLOGITS], &t[T_G], &t[T_FW], &t[T_DG], &t[T_DFW],
-                                 &t[T_DFB]));
+    BL_TRY(bl_op_softmax_cross_entropy(d, &t[T_LOGITS], &t[T_LABELS], 0.1f, &t[T_LOSS], &t[T_DLOGITS]));
+    BL_TRY(bl_op_linear_backward(d, &t[T_DLOGITS], &t[T_G], &t[T_FW], &t[T_DG], &t[T_DFW], &t[T_DFB]));
     BL_TRY(bl_op_global_avgpool_backward(d, &t[T_DG], &t[T_DY3]));
     BL_TRY(bl_op_maxpool_backward(d, &pp, &t[T_Y2], &t[T_DY3], &t[T_DY2]));
-    BL_TRY(bl_op_batchnorm_backward(d, &t[T_DY2], &t[T_Y1], &t[T_Y2], true, &t[T_GAMMA],
-                                    &t[T_SM], &t[T_SI], &t[T_DY1], &t[T_DGAMMA], &t[T_DBETA],
-                                    NULL));
+    BL_TRY(bl_op_batchnorm_backward(d, &t[T_DY2], &t[T_Y1], &t[T_Y2], true, &t[T_GAMMA], &t[T_SM], &t[T_SI],
+                                    &t[T_DY1], &t[T_DGAMMA], &t[T_DBETA], NULL));
     BL_TRY(bl_op_conv2d_backward_filter(d, &cp, &t[T_X], &t[T_DY1], &t[T_DCW]));
     BL_TRY(bl_op_conv2d_backward_data(d, &cp, &t[T_DY1], &t[T_CW], &t[T_DX]));
     bl_sgd_params sgd = {lr, 0.9f, 5e-4f, true};
@@ -138,12 +180,13 @@ static double nmse(const float *a, const float *b, int n) {
 /* Equal up to the summation order of a non-deterministic cuDNN algorithm. */
 static void same(const result *a, const result *b, const char *what) {
     double e[5] = {nmse(&a->loss, &b->loss, 1), nmse(a->fw, b->fw, CLASSES * K),
-                   nmse(a->cw, b->cw, K * C * 9), nmse(a->rv, b->rv, K),
-                   nmse(a->dx, b->dx, N * C * H * W)};
+                   nmse(a->cw, b->cw, K * C * 9), nmse(a->rv, b->rv, K), nmse(a->dx, b->dx, N * C * H * W)};
     double worst = 0;
     for (int i = 0; i < 5; i++) worst = e[i] > worst ? e[i] : worst;
-    CHECK_MSG(worst < 1e-12 && isfinite(a->loss), "%s: nmse loss %.2g fc %.2g conv %.2g "
-              "running_var %.2g dx %.2g", what, e[0], e[1], e[2], e[3], e[4]);
+    CHECK_MSG(worst < 1e-12 && isfinite(a->loss),
+              "%s: nmse loss %.2g fc %.2g conv %.2g "
+              "running_var %.2g dx %.2g",
+              what, e[0], e[1], e[2], e[3], e[4]);
     fprintf(stderr, "  %-34s loss %.6f, worst nmse %.2e\n", what, a->loss, worst);
 }
 #endif

@@ -126,8 +126,7 @@ static void test_load_resolves_everything(void) {
     CHECK(mapped("libcudnn") && mapped("libcublas")); /* the first test's check can fail */
     bl_cuda_versions v;
     CHECK_OK(bl_cuda_versions_get(&v));
-    fprintf(stderr, "  runtime %d driver %d cudnn %d cublas %d\n", v.runtime, v.driver, v.cudnn,
-            v.cublas);
+    fprintf(stderr, "  runtime %d driver %d cudnn %d cublas %d\n", v.runtime, v.driver, v.cudnn, v.cublas);
     CHECK(v.cudnn >= 90000 && v.cublas >= 120000);
 #endif
 }

@@ -162,8 +162,8 @@ static void test_gpu_follows_cpu_ref(void) {
         if (rel > worst_ref) worst_ref = rel;
         if (relg > worst_graph) worst_graph = relg;
     }
-    fprintf(stderr, "  worst relative difference: cuda vs cpu_ref %.2e, graph vs eager %.2e\n",
-            worst_ref, worst_graph);
+    fprintf(stderr, "  worst relative difference: cuda vs cpu_ref %.2e, graph vs eager %.2e\n", worst_ref,
+            worst_graph);
     /* The data are memorizable: training must actually lower the loss. */
     CHECK_MSG(ref_curve[STEPS - 1] < 0.8 * ref_curve[0], "loss %.4f -> %.4f", ref_curve[0],
               ref_curve[STEPS - 1]);

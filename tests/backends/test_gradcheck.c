@@ -29,8 +29,8 @@ static bl_tensor T(float *data, int ndim, int64_t a, int64_t b) {
 typedef double (*loss_fn)(void *state);
 
 /* Compares analytic gradient `grad` of `param` (n entries) with central differences. */
-static void compare(const char *what, loss_fn f, void *state, float *param, const float *grad,
-                    int64_t n, float eps, int samples) {
+static void compare(const char *what, loss_fn f, void *state, float *param, const float *grad, int64_t n,
+                    float eps, int samples) {
     int checked = 0, kinks = 0;
     double worst = 0.0;
     for (int k = 0; k < samples; k++) {
@@ -53,11 +53,11 @@ static void compare(const char *what, loss_fn f, void *state, float *param, cons
         if (err > worst) worst = err;
         checked++;
         /* An absolute error under 2e-3 is below what f32 central differences resolve here. */
-        CHECK_MSG(err < 2e-2 || abs_err < 2e-3, "%s[%lld]: numeric %.6g analytic %.6g", what,
-                  (long long)i, num, grad[i]);
+        CHECK_MSG(err < 2e-2 || abs_err < 2e-3, "%s[%lld]: numeric %.6g analytic %.6g", what, (long long)i,
+                  num, grad[i]);
     }
-    fprintf(stderr, "  %-22s checked %3d, kinks skipped %d, worst relative error %.2e\n", what,
-            checked, kinks, worst);
+    fprintf(stderr, "  %-22s checked %3d, kinks skipped %d, worst relative error %.2e\n", what, checked,
+            kinks, worst);
     CHECK_MSG(checked >= (n < 4 ? n : 4) && kinks <= checked / 4 + 1, "%s: too few checkable entries", what);
 }
 
@@ -95,7 +95,8 @@ static void conv_case(int N, int C, int H, int W, int K, int R, int S, int strid
     bl_tensor dy = T4(r, N, K, P, Q), tdx = T4(dx, N, C, H, W), tdw = T4(dw, K, C, R, S);
     CHECK_OK(bl_op_conv2d_backward_data(dev, &s.p, &dy, &s.w, &tdx));
     CHECK_OK(bl_op_conv2d_backward_filter(dev, &s.p, &s.x, &dy, &tdw));
-    fprintf(stderr, "  conv x(%d,%d,%d,%d) w(%d,%d,%d,%d) stride %d pad %d\n", N, C, H, W, K, C, R, S, stride, pad);
+    fprintf(stderr, "  conv x(%d,%d,%d,%d) w(%d,%d,%d,%d) stride %d pad %d\n", N, C, H, W, K, C, R, S, stride,
+            pad);
     compare("conv2d dx", conv_loss, &s, x, dx, N * C * H * W, 1e-2f, 40);
     compare("conv2d dw", conv_loss, &s, w, dw, K * C * R * S, 1e-2f, 40);
     free(x), free(w), free(y), free(r), free(dx), free(dw);
@@ -119,8 +120,8 @@ typedef struct bn_state {
 static double bn_loss(void *s_) {
     bn_state *s = s_;
     bl_status st = bl_op_batchnorm_forward_train(dev, &s->p, &s->x, &s->gamma, &s->beta,
-                                                 s->use_residual ? &s->residual : NULL, s->relu,
-                                                 &s->rm, &s->rv, &s->sm, &s->si, &s->y);
+                                                 s->use_residual ? &s->residual : NULL, s->relu, &s->rm,
+                                                 &s->rv, &s->sm, &s->si, &s->y);
     BL_ASSERT(st == BL_OK);
     return dot(s->y.data, s->r, bl_tensor_numel(&s->y));
 }
@@ -141,8 +142,8 @@ static void bn_case(int N, int C, int H, int W, bool relu, bool residual) {
     bn_loss(&s);
     bl_tensor dy = T4(r, N, C, H, W), tdx = T4(dx, N, C, H, W), tdres = T4(dres, N, C, H, W);
     bl_tensor tdg = T(dg, 1, C, 0), tdb = T(db, 1, C, 0);
-    CHECK_OK(bl_op_batchnorm_backward(dev, &dy, &s.x, &s.y, relu, &s.gamma, &s.sm, &s.si, &tdx,
-                                      &tdg, &tdb, residual ? &tdres : NULL));
+    CHECK_OK(bl_op_batchnorm_backward(dev, &dy, &s.x, &s.y, relu, &s.gamma, &s.sm, &s.si, &tdx, &tdg, &tdb,
+                                      residual ? &tdres : NULL));
     fprintf(stderr, "  batchnorm (%d,%d,%d,%d) relu %d residual %d\n", N, C, H, W, relu, residual);
     compare("batchnorm dx", bn_loss, &s, x, dx, n, 1e-2f, 40);
     compare("batchnorm dgamma", bn_loss, &s, g, dg, C, 1e-2f, C);
@@ -168,8 +169,8 @@ typedef struct unary_state {
 
 static double unary_loss(void *s_) {
     unary_state *s = s_;
-    bl_status st = s->which == 0 ? bl_op_relu_forward(dev, &s->x, &s->y)
-                                 : bl_op_add(dev, &s->x, &s->other, &s->y);
+    bl_status st =
+        s->which == 0 ? bl_op_relu_forward(dev, &s->x, &s->y) : bl_op_add(dev, &s->x, &s->other, &s->y);
     BL_ASSERT(st == BL_OK);
     return dot(s->y.data, s->r, bl_tensor_numel(&s->y));
 }
@@ -265,7 +266,8 @@ typedef struct xent_state {
 
 static double xent_loss(void *s_) {
     xent_state *s = s_;
-    BL_ASSERT(bl_op_softmax_cross_entropy(dev, &s->logits, &s->labels, s->smoothing, &s->loss, NULL) == BL_OK);
+    BL_ASSERT(bl_op_softmax_cross_entropy(dev, &s->logits, &s->labels, s->smoothing, &s->loss, NULL) ==
+              BL_OK);
     return ((float *)s->loss.data)[0];
 }
 
@@ -286,8 +288,8 @@ static void test_softmax_cross_entropy(void) {
     labels[2] = 9;
     xent_state s = {T(logits, 2, N, C), bl_tensor_view(dev, labels, BL_I32, 1, &nn),
                     bl_tensor_view(dev, &loss, BL_F32, 1, &one), 0};
-    CHECK_ERR(bl_op_softmax_cross_entropy(dev, &s.logits, &s.labels, 0, &s.loss, NULL),
-              BL_ERR_INVALID_ARG, "label 9 of example 2");
+    CHECK_ERR(bl_op_softmax_cross_entropy(dev, &s.logits, &s.labels, 0, &s.loss, NULL), BL_ERR_INVALID_ARG,
+              "label 9 of example 2");
     free(logits), free(d);
 }
 

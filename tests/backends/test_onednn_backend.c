@@ -305,8 +305,8 @@ static void check_training_conv(bl_device *dev, bl_device *ref, int64_t n, int64
     int64_t counts[3] = {nx, nx, nw};
     for (int k = 0; k < 3; k++) {
         double e = nmse(out[k][0], out[k][1], counts[k]);
-        fprintf(stderr, "  training conv %lldx%lld ch %lldx%lld %-2s nmse %.2e\n", (long long)n, (long long)ch,
-                (long long)hw, (long long)hw, names[k], e);
+        fprintf(stderr, "  training conv %lldx%lld ch %lldx%lld %-2s nmse %.2e\n", (long long)n,
+                (long long)ch, (long long)hw, (long long)hw, names[k], e);
         CHECK_MSG(e < 1e-9, "%s: nmse %.3g", names[k], e);
         free(out[k][0]), free(out[k][1]);
     }

@@ -29,7 +29,7 @@ static void test_dtype_conversions(void) {
     }
     CHECK(bl_f32_to_f16(1.0f) == 0x3c00);
     CHECK(bl_f32_to_f16(-2.0f) == 0xc000);
-    CHECK(bl_f32_to_f16(1e6f) == 0x7c00);        /* overflow to inf */
+    CHECK(bl_f32_to_f16(1e6f) == 0x7c00); /* overflow to inf */
     CHECK(bl_f32_to_bf16(1.0f) == 0x3f80);
     CHECK(bl_f16_to_f32(0x0001) == 5.9604644775390625e-08f); /* smallest subnormal */
     CHECK(bl_f32_to_f16(5.9604644775390625e-08f) == 0x0001);

@@ -9,12 +9,12 @@
 static bl_status parse_str(const char *s, bl_json **out) { return bl_json_parse(s, strlen(s), out); }
 
 /* Expects `text` to be rejected with `needle` in the message. */
-#define CHECK_REJECT(text, needle)                                                           \
-    do {                                                                                     \
-        bl_json *j_ = NULL;                                                                  \
-        CHECK_ERR(parse_str((text), &j_), BL_ERR_FORMAT, (needle));                          \
-        CHECK(j_ == NULL);                                                                   \
-        bl_json_free(j_);                                                                    \
+#define CHECK_REJECT(text, needle)                                                                           \
+    do {                                                                                                     \
+        bl_json *j_ = NULL;                                                                                  \
+        CHECK_ERR(parse_str((text), &j_), BL_ERR_FORMAT, (needle));                                          \
+        CHECK(j_ == NULL);                                                                                   \
+        bl_json_free(j_);                                                                                    \
     } while (0)
 
 static void test_values(void) {
@@ -72,7 +72,8 @@ static void test_strings(void) {
     bl_json_free(j);
     /* \u escapes become UTF-8; a surrogate pair becomes one 4-byte sequence. */
     CHECK_OK(parse_str("\"\\u00e9\\u20AC\\ud83d\\ude00A\"", &j));
-    CHECK(j && strcmp(bl_json_string(j), "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "A") == 0);
+    CHECK(j && strcmp(bl_json_string(j), "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+                                         "A") == 0);
     bl_json_free(j);
     /* Raw UTF-8 passes through unchanged. */
     CHECK_OK(parse_str("\"caf\xc3\xa9 \xf0\x9f\x98\x80\"", &j));
@@ -149,7 +150,7 @@ static void test_rejections(void) {
     CHECK_REJECT("\"\xed\xa0\x80\"", "invalid UTF-8 byte 0xed");     /* encoded surrogate */
     CHECK_REJECT("\"\xf4\x90\x80\x80\"", "invalid UTF-8 byte 0xf4"); /* past U+10FFFF */
     CHECK_REJECT("\"\xf5\x80\x80\x80\"", "invalid UTF-8 byte 0xf5");
-    CHECK_REJECT("\"\xe2\x82\"", "invalid UTF-8 byte 0xe2");         /* cut short */
+    CHECK_REJECT("\"\xe2\x82\"", "invalid UTF-8 byte 0xe2");                       /* cut short */
     CHECK_REJECT("\xef\xbb\xbf{}", "offset 0: expected a value, found byte 0xef"); /* BOM */
     CHECK_REJECT("{\"a\":1,\"b\":2,\"a\":3}", "offset 13: duplicate object key \"a\"");
     CHECK_REJECT("[1,\x01]", "found byte 0x01");
@@ -299,18 +300,17 @@ static void test_writer(void) {
     const char *text = NULL;
     size_t len = 0;
     CHECK_OK(bl_json_writer_finish(w, &text, &len));
-    const char *want =
-        "{\"name\":\"q\\\"\\\\/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f caf\xc3\xa9\","
-        "\"ints\":[-9223372036854775808,18446744073709551615,0],"
-        "\"doubles\":[0.1,-2.5,1e+300,3,null,null,0.3333333333333333],"
-        "\"flags\":[true,false,null,{},[]]}";
+    const char *want = "{\"name\":\"q\\\"\\\\/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f caf\xc3\xa9\","
+                       "\"ints\":[-9223372036854775808,18446744073709551615,0],"
+                       "\"doubles\":[0.1,-2.5,1e+300,3,null,null,0.3333333333333333],"
+                       "\"flags\":[true,false,null,{},[]]}";
     CHECK_MSG(text && strcmp(text, want) == 0, "got %s", text ? text : "(null)");
     CHECK(len == strlen(want));
     /* The output reads back to the same values. */
     bl_json *j;
     CHECK_OK(bl_json_parse(text, len, &j));
-    CHECK(strcmp(bl_json_string(bl_json_object_get(j, "name")),
-                 "q\"\\/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9") == 0);
+    CHECK(strcmp(bl_json_string(bl_json_object_get(j, "name")), "q\"\\/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9") ==
+          0);
     const bl_json *d = bl_json_object_get(j, "doubles");
     CHECK(bl_json_number(bl_json_array_at(d, 0)) == 0.1);
     CHECK(bl_json_number(bl_json_array_at(d, 6)) == 1.0 / 3.0);
@@ -410,8 +410,10 @@ static void test_mutations(void) {
         int flips = 1 + (int)bl_rng_below(&rng, 4);
         for (int k = 0; k < flips; k++) {
             size_t at = bl_rng_below(&rng, n);
-            if (bl_rng_below(&rng, 2)) copy[at] = interesting[bl_rng_below(&rng, sizeof interesting - 1)];
-            else copy[at] = (char)bl_rng_u32(&rng);
+            if (bl_rng_below(&rng, 2))
+                copy[at] = interesting[bl_rng_below(&rng, sizeof interesting - 1)];
+            else
+                copy[at] = (char)bl_rng_u32(&rng);
         }
         size_t len = bl_rng_below(&rng, 8) == 0 ? bl_rng_below(&rng, n + 1) : n;
         j = NULL;

@@ -15,7 +15,9 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 static void test_normal_distribution(void) {
-    enum { N = 2000000 };
+    enum {
+        N = 2000000
+    };
     float *v = malloc(N * sizeof *v);
     bl_fill_normal_f32(v, N, 7, 3, 0.0, 1.0);
     double m1 = 0, m2 = 0, m4 = 0;
@@ -59,7 +61,9 @@ static void test_normal_distribution(void) {
 }
 
 static void test_fills_are_deterministic(void) {
-    enum { N = 100003 }; /* several blocks and a partial one */
+    enum {
+        N = 100003
+    }; /* several blocks and a partial one */
     float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);

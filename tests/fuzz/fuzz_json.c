@@ -18,61 +18,61 @@ static int replaced_nul_key; /* set when emit had to replace a key holding a NUL
 
 static void emit(bl_json_writer *w, const bl_json *v) {
     switch (bl_json_type_of(v)) {
-    case BL_JSON_NULL: bl_json_write_null(w); break;
-    case BL_JSON_BOOL: bl_json_write_bool(w, bl_json_bool(v)); break;
-    case BL_JSON_NUMBER: bl_json_write_double(w, bl_json_number(v)); break;
-    case BL_JSON_STRING: bl_json_write_stringn(w, bl_json_string(v), bl_json_string_len(v)); break;
-    case BL_JSON_ARRAY:
-        bl_json_write_begin_array(w);
-        for (size_t i = 0; i < bl_json_len(v); i++) emit(w, bl_json_array_at(v, i));
-        bl_json_write_end_array(w);
-        break;
-    case BL_JSON_OBJECT:
-        bl_json_write_begin_object(w);
-        for (size_t i = 0; i < bl_json_len(v); i++) {
-            size_t klen;
-            const char *key = bl_json_object_key(v, i, &klen);
-            /* The writer takes C-string keys; a key with a NUL cannot round-trip. */
-            if (strlen(key) != klen) {
-                replaced_nul_key = 1;
-                bl_json_write_key(w, "");
-                bl_json_write_null(w);
-                continue;
+        case BL_JSON_NULL: bl_json_write_null(w); break;
+        case BL_JSON_BOOL: bl_json_write_bool(w, bl_json_bool(v)); break;
+        case BL_JSON_NUMBER: bl_json_write_double(w, bl_json_number(v)); break;
+        case BL_JSON_STRING: bl_json_write_stringn(w, bl_json_string(v), bl_json_string_len(v)); break;
+        case BL_JSON_ARRAY:
+            bl_json_write_begin_array(w);
+            for (size_t i = 0; i < bl_json_len(v); i++) emit(w, bl_json_array_at(v, i));
+            bl_json_write_end_array(w);
+            break;
+        case BL_JSON_OBJECT:
+            bl_json_write_begin_object(w);
+            for (size_t i = 0; i < bl_json_len(v); i++) {
+                size_t klen;
+                const char *key = bl_json_object_key(v, i, &klen);
+                /* The writer takes C-string keys; a key with a NUL cannot round-trip. */
+                if (strlen(key) != klen) {
+                    replaced_nul_key = 1;
+                    bl_json_write_key(w, "");
+                    bl_json_write_null(w);
+                    continue;
+                }
+                bl_json_write_key(w, key);
+                emit(w, bl_json_object_at(v, i, NULL));
             }
-            bl_json_write_key(w, key);
-            emit(w, bl_json_object_at(v, i, NULL));
-        }
-        bl_json_write_end_object(w);
-        break;
+            bl_json_write_end_object(w);
+            break;
     }
 }
 
 static int same(const bl_json *a, const bl_json *b) {
     if (bl_json_type_of(a) != bl_json_type_of(b)) return 0;
     switch (bl_json_type_of(a)) {
-    case BL_JSON_NULL: return 1;
-    case BL_JSON_BOOL: return bl_json_bool(a) == bl_json_bool(b);
-    case BL_JSON_NUMBER: return bl_json_number(a) == bl_json_number(b);
-    case BL_JSON_STRING:
-        return bl_json_string_len(a) == bl_json_string_len(b) &&
-               memcmp(bl_json_string(a), bl_json_string(b), bl_json_string_len(a)) == 0;
-    case BL_JSON_ARRAY:
-    case BL_JSON_OBJECT:
-        if (bl_json_len(a) != bl_json_len(b)) return 0;
-        for (size_t i = 0; i < bl_json_len(a); i++) {
-            const bl_json *x = bl_json_type_of(a) == BL_JSON_ARRAY ? bl_json_array_at(a, i)
-                                                                   : bl_json_object_at(a, i, NULL);
-            const bl_json *y = bl_json_type_of(b) == BL_JSON_ARRAY ? bl_json_array_at(b, i)
-                                                                   : bl_json_object_at(b, i, NULL);
-            if (bl_json_type_of(a) == BL_JSON_OBJECT) {
-                size_t kx, ky;
-                const char *ka = bl_json_object_key(a, i, &kx), *kb = bl_json_object_key(b, i, &ky);
-                if (kx == strlen(ka) && (kx != ky || memcmp(ka, kb, kx) != 0)) return 0;
-                if (kx != strlen(ka)) continue; /* replaced by "": null above */
+        case BL_JSON_NULL: return 1;
+        case BL_JSON_BOOL: return bl_json_bool(a) == bl_json_bool(b);
+        case BL_JSON_NUMBER: return bl_json_number(a) == bl_json_number(b);
+        case BL_JSON_STRING:
+            return bl_json_string_len(a) == bl_json_string_len(b) &&
+                   memcmp(bl_json_string(a), bl_json_string(b), bl_json_string_len(a)) == 0;
+        case BL_JSON_ARRAY:
+        case BL_JSON_OBJECT:
+            if (bl_json_len(a) != bl_json_len(b)) return 0;
+            for (size_t i = 0; i < bl_json_len(a); i++) {
+                const bl_json *x = bl_json_type_of(a) == BL_JSON_ARRAY ? bl_json_array_at(a, i)
+                                                                       : bl_json_object_at(a, i, NULL);
+                const bl_json *y = bl_json_type_of(b) == BL_JSON_ARRAY ? bl_json_array_at(b, i)
+                                                                       : bl_json_object_at(b, i, NULL);
+                if (bl_json_type_of(a) == BL_JSON_OBJECT) {
+                    size_t kx, ky;
+                    const char *ka = bl_json_object_key(a, i, &kx), *kb = bl_json_object_key(b, i, &ky);
+                    if (kx == strlen(ka) && (kx != ky || memcmp(ka, kb, kx) != 0)) return 0;
+                    if (kx != strlen(ka)) continue; /* replaced by "": null above */
+                }
+                if (!same(x, y)) return 0;
             }
-            if (!same(x, y)) return 0;
-        }
-        return 1;
+            return 1;
     }
     return 0;
 }

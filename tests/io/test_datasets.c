@@ -129,8 +129,7 @@ static void test_fashion_good_files(void) {
     bl_dataset_free(&ds);
     CHECK(ds.images == NULL && ds.count == 0);
     bl_dataset_free(&ds); /* twice is harmless */
-    CHECK_ERR(bl_fashion_mnist_load(plain, true, &ds), BL_ERR_NOT_FOUND,
-              "train-images-idx3-ubyte(.gz)");
+    CHECK_ERR(bl_fashion_mnist_load(plain, true, &ds), BL_ERR_NOT_FOUND, "train-images-idx3-ubyte(.gz)");
 #ifdef BEAMLET_HAVE_ZLIB
     sub_dir(gz, sizeof gz, "fm_gz");
     write_fashion(gz, 7, true);
@@ -279,8 +278,8 @@ static void test_fashion_every_truncation(void) {
 }
 
 /* Replaces one split's image or label file with `data` and expects `needle`. */
-static void expect_bad(const char *dir, const char *file, const void *data, size_t size,
-                       bool gz, const char *needle) {
+static void expect_bad(const char *dir, const char *file, const void *data, size_t size, bool gz,
+                       const char *needle) {
     char p[256];
     snprintf(p, sizeof p, "%s/%s", dir, file);
     gz ? write_gz(p, data, size) : write_file(p, data, size);
@@ -409,9 +408,12 @@ static void test_fashion_mutations(void) {
             for (int e = 0; e < edits; e++) {
                 int kind = (int)bl_rng_below(&rng, 3);
                 size_t at = (size_t)bl_rng_below(&rng, len);
-                if (kind == 0) bad[at] ^= (unsigned char)(1 + bl_rng_below(&rng, 255));
-                else if (kind == 1) len = at;
-                else if (len < n + 16) memmove(bad + at + 1, bad + at, len - at), len++;
+                if (kind == 0)
+                    bad[at] ^= (unsigned char)(1 + bl_rng_below(&rng, 255));
+                else if (kind == 1)
+                    len = at;
+                else if (len < n + 16)
+                    memmove(bad + at + 1, bad + at, len - at), len++;
                 if (len == 0) break;
             }
             write_file(p, bad, len);
@@ -429,10 +431,8 @@ static void test_fashion_mutations(void) {
         free(bad);
         free(good);
     }
-    CHECK_MSG(unclean == 0, "%d of %d damaged files gave errors not naming the file", unclean,
-              rounds);
-    fprintf(stderr, "  %d of %d damaged files still loaded (pixel flips are undetectable)\n",
-            loaded, rounds);
+    CHECK_MSG(unclean == 0, "%d of %d damaged files gave errors not naming the file", unclean, rounds);
+    fprintf(stderr, "  %d of %d damaged files still loaded (pixel flips are undetectable)\n", loaded, rounds);
     free(img);
     free(lab);
 }
@@ -542,8 +542,7 @@ static void test_cifar_truncated_and_corrupt(void) {
         write_file(p, full, len);
         char want[160];
         size_t r = len / BL_CIFAR10_RECORD_BYTES;
-        snprintf(want, sizeof want, "test_batch.bin: truncated in record %zu at offset %zu", r,
-                 len);
+        snprintf(want, sizeof want, "test_batch.bin: truncated in record %zu at offset %zu", r, len);
         bl_clear_error();
         bl_status s = bl_cifar10_load_records(dir, false, 3, &ds);
         if (s != BL_ERR_FORMAT || !strstr(bl_last_error(), want)) {
@@ -626,8 +625,8 @@ static void test_batch_eval_pad_and_normalize(void) {
     float *out3 = malloc(sizeof(float) * 3 * 28 * 28);
     CHECK_OK(bl_dataset_batch_f32(&ds, idx, 1, &rgb, NULL, out3, NULL));
     for (int k = 0; k < 3; k++) {
-        CHECK_NEAR(out3[k * 784 + 10], (ds.images[784 + 10] / 255.0 - bl_cifar10_mean[k]) /
-                                           bl_cifar10_std[k], 1e-5);
+        CHECK_NEAR(out3[k * 784 + 10], (ds.images[784 + 10] / 255.0 - bl_cifar10_mean[k]) / bl_cifar10_std[k],
+                   1e-5);
     }
     /* Misuse is an error, not a wrong batch. */
     int64_t far[1] = {2};
@@ -640,16 +639,15 @@ static void test_batch_eval_pad_and_normalize(void) {
     CHECK_ERR(bl_dataset_batch_f32(&ds, idx, 1, &four, NULL, out, NULL), BL_ERR_INVALID_ARG,
               "cannot make 4 channels from 1");
     bl_batch_transform train = bl_batch_transform_fashion_mnist(true);
-    CHECK_ERR(bl_dataset_batch_f32(&ds, idx, 1, &train, NULL, out, NULL), BL_ERR_INVALID_ARG,
-              "needs an rng");
+    CHECK_ERR(bl_dataset_batch_f32(&ds, idx, 1, &train, NULL, out, NULL), BL_ERR_INVALID_ARG, "needs an rng");
     free(out3);
     free(out);
     bl_dataset_free(&ds);
 }
 
 /* Finds the crop offset and flip that explain `out` for image `img` of `ds` under `t`. */
-static bool explain(const bl_dataset *ds, int64_t img, const bl_batch_transform *t,
-                    const float *out, int *dy_out, int *dx_out, bool *flip_out) {
+static bool explain(const bl_dataset *ds, int64_t img, const bl_batch_transform *t, const float *out,
+                    int *dy_out, int *dx_out, bool *flip_out) {
     int oc, oh, ow;
     bl_batch_transform_shape(ds, t, &oc, &oh, &ow);
     int p = t->crop_padding, top = (oh - ds->height) / 2, left = (ow - ds->width) / 2;
@@ -682,7 +680,9 @@ static void test_batch_augment_deterministic(void) {
     fprintf(stderr, "  seed %llu\n", (unsigned long long)seed);
     bl_dataset ds = pattern_dataset(4, 3, 32, 32);
     bl_batch_transform t = bl_batch_transform_cifar10(true);
-    enum { N = 64 };
+    enum {
+        N = 64
+    };
     int64_t idx[N];
     for (int i = 0; i < N; i++) idx[i] = i % 4;
     size_t per = 3 * 32 * 32;
@@ -722,8 +722,7 @@ static void test_batch_augment_deterministic(void) {
         for (int x = 0; x < 9; x++) distinct += seen[y][x];
     CHECK_MSG(unexplained == 0, "%d outputs are no crop/flip of their image", unexplained);
     CHECK_MSG(flips > 10 && flips < N - 10, "%d flips in %d", flips, N);
-    CHECK_MSG(shifted > N / 2 && distinct > 20, "%d shifted, %d distinct offsets", shifted,
-              distinct);
+    CHECK_MSG(shifted > N / 2 && distinct > 20, "%d shifted, %d distinct offsets", shifted, distinct);
 
     /* A known pattern by hand: a single bright pixel at (0, 0) of a 1x4x4 image, pad 1. */
     bl_dataset dot = {.count = 1, .channels = 1, .height = 4, .width = 4, .num_classes = 1};
@@ -747,8 +746,10 @@ static void test_batch_augment_deterministic(void) {
         CHECK(count == 1 && o[lit] == 1.0f);
         int y = lit / 4, x = lit % 4;
         CHECK(y <= 1);
-        if (x <= 1) hits[0]++;
-        else hits[1]++;
+        if (x <= 1)
+            hits[0]++;
+        else
+            hits[1]++;
     }
     CHECK_MSG(hits[0] > 20 && hits[1] > 20, "dot left %d, mirrored right %d", hits[0], hits[1]);
     free(a);
@@ -761,8 +762,8 @@ int main(void) {
      * millisecond per truncating open. */
     const char *base = getenv("TMPDIR");
     struct stat st;
-    if (!base || !*base) base = stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0
-                                    ? "/dev/shm" : "/tmp";
+    if (!base || !*base)
+        base = stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(tmp_root, sizeof tmp_root, "%s/bl_datasets_XXXXXX", base);
     if (!mkdtemp(tmp_root)) {
         perror("mkdtemp");

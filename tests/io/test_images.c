@@ -38,8 +38,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 #ifdef BEAMLET_HAVE_JPEG
 /* Encodes (h, w, c) u8 pixels, c = 1 or 3, as a baseline JPEG in memory. */
-static unsigned char *encode_jpeg(const uint8_t *px, int w, int h, int c, int quality,
-                                  unsigned long *size) {
+static unsigned char *encode_jpeg(const uint8_t *px, int w, int h, int c, int quality, unsigned long *size) {
     struct jpeg_compress_struct ci;
     struct jpeg_error_mgr err;
     ci.err = jpeg_std_error(&err);
@@ -83,8 +82,7 @@ static void test_png_round_trip(void) {
 #ifndef BEAMLET_HAVE_PNG
     char p[256];
     uint8_t px[3] = {0};
-    CHECK_ERR(bl_png_write_u8(tmp_path(p, sizeof p, "x.png"), 1, 1, 3, px), BL_ERR_UNSUPPORTED,
-              "libpng");
+    CHECK_ERR(bl_png_write_u8(tmp_path(p, sizeof p, "x.png"), 1, 1, 3, px), BL_ERR_UNSUPPORTED, "libpng");
     SKIP("built without libpng");
 #else
     char p[256];
@@ -118,8 +116,7 @@ static void test_png_round_trip(void) {
     CHECK(img.channels == 3 && img.pixels && memcmp(img.pixels, want, 6) == 0);
     bl_image_free(&img);
     CHECK_ERR(bl_png_write_u8(p, 0, 1, 3, rgb), BL_ERR_INVALID_ARG, "0x1x3");
-    CHECK_ERR(bl_png_write_u8("/nonexistent/dir/x.png", 1, 1, 3, rgb), BL_ERR_IO,
-              "/nonexistent/dir/x.png");
+    CHECK_ERR(bl_png_write_u8("/nonexistent/dir/x.png", 1, 1, 3, rgb), BL_ERR_IO, "/nonexistent/dir/x.png");
 #endif
 }
 
@@ -132,8 +129,7 @@ static void write_png_kind(const char *path, bool palette) {
     png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png_create_info_struct(p);
     png_init_io(p, f);
-    png_set_IHDR(p, info, 3, 1, palette ? 4 : 16, palette ? PNG_COLOR_TYPE_PALETTE
-                                                            : PNG_COLOR_TYPE_GRAY,
+    png_set_IHDR(p, info, 3, 1, palette ? 4 : 16, palette ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_color colours[3] = {{10, 20, 30}, {40, 50, 60}, {70, 80, 90}};
     png_byte alpha[3] = {0, 128, 255};
@@ -165,8 +161,7 @@ static void test_png_kinds_like_pil(void) {
     write_png_kind(tmp_path(p, sizeof p, "pal.png"), true);
     CHECK_OK(bl_image_read(p, &img));
     uint8_t want_pal[9] = {70, 80, 90, 10, 20, 30, 40, 50, 60};
-    CHECK(img.width == 3 && img.channels == 3 && img.pixels &&
-          memcmp(img.pixels, want_pal, 9) == 0);
+    CHECK(img.width == 3 && img.channels == 3 && img.pixels && memcmp(img.pixels, want_pal, 9) == 0);
     bl_image_free(&img);
     /* 16-bit gray clips at 255 as PIL's I;16 -> RGB does: 100, 300, 65535 -> 100, 255, 255. */
     write_png_kind(tmp_path(p, sizeof p, "gray16.png"), false);
@@ -207,8 +202,9 @@ static void test_jpeg_decode(void) {
     jpg = encode_jpeg(g, 16, 8, 1, 95, &n);
     CHECK_OK(bl_image_decode(jpg, n, "gray.jpg", &img));
     CHECK(img.channels == 3 && img.width == 16 && img.height == 8);
-    if (img.pixels) CHECK(img.pixels[3 * 37] == img.pixels[3 * 37 + 1] &&
-                          img.pixels[3 * 37 + 1] == img.pixels[3 * 37 + 2]);
+    if (img.pixels)
+        CHECK(img.pixels[3 * 37] == img.pixels[3 * 37 + 1] &&
+              img.pixels[3 * 37 + 1] == img.pixels[3 * 37 + 2]);
     bl_image_free(&img);
 
     /* Every truncated length is a clean error; a JPEG cut short is not half gray. */
@@ -286,9 +282,12 @@ static void test_image_mutations(void) {
             for (int e = 0; e < edits && len > 0; e++) {
                 int kind = (int)bl_rng_below(&rng, 3);
                 size_t at = (size_t)bl_rng_below(&rng, len);
-                if (kind == 0) bad[at] ^= (unsigned char)(1 + bl_rng_below(&rng, 255));
-                else if (kind == 1) len = at;
-                else if (len < n + 16) memmove(bad + at + 1, bad + at, len - at), len++;
+                if (kind == 0)
+                    bad[at] ^= (unsigned char)(1 + bl_rng_below(&rng, 255));
+                else if (kind == 1)
+                    len = at;
+                else if (len < n + 16)
+                    memmove(bad + at + 1, bad + at, len - at), len++;
             }
             bl_image img;
             bl_clear_error();
@@ -352,8 +351,7 @@ static void test_undecodable(void) {
     memcpy(broken, png, n);
     CHECK(memcmp(broken + 37, "IDAT", 4) == 0);
     broken[45] ^= 0xff;
-    CHECK_ERR(bl_image_decode(broken, n, "broken.png", &img), BL_ERR_FORMAT,
-              "broken.png: libpng: IDAT");
+    CHECK_ERR(bl_image_decode(broken, n, "broken.png", &img), BL_ERR_FORMAT, "broken.png: libpng: IDAT");
     fprintf(stderr, "  %s\n", bl_last_error());
     memcpy(broken, png, n);
     broken[16] = 0x7f; /* width far beyond libpng's limits, CRC now wrong too */
@@ -394,8 +392,7 @@ static void test_resize_hand_computed(void) {
     /* The same along the vertical axis (a 1x4 column). */
     a.width = 1, a.height = 4;
     CHECK_OK(bl_image_resize(&a, 1, 2, &out));
-    CHECK(out.width == 1 && out.height == 2 && out.pixels && out.pixels[0] == 71 &&
-          out.pixels[1] == 117);
+    CHECK(out.width == 1 && out.height == 2 && out.pixels && out.pixels[0] == 71 && out.pixels[1] == 117);
     bl_image_free(&out);
     bl_image_free(&a);
     /* Both passes on RGB: a constant image stays constant, exactly. */
@@ -433,10 +430,10 @@ static void test_resize_hand_computed(void) {
     CHECK(out.pixels && memcmp(out.pixels, pillow_small, 12) == 0);
     bl_image_free(&out);
     CHECK_OK(bl_image_resize(&wide, 13, 4, &out));
-    const uint8_t pillow_mixed[52] = {
-        46,  66,  92,  117, 135, 156, 182, 131, 123, 139, 71,  66,  86,  111, 131, 157, 182, 126,
-        100, 126, 116, 126, 146, 122, 131, 151, 89,  109, 123, 113, 135, 160, 186, 120, 104, 124,
-        100, 109, 129, 92,  112, 112, 62,  79,  104, 130, 147, 169, 185, 117, 112, 132};
+    const uint8_t pillow_mixed[52] = {46,  66,  92,  117, 135, 156, 182, 131, 123, 139, 71,  66,  86,
+                                      111, 131, 157, 182, 126, 100, 126, 116, 126, 146, 122, 131, 151,
+                                      89,  109, 123, 113, 135, 160, 186, 120, 104, 124, 100, 109, 129,
+                                      92,  112, 112, 62,  79,  104, 130, 147, 169, 185, 117, 112, 132};
     CHECK(out.pixels && memcmp(out.pixels, pillow_mixed, 52) == 0);
     bl_image_free(&out);
     bl_image_free(&wide);
@@ -551,8 +548,7 @@ static void test_image_folder(void) {
     CHECK(bl_image_folder_count(f) == 5);
     for (int i = 0; i < 5 && i < bl_image_folder_count(f); i++) {
         snprintf(p, sizeof p, "%s/%s", root, want[i]);
-        CHECK_MSG(strcmp(bl_image_folder_path(f, i), p) == 0, "item %d: %s", i,
-                  bl_image_folder_path(f, i));
+        CHECK_MSG(strcmp(bl_image_folder_path(f, i), p) == 0, "item %d: %s", i, bl_image_folder_path(f, i));
         CHECK(bl_image_folder_class(f, i) == cls[i]);
     }
     CHECK(bl_image_folder_skipped(f) == 1); /* notes.txt */

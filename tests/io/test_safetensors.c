@@ -10,8 +10,7 @@
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 /* A file image: 8-byte little-endian header length, the header, then data_len bytes. */
-static unsigned char *make_image(const char *header, uint64_t claimed_len, size_t data_len,
-                                 size_t *size) {
+static unsigned char *make_image(const char *header, uint64_t claimed_len, size_t data_len, size_t *size) {
     size_t hlen = strlen(header);
     *size = 8 + hlen + data_len;
     unsigned char *b = calloc(1, *size);
@@ -33,13 +32,12 @@ static bl_status open_header(const char *header, size_t data_len) {
     return s;
 }
 
-#define CHECK_BAD(header, data_len, needle)                                                  \
+#define CHECK_BAD(header, data_len, needle)                                                                  \
     CHECK_ERR(open_header((header), (data_len)), BL_ERR_FORMAT, (needle))
 
 static void temp_path(char *path, size_t size) {
     const char *dir = getenv("TMPDIR");
-    snprintf(path, size, "%s/beamlet_st_test_%ld.safetensors", dir && *dir ? dir : "/tmp",
-             (long)getpid());
+    snprintf(path, size, "%s/beamlet_st_test_%ld.safetensors", dir && *dir ? dir : "/tmp", (long)getpid());
 }
 
 /* ---- round trips ------------------------------------------------------------------------ */
@@ -85,8 +83,8 @@ static void test_round_trip(void) {
     CHECK(strcmp(bl_safetensors_path(f), path) == 0);
     CHECK(bl_safetensors_count(f) == 8);
     /* Layout order: by element size, largest first, then by name. */
-    const char *order[] = {"bn.num_batches_tracked", "empty", "layer.weight", "scalar",
-                           "ints", "bf", "hf", "bytes"};
+    const char *order[] = {
+        "bn.num_batches_tracked", "empty", "layer.weight", "scalar", "ints", "bf", "hf", "bytes"};
     for (size_t i = 0; i < 8; i++) {
         const bl_st_tensor *t = bl_safetensors_at(f, i);
         CHECK_MSG(t && strcmp(t->name, order[i]) == 0, "position %zu: %s", i, t ? t->name : "-");
@@ -122,8 +120,8 @@ static void test_round_trip(void) {
     CHECK_OK(bl_safetensors_read_f32(f, "scalar", 0, NULL, out));
     CHECK(out[0] == 42.0f);
     CHECK_OK(bl_safetensors_read_f32(f, "empty", 2, (int64_t[]){0, 3}, out));
-    CHECK_ERR(bl_safetensors_read_f32(f, "layer.weight", 2, (int64_t[]){3, 2}, out),
-              BL_ERR_FORMAT, "tensor 'layer.weight': shape [2,3] does not match the model's [3,2]");
+    CHECK_ERR(bl_safetensors_read_f32(f, "layer.weight", 2, (int64_t[]){3, 2}, out), BL_ERR_FORMAT,
+              "tensor 'layer.weight': shape [2,3] does not match the model's [3,2]");
     CHECK_ERR(bl_safetensors_read_f32(f, "layer.weight", 1, (int64_t[]){6}, out), BL_ERR_FORMAT,
               "shape [2,3] does not match the model's [6]");
     CHECK_ERR(bl_safetensors_read_f32(f, "scalar", 1, (int64_t[]){1}, out), BL_ERR_FORMAT,
@@ -156,10 +154,9 @@ static const char python_header[] =
     "\"shape\":[1],\"data_offsets\":[42,44]},\"u\":{\"dtype\":\"U8\",\"shape\":[3],\"data_off"
     "sets\":[44,47]}}";
 static const unsigned char python_data[47] = {
-    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x41, 0x00, 0x00, 0x80,
-    0x3f, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x40, 0x00, 0x00, 0x80, 0x40, 0xff, 0xff,
-    0xff, 0xff, 0x05, 0x00, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x40, 0x40, 0x40, 0x00, 0x3c, 0x01,
-    0x02, 0x03};
+    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x41, 0x00, 0x00, 0x80, 0x3f,
+    0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x40, 0x00, 0x00, 0x80, 0x40, 0xff, 0xff, 0xff, 0xff,
+    0x05, 0x00, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x40, 0x40, 0x40, 0x00, 0x3c, 0x01, 0x02, 0x03};
 
 static void test_python_layout(void) {
     size_t hlen = strlen(python_header); /* 454; padded to 456 */
@@ -249,7 +246,8 @@ static void test_empty_file_and_alignment(void) {
     CHECK_OK(open_header("{\"__metadata__\":{}}", 0));
     /* Members other than the three are ignored, like the reference reader does. */
     CHECK_OK(open_header("{\"w\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],"
-                         "\"extra\":[1]}}", 2));
+                         "\"extra\":[1]}}",
+                         2));
 }
 
 /* ---- malformed files -------------------------------------------------------------------- */
@@ -263,8 +261,7 @@ static void test_malformed(void) {
     b = make_image("", 0, 0, &size);
     CHECK_ERR(bl_safetensors_open_memory(b, 5, "model.safetensors", &f), BL_ERR_FORMAT,
               "model.safetensors: file is 5 bytes, shorter than the 8-byte header length");
-    CHECK_ERR(bl_safetensors_open_memory(b, 0, "model.safetensors", &f), BL_ERR_FORMAT,
-              "file is 0 bytes");
+    CHECK_ERR(bl_safetensors_open_memory(b, 0, "model.safetensors", &f), BL_ERR_FORMAT, "file is 0 bytes");
     CHECK(f == NULL);
     free(b);
     b = make_image("{}", 40, 0, &size);
@@ -289,8 +286,8 @@ static void test_malformed(void) {
     CHECK_BAD("[]", 0, "model.safetensors: header is an array, not a JSON object");
     CHECK_BAD("\"x\"", 0, "header is a string, not a JSON object");
     CHECK_BAD("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-              "\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
-              "duplicate object key \"w\"");
+              "\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
+              2, "duplicate object key \"w\"");
 
     /* Metadata. */
     CHECK_BAD("{\"__metadata__\":{\"epoch\":3}}", 0,
@@ -327,13 +324,13 @@ static void test_malformed(void) {
               "shape[0]: expected an integer, got 2e0");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2,-3],\"data_offsets\":[0,24]}}", 24,
               "tensor 'w': shape[0] is negative (-2)");
-    CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}",
-              4, "shape[0]: integer 99999999999999999999 is out of the range of int64");
+    CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4,
+              "shape[0]: integer 99999999999999999999 is out of the range of int64");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
-              "\"data_offsets\":[0,4]}}", 4,
-              "tensor 'w': shape [4294967296,4294967296,16] is too large");
-    CHECK_BAD("{\"w\":{\"dtype\":\"I64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,8]}}",
-              8, "is too large (its byte count overflows)");
+              "\"data_offsets\":[0,4]}}",
+              4, "tensor 'w': shape [4294967296,4294967296,16] is too large");
+    CHECK_BAD("{\"w\":{\"dtype\":\"I64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,8]}}", 8,
+              "is too large (its byte count overflows)");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{}}}", 4,
               "tensor 'w': \"data_offsets\" is an object, not an array of two integers");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8,
@@ -346,8 +343,8 @@ static void test_malformed(void) {
               "tensor 'w': data_offsets [4, 0]: begin is after end");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
               "tensor 'w': data_offsets end 8 is beyond the data buffer (4 bytes)");
-    CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,9223372036854775807]}}",
-              4, "data_offsets end 9223372036854775807 is beyond the data buffer");
+    CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,9223372036854775807]}}", 4,
+              "data_offsets end 9223372036854775807 is beyond the data buffer");
     CHECK_BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 20,
               "tensor 'w': shape [2,3] of F32 needs 24 bytes but data_offsets [0, 20] hold 20");
     CHECK_BAD("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
@@ -359,17 +356,17 @@ static void test_malformed(void) {
 
     /* How the tensors sit in the data buffer. */
     CHECK_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
-              "model.safetensors: tensors 'a' [0, 8) and 'b' [4, 12) overlap");
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+              12, "model.safetensors: tensors 'a' [0, 8) and 'b' [4, 12) overlap");
     CHECK_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
-              "tensors 'a' [0, 8) and 'b' [0, 8) overlap");
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+              8, "tensors 'a' [0, 8) and 'b' [0, 8) overlap");
     CHECK_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-              "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", 8,
-              "tensors 'a' [0, 8) and 'e' [4, 4) overlap");
+              "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+              8, "tensors 'a' [0, 8) and 'e' [4, 4) overlap");
     CHECK_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20,
-              "model.safetensors: data bytes [8, 12) before tensor 'b' belong to no tensor");
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+              20, "model.safetensors: data bytes [8, 12) before tensor 'b' belong to no tensor");
     CHECK_BAD("{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
               "data bytes [0, 4) before tensor 'b' belong to no tensor");
     CHECK_BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12,
@@ -378,7 +375,8 @@ static void test_malformed(void) {
     /* Listed out of order in the header but tiling the buffer: fine. */
     CHECK_OK(open_header("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
                          "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
-                         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8));
+                         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                         8));
 }
 
 static void test_writer_errors(void) {
@@ -390,20 +388,20 @@ static void test_writer_errors(void) {
               "tensor 'x': the name is already used");
     CHECK_ERR(bl_safetensors_writer_add(w, "", BL_F32, 1, (int64_t[]){4}, x), BL_ERR_INVALID_ARG,
               "the name is empty");
-    CHECK_ERR(bl_safetensors_writer_add(w, "__metadata__", BL_F32, 1, (int64_t[]){4}, x),
-              BL_ERR_INVALID_ARG, "the name is reserved");
-    CHECK_ERR(bl_safetensors_writer_add(w, "bad\xff", BL_F32, 1, (int64_t[]){4}, x),
-              BL_ERR_INVALID_ARG, "not valid UTF-8");
-    CHECK_ERR(bl_safetensors_writer_add(w, "neg", BL_F32, 1, (int64_t[]){-4}, x),
-              BL_ERR_INVALID_ARG, "a dimension is negative");
+    CHECK_ERR(bl_safetensors_writer_add(w, "__metadata__", BL_F32, 1, (int64_t[]){4}, x), BL_ERR_INVALID_ARG,
+              "the name is reserved");
+    CHECK_ERR(bl_safetensors_writer_add(w, "bad\xff", BL_F32, 1, (int64_t[]){4}, x), BL_ERR_INVALID_ARG,
+              "not valid UTF-8");
+    CHECK_ERR(bl_safetensors_writer_add(w, "neg", BL_F32, 1, (int64_t[]){-4}, x), BL_ERR_INVALID_ARG,
+              "a dimension is negative");
     CHECK_ERR(bl_safetensors_writer_add(w, "deep", BL_F32, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}, x),
               BL_ERR_INVALID_ARG, "ndim must be 0..8");
-    CHECK_ERR(bl_safetensors_writer_add(w, "null", BL_F32, 1, (int64_t[]){4}, NULL),
-              BL_ERR_INVALID_ARG, "data is NULL");
+    CHECK_ERR(bl_safetensors_writer_add(w, "null", BL_F32, 1, (int64_t[]){4}, NULL), BL_ERR_INVALID_ARG,
+              "data is NULL");
     CHECK_ERR(bl_safetensors_writer_add(w, "huge", BL_F32, 2, (int64_t[]){INT64_MAX, 4}, x),
               BL_ERR_INVALID_ARG, "the shape is too large");
-    CHECK_ERR(bl_safetensors_writer_add(w, "dt", BL_DTYPE_COUNT, 1, (int64_t[]){4}, x),
-              BL_ERR_INVALID_ARG, "unknown dtype");
+    CHECK_ERR(bl_safetensors_writer_add(w, "dt", BL_DTYPE_COUNT, 1, (int64_t[]){4}, x), BL_ERR_INVALID_ARG,
+              "unknown dtype");
     CHECK_ERR(bl_safetensors_writer_set_metadata(w, "k", "bad\xc3"), BL_ERR_INVALID_ARG,
               "metadata 'k' is not valid UTF-8");
     CHECK_ERR(bl_safetensors_writer_commit(w, "/nonexistent/dir/out.safetensors"), BL_ERR_IO,
@@ -512,9 +510,9 @@ static void test_fuzz(void) {
             size_t at = bl_rng_below(&rng, 4) ? 8 + bl_rng_below(&rng, hlen) : bl_rng_below(&rng, len);
             if (at >= len) continue;
             switch (bl_rng_below(&rng, 3)) {
-            case 0: m[at] ^= (unsigned char)(1u << bl_rng_below(&rng, 8)); break;
-            case 1: m[at] = (unsigned char)bl_rng_u32(&rng); break;
-            default: m[at] = (unsigned char)tokens[bl_rng_below(&rng, sizeof tokens - 1)]; break;
+                case 0: m[at] ^= (unsigned char)(1u << bl_rng_below(&rng, 8)); break;
+                case 1: m[at] = (unsigned char)bl_rng_u32(&rng); break;
+                default: m[at] = (unsigned char)tokens[bl_rng_below(&rng, sizeof tokens - 1)]; break;
             }
         }
         bl_safetensors *f = NULL;

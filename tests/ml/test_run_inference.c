@@ -65,7 +65,8 @@ static void check_prediction(const bl_prediction_result *r, int want_k) {
     for (int i = 0; i < r->top_k; i++) {
         CHECK(r->classes[i] >= 0 && r->classes[i] < 10);
         CHECK(r->probabilities[i] >= 0 && r->probabilities[i] <= 1);
-        if (i) CHECK_MSG(r->probabilities[i] <= r->probabilities[i - 1], "%s: top-k not sorted", r->example_id);
+        if (i)
+            CHECK_MSG(r->probabilities[i] <= r->probabilities[i - 1], "%s: top-k not sorted", r->example_id);
         CHECK(strcmp(r->class_names[i], bl_fashion_mnist_class_names[r->classes[i]]) == 0);
         sum += r->probabilities[i];
     }
@@ -123,7 +124,8 @@ static void test_predictions_all_runners(void) {
         CHECK_OK(bl_pipeline_metric(p, t, "load_model_latency", &m));
         CHECK(m.is_distribution && m.count == 1);
         char *got = tp_sorted(pred);
-        if (!want) want = got;
+        if (!want)
+            want = got;
         else {
             CHECK_MSG(strcmp(want, got) == 0, "runner %d differs:\n%s\nvs\n%s", ri, got, want);
             free(got);
@@ -174,8 +176,10 @@ static void test_probabilities_match_model(void) {
             CHECK_OK(bl_pcoll_result_value(pred, j, (void **)&q));
             char id[32];
             snprintf(id, sizeof id, "img-%02zu", i);
-            if (strcmp(q->example_id, id) == 0) r = q;
-            else bl_coder_free_value(bl_coder_prediction_result(), q);
+            if (strcmp(q->example_id, id) == 0)
+                r = q;
+            else
+                bl_coder_free_value(bl_coder_prediction_result(), q);
         }
         CHECK(r != NULL);
         if (!r) continue;
@@ -277,7 +281,8 @@ static void test_image_folder_dead_letter(void) {
             bl_dead_letter *d;
             CHECK_OK(bl_pcoll_result_value(bad, 0, (void **)&d));
             CHECK(strstr(d->id, "broken.png") != NULL);
-            CHECK_MSG(strstr(d->reason, "broken.png") && strstr(d->reason, "not a JPEG or PNG"), "%s", d->reason);
+            CHECK_MSG(strstr(d->reason, "broken.png") && strstr(d->reason, "not a JPEG or PNG"), "%s",
+                      d->reason);
             CHECK(strcmp(d->step, "ReadImages/Decode") == 0);
             bl_coder_free_value(bl_coder_dead_letter(), d);
         }
@@ -304,7 +309,8 @@ static void test_gpu_without_gpu(void) {
     CHECK(strcmp(dev, "cpu") == 0 && fell_back);
     CHECK_OK(bl_inference_resolve_device("auto", false, dev, sizeof dev, &fell_back));
     CHECK(!fell_back);
-    CHECK_ERR(bl_inference_resolve_device("tpu2", false, dev, sizeof dev, NULL), BL_ERR_INVALID_ARG, "unknown device");
+    CHECK_ERR(bl_inference_resolve_device("tpu2", false, dev, sizeof dev, NULL), BL_ERR_INVALID_ARG,
+              "unknown device");
 
     /* RunInference refuses before the pipeline runs ... */
     bl_pipeline *p;
@@ -322,7 +328,6 @@ static void test_gpu_without_gpu(void) {
     CHECK_OK(bl_pipeline_run(p));
     CHECK(bl_pcoll_result_count(pred) == 4);
     bl_pipeline_free(p);
-
 }
 
 static void test_missing_weights(void) {
@@ -331,7 +336,8 @@ static void test_missing_weights(void) {
     CHECK_OK(tp_new(NULL, &p));
     CHECK_OK(create_examples(p, 2, -1, &in));
     bl_run_inference_config c = tiny_config("/nonexistent/model.safetensors", 1);
-    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), BL_ERR_NOT_FOUND, "/nonexistent/model");
+    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), BL_ERR_NOT_FOUND,
+              "/nonexistent/model");
     bl_pipeline_free(p);
 }
 
@@ -349,15 +355,22 @@ static void test_coders(void) {
     CHECK_OK(bl_coder_encode(bl_coder_image_example(), back, &b2));
     CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
     CHECK_OK(bl_coder_to_json(bl_coder_image_example(), e, &j));
-    CHECK_MSG(strstr((char *)j.data, "\"id\": \"a \\\"quoted\\\" id\"") && strstr((char *)j.data, "[1, 2, 3]"), "%s", j.data);
+    CHECK_MSG(strstr((char *)j.data, "\"id\": \"a \\\"quoted\\\" id\"") &&
+                  strstr((char *)j.data, "[1, 2, 3]"),
+              "%s", j.data);
     bl_image_example *cut = NULL;
     CHECK_ERR(bl_coder_decode(bl_coder_image_example(), b.data, b.len - 1, (void **)&cut), BL_ERR_FORMAT, "");
     CHECK(cut == NULL);
     bl_image_example_free(e);
     bl_coder_free_value(bl_coder_image_example(), back);
 
-    bl_prediction_result r = {.example_id = "x", .label = -1, .top_k = 2, .classes = {3, 1},
-                              .probabilities = {0.75f, 0.25f}, .class_names = {"Dress", ""}, .model_id = "m"};
+    bl_prediction_result r = {.example_id = "x",
+                              .label = -1,
+                              .top_k = 2,
+                              .classes = {3, 1},
+                              .probabilities = {0.75f, 0.25f},
+                              .class_names = {"Dress", ""},
+                              .model_id = "m"};
     b.len = j.len = 0;
     CHECK_OK(bl_coder_encode(bl_coder_prediction_result(), &r, &b));
     bl_prediction_result *rb;
@@ -365,9 +378,11 @@ static void test_coders(void) {
     CHECK(rb->top_k == 2 && rb->classes[1] == 1 && rb->probabilities[0] == 0.75f);
     CHECK(strcmp(rb->class_names[0], "Dress") == 0 && strcmp(rb->model_id, "m") == 0);
     CHECK_OK(bl_coder_to_json(bl_coder_prediction_result(), rb, &j));
-    CHECK_MSG(strcmp((char *)j.data, "{\"example\": \"x\", \"inference\": [{\"class\": 3, \"name\": \"Dress\", "
-                     "\"probability\": 0.75}, {\"class\": 1, \"probability\": 0.25}], \"model_id\": \"m\"}") == 0,
-              "%s", j.data);
+    CHECK_MSG(
+        strcmp((char *)j.data,
+               "{\"example\": \"x\", \"inference\": [{\"class\": 3, \"name\": \"Dress\", "
+               "\"probability\": 0.75}, {\"class\": 1, \"probability\": 0.25}], \"model_id\": \"m\"}") == 0,
+        "%s", j.data);
     bl_coder_free_value(bl_coder_prediction_result(), rb);
     /* Every shorter prefix is a format error, never a crash or a read past the end. */
     for (size_t cut = 0; cut < b.len; cut++) {
@@ -382,7 +397,8 @@ static void test_coders(void) {
         CHECK(bl_coder_decode(bl_coder_dead_letter(), b.data, cut, &v) == BL_ERR_FORMAT && v == NULL);
     }
     CHECK_OK(bl_coder_to_json(bl_coder_dead_letter(), &dl, &j));
-    CHECK(strcmp((char *)j.data, "{\"id\": \"f.png\", \"step\": \"Read/Decode\", \"reason\": \"f.png: not a JPEG or PNG file\"}") == 0);
+    CHECK(strcmp((char *)j.data, "{\"id\": \"f.png\", \"step\": \"Read/Decode\", \"reason\": \"f.png: not a "
+                                 "JPEG or PNG file\"}") == 0);
 
     /* Accuracy: top-1 right, top-2 right, unlabelled. */
     const bl_combine_fn *f = bl_combine_accuracy();
@@ -462,13 +478,16 @@ static void test_stage_programs(void) {
     snprintf(prog, sizeof prog, "%s/02_gpu_inference", dir);
     if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
     if (have_gpu()) SKIP("this machine has a GPU: the no-GPU paths of stage 2 do not apply");
-    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 2>&1", prog, gray_weights,
-             data, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU") && strstr(out, "--allow_cpu_fallback"),
+    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 2>&1", prog,
+             gray_weights, data, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU") &&
+                  strstr(out, "--allow_cpu_fallback"),
               "%s", out);
-    snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 --allow_cpu_fallback 2>&1",
-             prog, gray_weights, data, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO GPU") && strstr(out, "20 images in"), "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 --allow_cpu_fallback 2>&1", prog,
+             gray_weights, data, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO GPU") && strstr(out, "20 images in"),
+              "%s", out);
 }
 
 /* `beamlet infer`, once main.c lists it: Fashion-MNIST, a folder with a broken file, no GPU. */
@@ -481,18 +500,25 @@ static void test_cli_infer(void) {
     if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
     snprintf(cmd, sizeof cmd, "%s infer --help 2>&1", prog);
     if (run_cmd(cmd, out, sizeof out) != 0) SKIP("this beamlet has no 'infer' command yet");
-    snprintf(cmd, sizeof cmd, "%s infer --weights=%s --data_dir=%s/fashion --limit=20 --device=cpu --output=%s/cli1 "
-             "--runner=local --num_workers=2 2>&1", prog, gray_weights, tmpdir, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "20 images in") && strstr(out, "accuracy"), "%s", out);
-    snprintf(cmd, sizeof cmd, "%s infer --dataset=folder --images=%s/photos --weights=%s --resize=36 --crop=32 "
-             "--output=%s/cli2 2>&1", prog, tmpdir, rgb_weights, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "3 images in") && strstr(out, "1 dead letters"), "%s",
-              out);
+    snprintf(cmd, sizeof cmd,
+             "%s infer --weights=%s --data_dir=%s/fashion --limit=20 --device=cpu --output=%s/cli1 "
+             "--runner=local --num_workers=2 2>&1",
+             prog, gray_weights, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "20 images in") && strstr(out, "accuracy"),
+              "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s infer --dataset=folder --images=%s/photos --weights=%s --resize=36 --crop=32 "
+             "--output=%s/cli2 2>&1",
+             prog, tmpdir, rgb_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "3 images in") &&
+                  strstr(out, "1 dead letters"),
+              "%s", out);
     char path[300];
     snprintf(path, sizeof path, "%s/cli2/summary.json", tmpdir);
     CHECK(bl_file_exists(path));
     if (have_gpu()) SKIP("this machine has a GPU");
-    snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog, gray_weights, tmpdir);
+    snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog,
+             gray_weights, tmpdir);
     CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU"), "%s", out);
 }
 

@@ -65,7 +65,8 @@ static void run_sweep(const char *runner, const char *serving, const char *resul
     }
     bl_training_result *b;
     CHECK_OK(bl_pcoll_result_value(deployed, 0, (void **)&b));
-    CHECK_MSG(b->accuracy == best_acc, "deployed %s with %.3f, best accuracy %.3f", b->experiment_id, b->accuracy, best_acc);
+    CHECK_MSG(b->accuracy == best_acc, "deployed %s with %.3f, best accuracy %.3f", b->experiment_id,
+              b->accuracy, best_acc);
     snprintf(best_id, BL_ML_ID_MAX, "%s", b->experiment_id);
     bl_coder_free_value(bl_coder_training_result(), b);
     int64_t trained = 0;
@@ -88,12 +89,15 @@ static void test_sweep_on_direct_and_local(void) {
         char best[BL_ML_ID_MAX];
         bool resumed;
         run_sweep(runners[k], serving, results, &n, best, &resumed);
-        fprintf(stderr, "  %s runner: %d results, best %s%s\n", runners[k], n, best, resumed ? " (all resumed)" : "");
+        fprintf(stderr, "  %s runner: %d results, best %s%s\n", runners[k], n, best,
+                resumed ? " (all resumed)" : "");
         CHECK(n == 4);
         /* The second runner finds every config's checkpoint: nothing is trained twice, and
          * the answer is the same. */
-        if (k == 0) snprintf(first_best, sizeof first_best, "%s", best);
-        else CHECK(resumed && strcmp(best, first_best) == 0);
+        if (k == 0)
+            snprintf(first_best, sizeof first_best, "%s", best);
+        else
+            CHECK(resumed && strcmp(best, first_best) == 0);
         snprintf(path, sizeof path, "%s/model.safetensors", serving);
         CHECK(bl_file_exists(path));
         snprintf(path, sizeof path, "%s/model.json", serving);
@@ -114,7 +118,8 @@ static void test_sweep_on_direct_and_local(void) {
     CHECK_OK(bl_safetensors_open(path, &f));
     bl_resnet_config cfg;
     CHECK_OK(bl_resnet_config_from_safetensors(f, "", &cfg));
-    CHECK(cfg.in_channels == 1 && cfg.num_classes == 10 && cfg.width == 2 && cfg.stem == BL_RESNET_STEM_CIFAR);
+    CHECK(cfg.in_channels == 1 && cfg.num_classes == 10 && cfg.width == 2 &&
+          cfg.stem == BL_RESNET_STEM_CIFAR);
     bl_safetensors_close(f);
 }
 

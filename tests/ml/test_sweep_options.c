@@ -21,7 +21,8 @@ static bl_status sweep_grid(int argc, char **argv, bl_training_config **grid, in
 }
 
 static void test_grid_from_plural_flags(void) {
-    char *argv[] = {"sweep", "--learning_rates=0.1,0.01", "--batch_sizes=32", "--models=resnet18", "--epochs=1"};
+    char *argv[] = {"sweep", "--learning_rates=0.1,0.01", "--batch_sizes=32", "--models=resnet18",
+                    "--epochs=1"};
     bl_training_config *grid = NULL;
     int n = 0;
     CHECK_OK(sweep_grid(5, argv, &grid, &n));
@@ -38,8 +39,9 @@ static void test_single_run_flags_refused(void) {
     static const struct {
         const char *flag, *needle;
     } cases[] = {
-        {"--learning_rate=0.1", "--learning_rate=0.1 sets a single run; a sweep takes its learning rates from "
-                                "--learning_rates (e.g. --learning_rates=0.1)"},
+        {"--learning_rate=0.1",
+         "--learning_rate=0.1 sets a single run; a sweep takes its learning rates from "
+         "--learning_rates (e.g. --learning_rates=0.1)"},
         {"--batch_size=128", "--batch_size=128 sets a single run; a sweep takes its batch sizes from "
                              "--batch_sizes (e.g. --batch_sizes=128)"},
         {"--model=resnet34", "--model=resnet34 sets a single run; a sweep takes its models from --models "

@@ -73,7 +73,8 @@ static void test_train_and_resume_bit_for_bit(void) {
     bl_training_config a = tiny_config("uninterrupted"), b = tiny_config("interrupted");
     bl_training_result ra, rb1, rb2;
     CHECK_OK(bl_train(&a, &train, &test, &ra));
-    fprintf(stderr, "  uninterrupted: accuracy %.3f loss %.4f after %d epochs\n", ra.accuracy, ra.loss, ra.epochs);
+    fprintf(stderr, "  uninterrupted: accuracy %.3f loss %.4f after %d epochs\n", ra.accuracy, ra.loss,
+            ra.epochs);
     CHECK(ra.epochs == 3 && !ra.resumed);
     CHECK_MSG(ra.accuracy > 0.5, "a tiny ResNet should learn the stripes (accuracy %.3f)", ra.accuracy);
     CHECK(bl_file_exists(ra.weights_path) && bl_file_exists(ra.checkpoint_path));
@@ -84,9 +85,10 @@ static void test_train_and_resume_bit_for_bit(void) {
     b.stop_after_epochs = 0;
     CHECK_OK(bl_train(&b, &train, &test, &rb2));
     CHECK(rb2.resumed && rb2.epochs == 3);
-    CHECK_MSG(rb2.accuracy == ra.accuracy && rb2.loss == ra.loss, "resumed %.6f/%.6f vs %.6f/%.6f", rb2.accuracy,
-              rb2.loss, ra.accuracy, ra.loss);
-    CHECK_MSG(same_weights(ra.weights_path, rb2.weights_path), "resumed weights differ from uninterrupted ones");
+    CHECK_MSG(rb2.accuracy == ra.accuracy && rb2.loss == ra.loss, "resumed %.6f/%.6f vs %.6f/%.6f",
+              rb2.accuracy, rb2.loss, ra.accuracy, ra.loss);
+    CHECK_MSG(same_weights(ra.weights_path, rb2.weights_path),
+              "resumed weights differ from uninterrupted ones");
     /* metrics.jsonl holds one line per epoch, the resumed run's history included. */
     char path[700];
     snprintf(path, sizeof path, "%s/interrupted/metrics.jsonl", tmpdir);
@@ -115,20 +117,24 @@ static void test_config_json_and_validation(void) {
     char *json;
     CHECK_OK(bl_training_config_to_json(&c, &json));
     CHECK_OK(bl_training_config_from_json(json, strlen(json), &back));
-    CHECK(memcmp(&c, &back, sizeof c) == 0 || (back.train_limit == 123 && strcmp(back.experiment_id, "json") == 0 &&
-                                               back.learning_rate == c.learning_rate));
+    CHECK(memcmp(&c, &back, sizeof c) == 0 ||
+          (back.train_limit == 123 && strcmp(back.experiment_id, "json") == 0 &&
+           back.learning_rate == c.learning_rate));
     free(json);
     const char *bad = "{\"experiment_id\":\"x\",\"learnig_rate\":0.1}";
-    CHECK_ERR(bl_training_config_from_json(bad, strlen(bad), &back), BL_ERR_FORMAT, "unknown field 'learnig_rate'");
+    CHECK_ERR(bl_training_config_from_json(bad, strlen(bad), &back), BL_ERR_FORMAT,
+              "unknown field 'learnig_rate'");
     const char *wrong_type = "{\"epochs\":\"ten\"}";
-    CHECK_ERR(bl_training_config_from_json(wrong_type, strlen(wrong_type), &back), BL_ERR_FORMAT, "'epochs' must be an integer");
+    CHECK_ERR(bl_training_config_from_json(wrong_type, strlen(wrong_type), &back), BL_ERR_FORMAT,
+              "'epochs' must be an integer");
     bl_training_result r = {0}, rback;
     snprintf(r.experiment_id, sizeof r.experiment_id, "lr0.01-bs16");
     r.accuracy = 0.9125;
     r.epochs = 4;
     CHECK_OK(bl_training_result_to_json(&r, &json));
     CHECK_OK(bl_training_result_from_json(json, strlen(json), &rback));
-    CHECK(rback.accuracy == r.accuracy && rback.epochs == 4 && strcmp(rback.experiment_id, "lr0.01-bs16") == 0);
+    CHECK(rback.accuracy == r.accuracy && rback.epochs == 4 &&
+          strcmp(rback.experiment_id, "lr0.01-bs16") == 0);
     free(json);
 
     c = tiny_config("v");

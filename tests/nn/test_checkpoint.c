@@ -51,7 +51,8 @@ static void test_round_trip(void) {
     CHECK_OK(bl_resnet_config_from_safetensors(f, "", &cfg));
     CHECK(cfg.depth == 18 && cfg.width == 4 && cfg.num_classes == 10 && cfg.in_channels == 3 &&
           cfg.stem == BL_RESNET_STEM_CIFAR);
-    CHECK_ERR(bl_resnet_config_from_safetensors(f, "model/", &cfg), BL_ERR_FORMAT, "not a torchvision-layout ResNet");
+    CHECK_ERR(bl_resnet_config_from_safetensors(f, "model/", &cfg), BL_ERR_FORMAT,
+              "not a torchvision-layout ResNet");
     bl_safetensors_close(f);
     unlink(path);
     bl_model_free(a);
@@ -59,7 +60,13 @@ static void test_round_trip(void) {
 }
 
 /* Builds a file image with the model's tensors, letting `edit` change one of them. */
-typedef enum { EDIT_NONE, EDIT_BF16, EDIT_I32, EDIT_EXTRA, EDIT_DROP } edit_kind;
+typedef enum {
+    EDIT_NONE,
+    EDIT_BF16,
+    EDIT_I32,
+    EDIT_EXTRA,
+    EDIT_DROP
+} edit_kind;
 
 static bl_status write_variant(bl_model *m, edit_kind edit, const char *path) {
     bl_safetensors_writer *w;
@@ -74,8 +81,8 @@ static bl_status write_variant(bl_model *m, edit_kind edit, const char *path) {
         if (target && (edit == EDIT_BF16 || edit == EDIT_I32)) {
             uint16_t *h = malloc(sizeof(uint16_t) * (size_t)n * 2);
             for (int64_t j = 0; j < n; j++) h[j] = bl_f32_to_bf16(((float *)v->data)[j]);
-            s = bl_safetensors_writer_add(w, p->name, edit == EDIT_BF16 ? BL_BF16 : BL_I32,
-                                          v->ndim, v->shape, h);
+            s = bl_safetensors_writer_add(w, p->name, edit == EDIT_BF16 ? BL_BF16 : BL_I32, v->ndim, v->shape,
+                                          h);
             free(h);
             continue;
         }
@@ -113,7 +120,8 @@ static void test_conversions_and_refusals(void) {
     CHECK(truncate(path, 1000) == 0);
     CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, path);
     unlink(path);
-    CHECK_ERR(bl_model_load(b, "/nonexistent/weights.safetensors"), BL_ERR_IO, "/nonexistent/weights.safetensors");
+    CHECK_ERR(bl_model_load(b, "/nonexistent/weights.safetensors"), BL_ERR_IO,
+              "/nonexistent/weights.safetensors");
     bl_model_free(a);
     bl_model_free(b);
 }
@@ -154,10 +162,12 @@ static void test_config_from_hostile_shapes(void) {
     bl_resnet_config cfg;
     int64_t good_conv1[4] = {8, 3, 3, 3}, good_fc[2] = {10, 64};
     CHECK_OK(config_from_shapes(good_conv1, good_fc, &cfg));
-    CHECK(cfg.width == 8 && cfg.in_channels == 3 && cfg.num_classes == 10 && cfg.stem == BL_RESNET_STEM_CIFAR);
+    CHECK(cfg.width == 8 && cfg.in_channels == 3 && cfg.num_classes == 10 &&
+          cfg.stem == BL_RESNET_STEM_CIFAR);
     int64_t wrap_width[4] = {4294967304LL, 0, 3, 3};
-    CHECK_ERR(config_from_shapes(wrap_width, good_fc, &cfg), BL_ERR_FORMAT,
-              "crafted.safetensors: conv1.weight [4294967304,0,3,3]: width 4294967304 is out of range (1 to 4096)");
+    CHECK_ERR(
+        config_from_shapes(wrap_width, good_fc, &cfg), BL_ERR_FORMAT,
+        "crafted.safetensors: conv1.weight [4294967304,0,3,3]: width 4294967304 is out of range (1 to 4096)");
     int64_t wide[4] = {5000, 3, 3, 3};
     CHECK_ERR(config_from_shapes(wide, good_fc, &cfg), BL_ERR_FORMAT,
               "conv1.weight [5000,3,3,3]: width 5000 is out of range (1 to 4096)");
@@ -165,8 +175,9 @@ static void test_config_from_hostile_shapes(void) {
     CHECK_ERR(config_from_shapes(no_input, good_fc, &cfg), BL_ERR_FORMAT,
               "conv1.weight [8,0,3,3]: 0 input channels is out of range (1 to 4096)");
     int64_t wrap_classes[2] = {4294967306LL, 0};
-    CHECK_ERR(config_from_shapes(good_conv1, wrap_classes, &cfg), BL_ERR_FORMAT,
-              "crafted.safetensors: fc.weight [4294967306,0]: 4294967306 classes is out of range (1 to 1048576)");
+    CHECK_ERR(
+        config_from_shapes(good_conv1, wrap_classes, &cfg), BL_ERR_FORMAT,
+        "crafted.safetensors: fc.weight [4294967306,0]: 4294967306 classes is out of range (1 to 1048576)");
     int64_t no_classes[2] = {0, 64};
     CHECK_ERR(config_from_shapes(good_conv1, no_classes, &cfg), BL_ERR_FORMAT,
               "fc.weight [0,64]: 0 classes is out of range");

@@ -53,9 +53,12 @@ static bool open_fixture(const char *name, fixture *fx) {
     bl_status s = bl_safetensors_open(fx->path, &fx->f);
     CHECK_MSG(s == BL_OK, "%s", bl_last_error());
     if (s != BL_OK) return false;
-    const char *magic = bl_safetensors_metadata(fx->f, "magic"), *version = bl_safetensors_metadata(fx->f, "version");
-    CHECK_MSG(magic && strcmp(magic, "BLFX") == 0, "%s: not a beamlet fixture (magic %s)", fx->path, magic ? magic : "missing");
-    CHECK_MSG(version && strcmp(version, "1") == 0, "%s: fixture version %s, this test reads 1", fx->path, version ? version : "missing");
+    const char *magic = bl_safetensors_metadata(fx->f, "magic"),
+               *version = bl_safetensors_metadata(fx->f, "version");
+    CHECK_MSG(magic && strcmp(magic, "BLFX") == 0, "%s: not a beamlet fixture (magic %s)", fx->path,
+              magic ? magic : "missing");
+    CHECK_MSG(version && strcmp(version, "1") == 0, "%s: fixture version %s, this test reads 1", fx->path,
+              version ? version : "missing");
     fx->cfg = bl_resnet_config_default();
     fx->cfg.depth = (int)meta_num(fx, "depth");
     fx->cfg.width = (int)meta_num(fx, "width");
@@ -70,7 +73,8 @@ static bool open_fixture(const char *name, fixture *fx) {
 }
 
 /* Compares a device tensor with the fixture tensor `name`; returns the error. */
-static double compare(const fixture *fx, const char *device, const char *name, const bl_tensor *t, double tol) {
+static double compare(const fixture *fx, const char *device, const char *name, const bl_tensor *t,
+                      double tol) {
     const bl_st_tensor *ref = bl_safetensors_find(fx->f, name);
     CHECK_MSG(ref != NULL, "%s: no tensor %s", fx->path, name);
     if (!ref) return INFINITY;
@@ -154,12 +158,12 @@ static void run_train_fixture(const char *device) {
     /* 3 optimizer steps on the same batch from the same initial weights, as in PyTorch. */
     for (int k = 0; k < 2; k++) {
         CHECK_OK(bl_model_load_state(m, fx.f, "param/"));
-        bl_optimizer_config oc = k == 0 ? bl_optimizer_config_sgd((float)meta_num(&fx, "sgd_lr"),
-                                                                  (float)meta_num(&fx, "momentum"),
-                                                                  (float)meta_num(&fx, "weight_decay"),
-                                                                  meta_num(&fx, "nesterov") == 1)
-                                        : bl_optimizer_config_adamw((float)meta_num(&fx, "adamw_lr"),
-                                                                    (float)meta_num(&fx, "adamw_weight_decay"));
+        bl_optimizer_config oc =
+            k == 0 ? bl_optimizer_config_sgd((float)meta_num(&fx, "sgd_lr"), (float)meta_num(&fx, "momentum"),
+                                             (float)meta_num(&fx, "weight_decay"),
+                                             meta_num(&fx, "nesterov") == 1)
+                   : bl_optimizer_config_adamw((float)meta_num(&fx, "adamw_lr"),
+                                               (float)meta_num(&fx, "adamw_weight_decay"));
         if (k == 1) oc.eps = (float)meta_num(&fx, "adamw_eps");
         const char *prefix = k == 0 ? "sgd3/" : "adamw3/";
         char key[64];
@@ -190,9 +194,10 @@ static void run_train_fixture(const char *device) {
                   (long long)bl_model_batches_tracked(m), (long long)want_tracked);
         bl_optimizer_free(opt);
     }
-    fprintf(stderr, "  %s summary: logits %.2e, loss %.2e, worst gradient %.2e (%s), worst after 3 SGD steps "
-            "%.2e (%s), after 3 AdamW steps %.2e (%s)\n", device, e_logits, e_loss, grads.err, grads.name,
-            sgd.err, sgd.name, adamw.err, adamw.name);
+    fprintf(stderr,
+            "  %s summary: logits %.2e, loss %.2e, worst gradient %.2e (%s), worst after 3 SGD steps "
+            "%.2e (%s), after 3 AdamW steps %.2e (%s)\n",
+            device, e_logits, e_loss, grads.err, grads.name, sgd.err, sgd.name, adamw.err, adamw.name);
     bl_tensor_release(&x);
     bl_tensor_release(&labels);
     bl_tensor_release(&loss);
@@ -203,7 +208,8 @@ static void run_train_fixture(const char *device) {
 
 static void run_eval_fixture(const char *device, const char *file) {
     fixture fx;
-    if (!open_fixture(file, &fx)) SKIP("fixture missing: %s (generate it with tools/gen_fixtures.py --large)", fx.path);
+    if (!open_fixture(file, &fx))
+        SKIP("fixture missing: %s (generate it with tools/gen_fixtures.py --large)", fx.path);
     bl_device *dev;
     if (bl_device_get(device, &dev) != BL_OK) {
         bl_safetensors_close(fx.f);
@@ -220,7 +226,8 @@ static void run_eval_fixture(const char *device, const char *file) {
     double e_eval = compare(&fx, device, "logits", &logits, TOL_LOGITS);
     CHECK_OK(bl_model_forward(m, &x, BL_FORWARD_INFER, &logits));
     double e_infer = compare(&fx, device, "logits", &logits, TOL_LOGITS);
-    fprintf(stderr, "  %s summary: eval logits %.2e, folded-inference logits %.2e\n", device, e_eval, e_infer);
+    fprintf(stderr, "  %s summary: eval logits %.2e, folded-inference logits %.2e\n", device, e_eval,
+            e_infer);
     bl_tensor_release(&x);
     bl_model_free(m);
     bl_device_release(dev);
@@ -240,8 +247,12 @@ static const char *devices[] = {"cpu_ref", "cpu", "cuda"};
 static const char *current;
 
 static void test_train_fixture(void) { run_train_fixture(current); }
-static void test_resnet18_eval_fixture(void) { run_eval_fixture(current, "resnet18_imagenet_w8_eval.safetensors"); }
-static void test_resnet34_eval_fixture(void) { run_eval_fixture(current, "resnet34_imagenet_w4_eval.safetensors"); }
+static void test_resnet18_eval_fixture(void) {
+    run_eval_fixture(current, "resnet18_imagenet_w8_eval.safetensors");
+}
+static void test_resnet34_eval_fixture(void) {
+    run_eval_fixture(current, "resnet34_imagenet_w4_eval.safetensors");
+}
 static void test_torchvision_resnet18_full_width(void) {
     run_eval_fixture(current, "large/resnet18_torchvision_eval.safetensors");
 }
@@ -262,7 +273,8 @@ static void test_strict_loading(void) {
     wrong = fx.cfg;
     wrong.depth = 34;
     CHECK_OK(bl_resnet_new(dev, &wrong, 0, &m));
-    CHECK_ERR(bl_model_load_state(m, fx.f, "param/"), BL_ERR_FORMAT, "missing tensor 'param/layer1.2.conv1.weight'");
+    CHECK_ERR(bl_model_load_state(m, fx.f, "param/"), BL_ERR_FORMAT,
+              "missing tensor 'param/layer1.2.conv1.weight'");
     bl_model_free(m);
     bl_device_release(dev);
     bl_safetensors_close(fx.f);
@@ -273,7 +285,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         current = devices[i];
         if (i > 0 && !other_backend(current)) {
-            fprintf(stderr, "device %s: skipped (absent, or the cpu_ref backend itself in this build)\n", current);
+            fprintf(stderr, "device %s: skipped (absent, or the cpu_ref backend itself in this build)\n",
+                    current);
             continue;
         }
         fprintf(stderr, "device %s\n", current);

@@ -25,10 +25,18 @@ static void fill_random(bl_rng *rng, float *p, int64_t n, float scale) {
 
 static void test_names_match_torchvision(void) {
     bl_model *m = tiny(18, BL_RESNET_STEM_IMAGENET, 3);
-    const char *expected[] = {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean",
-                              "bn1.running_var", "layer1.0.conv1.weight", "layer1.1.bn2.bias",
-                              "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var",
-                              "layer4.1.conv2.weight", "fc.weight", "fc.bias"};
+    const char *expected[] = {"conv1.weight",
+                              "bn1.weight",
+                              "bn1.bias",
+                              "bn1.running_mean",
+                              "bn1.running_var",
+                              "layer1.0.conv1.weight",
+                              "layer1.1.bn2.bias",
+                              "layer2.0.downsample.0.weight",
+                              "layer2.0.downsample.1.running_var",
+                              "layer4.1.conv2.weight",
+                              "fc.weight",
+                              "fc.bias"};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         CHECK_MSG(bl_model_find_param(m, expected[i]) != NULL, "missing %s", expected[i]);
     CHECK(bl_model_find_param(m, "layer1.0.downsample.0.weight") == NULL);
@@ -74,7 +82,8 @@ static void test_whole_model_gradients(void) {
     fill_random(&rng, xs, 4 * 3 * 16 * 16, 1);
     int64_t xshape[4] = {4, 3, 16, 16}, n4 = 4, one = 1;
     bl_tensor x = bl_tensor_view(dev, xs, BL_F32, 4, xshape);
-    bl_tensor labels = bl_tensor_view(dev, ys, BL_I32, 1, &n4), loss = bl_tensor_view(dev, &lossv, BL_F32, 1, &one);
+    bl_tensor labels = bl_tensor_view(dev, ys, BL_I32, 1, &n4),
+              loss = bl_tensor_view(dev, &lossv, BL_F32, 1, &one);
     model_loss(m, &x, &labels, &loss);
     CHECK_OK(bl_model_backward(m, &labels, 0.1f, &loss));
     bl_tensor flat = bl_model_flat_params(m), grads = bl_model_flat_grads(m);
@@ -87,8 +96,13 @@ static void test_whole_model_gradients(void) {
      * differences 8% off (they converge to the analytic values as the step shrinks). Nearer
      * the input even 1e-4 leaves them wandering 10-20% around the analytic value, so the
      * stem and layer1 are checked, like every parameter, against PyTorch in test_fixtures. */
-    const char *names[] = {"layer2.0.downsample.0.weight", "layer2.1.conv1.weight", "layer3.0.conv1.weight",
-                           "layer3.1.bn2.bias", "layer4.0.bn1.weight", "layer4.1.conv2.weight", "fc.weight",
+    const char *names[] = {"layer2.0.downsample.0.weight",
+                           "layer2.1.conv1.weight",
+                           "layer3.0.conv1.weight",
+                           "layer3.1.bn2.bias",
+                           "layer4.0.bn1.weight",
+                           "layer4.1.conv2.weight",
+                           "fc.weight",
                            "fc.bias"};
     int checked = 0, kinks = 0;
     double worst = 0;
@@ -114,11 +128,12 @@ static void test_whole_model_gradients(void) {
             double abs_err = fabs(num - gcopy[i]), rel = abs_err / (1e-2 + fabs(num));
             if (rel > worst) worst = rel;
             checked++;
-            CHECK_MSG(rel < 5e-2 || abs_err < 2e-3, "%s: numeric %.6g analytic %.6g", names[k], num, gcopy[i]);
+            CHECK_MSG(rel < 5e-2 || abs_err < 2e-3, "%s: numeric %.6g analytic %.6g", names[k], num,
+                      gcopy[i]);
         }
     }
-    fprintf(stderr, "  whole model: %d parameters checked, %d on kinks, worst relative error %.2e\n",
-            checked, kinks, worst);
+    fprintf(stderr, "  whole model: %d parameters checked, %d on kinks, worst relative error %.2e\n", checked,
+            kinks, worst);
     CHECK(checked >= 18);
     free(gcopy);
     bl_model_free(m);
@@ -164,10 +179,12 @@ static void test_bad_input(void) {
     /* Each field is range-checked on its own, with its range in the message. */
     cfg = bl_resnet_config_default();
     cfg.width = 5000;
-    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG, "resnet: width 5000 is out of range (1 to 4096)");
+    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG,
+              "resnet: width 5000 is out of range (1 to 4096)");
     cfg = bl_resnet_config_default();
     cfg.num_classes = 0;
-    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG, "resnet: 0 classes is out of range (1 to 1048576)");
+    CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG,
+              "resnet: 0 classes is out of range (1 to 1048576)");
     cfg = bl_resnet_config_default();
     cfg.in_channels = 5000;
     CHECK_ERR(bl_resnet_new(dev, &cfg, 1, &m), BL_ERR_INVALID_ARG,

@@ -7,9 +7,10 @@
 static void test_one_cycle_matches_pytorch(void) {
     bl_lr_schedule s = {BL_LR_ONE_CYCLE, 0.1f, 100};
     const int64_t steps[] = {0, 10, 29, 30, 60, 99};
-    const double want[] = {0.0040000000000000036, 0.029516394846410082, 0.1, 0.09994965352845243,
-                           0.05892800902855288, 4e-07};
-    for (int i = 0; i < 6; i++) CHECK_NEAR(bl_lr_schedule_at(&s, steps[i]), want[i], 1e-6 * (1 + want[i] * 10));
+    const double want[] = {0.0040000000000000036, 0.029516394846410082, 0.1,
+                           0.09994965352845243,   0.05892800902855288,  4e-07};
+    for (int i = 0; i < 6; i++)
+        CHECK_NEAR(bl_lr_schedule_at(&s, steps[i]), want[i], 1e-6 * (1 + want[i] * 10));
 }
 
 static void test_other_schedules(void) {

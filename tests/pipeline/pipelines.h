@@ -29,9 +29,7 @@ static bl_status tp_new(const char *const *flags, bl_pipeline **out) {
     return s;
 }
 
-static int tp_strcmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int tp_strcmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* The collected elements of pc as JSON, sorted, one a line. Caller frees. */
 static char *tp_sorted(const bl_pcoll *pc) {
@@ -115,10 +113,14 @@ static bl_status tp_wordcount(const char *const *flags, int repeat, char **resul
     if (s == BL_OK) s = bl_combine_per_key(p, "Count", pairs, bl_combine_sum_int64(), &counts);
     if (s == BL_OK) s = bl_pipeline_collect(p, counts);
     if (s == BL_OK) s = bl_pipeline_run(p);
-    if (s == BL_OK && bl_pipeline_is_coordinator(p)) *result = tp_sorted(counts);
-    else *result = strdup("");
-    if (keep && s == BL_OK) *keep = p;
-    else bl_pipeline_free(p);
+    if (s == BL_OK && bl_pipeline_is_coordinator(p))
+        *result = tp_sorted(counts);
+    else
+        *result = strdup("");
+    if (keep && s == BL_OK)
+        *keep = p;
+    else
+        bl_pipeline_free(p);
     return s;
 }
 
@@ -143,7 +145,9 @@ static bl_status tp_sum_group(void *user, const void *in, void **out) {
 static bl_status tp_group_combine(const char *const *flags, char **result) {
     bl_pipeline *p;
     BL_TRY(tp_new(flags, &p));
-    enum { N = 500 };
+    enum {
+        N = 500
+    };
     int64_t keys[N];
     double vals[N];
     bl_kv kvs[N];
@@ -228,9 +232,13 @@ static void life_teardown(bl_dofn_ctx *c) {
 }
 
 static bl_dofn tp_life_fn(void) {
-    bl_dofn fn = {.setup = life_setup, .start_bundle = life_start, .process = life_process,
-                  .finish_bundle = life_finish, .teardown = life_teardown,
-                  .out_coder = bl_coder_int64(), .num_side_outputs = 1};
+    bl_dofn fn = {.setup = life_setup,
+                  .start_bundle = life_start,
+                  .process = life_process,
+                  .finish_bundle = life_finish,
+                  .teardown = life_teardown,
+                  .out_coder = bl_coder_int64(),
+                  .num_side_outputs = 1};
     fn.side_tags[0] = "bundles";
     fn.side_coders[0] = bl_coder_string();
     return fn;
@@ -240,7 +248,9 @@ static bl_dofn tp_life_fn(void) {
 static bl_status tp_lifecycle(const char *const *flags, char **result) {
     bl_pipeline *p;
     BL_TRY(tp_new(flags, &p));
-    enum { N = 100 };
+    enum {
+        N = 100
+    };
     int64_t v[N];
     const void *ptrs[N];
     for (int i = 0; i < N; i++) v[i] = i, ptrs[i] = &v[i];
@@ -256,7 +266,8 @@ static bl_status tp_lifecycle(const char *const *flags, char **result) {
     if (s == BL_OK && bl_pipeline_is_coordinator(p)) {
         int64_t setup = tp_counter(p, "Life", "setup"), td = tp_counter(p, "Life", "teardown");
         int64_t sb = tp_counter(p, "Life", "start_bundle"), fb = tp_counter(p, "Life", "finish_bundle");
-        snprintf(*result, 256, "process=%lld out=%zu setup_eq_teardown=%d start_eq_finish=%d "
+        snprintf(*result, 256,
+                 "process=%lld out=%zu setup_eq_teardown=%d start_eq_finish=%d "
                  "bundles_ok=%d violations=%lld",
                  (long long)tp_counter(p, "Life", "process"), bl_pcoll_result_count(out),
                  setup >= 1 && setup == td, sb >= 1 && sb == fb,
@@ -288,13 +299,18 @@ static bl_status flaky_process(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
 static bl_status tp_flaky(const char *const *flags, bool always, char **result) {
     bl_pipeline *p;
     BL_TRY(tp_new(flags, &p));
-    enum { N = 40 };
+    enum {
+        N = 40
+    };
     int64_t v[N];
     const void *ptrs[N];
     for (int i = 0; i < N; i++) v[i] = i, ptrs[i] = &v[i];
     static int marker;
-    bl_dofn fn = {.setup = flaky_setup, .process = flaky_process, .teardown = flaky_teardown,
-                  .out_coder = bl_coder_int64(), .user = always ? &marker : NULL};
+    bl_dofn fn = {.setup = flaky_setup,
+                  .process = flaky_process,
+                  .teardown = flaky_teardown,
+                  .out_coder = bl_coder_int64(),
+                  .user = always ? &marker : NULL};
     bl_pcoll *in, *out, *sum;
     bl_status s = bl_create(p, "Numbers", bl_coder_int64(), ptrs, N, &in);
     if (s == BL_OK) s = bl_pardo(p, "Flaky", in, &fn, &out);
@@ -333,7 +349,9 @@ static bl_status tp_placement(const char *const *flags, const char *gpu_hint, ch
                               bl_pipeline **keep) {
     bl_pipeline *p;
     BL_TRY(tp_new(flags, &p));
-    enum { N = 60 };
+    enum {
+        N = 60
+    };
     int64_t v[N];
     const void *ptrs[N];
     for (int i = 0; i < N; i++) v[i] = i, ptrs[i] = &v[i];
@@ -348,10 +366,13 @@ static bl_status tp_placement(const char *const *flags, const char *gpu_hint, ch
     if (s == BL_OK) s = bl_pipeline_run(p);
     *result = calloc(1, 256);
     if (s == BL_OK && bl_pipeline_is_coordinator(p))
-        snprintf(*result, 256, "gpu: accel=%lld cpu=%lld", (long long)tp_counter(p, "Accelerated/Gpu", "on_accelerator"),
+        snprintf(*result, 256, "gpu: accel=%lld cpu=%lld",
+                 (long long)tp_counter(p, "Accelerated/Gpu", "on_accelerator"),
                  (long long)tp_counter(p, "Accelerated/Gpu", "on_cpu"));
-    if (keep) *keep = p;
-    else bl_pipeline_free(p);
+    if (keep)
+        *keep = p;
+    else
+        bl_pipeline_free(p);
     return s;
 }
 

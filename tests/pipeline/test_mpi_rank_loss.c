@@ -34,9 +34,11 @@ static int child(const char *mode, int argc, char **argv) {
     bl_dofn fn = {.process = maybe_lose_rank, .out_coder = bl_coder_int64()};
     bl_pcoll *in, *out;
     bl_status s = bl_create(p, "Numbers", bl_coder_int64(), ptrs, 60, &in);
-    if (s == BL_OK) s = bl_write_text(p, "WriteInput", in, bl_options_get(o, "output"), ".txt", 2, BL_TEXT_JSON);
+    if (s == BL_OK)
+        s = bl_write_text(p, "WriteInput", in, bl_options_get(o, "output"), ".txt", 2, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pardo(p, "MaybeLoseRank", in, &fn, &out);
-    if (s == BL_OK) s = bl_write_text(p, "Write", out, bl_options_get(o, "output"), ".jsonl", 2, BL_TEXT_JSON);
+    if (s == BL_OK)
+        s = bl_write_text(p, "Write", out, bl_options_get(o, "output"), ".jsonl", 2, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_run(p);
     if (s != BL_OK) {
         fprintf(stderr, "child: run failed: %s\n", bl_last_error());
@@ -59,8 +61,10 @@ static void lose_rank(const char *mode, const char *want) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np 3 --oversubscribe %s --child=%s --runner=mpi "
-             "--bundle_size=5 --worker_timeout_s=1 --output=%s/out 2>&1", self, mode, dir);
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 mpirun -np 3 --oversubscribe %s --child=%s --runner=mpi "
+             "--bundle_size=5 --worker_timeout_s=1 --output=%s/out 2>&1",
+             self, mode, dir);
     FILE *f = popen(cmd, "r");
     CHECK(f != NULL);
     if (!f) return;
@@ -69,8 +73,8 @@ static void lose_rank(const char *mode, const char *want) {
     out[len] = 0;
     int status = pclose(f);
     fprintf(stderr, "  mpirun (%s) said:\n%s", mode, out);
-    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 124,
-              "mpirun status %d", status);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 124, "mpirun status %d",
+              status);
     CHECK_MSG(strstr(out, want) != NULL, "wanted \"%s\"", want);
     CHECK(strstr(out, "child: run succeeded") == NULL);
     /* No shard of either WriteToText, final or temporary. */
@@ -84,7 +88,9 @@ static void lose_rank(const char *mode, const char *want) {
 static void test_killed_rank(void) { lose_rank("kill", "rank 2"); }
 static void test_silent_rank(void) { lose_rank("hang", "mpi runner: rank 2 (host "); }
 #else
-static void test_rank_loss(void) { SKIP("built without MPI: --runner=mpi is refused (see test_pipeline_api)"); }
+static void test_rank_loss(void) {
+    SKIP("built without MPI: --runner=mpi is refused (see test_pipeline_api)");
+}
 #endif
 
 int main(int argc, char **argv) {

@@ -39,7 +39,8 @@ static void test_coders(void) {
     void *items[2] = {&big, &zero};
     bl_iter it = {2, items};
     roundtrip(bl_coder_iterable(bl_coder_int64()), &it, "[-1234567890123, 0]");
-    CHECK(bl_coder_kv(bl_coder_string(), bl_coder_int64()) == bl_coder_kv(bl_coder_string(), bl_coder_int64()));
+    CHECK(bl_coder_kv(bl_coder_string(), bl_coder_int64()) ==
+          bl_coder_kv(bl_coder_string(), bl_coder_int64()));
     CHECK(bl_coder_is_deterministic(bl_coder_kv(bl_coder_string(), bl_coder_int64())));
     CHECK(!bl_coder_is_deterministic(bl_coder_kv(bl_coder_double(), bl_coder_int64())));
     CHECK(bl_coder_kv(NULL, bl_coder_int64()) == NULL);
@@ -48,7 +49,8 @@ static void test_coders(void) {
     void *x = NULL;
     CHECK_ERR(bl_coder_decode(bl_coder_int64(), two, 2, &x), BL_ERR_FORMAT, "1 trailing bytes");
     uint8_t lie[2] = {0x7f, 0x01};
-    CHECK_ERR(bl_coder_decode(bl_coder_iterable(bl_coder_int64()), lie, 2, &x), BL_ERR_FORMAT, "claims 127 items");
+    CHECK_ERR(bl_coder_decode(bl_coder_iterable(bl_coder_int64()), lie, 2, &x), BL_ERR_FORMAT,
+              "claims 127 items");
     uint8_t nul[3] = {2, 'a', 0};
     CHECK_ERR(bl_coder_decode(bl_coder_string(), nul, 3, &x), BL_ERR_FORMAT, "NUL byte");
     uint8_t longvar[11];
@@ -64,8 +66,12 @@ static void test_options(void) {
     CHECK_OK(bl_options_new(&o));
     CHECK_OK(bl_options_add(o, "input", "in.txt", "where to read"));
     CHECK_ERR(bl_options_add(o, "input", "", ""), BL_ERR_INVALID_ARG, "defined twice");
-    char *good[] = {"prog", "--runner=local", "--num_workers=3", "--input=x.txt",
-                    "--resource_hints=min_ram=1GB", "--resource_hints=accelerator=type:t4;count:1"};
+    char *good[] = {"prog",
+                    "--runner=local",
+                    "--num_workers=3",
+                    "--input=x.txt",
+                    "--resource_hints=min_ram=1GB",
+                    "--resource_hints=accelerator=type:t4;count:1"};
     CHECK_OK(bl_options_parse(o, 6, good));
     CHECK(strcmp(bl_options_get(o, "input"), "x.txt") == 0);
     int64_t n;
@@ -76,11 +82,13 @@ static void test_options(void) {
     CHECK(strcmp(bl_pipeline_runner_name(p), "local") == 0 && bl_pipeline_num_workers(p) == 3);
     bl_pipeline_free(p);
     char *unknown[] = {"prog", "--num_wrokers=3"};
-    CHECK_ERR(bl_options_parse(o, 2, unknown), BL_ERR_INVALID_ARG, "unknown option --num_wrokers; valid options:");
+    CHECK_ERR(bl_options_parse(o, 2, unknown), BL_ERR_INVALID_ARG,
+              "unknown option --num_wrokers; valid options:");
     CHECK(strstr(bl_last_error(), "--num_workers") && strstr(bl_last_error(), "--input") &&
           strstr(bl_last_error(), "--runner"));
     char *runner[] = {"prog", "--runner=spark"};
-    CHECK_ERR(bl_options_parse(o, 2, runner), BL_ERR_INVALID_ARG, "unknown runner (valid: direct, local, mpi)");
+    CHECK_ERR(bl_options_parse(o, 2, runner), BL_ERR_INVALID_ARG,
+              "unknown runner (valid: direct, local, mpi)");
     char *workers[] = {"prog", "--num_workers=many"};
     CHECK_ERR(bl_options_parse(o, 2, workers), BL_ERR_INVALID_ARG, "--num_workers=many: not an integer");
     char *neg[] = {"prog", "--num_workers=-1"};
@@ -126,7 +134,8 @@ static void test_options_given(void) {
 
 static void test_hints(void) {
     bl_hints h;
-    CHECK_OK(bl_hints_parse("accelerator=\"type:nvidia-tesla-t4;count:2;install-nvidia-driver\",min_ram=16GB", &h));
+    CHECK_OK(bl_hints_parse("accelerator=\"type:nvidia-tesla-t4;count:2;install-nvidia-driver\",min_ram=16GB",
+                            &h));
     CHECK(h.has_accelerator && strcmp(h.accelerator_type, "nvidia-tesla-t4") == 0 &&
           h.accelerator_count == 2 && h.install_nvidia_driver && h.min_ram == 16000000000ull);
     CHECK_OK(bl_hints_parse("min_ram=4GiB", &h));
@@ -135,7 +144,9 @@ static void test_hints(void) {
     CHECK(h.accelerator_count == 1);
     CHECK_OK(bl_hints_parse("", &h));
     CHECK(!h.has_accelerator && !h.min_ram);
-    static const struct { const char *text, *want; } bad[] = {
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
         {"gpu=1", "at position 1: unknown hint 'gpu' (valid: accelerator, min_ram)"},
         {"accelerator=type:t4", "at position 13: accelerator needs count:<n>"},
         {"accelerator=count:1", "at position 13: accelerator needs type:<name>"},
@@ -164,7 +175,8 @@ static void test_hints(void) {
     CHECK_OK(bl_hints_parse("accelerator=type:t4;count:1,min_ram=32GB", &outer));
     CHECK_OK(bl_hints_parse("accelerator=type:h100;count:8,min_ram=8GB", &inner));
     bl_hints_merge(&outer, &inner);
-    CHECK(strcmp(outer.accelerator_type, "h100") == 0 && outer.accelerator_count == 8 && outer.min_ram == 32000000000ull);
+    CHECK(strcmp(outer.accelerator_type, "h100") == 0 && outer.accelerator_count == 8 &&
+          outer.min_ram == 32000000000ull);
     char text[128];
     bl_hints_format(&outer, text, sizeof text);
     CHECK(strcmp(text, "accelerator=type:h100;count:8,min_ram=32000000000B") == 0);
@@ -187,7 +199,8 @@ static void test_graph(void) {
               "duplicate transform name 'Upper'");
     CHECK_ERR(bl_map(p, "", in, ident, NULL, bl_coder_string(), &m2), BL_ERR_INVALID_ARG, "non-empty name");
     CHECK_ERR(bl_map(p, "NoCoder", in, ident, NULL, NULL, &m2), BL_ERR_INVALID_ARG, "output needs a coder");
-    CHECK_ERR(bl_map(p, "NullIn", NULL, ident, NULL, bl_coder_string(), &m2), BL_ERR_INVALID_ARG, "input 0 is NULL");
+    CHECK_ERR(bl_map(p, "NullIn", NULL, ident, NULL, bl_coder_string(), &m2), BL_ERR_INVALID_ARG,
+              "input 0 is NULL");
     CHECK_ERR(bl_group_by_key(p, "GroupStrings", in, &x), BL_ERR_INVALID_ARG, "needs KV input");
     CHECK_ERR(bl_pardo_output(m, "nope", &x), BL_ERR_NOT_FOUND, "no output tagged 'nope'");
     /* The first construction error sticks: the pipeline refuses to run. */
@@ -200,8 +213,10 @@ static void test_graph(void) {
     const void *dv[1] = {&kv};
     bl_pcoll *d;
     CHECK_OK(bl_create(p, "Doubles", bl_coder_kv(bl_coder_double(), bl_coder_double()), dv, 1, &d));
-    CHECK_ERR(bl_group_by_key(p, "Group", d, &x), BL_ERR_INVALID_ARG, "key coder 'double' is not deterministic");
-    CHECK_ERR(bl_combine_per_key(p, "Sum", d, bl_combine_mean_double(), &x), BL_ERR_INVALID_ARG, "not deterministic");
+    CHECK_ERR(bl_group_by_key(p, "Group", d, &x), BL_ERR_INVALID_ARG,
+              "key coder 'double' is not deterministic");
+    CHECK_ERR(bl_combine_per_key(p, "Sum", d, bl_combine_mean_double(), &x), BL_ERR_INVALID_ARG,
+              "not deterministic");
     bl_pipeline_free(p);
 
     /* Composites name their insides and layer hints: innermost accelerator, largest min_ram. */
@@ -217,7 +232,8 @@ static void test_graph(void) {
     CHECK_OK(bl_map(p, "Plain", m2, ident, NULL, bl_coder_string(), &x));
     CHECK_OK(bl_pipeline_set_hints(p, "Plain", "min_ram=1GB"));
     CHECK_ERR(bl_pipeline_set_hints(p, "Nope", "min_ram=1GB"), BL_ERR_NOT_FOUND, "no transform named 'Nope'");
-    CHECK_ERR(bl_pipeline_set_hints(p, "Plain", "min_ram=1XB"), BL_ERR_FORMAT, "transform 'Plain': malformed");
+    CHECK_ERR(bl_pipeline_set_hints(p, "Plain", "min_ram=1XB"), BL_ERR_FORMAT,
+              "transform 'Plain': malformed");
     CHECK_ERR(bl_pipeline_begin_composite(p, "Bad", "accelerator=x"), BL_ERR_FORMAT, "composite 'Bad'");
     char *text, *dot;
     CHECK_OK(bl_pipeline_to_text(p, &text));
@@ -261,7 +277,10 @@ static void test_fuzz_parsers(void) {
     const char *hint_seeds[] = {"accelerator=\"type:nvidia-l4;count:1;install-nvidia-driver\",min_ram=16GB",
                                 "min_ram=4GiB", "accelerator=count:2;type:h100"};
     const char alphabet[] = "acdeilmnoprstuvy:;,=\" 0123456789GKMBi_-";
-    const bl_coder *coders[] = {bl_coder_int64(), bl_coder_double(), bl_coder_string(), bl_coder_bytes(),
+    const bl_coder *coders[] = {bl_coder_int64(),
+                                bl_coder_double(),
+                                bl_coder_string(),
+                                bl_coder_bytes(),
                                 bl_coder_kv(bl_coder_string(), bl_coder_iterable(bl_coder_int64())),
                                 bl_coder_iterable(bl_coder_kv(bl_coder_bytes(), bl_coder_double()))};
     int ok = 0, refused = 0;
@@ -274,9 +293,19 @@ static void test_fuzz_parsers(void) {
         for (int e = 0; e < edits; e++) {
             size_t at = (size_t)bl_rng_below(&rng, n + 1);
             switch (bl_rng_below(&rng, 3)) {
-            case 0: if (at < n) text[at] = alphabet[bl_rng_below(&rng, sizeof alphabet - 1)]; break;
-            case 1: if (at < n) { memmove(text + at, text + at + 1, n - at); n--; } break;
-            default: n = at; text[n] = 0; break; /* truncate */
+                case 0:
+                    if (at < n) text[at] = alphabet[bl_rng_below(&rng, sizeof alphabet - 1)];
+                    break;
+                case 1:
+                    if (at < n) {
+                        memmove(text + at, text + at + 1, n - at);
+                        n--;
+                    }
+                    break;
+                default:
+                    n = at;
+                    text[n] = 0;
+                    break; /* truncate */
             }
         }
         bl_hints h;
@@ -287,7 +316,8 @@ static void test_fuzz_parsers(void) {
         uint8_t bytes[24];
         size_t len = (size_t)bl_rng_below(&rng, sizeof bytes + 1);
         for (size_t i = 0; i < len; i++) bytes[i] = (uint8_t)bl_rng_below(&rng, 256);
-        if (len && bl_rng_below(&rng, 2)) bytes[0] = (uint8_t)bl_rng_below(&rng, 4); /* small counts decode further */
+        if (len && bl_rng_below(&rng, 2))
+            bytes[0] = (uint8_t)bl_rng_below(&rng, 4); /* small counts decode further */
         const bl_coder *c = coders[bl_rng_below(&rng, 6)];
         void *v = NULL;
         st = bl_coder_decode(c, bytes, len, &v);
@@ -300,7 +330,8 @@ static void test_fuzz_parsers(void) {
         }
         /* Mutated option values. */
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s=%.20s", iter % 2 ? "worker_accelerators" : "worker_ram", text + (iter % 7));
+        snprintf(flag, sizeof flag, "--%s=%.20s", iter % 2 ? "worker_accelerators" : "worker_ram",
+                 text + (iter % 7));
         char *argv[2] = {"prog", flag};
         bl_options *o;
         CHECK_OK(bl_options_new(&o));

@@ -59,7 +59,8 @@ static void test_lifecycle_all_runners(void) {
         char *got = NULL;
         CHECK_OK(tp_lifecycle(RUNNERS[r], &got));
         CHECK_MSG(strcmp(got, "process=100 out=100 setup_eq_teardown=1 start_eq_finish=1 "
-                              "bundles_ok=1 violations=-1") == 0, "runner %d: %s", r, got);
+                              "bundles_ok=1 violations=-1") == 0,
+                  "runner %d: %s", r, got);
         free(got);
     }
 }
@@ -70,7 +71,8 @@ static void test_flaky_all_runners(void) {
     for (int r = 0; r < NRUNNERS; r++) {
         char *got = NULL;
         CHECK_OK(tp_flaky(RUNNERS[r], false, &got));
-        CHECK_MSG(strcmp(got, "sum=2340\n in=40 setups>=3:1 setup_eq_teardown:1") == 0, "runner %d: %s", r, got);
+        CHECK_MSG(strcmp(got, "sum=2340\n in=40 setups>=3:1 setup_eq_teardown:1") == 0, "runner %d: %s", r,
+                  got);
         free(got);
         CHECK_ERR(tp_flaky(RUNNERS[r], true, &got), BL_ERR_IO, "element 17 is always broken (attempt 5)");
         CHECK(strstr(bl_last_error(), "failed after 5 attempts") != NULL);
@@ -115,7 +117,8 @@ static void test_hint_placement(void) {
     CHECK_MSG(strcmp(got, "gpu: accel=60 cpu=-1") == 0, "%s", got);
     char *text = NULL;
     CHECK_OK(bl_pipeline_to_text(p, &text));
-    CHECK(text && strstr(text, "Accelerated/Gpu [ParDo]") && strstr(text, "type:nvidia-l4;count:1;install-nvidia-driver"));
+    CHECK(text && strstr(text, "Accelerated/Gpu [ParDo]") &&
+          strstr(text, "type:nvidia-l4;count:1;install-nvidia-driver"));
     free(text);
     bl_pipeline_free(p);
     free(got);
@@ -126,8 +129,9 @@ static void test_hint_placement(void) {
     /* Nobody has one: refused before anything runs (no DoFn was set up). */
     for (int r = 0; r < NRUNNERS; r++) {
         p = NULL;
-        CHECK_ERR(tp_placement(RUNNERS[r], hint, &got, &p), BL_ERR_UNSUPPORTED,
-                  "transform 'Accelerated/Gpu' needs accelerator type:nvidia-l4 count:1, but no worker has one");
+        CHECK_ERR(
+            tp_placement(RUNNERS[r], hint, &got, &p), BL_ERR_UNSUPPORTED,
+            "transform 'Accelerated/Gpu' needs accelerator type:nvidia-l4 count:1, but no worker has one");
         CHECK(strstr(bl_last_error(), "did not start") != NULL);
         CHECK(p && tp_counter(p, "Cpu", "setup") == -1);
         bl_pipeline_free(p);
@@ -148,7 +152,8 @@ static void test_hint_placement(void) {
     free(got);
     /* Pipeline-wide hint from the options applies to every transform. */
     const char *wide[] = {"--runner=local", "--resource_hints=accelerator=type:t4;count:1", NULL};
-    CHECK_ERR(tp_placement(wide, NULL, &got, NULL), BL_ERR_UNSUPPORTED, "transform 'Cpu' needs accelerator type:t4");
+    CHECK_ERR(tp_placement(wide, NULL, &got, NULL), BL_ERR_UNSUPPORTED,
+              "transform 'Cpu' needs accelerator type:t4");
     free(got);
 }
 
@@ -231,7 +236,8 @@ static void test_text_io(void) {
         bl_pcoll *lines, *words, *pairs, *counts, *up;
         CHECK_OK(bl_read_text(p, "Read", in_path, &lines));
         CHECK_OK(bl_flatmap(p, "Split", lines, tp_split, NULL, bl_coder_string(), &words));
-        CHECK_OK(bl_map(p, "Pair", words, tp_pair_one, NULL, bl_coder_kv(bl_coder_string(), bl_coder_int64()), &pairs));
+        CHECK_OK(bl_map(p, "Pair", words, tp_pair_one, NULL, bl_coder_kv(bl_coder_string(), bl_coder_int64()),
+                        &pairs));
         CHECK_OK(bl_combine_per_key(p, "Count", pairs, bl_combine_sum_int64(), &counts));
         CHECK_OK(bl_write_text(p, "Write", counts, prefix, ".jsonl", 3, BL_TEXT_JSON));
         CHECK_OK(bl_map(p, "Same", words, boom_on, NULL, bl_coder_string(), &up));
@@ -442,7 +448,8 @@ static void test_metrics_summary(void) {
  * CombineGlobally's default. */
 static void test_order_and_empty(void) {
     char *orders[3] = {NULL, NULL, NULL};
-    const char *const flags[3][4] = {{"--runner=direct", NULL}, {"--runner=local", "--num_workers=3", NULL},
+    const char *const flags[3][4] = {{"--runner=direct", NULL},
+                                     {"--runner=local", "--num_workers=3", NULL},
                                      {"--runner=direct", SHUFFLE_SEED, NULL}};
     for (int r = 0; r < 3; r++) {
         bl_pipeline *p;
@@ -512,7 +519,8 @@ static void test_fused_side_outputs(void) {
         free(a), free(b);
         CHECK(bl_pcoll_result_count(even2) == 15 && bl_pcoll_result_count(odd2) == 15);
         CHECK(tp_counter(p, "Parity", "elements_out") == 30);
-        if (!want) want = got;
+        if (!want)
+            want = got;
         else {
             CHECK_MSG(strcmp(want, got) == 0, "runner %d", r);
             free(got);

@@ -34,8 +34,9 @@ static void test_negative_dimension(void) {
 static void test_byte_count_overflow(void) {
     bl_tensor t;
     int64_t elements[3] = {(int64_t)1 << 32, (int64_t)1 << 32, 16}; /* 2^68 elements */
-    CHECK_ERR(bl_tensor_alloc(dev, BL_F32, 3, elements, &t), BL_ERR_INVALID_ARG,
-              "tensor: shape [4294967296,4294967296,16] of f32 is too large (its byte count overflows 64 bits)");
+    CHECK_ERR(
+        bl_tensor_alloc(dev, BL_F32, 3, elements, &t), BL_ERR_INVALID_ARG,
+        "tensor: shape [4294967296,4294967296,16] of f32 is too large (its byte count overflows 64 bits)");
     CHECK(t.data == NULL);
     int64_t bytes[1] = {(int64_t)1 << 62}; /* 2^62 elements fit; 2^64 bytes do not */
     CHECK_ERR(bl_tensor_alloc(dev, BL_F32, 1, bytes, &t), BL_ERR_INVALID_ARG,
@@ -47,14 +48,16 @@ static void test_byte_count_overflow(void) {
     CHECK_ERR(bl_tensor_alloc(dev, BL_U8, 3, zero_last, &t), BL_ERR_INVALID_ARG,
               "shape [1099511627776,1099511627776,0] of u8 is too large");
     int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-    CHECK_ERR(bl_tensor_alloc(dev, BL_F32, 9, nine, &t), BL_ERR_INVALID_ARG, "tensor: 9 dimensions (at most 6)");
+    CHECK_ERR(bl_tensor_alloc(dev, BL_F32, 9, nine, &t), BL_ERR_INVALID_ARG,
+              "tensor: 9 dimensions (at most 6)");
 }
 
 /* Backends round a size up to 64 bytes (and add headers): near SIZE_MAX that wrapped to a
  * 64-byte buffer handed back as a success. */
 static void test_device_alloc_near_size_max(void) {
     void *p = (void *)1;
-    CHECK_ERR(bl_device_alloc(dev, SIZE_MAX - 10, &p), BL_ERR_INVALID_ARG, "more than any allocation can hold");
+    CHECK_ERR(bl_device_alloc(dev, SIZE_MAX - 10, &p), BL_ERR_INVALID_ARG,
+              "more than any allocation can hold");
     CHECK(p == NULL);
     bl_device *cpu;
     if (bl_device_get("cpu", &cpu) == BL_OK) { /* the oneDNN backend when built */

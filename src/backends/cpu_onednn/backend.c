@@ -13,14 +13,14 @@
 
 const char *onednn_status_name(dnnl_status_t s) {
     switch (s) {
-    case dnnl_success: return "success";
-    case dnnl_out_of_memory: return "out of memory";
-    case dnnl_invalid_arguments: return "invalid arguments";
-    case dnnl_unimplemented: return "unimplemented for these shapes/formats";
-    case dnnl_iterator_ends: return "iterator ends";
-    case dnnl_runtime_error: return "runtime error";
-    case dnnl_not_required: return "not required";
-    default: return "unknown status";
+        case dnnl_success: return "success";
+        case dnnl_out_of_memory: return "out of memory";
+        case dnnl_invalid_arguments: return "invalid arguments";
+        case dnnl_unimplemented: return "unimplemented for these shapes/formats";
+        case dnnl_iterator_ends: return "iterator ends";
+        case dnnl_runtime_error: return "runtime error";
+        case dnnl_not_required: return "not required";
+        default: return "unknown status";
     }
 }
 
@@ -28,12 +28,12 @@ int onednn_threads(void) { return omp_get_max_threads(); }
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
     switch (isa) {
-    case dnnl_cpu_isa_avx512_core_amx: return "AVX-512 + AMX";
-    case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512 + BF16";
-    case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512 + VNNI";
-    case dnnl_cpu_isa_avx512_core: return "AVX-512";
-    case dnnl_cpu_isa_avx2: return "AVX2";
-    default: return "SSE/AVX";
+        case dnnl_cpu_isa_avx512_core_amx: return "AVX-512 + AMX";
+        case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512 + BF16";
+        case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512 + VNNI";
+        case dnnl_cpu_isa_avx512_core: return "AVX-512";
+        case dnnl_cpu_isa_avx2: return "AVX2";
+        default: return "SSE/AVX";
     }
 }
 
@@ -142,7 +142,8 @@ void onednn_parallel_copy(void *dst, const void *src, size_t bytes) {
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < nt; t++) {
         size_t off = (size_t)t * chunk;
-        if (off < bytes) memcpy((char *)dst + off, (const char *)src + off, bytes - off < chunk ? bytes - off : chunk);
+        if (off < bytes)
+            memcpy((char *)dst + off, (const char *)src + off, bytes - off < chunk ? bytes - off : chunk);
     }
 }
 
@@ -180,26 +181,27 @@ static const bl_backend onednn_backend = {
     .host_written = dnnl_host_written,
     .synchronize = dnnl_sync,
     .supports_dtype = NULL, /* f32 only */
-    .ops = {
-        .conv2d_forward = onednn_conv2d_forward,
-        .conv2d_backward_data = onednn_conv2d_backward_data,
-        .conv2d_backward_filter = onednn_conv2d_backward_filter,
-        .batchnorm_forward_train = onednn_batchnorm_forward_train,
-        .batchnorm_forward_eval = onednn_batchnorm_forward_eval,
-        .batchnorm_backward = onednn_batchnorm_backward,
-        .relu_forward = onednn_relu_forward,
-        .relu_backward = onednn_relu_backward,
-        .add = onednn_add,
-        .maxpool_forward = onednn_maxpool_forward,
-        .maxpool_backward = onednn_maxpool_backward,
-        .global_avgpool_forward = onednn_global_avgpool_forward,
-        .global_avgpool_backward = onednn_global_avgpool_backward,
-        .linear_forward = onednn_linear_forward,
-        .linear_backward = onednn_linear_backward,
-        .softmax_cross_entropy = onednn_softmax_cross_entropy,
-        .sgd_update = onednn_sgd_update,
-        .adamw_update = onednn_adamw_update,
-    },
+    .ops =
+        {
+            .conv2d_forward = onednn_conv2d_forward,
+            .conv2d_backward_data = onednn_conv2d_backward_data,
+            .conv2d_backward_filter = onednn_conv2d_backward_filter,
+            .batchnorm_forward_train = onednn_batchnorm_forward_train,
+            .batchnorm_forward_eval = onednn_batchnorm_forward_eval,
+            .batchnorm_backward = onednn_batchnorm_backward,
+            .relu_forward = onednn_relu_forward,
+            .relu_backward = onednn_relu_backward,
+            .add = onednn_add,
+            .maxpool_forward = onednn_maxpool_forward,
+            .maxpool_backward = onednn_maxpool_backward,
+            .global_avgpool_forward = onednn_global_avgpool_forward,
+            .global_avgpool_backward = onednn_global_avgpool_backward,
+            .linear_forward = onednn_linear_forward,
+            .linear_backward = onednn_linear_backward,
+            .softmax_cross_entropy = onednn_softmax_cross_entropy,
+            .sgd_update = onednn_sgd_update,
+            .adamw_update = onednn_adamw_update,
+        },
 };
 
 const bl_backend *bl_backend_onednn(void) { return &onednn_backend; }

@@ -134,12 +134,11 @@ static void split(int64_t M, int t, int T, int64_t *r0, int64_t *r1) {
     *r1 = M * (t + 1) / T;
 }
 
-bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p,
-                                         const bl_tensor *x, const bl_tensor *gamma,
-                                         const bl_tensor *beta, const bl_tensor *residual,
-                                         bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean,
-                                         bl_tensor *save_invstd, bl_tensor *y) {
+bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                         const bl_tensor *gamma, const bl_tensor *beta,
+                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                         bl_tensor *y) {
     onednn_ctx *c = onednn_of(dev);
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
     int T = omp_get_max_threads();
@@ -194,10 +193,9 @@ bl_status onednn_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_para
     return BL_OK;
 }
 
-bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p,
-                                        const bl_tensor *x, const bl_tensor *gamma,
-                                        const bl_tensor *beta, const bl_tensor *residual,
-                                        bool relu, const bl_tensor *running_mean,
+bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                        const bl_tensor *gamma, const bl_tensor *beta,
+                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                         const bl_tensor *running_var, bl_tensor *y) {
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3], Cp = padded(C);
     float *coeff = onednn_bn_floats(onednn_of(dev), (size_t)(2 * Cp));
@@ -225,9 +223,8 @@ bl_status onednn_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_param
 
 bl_status onednn_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
                                     const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                    const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                    bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                    bl_tensor *dresidual) {
+                                    const bl_tensor *save_mean, const bl_tensor *save_invstd, bl_tensor *dx,
+                                    bl_tensor *dgamma, bl_tensor *dbeta, bl_tensor *dresidual) {
     onednn_ctx *c = onednn_of(dev);
     int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3], Cp = padded(C);
     int T = omp_get_max_threads();

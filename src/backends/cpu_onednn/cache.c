@@ -36,15 +36,16 @@ static void prim_discard(onednn_prim *e) {
     memset(e, 0, sizeof *e);
 }
 
-bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids,
-                             const char *op) {
+bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids, const char *op) {
     e->nargs = 0;
     dnnl_status_t st = dnnl_primitive_create(&e->prim, e->pd);
     for (int a = 0; st == dnnl_success && a < nargs; a++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(e->pd, dnnl_query_exec_arg_md, arg_ids[a]);
+        const dnnl_memory_desc_t *md =
+            dnnl_primitive_desc_query_md(e->pd, dnnl_query_exec_arg_md, arg_ids[a]);
         if (!md) {
             prim_discard(e);
-            return bl_error(BL_ERR_INTERNAL, "onednn %s: no memory descriptor for argument %d", op, arg_ids[a]);
+            return bl_error(BL_ERR_INTERNAL, "onednn %s: no memory descriptor for argument %d", op,
+                            arg_ids[a]);
         }
         st = dnnl_memory_create(&e->args[a].memory, md, c->engine, DNNL_MEMORY_NONE);
         if (st == dnnl_success) e->args[e->nargs++].arg = arg_ids[a];
@@ -70,7 +71,8 @@ bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int
             c->scratch_bytes = c->scratch ? e->scratch_bytes : 0;
             if (!c->scratch) {
                 prim_discard(e);
-                return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: scratchpad of %zu bytes", op, e->scratch_bytes);
+                return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: scratchpad of %zu bytes", op,
+                                e->scratch_bytes);
             }
         }
     }
@@ -242,8 +244,7 @@ static bl_status weights_add(onednn_ctx *c, const void *src, const dnnl_memory_d
 }
 
 bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
-                             const dnnl_memory_desc_t *dst_md, bool cache, void **out,
-                             const char *op) {
+                             const dnnl_memory_desc_t *dst_md, bool cache, void **out, const char *op) {
     if (dnnl_memory_desc_equal(src_md, dst_md)) {
         *out = (void *)src;
         return BL_OK;

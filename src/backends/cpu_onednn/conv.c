@@ -12,10 +12,14 @@
 
 #include "backends/cpu_onednn/onednn.h"
 
-enum { F_BIAS = 1, F_RESIDUAL = 2, F_RELU = 4 };
+enum {
+    F_BIAS = 1,
+    F_RESIDUAL = 2,
+    F_RELU = 4
+};
 
-static onednn_key conv_key(int kind, const bl_conv2d_params *p, const bl_tensor *x,
-                           const bl_tensor *w, const bl_tensor *y, int flags) {
+static onednn_key conv_key(int kind, const bl_conv2d_params *p, const bl_tensor *x, const bl_tensor *w,
+                           const bl_tensor *y, int flags) {
     onednn_key k;
     memset(&k, 0, sizeof k);
     k.kind = kind;
@@ -39,8 +43,8 @@ typedef struct conv_mds {
     dnnl_dims_t strides, pad_l, pad_r;
 } conv_mds;
 
-static bl_status conv_mds_init(conv_mds *m, const bl_conv2d_params *p, const bl_tensor *x,
-                               const bl_tensor *w, const bl_tensor *y, const char *op) {
+static bl_status conv_mds_init(conv_mds *m, const bl_conv2d_params *p, const bl_tensor *x, const bl_tensor *w,
+                               const bl_tensor *y, const char *op) {
     BL_TRY(onednn_md4(&m->x, x->shape, op));
     BL_TRY(onednn_md4(&m->y, y->shape, op));
     dnnl_dims_t wd = {w->shape[0], w->shape[1], w->shape[2], w->shape[3]}, bd = {w->shape[0]};
@@ -63,13 +67,15 @@ static bl_status make_attr(dnnl_primitive_attr_t *attr, bool residual, bool relu
         dnnl_post_ops_t po;
         st = dnnl_post_ops_create(&po);
         if (st == dnnl_success && residual) st = dnnl_post_ops_append_sum(po, 1.0f);
-        if (st == dnnl_success && relu) st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        if (st == dnnl_success && relu)
+            st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
         if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
         dnnl_post_ops_destroy(po);
     }
     if (st != dnnl_success) {
         dnnl_primitive_attr_destroy(*attr);
-        return bl_error(BL_ERR_DEVICE, "onednn %s: building attributes failed (%s)", op, onednn_status_name(st));
+        return bl_error(BL_ERR_DEVICE, "onednn %s: building attributes failed (%s)", op,
+                        onednn_status_name(st));
     }
     return BL_OK;
 }
@@ -97,9 +103,12 @@ static dnnl_status_t create_ranked(dnnl_primitive_desc_t *pd, const void *desc, 
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
         const char *impl = "";
         if (cand) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
-        if (cand && strcmp(impl, want) == 0) chosen = cand;
-        else if (cand && !first) first = cand;
-        else if (cand) dnnl_primitive_desc_destroy(cand);
+        if (cand && strcmp(impl, want) == 0)
+            chosen = cand;
+        else if (cand && !first)
+            first = cand;
+        else if (cand)
+            dnnl_primitive_desc_destroy(cand);
         if (dnnl_primitive_desc_iterator_next(it) != dnnl_success) break;
     }
     dnnl_primitive_desc_iterator_destroy(it);
@@ -109,18 +118,20 @@ static dnnl_status_t create_ranked(dnnl_primitive_desc_t *pd, const void *desc, 
 }
 
 /* The forward primitive descriptor (also the hint backward descriptors need). */
-static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residual, bool relu,
-                        bool inference, dnnl_primitive_desc_t *pd, const char *op) {
+static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residual, bool relu, bool inference,
+                        dnnl_primitive_desc_t *pd, const char *op) {
     dnnl_convolution_desc_t d;
-    DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, inference ? dnnl_forward_inference : dnnl_forward_training,
-                                                  dnnl_convolution_direct, &m->x, &m->w_any,
-                                                  bias ? &m->b : NULL, &m->y, m->strides, m->pad_l, m->pad_r), op);
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(
+                   &d, inference ? dnnl_forward_inference : dnnl_forward_training, dnnl_convolution_direct,
+                   &m->x, &m->w_any, bias ? &m->b : NULL, &m->y, m->strides, m->pad_l, m->pad_r),
+               op);
     dnnl_primitive_attr_t attr;
     BL_TRY(make_attr(&attr, residual, relu, op));
     dnnl_status_t st = create_ranked(pd, &d, attr, c->engine, preferred_impl(m, &m->w_any));
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
-        return bl_error(BL_ERR_DEVICE, "onednn %s: no convolution implementation (%s)", op, onednn_status_name(st));
+        return bl_error(BL_ERR_DEVICE, "onednn %s: no convolution implementation (%s)", op,
+                        onednn_status_name(st));
     return BL_OK;
 }
 
@@ -146,9 +157,12 @@ static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residu
  * pixels at 4x4, 224x224 at batch 16 has 784 at 7x7: both unchanged, measured); 224x224 at
  * batch 1 measured 72-82 img/s with Winograd everywhere and 76 with this rule, within this
  * VM's noise. */
-enum { WINOGRAD_MIN_INFER_PIXELS = 512 };
+enum {
+    WINOGRAD_MIN_INFER_PIXELS = 512
+};
 
-static bool winograd_wanted(const bl_tensor *x, const bl_tensor *w, const bl_conv2d_params *p, bool inference) {
+static bool winograd_wanted(const bl_tensor *x, const bl_tensor *w, const bl_conv2d_params *p,
+                            bool inference) {
     const char *env = getenv("BEAMLET_ONEDNN_WINOGRAD");
     if (env && strcmp(env, "0") == 0) return false;
     if (env && strcmp(env, "infer") == 0 && !inference) return false;
@@ -159,8 +173,8 @@ static bool winograd_wanted(const bl_tensor *x, const bl_tensor *w, const bl_con
 
 /* Builds the blocked Winograd route for `kind` into e, or returns false (e untouched) when
  * oneDNN has no Winograd kernel for the case, so the caller builds the direct one. */
-static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_mds *m, bool bias, bool residual,
-                           bool relu, const char *op) {
+static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_mds *m, bool bias,
+                           bool residual, bool relu, const char *op) {
     dnnl_memory_desc_t xb, yb;
     if (dnnl_memory_desc_init_by_tag(&xb, 4, m->x.dims, dnnl_f32, dnnl_nChw16c) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&yb, 4, m->y.dims, dnnl_f32, dnnl_nChw16c) != dnnl_success)
@@ -175,8 +189,8 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     dnnl_status_t st;
     if (kind == OK_CONV_FWD) {
         st = dnnl_convolution_forward_desc_init(&d, bias ? dnnl_forward_inference : dnnl_forward_training,
-                                                dnnl_convolution_winograd, &xb, &m->w_any, bias ? &m->b : NULL,
-                                                &yb, m->strides, m->pad_l, m->pad_r);
+                                                dnnl_convolution_winograd, &xb, &m->w_any,
+                                                bias ? &m->b : NULL, &yb, m->strides, m->pad_l, m->pad_r);
     } else {
         dnnl_convolution_desc_t fd;
         st = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_winograd, &xb,
@@ -184,10 +198,11 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
         if (st == dnnl_success) st = dnnl_primitive_desc_create(&hint, &fd, NULL, c->engine, NULL);
         if (st == dnnl_success)
             st = kind == OK_CONV_BWD_DATA
-                     ? dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_winograd, &xb, &m->w_any, &yb,
-                                                                m->strides, m->pad_l, m->pad_r)
-                     : dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_winograd, &xb, &m->w_any,
-                                                                   NULL, &yb, m->strides, m->pad_l, m->pad_r);
+                     ? dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_winograd, &xb, &m->w_any,
+                                                                &yb, m->strides, m->pad_l, m->pad_r)
+                     : dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_winograd, &xb,
+                                                                   &m->w_any, NULL, &yb, m->strides, m->pad_l,
+                                                                   m->pad_r);
     }
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &d, attr, c->engine, hint);
     dnnl_primitive_attr_destroy(attr);
@@ -217,8 +232,8 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
 }
 
 bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
-                                const bl_tensor *w, const bl_tensor *bias,
-                                const bl_tensor *residual, bool relu, bl_tensor *y) {
+                                const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual,
+                                bool relu, bl_tensor *y) {
     static const char op[] = "conv2d_forward";
     onednn_ctx *c = onednn_of(dev);
     int flags = (bias ? F_BIAS : 0) | (residual ? F_RESIDUAL : 0) | (relu ? F_RELU : 0);
@@ -228,7 +243,8 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
         conv_mds m;
         BL_TRY(conv_mds_init(&m, p, x, w, y, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
-        if (!(winograd_wanted(x, w, p, bias != NULL) && build_winograd(c, e, OK_CONV_FWD, &m, bias != NULL, residual != NULL, relu, op)))
+        if (!(winograd_wanted(x, w, p, bias != NULL) &&
+              build_winograd(c, e, OK_CONV_FWD, &m, bias != NULL, residual != NULL, relu, op)))
             BL_TRY(fwd_pd(c, &m, bias != NULL, residual != NULL, relu, bias != NULL, &e->pd, op));
         int ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
         BL_TRY(onednn_prim_finish(c, e, bias ? 4 : 3, ids, op));
@@ -289,10 +305,11 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
         conv_mds m;
         BL_TRY(conv_mds_init(&m, p, dx, w, dy, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
-        if (!(winograd_wanted(dx, w, p, false) && build_winograd(c, e, OK_CONV_BWD_DATA, &m, false, false, false, op))) {
+        if (!(winograd_wanted(dx, w, p, false) &&
+              build_winograd(c, e, OK_CONV_BWD_DATA, &m, false, false, false, op))) {
             dnnl_convolution_desc_t d;
-            dnnl_status_t st = dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &m.x, &m.w_any,
-                                                                        &m.y, m.strides, m.pad_l, m.pad_r);
+            dnnl_status_t st = dnnl_convolution_backward_data_desc_init(
+                &d, dnnl_convolution_direct, &m.x, &m.w_any, &m.y, m.strides, m.pad_l, m.pad_r);
             BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
@@ -341,11 +358,11 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
         conv_mds m;
         BL_TRY(conv_mds_init(&m, p, x, dw, dy, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
-        if (!(winograd_wanted(x, dw, p, false) && build_winograd(c, e, OK_CONV_BWD_WEIGHTS, &m, false, false, false, op))) {
+        if (!(winograd_wanted(x, dw, p, false) &&
+              build_winograd(c, e, OK_CONV_BWD_WEIGHTS, &m, false, false, false, op))) {
             dnnl_convolution_desc_t d;
-            dnnl_status_t st = dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &m.x,
-                                                                           &m.w_any, NULL, &m.y, m.strides, m.pad_l,
-                                                                           m.pad_r);
+            dnnl_status_t st = dnnl_convolution_backward_weights_desc_init(
+                &d, dnnl_convolution_direct, &m.x, &m.w_any, NULL, &m.y, m.strides, m.pad_l, m.pad_r);
             BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};

@@ -30,15 +30,14 @@ static void chunk(int64_t n, int t, int T, int64_t *lo, int64_t *hi) {
     *hi = per * (t + 1) < n ? per * (t + 1) : n;
 }
 
-#define FOR_CHUNKS(n, body)                                                                  \
-    do {                                                                                     \
-        int T_ = (n) < PARALLEL_MIN ? 1 : omp_get_max_threads();                             \
-        _Pragma("omp parallel num_threads(T_)")                                              \
-        {                                                                                    \
-            int64_t lo, hi;                                                                  \
-            chunk((n), omp_get_thread_num(), T_, &lo, &hi);                                  \
-            if (hi > lo) body;                                                               \
-        }                                                                                    \
+#define FOR_CHUNKS(n, body)                                                                                  \
+    do {                                                                                                     \
+        int T_ = (n) < PARALLEL_MIN ? 1 : omp_get_max_threads();                                             \
+        _Pragma("omp parallel num_threads(T_)") {                                                            \
+            int64_t lo, hi;                                                                                  \
+            chunk((n), omp_get_thread_num(), T_, &lo, &hi);                                                  \
+            if (hi > lo) body;                                                                               \
+        }                                                                                                    \
     } while (0)
 
 bl_status onednn_relu_forward(bl_device *dev, const bl_tensor *x, bl_tensor *y) {
@@ -70,9 +69,8 @@ bl_status onednn_add(bl_device *dev, const bl_tensor *a, const bl_tensor *b, bl_
 
 /* The reference's log-sum-exp in double, reused as is: (N, classes) is tiny next to the
  * network, and both backends keep tensors in host memory. Only the write tracking is ours. */
-bl_status onednn_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
-                                       const bl_tensor *labels, float label_smoothing,
-                                       bl_tensor *loss, bl_tensor *dlogits) {
+bl_status onednn_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
+                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits) {
     onednn_wrote(dev, loss);
     onednn_wrote(dev, dlogits);
     return cpu_ref_softmax_cross_entropy(dev, logits, labels, label_smoothing, loss, dlogits);

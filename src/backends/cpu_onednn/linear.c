@@ -37,20 +37,23 @@ static bl_status create_pd(onednn_ctx *c, const void *desc, const dnnl_primitive
     if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, desc, attr, c->engine, hint);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
-        return bl_error(BL_ERR_DEVICE, "onednn %s: no inner-product implementation (%s)", op, onednn_status_name(st));
+        return bl_error(BL_ERR_DEVICE, "onednn %s: no inner-product implementation (%s)", op,
+                        onednn_status_name(st));
     return BL_OK;
 }
 
 static bl_status fwd_pd(onednn_ctx *c, const ip_mds *m, bool bias, bool training, dnnl_primitive_desc_t *pd,
                         const char *op) {
     dnnl_inner_product_desc_t d;
-    DNNL_CHECK(dnnl_inner_product_forward_desc_init(&d, training ? dnnl_forward_training : dnnl_forward_inference,
-                                                    &m->x, &m->w, bias ? &m->b : NULL, &m->y), op);
+    DNNL_CHECK(dnnl_inner_product_forward_desc_init(&d,
+                                                    training ? dnnl_forward_training : dnnl_forward_inference,
+                                                    &m->x, &m->w, bias ? &m->b : NULL, &m->y),
+               op);
     return create_pd(c, &d, NULL, pd, op);
 }
 
-bl_status onednn_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *b, bl_tensor *y) {
+bl_status onednn_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                                bl_tensor *y) {
     static const char op[] = "linear_forward";
     onednn_ctx *c = onednn_of(dev);
     onednn_key key = ip_key(OK_IP_FWD, x, w, b != NULL);
@@ -81,9 +84,10 @@ static bl_status get_bwd(onednn_ctx *c, int kind, const bl_tensor *x, const bl_t
         dnnl_primitive_desc_t hint;
         BL_TRY(fwd_pd(c, &m, bias, true, &hint, op));
         dnnl_inner_product_desc_t d;
-        dnnl_status_t st = kind == OK_IP_BWD_DATA
-                               ? dnnl_inner_product_backward_data_desc_init(&d, &m.x, &m.w, &m.y)
-                               : dnnl_inner_product_backward_weights_desc_init(&d, &m.x, &m.w, bias ? &m.b : NULL, &m.y);
+        dnnl_status_t st =
+            kind == OK_IP_BWD_DATA
+                ? dnnl_inner_product_backward_data_desc_init(&d, &m.x, &m.w, &m.y)
+                : dnnl_inner_product_backward_weights_desc_init(&d, &m.x, &m.w, bias ? &m.b : NULL, &m.y);
         bl_status s = onednn_prim_add(c, &key, &e);
         if (s == BL_OK && st == dnnl_success) s = create_pd(c, &d, hint, &e->pd, op);
         dnnl_primitive_desc_destroy(hint);
@@ -101,8 +105,8 @@ static bl_status get_bwd(onednn_ctx *c, int kind, const bl_tensor *x, const bl_t
     return BL_OK;
 }
 
-bl_status onednn_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
-                                 const bl_tensor *w, bl_tensor *dx, bl_tensor *dw, bl_tensor *db) {
+bl_status onednn_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db) {
     static const char op[] = "linear_backward";
     onednn_ctx *c = onednn_of(dev);
     onednn_prim *e;

@@ -23,12 +23,12 @@
 #include "tensor/backend.h"
 
 /* Checks a dnnl_* call; on failure returns BL_ERR_DEVICE naming the call and the op. */
-#define DNNL_CHECK(call, op)                                                                  \
-    do {                                                                                     \
-        dnnl_status_t dnnl_st_ = (call);                                                     \
-        if (dnnl_st_ != dnnl_success)                                                        \
-            return bl_error(BL_ERR_DEVICE, "onednn %s: %s failed (%s)", (op), #call,         \
-                            onednn_status_name(dnnl_st_));                                   \
+#define DNNL_CHECK(call, op)                                                                                 \
+    do {                                                                                                     \
+        dnnl_status_t dnnl_st_ = (call);                                                                     \
+        if (dnnl_st_ != dnnl_success)                                                                        \
+            return bl_error(BL_ERR_DEVICE, "onednn %s: %s failed (%s)", (op), #call,                         \
+                            onednn_status_name(dnnl_st_));                                                   \
     } while (0)
 
 #define ONEDNN_MAX_ARGS 8
@@ -71,9 +71,9 @@ typedef struct onednn_prim {
      * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
      * the blocked copies live in the handle's route buffer at reo_off. */
     onednn_reorder reo[3];
-    size_t reo_off[2];  /* offsets into the handle's shared route buffer */
+    size_t reo_off[2]; /* offsets into the handle's shared route buffer */
     bool blocked;
-    void *buf;          /* owned: max-pool backward's recomputed output and workspace */
+    void *buf; /* owned: max-pool backward's recomputed output and workspace */
     size_t buf_bytes;
     onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
     void *wbuf;
@@ -103,14 +103,14 @@ typedef struct onednn_ctx {
     int nweights, cap_weights;
     void *scratch;
     size_t scratch_bytes;
-    void *route;       /* blocked copies of activations for the Winograd route, shared by all
+    void *route; /* blocked copies of activations for the Winograd route, shared by all
                         * convolutions (each uses it only during its own call) */
     size_t route_bytes;
-    int64_t created;   /* primitives created over the handle's life (tests check reuse) */
-    int64_t reorders;  /* weight reorders executed */
-    double *partials;  /* per-thread reduction space for batch norm */
+    int64_t created;  /* primitives created over the handle's life (tests check reuse) */
+    int64_t reorders; /* weight reorders executed */
+    double *partials; /* per-thread reduction space for batch norm */
     size_t partials_bytes;
-    float *bn_floats;  /* batch norm's per-channel coefficients and per-thread block sums: on
+    float *bn_floats; /* batch norm's per-channel coefficients and per-thread block sums: on
                         * the heap, since a ResNet may have 32768 channels (width 4096) */
     size_t bn_floats_bytes;
 } onednn_ctx;
@@ -125,8 +125,7 @@ onednn_prim *onednn_prim_find(onednn_ctx *c, const onednn_key *key);
 bl_status onednn_prim_add(onednn_ctx *c, const onednn_key *key, onednn_prim **out);
 /* Creates the primitive from e->pd and one memory object per listed argument, sized from the
  * pd's own memory descriptors (queried with dnnl_primitive_desc_query_md per argument). */
-bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids,
-                             const char *op);
+bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids, const char *op);
 /* Sets argument `arg_id`'s data pointer. */
 bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const char *op);
 /* Executes with the handle's scratchpad. */
@@ -140,8 +139,7 @@ void onednn_reorder_destroy(onednn_reorder *r);
 /* Returns a pointer to `src` (described by src_md) in the layout dst_md: src itself when the
  * formats agree, else a reordered copy, cached when `cache` is set. */
 bl_status onednn_weights_get(onednn_ctx *c, const void *src, const dnnl_memory_desc_t *src_md,
-                             const dnnl_memory_desc_t *dst_md, bool cache, void **out,
-                             const char *op);
+                             const dnnl_memory_desc_t *dst_md, bool cache, void **out, const char *op);
 /* Marks cached copies whose source overlaps [ptr, ptr + bytes) stale (written), or releases
  * them (freed). */
 void onednn_note_write(onednn_ctx *c, const void *ptr, size_t bytes);
@@ -164,32 +162,27 @@ void onednn_parallel_copy(void *dst, const void *src, size_t bytes);
 
 /* 4-D NHWC memory descriptor for logical (N, C, H, W) / weights (K, C, R, S) in OHWI. */
 bl_status onednn_md4(dnnl_memory_desc_t *md, const int64_t *shape, const char *op);
-bl_status onednn_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims,
-                          const char *op);
+bl_status onednn_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, const char *op);
 
-bl_status onednn_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                const bl_tensor *w, const bl_tensor *bias,
-                                const bl_tensor *residual, bool relu, bl_tensor *y);
+bl_status onednn_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
+                                const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
 bl_status onednn_conv2d_backward_data(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
                                       const bl_tensor *w, bl_tensor *dx);
 bl_status onednn_conv2d_backward_filter(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
                                         const bl_tensor *dy, bl_tensor *dw);
-bl_status onednn_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *,
-                                         const bl_tensor *x, const bl_tensor *gamma,
-                                         const bl_tensor *beta, const bl_tensor *residual,
-                                         bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean,
-                                         bl_tensor *save_invstd, bl_tensor *y);
-bl_status onednn_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *,
-                                        const bl_tensor *x, const bl_tensor *gamma,
-                                        const bl_tensor *beta, const bl_tensor *residual,
-                                        bool relu, const bl_tensor *running_mean,
+bl_status onednn_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                         const bl_tensor *gamma, const bl_tensor *beta,
+                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                         bl_tensor *y);
+bl_status onednn_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                        const bl_tensor *gamma, const bl_tensor *beta,
+                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                         const bl_tensor *running_var, bl_tensor *y);
-bl_status onednn_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                                    const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                    const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                    bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                    bl_tensor *dresidual);
+bl_status onednn_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
+                                    bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
+                                    const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
+                                    bl_tensor *dbeta, bl_tensor *dresidual);
 bl_status onednn_relu_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
 bl_status onednn_relu_backward(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
 bl_status onednn_add(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
@@ -198,16 +191,15 @@ bl_status onednn_maxpool_backward(bl_device *, const bl_pool_params *, const bl_
                                   const bl_tensor *dy, bl_tensor *dx);
 bl_status onednn_global_avgpool_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
 bl_status onednn_global_avgpool_backward(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-bl_status onednn_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *b, bl_tensor *y);
-bl_status onednn_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                                 const bl_tensor *w, bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
-bl_status onednn_softmax_cross_entropy(bl_device *, const bl_tensor *logits,
-                                       const bl_tensor *labels, float label_smoothing,
-                                       bl_tensor *loss, bl_tensor *dlogits);
-bl_status onednn_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param,
-                            const bl_tensor *grad, bl_tensor *momentum_buf);
-bl_status onednn_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param,
-                              const bl_tensor *grad, bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+bl_status onednn_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                                bl_tensor *y);
+bl_status onednn_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
+bl_status onednn_softmax_cross_entropy(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
+                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
+bl_status onednn_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
+                            bl_tensor *momentum_buf);
+bl_status onednn_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
+                              bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
 
 #endif

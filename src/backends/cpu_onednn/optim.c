@@ -7,8 +7,8 @@
 
 #define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
 
-VECTORIZED static void sgd_range(float *P, const float *G, float *M, int64_t n, float lr, float mu,
-                                 float wd, bool nesterov) {
+VECTORIZED static void sgd_range(float *P, const float *G, float *M, int64_t n, float lr, float mu, float wd,
+                                 bool nesterov) {
     if (mu == 0.0f) {
         for (int64_t i = 0; i < n; i++) P[i] -= lr * (G[i] + wd * P[i]);
     } else if (nesterov) {
@@ -47,8 +47,8 @@ static void chunk(int64_t n, int t, int T, int64_t *lo, int64_t *hi) {
     *hi = per * (t + 1) < n ? per * (t + 1) : n;
 }
 
-bl_status onednn_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param,
-                            const bl_tensor *grad, bl_tensor *momentum_buf) {
+bl_status onednn_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param, const bl_tensor *grad,
+                            bl_tensor *momentum_buf) {
     int64_t n = bl_tensor_numel(param);
     float *P = param->data, *M = momentum_buf->data;
     const float *G = grad->data;
@@ -59,7 +59,8 @@ bl_status onednn_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *p
     {
         int64_t lo, hi;
         chunk(n, omp_get_thread_num(), T, &lo, &hi);
-        if (hi > lo) sgd_range(P + lo, G + lo, M + lo, hi - lo, p->lr, p->momentum, p->weight_decay, p->nesterov);
+        if (hi > lo)
+            sgd_range(P + lo, G + lo, M + lo, hi - lo, p->lr, p->momentum, p->weight_decay, p->nesterov);
     }
     return BL_OK;
 }

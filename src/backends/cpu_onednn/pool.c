@@ -31,8 +31,8 @@ typedef struct pool_desc {
 } pool_desc;
 
 /* A max-pool (pp set) or a global average pool (pp NULL) from x (N,C,H,W) to y (N,C,P,Q). */
-static bl_status pool_desc_init(pool_desc *d, const bl_pool_params *pp, const int64_t *x,
-                                const int64_t *y, const char *op) {
+static bl_status pool_desc_init(pool_desc *d, const bl_pool_params *pp, const int64_t *x, const int64_t *y,
+                                const char *op) {
     memset(d, 0, sizeof *d);
     BL_TRY(onednn_md4(&d->x, x, op));
     BL_TRY(onednn_md4(&d->y, y, op));
@@ -63,9 +63,10 @@ static bl_status user_attr(dnnl_primitive_attr_t *attr, const char *op) {
 static bl_status fwd_pd(onednn_ctx *c, const pool_desc *d, bool training, dnnl_primitive_desc_t *pd,
                         const char *op) {
     dnnl_pooling_v2_desc_t pdsc;
-    DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(&pdsc, training ? dnnl_forward_training : dnnl_forward_inference,
-                                                 d->alg, &d->x, &d->y, d->strides, d->kernel, d->dilation,
-                                                 d->pad_l, d->pad_r), op);
+    DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(
+                   &pdsc, training ? dnnl_forward_training : dnnl_forward_inference, d->alg, &d->x, &d->y,
+                   d->strides, d->kernel, d->dilation, d->pad_l, d->pad_r),
+               op);
     dnnl_primitive_attr_t attr;
     BL_TRY(user_attr(&attr, op));
     dnnl_status_t st = dnnl_primitive_desc_create(pd, &pdsc, attr, c->engine, NULL);
@@ -107,7 +108,8 @@ static bl_status get_bwd(onednn_ctx *c, int kind, const bl_pool_params *pp, cons
         dnnl_primitive_attr_t attr = NULL;
         bl_status s = st == dnnl_success ? user_attr(&attr, op) : BL_OK;
         if (s == BL_OK) s = onednn_prim_add(c, &key, &e);
-        if (s == BL_OK && st == dnnl_success) st = dnnl_primitive_desc_create(&e->pd, &pdsc, attr, c->engine, hint);
+        if (s == BL_OK && st == dnnl_success)
+            st = dnnl_primitive_desc_create(&e->pd, &pdsc, attr, c->engine, hint);
         if (attr) dnnl_primitive_attr_destroy(attr);
         dnnl_primitive_desc_destroy(hint);
         BL_TRY(s);

@@ -6,8 +6,8 @@
 #include "backends/cpu_ref/cpu_ref.h"
 
 /* y = act(scale[c] * x + shift[c] + residual) for channel c of every image. */
-static void bn_apply(const bl_tensor *x, const float *scale, const float *shift,
-                     const bl_tensor *residual, bool relu, bl_tensor *y) {
+static void bn_apply(const bl_tensor *x, const float *scale, const float *shift, const bl_tensor *residual,
+                     bool relu, bl_tensor *y) {
     int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
     const float *X = x->data, *Res = residual ? residual->data : NULL;
     float *Y = y->data;
@@ -24,10 +24,9 @@ static void bn_apply(const bl_tensor *x, const float *scale, const float *shift,
         }
 }
 
-bl_status cpu_ref_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p,
-                                          const bl_tensor *x, const bl_tensor *gamma,
-                                          const bl_tensor *beta, const bl_tensor *residual,
-                                          bool relu, bl_tensor *running_mean,
+bl_status cpu_ref_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                          const bl_tensor *gamma, const bl_tensor *beta,
+                                          const bl_tensor *residual, bool relu, bl_tensor *running_mean,
                                           bl_tensor *running_var, bl_tensor *save_mean,
                                           bl_tensor *save_invstd, bl_tensor *y) {
     int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3], M = N * HW;
@@ -63,10 +62,9 @@ bl_status cpu_ref_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_par
     return BL_OK;
 }
 
-bl_status cpu_ref_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p,
-                                         const bl_tensor *x, const bl_tensor *gamma,
-                                         const bl_tensor *beta, const bl_tensor *residual,
-                                         bool relu, const bl_tensor *running_mean,
+bl_status cpu_ref_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *p, const bl_tensor *x,
+                                         const bl_tensor *gamma, const bl_tensor *beta,
+                                         const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                          const bl_tensor *running_var, bl_tensor *y) {
     int64_t C = x->shape[1];
     const float *G = gamma->data, *Bt = beta->data, *RM = running_mean->data, *RV = running_var->data;
@@ -84,9 +82,8 @@ bl_status cpu_ref_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_para
 
 bl_status cpu_ref_batchnorm_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
                                      const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                     const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                     bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                     bl_tensor *dresidual) {
+                                     const bl_tensor *save_mean, const bl_tensor *save_invstd, bl_tensor *dx,
+                                     bl_tensor *dgamma, bl_tensor *dbeta, bl_tensor *dresidual) {
     (void)dev;
     int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3], M = N * HW;
     const float *DY = dy->data, *X = x->data, *Y = y->data, *G = gamma->data;

@@ -16,8 +16,8 @@ typedef struct conv_dims {
 
 static conv_dims dims_of(const bl_conv2d_params *p, const bl_tensor *x, const bl_tensor *w,
                          const bl_tensor *y) {
-    conv_dims d = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
-                   w->shape[3], y->shape[2], y->shape[3], p->stride_h, p->stride_w, p->pad_h, p->pad_w};
+    conv_dims d = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2], w->shape[3],
+                   y->shape[2], y->shape[3], p->stride_h, p->stride_w, p->pad_h,    p->pad_w};
     return d;
 }
 
@@ -57,8 +57,8 @@ static void col2im(const conv_dims *d, const float *col, float *img) {
 }
 
 bl_status cpu_ref_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *x,
-                                 const bl_tensor *w, const bl_tensor *bias,
-                                 const bl_tensor *residual, bool relu, bl_tensor *y) {
+                                 const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual,
+                                 bool relu, bl_tensor *y) {
     conv_dims d = dims_of(prm, x, w, y);
     int64_t crs = d.C * d.R * d.S, pq = d.P * d.Q;
     int threads = omp_get_max_threads();
@@ -85,8 +85,8 @@ bl_status cpu_ref_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, co
     return BL_OK;
 }
 
-bl_status cpu_ref_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm,
-                                       const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx) {
+bl_status cpu_ref_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *dy,
+                                       const bl_tensor *w, bl_tensor *dx) {
     conv_dims d = dims_of(prm, dx, w, dy);
     int64_t crs = d.C * d.R * d.S, pq = d.P * d.Q;
     int threads = omp_get_max_threads();
@@ -103,8 +103,8 @@ bl_status cpu_ref_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p
     return BL_OK;
 }
 
-bl_status cpu_ref_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *prm,
-                                         const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw) {
+bl_status cpu_ref_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *x,
+                                         const bl_tensor *dy, bl_tensor *dw) {
     conv_dims d = dims_of(prm, x, dw, dy);
     int64_t crs = d.C * d.R * d.S, pq = d.P * d.Q, kcrs = d.K * crs;
     int threads = omp_get_max_threads();
@@ -125,8 +125,7 @@ bl_status cpu_ref_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params 
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < d.N; n++) {
             im2col(&d, X + n * d.C * d.H * d.W, col);
-            cpu_ref_gemm(false, true, d.K, crs, pq, 1.0f, DY + n * d.K * pq, pq, col, pq, 1.0f,
-                         partial, crs);
+            cpu_ref_gemm(false, true, d.K, crs, pq, 1.0f, DY + n * d.K * pq, pq, col, pq, 1.0f, partial, crs);
         }
     }
     for (int64_t i = 0; i < kcrs; i++) {

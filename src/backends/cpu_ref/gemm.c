@@ -2,9 +2,8 @@
  * the compiler can vectorize it; that is the only optimization, on purpose. */
 #include "backends/cpu_ref/cpu_ref.h"
 
-void cpu_ref_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                  int64_t ldc) {
+void cpu_ref_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     for (int64_t i = 0; i < M; i++) {
         float *c = C + i * ldc;
         if (beta == 0.0f) {

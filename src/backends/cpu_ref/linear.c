@@ -1,8 +1,8 @@
 /* The fully connected classifier: y = x w^T + b. */
 #include "backends/cpu_ref/cpu_ref.h"
 
-bl_status cpu_ref_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w,
-                                 const bl_tensor *b, bl_tensor *y) {
+bl_status cpu_ref_linear_forward(bl_device *dev, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                                 bl_tensor *y) {
     (void)dev;
     int64_t N = x->shape[0], I = x->shape[1], O = w->shape[0];
     const float *X = x->data, *Wt = w->data, *B = b ? b->data : NULL;
@@ -16,8 +16,8 @@ bl_status cpu_ref_linear_forward(bl_device *dev, const bl_tensor *x, const bl_te
     return BL_OK;
 }
 
-bl_status cpu_ref_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x,
-                                  const bl_tensor *w, bl_tensor *dx, bl_tensor *dw, bl_tensor *db) {
+bl_status cpu_ref_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                                  bl_tensor *dx, bl_tensor *dw, bl_tensor *db) {
     (void)dev;
     int64_t N = x->shape[0], I = x->shape[1], O = w->shape[0];
     const float *DY = dy->data, *X = x->data, *Wt = w->data;

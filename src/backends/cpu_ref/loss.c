@@ -4,9 +4,8 @@
 
 #include "backends/cpu_ref/cpu_ref.h"
 
-bl_status cpu_ref_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
-                                        const bl_tensor *labels, float label_smoothing,
-                                        bl_tensor *loss, bl_tensor *dlogits) {
+bl_status cpu_ref_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
+                                        float label_smoothing, bl_tensor *loss, bl_tensor *dlogits) {
     (void)dev;
     int64_t N = logits->shape[0], C = logits->shape[1];
     const float *L = logits->data;
@@ -15,8 +14,10 @@ bl_status cpu_ref_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits,
     double eps = label_smoothing, total = 0.0;
     for (int64_t n = 0; n < N; n++)
         if (Y[n] < 0 || Y[n] >= C)
-            return bl_error(BL_ERR_INVALID_ARG, "softmax_cross_entropy: label %d of example %lld "
-                            "is outside [0, %lld)", Y[n], (long long)n, (long long)C);
+            return bl_error(BL_ERR_INVALID_ARG,
+                            "softmax_cross_entropy: label %d of example %lld "
+                            "is outside [0, %lld)",
+                            Y[n], (long long)n, (long long)C);
 #pragma omp parallel for reduction(+ : total) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *row = L + n * C;

@@ -4,8 +4,8 @@
 
 #include "backends/cpu_ref/cpu_ref.h"
 
-bl_status cpu_ref_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param,
-                             const bl_tensor *grad, bl_tensor *momentum_buf) {
+bl_status cpu_ref_sgd_update(bl_device *dev, const bl_sgd_params *p, bl_tensor *param, const bl_tensor *grad,
+                             bl_tensor *momentum_buf) {
     (void)dev;
     int64_t n = bl_tensor_numel(param);
     float *P = param->data, *M = momentum_buf->data;

@@ -6,8 +6,8 @@
 
 /* Index within the (H, W) plane of the first maximum of window (p, q); -1 if the window holds
  * only padding. PyTorch keeps the first maximum (a later equal value does not replace it). */
-static int64_t window_argmax(const float *plane, int64_t H, int64_t W, const bl_pool_params *pp,
-                             int64_t p, int64_t q) {
+static int64_t window_argmax(const float *plane, int64_t H, int64_t W, const bl_pool_params *pp, int64_t p,
+                             int64_t q) {
     int64_t best = -1;
     float best_v = -INFINITY;
     for (int64_t r = 0; r < pp->kernel; r++) {

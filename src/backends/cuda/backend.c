@@ -24,25 +24,27 @@ static const char *short_file(const char *file) {
 bl_status cuda_fail_rt(cudaError_t e, const char *call, const char *file, int line) {
     bl_status s = e == cudaErrorMemoryAllocation ? BL_ERR_OUT_OF_MEMORY : BL_ERR_DEVICE;
     if (e == cudaErrorMemoryAllocation) (void)cudaGetLastError(); /* not sticky: clear it */
-    return bl_error(s, "%s failed: %s (%s) [%s:%d]", call, cudaGetErrorName(e),
-                    cudaGetErrorString(e), short_file(file), line);
+    return bl_error(s, "%s failed: %s (%s) [%s:%d]", call, cudaGetErrorName(e), cudaGetErrorString(e),
+                    short_file(file), line);
 }
 
 bl_status cuda_fail_dnn(cudnnStatus_t e, const char *call, const char *file, int line) {
     char detail[256];
     detail[0] = '\0';
     cudnnGetLastErrorString(detail, sizeof detail);
-    bl_status s = e == CUDNN_STATUS_ALLOC_FAILED ? BL_ERR_OUT_OF_MEMORY
-                  : e == CUDNN_STATUS_NOT_SUPPORTED ? BL_ERR_UNSUPPORTED : BL_ERR_DEVICE;
-    return bl_error(s, "%s failed: %s%s%s [%s:%d]", call, cudnnGetErrorString(e),
-                    detail[0] ? ": " : "", detail, short_file(file), line);
+    bl_status s = e == CUDNN_STATUS_ALLOC_FAILED    ? BL_ERR_OUT_OF_MEMORY
+                  : e == CUDNN_STATUS_NOT_SUPPORTED ? BL_ERR_UNSUPPORTED
+                                                    : BL_ERR_DEVICE;
+    return bl_error(s, "%s failed: %s%s%s [%s:%d]", call, cudnnGetErrorString(e), detail[0] ? ": " : "",
+                    detail, short_file(file), line);
 }
 
 bl_status cuda_fail_blas(cublasStatus_t e, const char *call, const char *file, int line) {
-    bl_status s = e == CUBLAS_STATUS_ALLOC_FAILED ? BL_ERR_OUT_OF_MEMORY
-                  : e == CUBLAS_STATUS_NOT_SUPPORTED ? BL_ERR_UNSUPPORTED : BL_ERR_DEVICE;
-    return bl_error(s, "%s failed: %s (%s) [%s:%d]", call, cublasGetStatusName(e),
-                    cublasGetStatusString(e), short_file(file), line);
+    bl_status s = e == CUBLAS_STATUS_ALLOC_FAILED    ? BL_ERR_OUT_OF_MEMORY
+                  : e == CUBLAS_STATUS_NOT_SUPPORTED ? BL_ERR_UNSUPPORTED
+                                                     : BL_ERR_DEVICE;
+    return bl_error(s, "%s failed: %s (%s) [%s:%d]", call, cublasGetStatusName(e), cublasGetStatusString(e),
+                    short_file(file), line);
 }
 
 /* ---- context ----------------------------------------------------------------------------- */
@@ -68,8 +70,8 @@ static bl_status out_of_memory(int index, size_t bytes, const char *what) {
     (void)cudaGetLastError();
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
     return bl_error(BL_ERR_OUT_OF_MEMORY,
-                    "cuda:%d: out of memory allocating %zu bytes%s (free %zu of %zu bytes)", index,
-                    bytes, what, free_b, total_b);
+                    "cuda:%d: out of memory allocating %zu bytes%s (free %zu of %zu bytes)", index, bytes,
+                    what, free_b, total_b);
 }
 
 static bl_status device_malloc(cuda_ctx *c, size_t bytes, void **ptr, const char *what) {
@@ -89,7 +91,8 @@ bl_status cuda_workspace(cuda_ctx *c, size_t bytes, void **ptr) {
         return bl_error(BL_ERR_UNSUPPORTED,
                         "cuda:%d: an op needs %zu bytes of workspace but %zu are planned, and the "
                         "workspace cannot grow while a graph is recorded (run the step once "
-                        "eagerly before recording it)", c->index, bytes, c->workspace_bytes);
+                        "eagerly before recording it)",
+                        c->index, bytes, c->workspace_bytes);
     /* Ops already enqueued may still read the old buffer. */
     CU_TRY(cudaStreamSynchronize(c->stream));
     if (c->workspace) CU_TRY(cudaFree(c->workspace));
@@ -136,8 +139,10 @@ static bl_status open_handles(cuda_ctx *c, char *description, size_t size) {
     CU_TRY(cudaGetDeviceProperties(&prop, c->index));
     c->sm_count = prop.multiProcessorCount;
     if (prop.major < 8)
-        return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: %s has compute capability %d.%d; beamlet "
-                        "needs 8.0 or newer (bf16)", c->index, prop.name, prop.major, prop.minor);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "cuda:%d: %s has compute capability %d.%d; beamlet "
+                        "needs 8.0 or newer (bf16)",
+                        c->index, prop.name, prop.major, prop.minor);
     CU_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CU_TRY(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CU_TRY(cudaEventCreateWithFlags(&c->copy_done, cudaEventDisableTiming));
@@ -183,8 +188,10 @@ static bl_status cuda_alloc(void *ctx, size_t bytes, void **ptr) {
     cuda_ctx *c = ctx;
     CU_TRY(cudaSetDevice(c->index));
     if (cuda_capturing(c))
-        return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: cannot allocate %zu bytes while a graph is "
-                        "recorded (allocate before recording)", c->index, bytes);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "cuda:%d: cannot allocate %zu bytes while a graph is "
+                        "recorded (allocate before recording)",
+                        c->index, bytes);
     return device_malloc(c, bytes, ptr, "");
 }
 
@@ -193,8 +200,7 @@ static void cuda_free_mem(void *ctx, void *ptr) {
     if (!ptr) return;
     (void)cudaSetDevice(c->index);
     cudaError_t e = cudaFree(ptr);
-    if (e != cudaSuccess)
-        bl_log_warn("cuda:%d: cudaFree failed: %s", c->index, cudaGetErrorString(e));
+    if (e != cudaSuccess) bl_log_warn("cuda:%d: cudaFree failed: %s", c->index, cudaGetErrorString(e));
 }
 
 static bl_status cuda_copy(void *ctx, void *dst, const void *src, size_t bytes, int kind) {
@@ -207,9 +213,10 @@ static bl_status cuda_copy(void *ctx, void *dst, const void *src, size_t bytes, 
         return BL_OK;
     }
     if (capturing)
-        return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: a host %s copy cannot be recorded in a graph "
-                        "(use bl_cuda_upload_async outside the recording)", c->index,
-                        kind == BL_COPY_H2D ? "to device" : "from device");
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "cuda:%d: a host %s copy cannot be recorded in a graph "
+                        "(use bl_cuda_upload_async outside the recording)",
+                        c->index, kind == BL_COPY_H2D ? "to device" : "from device");
     if (kind == BL_COPY_H2D) {
         /* From pageable memory the call returns once the source is staged; from pinned
          * memory it would not, so wait: callers may reuse `src` as soon as this returns. */
@@ -240,8 +247,10 @@ static bl_status cuda_synchronize(void *ctx) {
     cuda_ctx *c = ctx;
     CU_TRY(cudaSetDevice(c->index));
     if (cuda_capturing(c))
-        return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: cannot wait for the device while a graph "
-                        "is recorded", c->index);
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "cuda:%d: cannot wait for the device while a graph "
+                        "is recorded",
+                        c->index);
     CU_TRY(cudaStreamSynchronize(c->stream));
     return BL_OK;
 }
@@ -251,10 +260,10 @@ static bool cuda_supports_dtype(bl_op op, bl_dtype dtype) {
     if (dtype == BL_F32) return true;
     if (dtype != BL_BF16) return false;
     switch (op) {
-    case BL_OP_SOFTMAX_CROSS_ENTROPY:
-    case BL_OP_SGD_UPDATE:
-    case BL_OP_ADAMW_UPDATE: return false;
-    default: return true;
+        case BL_OP_SOFTMAX_CROSS_ENTROPY:
+        case BL_OP_SGD_UPDATE:
+        case BL_OP_ADAMW_UPDATE: return false;
+        default: return true;
     }
 }
 
@@ -271,26 +280,27 @@ static const bl_backend cuda_backend = {
     .memset_zero = cuda_memset_zero,
     .synchronize = cuda_synchronize,
     .supports_dtype = cuda_supports_dtype,
-    .ops = {
-        .conv2d_forward = cuda_conv2d_forward,
-        .conv2d_backward_data = cuda_conv2d_backward_data,
-        .conv2d_backward_filter = cuda_conv2d_backward_filter,
-        .batchnorm_forward_train = cuda_batchnorm_forward_train,
-        .batchnorm_forward_eval = cuda_batchnorm_forward_eval,
-        .batchnorm_backward = cuda_batchnorm_backward,
-        .relu_forward = cuda_relu_forward,
-        .relu_backward = cuda_relu_backward,
-        .add = cuda_add,
-        .maxpool_forward = cuda_maxpool_forward,
-        .maxpool_backward = cuda_maxpool_backward,
-        .global_avgpool_forward = cuda_global_avgpool_forward,
-        .global_avgpool_backward = cuda_global_avgpool_backward,
-        .linear_forward = cuda_linear_forward,
-        .linear_backward = cuda_linear_backward,
-        .softmax_cross_entropy = cuda_softmax_cross_entropy,
-        .sgd_update = cuda_sgd_update,
-        .adamw_update = cuda_adamw_update,
-    },
+    .ops =
+        {
+            .conv2d_forward = cuda_conv2d_forward,
+            .conv2d_backward_data = cuda_conv2d_backward_data,
+            .conv2d_backward_filter = cuda_conv2d_backward_filter,
+            .batchnorm_forward_train = cuda_batchnorm_forward_train,
+            .batchnorm_forward_eval = cuda_batchnorm_forward_eval,
+            .batchnorm_backward = cuda_batchnorm_backward,
+            .relu_forward = cuda_relu_forward,
+            .relu_backward = cuda_relu_backward,
+            .add = cuda_add,
+            .maxpool_forward = cuda_maxpool_forward,
+            .maxpool_backward = cuda_maxpool_backward,
+            .global_avgpool_forward = cuda_global_avgpool_forward,
+            .global_avgpool_backward = cuda_global_avgpool_backward,
+            .linear_forward = cuda_linear_forward,
+            .linear_backward = cuda_linear_backward,
+            .softmax_cross_entropy = cuda_softmax_cross_entropy,
+            .sgd_update = cuda_sgd_update,
+            .adamw_update = cuda_adamw_update,
+        },
 };
 
 const bl_backend *bl_backend_cuda(void) { return &cuda_backend; }
@@ -299,8 +309,7 @@ const bl_backend *bl_backend_cuda(void) { return &cuda_backend; }
 
 static bl_status cuda_device_ctx(bl_device *dev, const char *what, cuda_ctx **out) {
     if (!dev || dev->backend != &cuda_backend)
-        return bl_error(BL_ERR_INVALID_ARG, "%s: %s is not a CUDA device", what,
-                        dev ? dev->name : "(null)");
+        return bl_error(BL_ERR_INVALID_ARG, "%s: %s is not a CUDA device", what, dev ? dev->name : "(null)");
     *out = dev->ctx;
     CU_TRY(cudaSetDevice((*out)->index));
     return BL_OK;
@@ -311,8 +320,10 @@ bl_status bl_cuda_host_alloc(size_t bytes, void **ptr) {
     cudaError_t e = cudaMallocHost(ptr, bytes ? bytes : 1);
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
-        return bl_error(BL_ERR_OUT_OF_MEMORY, "cuda: out of pinned host memory allocating %zu "
-                        "bytes", bytes);
+        return bl_error(BL_ERR_OUT_OF_MEMORY,
+                        "cuda: out of pinned host memory allocating %zu "
+                        "bytes",
+                        bytes);
     }
     if (e != cudaSuccess) return cuda_fail_rt(e, "cudaMallocHost", __FILE__, __LINE__);
     return BL_OK;
@@ -348,13 +359,13 @@ bl_status bl_cuda_convert(bl_device *dev, const bl_tensor *src, bl_tensor *dst) 
     for (int i = 0; same_shape && i < src->ndim; i++) same_shape = src->shape[i] == dst->shape[i];
     if (!same_shape || (src->ndim == 4 && src->layout != dst->layout))
         return bl_error(BL_ERR_INVALID_ARG, "bl_cuda_convert: shapes or layouts differ");
-    bool ok_types = (src->dtype == BL_F32 || src->dtype == BL_BF16) &&
-                    (dst->dtype == BL_F32 || dst->dtype == BL_BF16);
+    bool ok_types =
+        (src->dtype == BL_F32 || src->dtype == BL_BF16) && (dst->dtype == BL_F32 || dst->dtype == BL_BF16);
     if (!ok_types)
         return bl_error(BL_ERR_UNSUPPORTED, "bl_cuda_convert: %s to %s (f32 and bf16 only)",
                         bl_dtype_name(src->dtype), bl_dtype_name(dst->dtype));
-    CU_TRY(cuda_launch_convert(c->stream, cuda_elem_of(src), cuda_elem_of(dst), src->data,
-                               dst->data, bl_tensor_numel(src)));
+    CU_TRY(cuda_launch_convert(c->stream, cuda_elem_of(src), cuda_elem_of(dst), src->data, dst->data,
+                               bl_tensor_numel(src)));
     return BL_OK;
 }
 

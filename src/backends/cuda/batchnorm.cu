@@ -75,8 +75,7 @@ __global__ void partial_nhwc(Op op, int64_t M, int64_t C, int64_t chunk, float *
 }
 
 template <class Op>
-__global__ void partial_nchw(Op op, int64_t M, int64_t HW, int64_t C, int64_t chunk, float *p1,
-                             float *p2) {
+__global__ void partial_nchw(Op op, int64_t M, int64_t HW, int64_t C, int64_t chunk, float *p1, float *p2) {
     __shared__ float sa[NCHW_THREADS / 32], sb[NCHW_THREADS / 32];
     int64_t c = blockIdx.x;
     int64_t m0 = blockIdx.y * chunk, m1 = min(M, m0 + chunk);
@@ -100,8 +99,8 @@ __global__ void partial_nchw(Op op, int64_t M, int64_t HW, int64_t C, int64_t ch
 }
 
 template <class Op>
-static void launch_partial(cudaStream_t s, const cuda_t4 &x, Op op, float *p1, float *p2,
-                           int sm_count, int64_t *chunks_out) {
+static void launch_partial(cudaStream_t s, const cuda_t4 &x, Op op, float *p1, float *p2, int sm_count,
+                           int64_t *chunks_out) {
     int64_t C = x.c, HW = x.h * x.w, M = x.n * HW;
     /* sc == 1 also covers NCHW with H = W = 1, whose memory order is NHWC's. */
     bool nhwc = x.sc == 1;
@@ -122,18 +121,17 @@ static __device__ double chunk_sum(const float *p, int64_t chunks, int64_t C, in
     return s;
 }
 
-__global__ void finish_mean(const float *p1, int64_t chunks, int64_t C, int64_t M,
-                            float *save_mean) {
+__global__ void finish_mean(const float *p1, int64_t chunks, int64_t C, int64_t M, float *save_mean) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c < C) save_mean[c] = (float)(chunk_sum(p1, chunks, C, c) / (double)M);
 }
 
 /* Variance, saved statistics, running statistics (unbiased variance, as PyTorch) and the
  * per-channel scale and shift the apply kernel uses. */
-__global__ void finish_train(const float *p1, int64_t chunks, int64_t C, int64_t M,
-                             const float *gamma, const float *beta, float eps, float momentum,
-                             const float *save_mean, float *save_invstd, float *running_mean,
-                             float *running_var, float *scale, float *shift) {
+__global__ void finish_train(const float *p1, int64_t chunks, int64_t C, int64_t M, const float *gamma,
+                             const float *beta, float eps, float momentum, const float *save_mean,
+                             float *save_invstd, float *running_mean, float *running_var, float *scale,
+                             float *shift) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= C) return;
     double mean = save_mean[c];
@@ -141,15 +139,14 @@ __global__ void finish_train(const float *p1, int64_t chunks, int64_t C, int64_t
     double invstd = 1.0 / sqrt(var + (double)eps);
     save_invstd[c] = (float)invstd;
     running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
-    running_var[c] = (float)((1.0 - momentum) * running_var[c] +
-                             momentum * var * (double)M / (double)(M - 1));
+    running_var[c] =
+        (float)((1.0 - momentum) * running_var[c] + momentum * var * (double)M / (double)(M - 1));
     scale[c] = (float)(gamma[c] * invstd);
     shift[c] = (float)(beta[c] - mean * gamma[c] * invstd);
 }
 
-__global__ void finish_eval(int64_t C, const float *gamma, const float *beta,
-                            const float *running_mean, const float *running_var, float eps,
-                            float *scale, float *shift) {
+__global__ void finish_eval(int64_t C, const float *gamma, const float *beta, const float *running_mean,
+                            const float *running_var, float eps, float *scale, float *shift) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= C) return;
     double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
@@ -177,23 +174,23 @@ __global__ void apply_kernel(const T *x, T *y, const T *res, bool relu, const fl
 }
 
 template <typename T>
-static void launch_apply(cudaStream_t s, const cuda_t4 &x, const cuda_t4 &y, const void *res,
-                         bool relu, const float *scale, const float *shift, int sm_count) {
+static void launch_apply(cudaStream_t s, const cuda_t4 &x, const cuda_t4 &y, const void *res, bool relu,
+                         const float *scale, const float *shift, int sm_count) {
     int64_t n = x.n * x.c * x.h * x.w;
     if (n < INT32_MAX)
         apply_kernel<T, uint32_t><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
-            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, (uint32_t)n,
-            x.sc == 1, (uint32_t)x.c, (uint32_t)(x.h * x.w));
+            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, (uint32_t)n, x.sc == 1,
+            (uint32_t)x.c, (uint32_t)(x.h * x.w));
     else
         apply_kernel<T, int64_t><<<grid_for(n, 256, sm_count), 256, 0, s>>>(
-            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, n, x.sc == 1,
-            x.c, x.h * x.w);
+            (const T *)x.data, (T *)y.data, (const T *)res, relu, scale, shift, n, x.sc == 1, x.c, x.h * x.w);
 }
 
-extern "C" cudaError_t cuda_launch_bn_forward_train(
-    cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y, const void *residual, bool relu,
-    const float *gamma, const float *beta, float *running_mean, float *running_var,
-    float *save_mean, float *save_invstd, float eps, float momentum, float *ws, int sm_count) {
+extern "C" cudaError_t cuda_launch_bn_forward_train(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
+                                                    const void *residual, bool relu, const float *gamma,
+                                                    const float *beta, float *running_mean,
+                                                    float *running_var, float *save_mean, float *save_invstd,
+                                                    float eps, float momentum, float *ws, int sm_count) {
     int64_t C = x.c, M = x.n * x.h * x.w, chunks = 1;
     unsigned cblocks = (unsigned)((C + 127) / 128);
     float *p1 = ws, *scale = ws + cuda_bn_workspace_floats(C, M, sm_count) - 4 * C;
@@ -204,28 +201,26 @@ extern "C" cudaError_t cuda_launch_bn_forward_train(
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
         finish_mean<<<cblocks, 128, 0, s>>>(p1, chunks, C, M, save_mean);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
-        launch_partial(s, x, sum_sq<T>{(const T *)x.data, save_mean}, p1, (float *)nullptr,
-                       sm_count, &chunks);
+        launch_partial(s, x, sum_sq<T>{(const T *)x.data, save_mean}, p1, (float *)nullptr, sm_count,
+                       &chunks);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
-        finish_train<<<cblocks, 128, 0, s>>>(p1, chunks, C, M, gamma, beta, eps, momentum,
-                                             save_mean, save_invstd, running_mean, running_var,
-                                             scale, shift);
+        finish_train<<<cblocks, 128, 0, s>>>(p1, chunks, C, M, gamma, beta, eps, momentum, save_mean,
+                                             save_invstd, running_mean, running_var, scale, shift);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
         launch_apply<T>(s, x, y, residual, relu, scale, shift, sm_count);
     });
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_launch_bn_forward_eval(cudaStream_t s, cuda_elem e, cuda_t4 x,
-                                                   cuda_t4 y, const void *residual, bool relu,
-                                                   const float *gamma, const float *beta,
-                                                   const float *running_mean,
-                                                   const float *running_var, float eps,
-                                                   float *ws, int sm_count) {
+extern "C" cudaError_t cuda_launch_bn_forward_eval(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
+                                                   const void *residual, bool relu, const float *gamma,
+                                                   const float *beta, const float *running_mean,
+                                                   const float *running_var, float eps, float *ws,
+                                                   int sm_count) {
     int64_t C = x.c;
     float *scale = ws, *shift = ws + C;
-    finish_eval<<<(unsigned)((C + 127) / 128), 128, 0, s>>>(C, gamma, beta, running_mean,
-                                                            running_var, eps, scale, shift);
+    finish_eval<<<(unsigned)((C + 127) / 128), 128, 0, s>>>(C, gamma, beta, running_mean, running_var, eps,
+                                                            scale, shift);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     DISPATCH_ELEM(e, launch_apply<T>(s, x, y, residual, relu, scale, shift, sm_count));
@@ -234,9 +229,9 @@ extern "C" cudaError_t cuda_launch_bn_forward_eval(cudaStream_t s, cuda_elem e, 
 
 /* dx = k (M dz - sum dz - xhat sum dz*xhat) with k = gamma invstd / M, written as
  * coef0 dz - coef1 - xhat coef2. */
-__global__ void finish_backward(const float *p1, const float *p2, int64_t chunks, int64_t C,
-                                int64_t M, const float *gamma, const float *invstd,
-                                float *dgamma, float *dbeta, float *coef) {
+__global__ void finish_backward(const float *p1, const float *p2, int64_t chunks, int64_t C, int64_t M,
+                                const float *gamma, const float *invstd, float *dgamma, float *dbeta,
+                                float *coef) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= C) return;
     double sum_dz = chunk_sum(p1, chunks, C, c), sum_dz_xhat = chunk_sum(p2, chunks, C, c);
@@ -250,9 +245,9 @@ __global__ void finish_backward(const float *p1, const float *p2, int64_t chunks
 
 /* dresidual may alias dy: each element's dy is read before dresidual is written. */
 template <typename T, typename I>
-__global__ void backward_apply(const T *dy, const T *x, const T *y, bool relu,
-                               const float *mean, const float *invstd, const float *coef, T *dx,
-                               T *dres, I n, bool nhwc, I C, I HW) {
+__global__ void backward_apply(const T *dy, const T *x, const T *y, bool relu, const float *mean,
+                               const float *invstd, const float *coef, T *dx, T *dres, I n, bool nhwc, I C,
+                               I HW) {
     for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
         I c = channel_of(i, nhwc, C, HW);
         float dz = (relu && ld(y + i) <= 0.0f) ? 0.0f : ld(dy + i);
@@ -262,35 +257,32 @@ __global__ void backward_apply(const T *dy, const T *x, const T *y, bool relu,
     }
 }
 
-extern "C" cudaError_t cuda_launch_bn_backward(cudaStream_t s, cuda_elem e, cuda_t4 dy,
-                                               const void *x, const void *y, bool relu,
-                                               const float *gamma, const float *save_mean,
-                                               const float *save_invstd, void *dx,
-                                               float *dgamma, float *dbeta, void *dresidual,
-                                               float *ws, int sm_count) {
+extern "C" cudaError_t cuda_launch_bn_backward(cudaStream_t s, cuda_elem e, cuda_t4 dy, const void *x,
+                                               const void *y, bool relu, const float *gamma,
+                                               const float *save_mean, const float *save_invstd, void *dx,
+                                               float *dgamma, float *dbeta, void *dresidual, float *ws,
+                                               int sm_count) {
     int64_t C = dy.c, HW = dy.h * dy.w, M = dy.n * HW, n = M * C, chunks = 1;
     size_t total = cuda_bn_workspace_floats(C, M, sm_count);
     int64_t most_chunks = (int64_t)(total - 4 * C) / (2 * C);
     float *p1 = ws, *p2 = ws + most_chunks * C, *coef = ws + total - 4 * C;
     cudaError_t err;
     DISPATCH_ELEM(e, {
-        sum_grad<T> op{(const T *)dy.data, (const T *)x, (const T *)y, save_mean, save_invstd,
-                       relu};
+        sum_grad<T> op{(const T *)dy.data, (const T *)x, (const T *)y, save_mean, save_invstd, relu};
         launch_partial(s, dy, op, p1, p2, sm_count, &chunks);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
-        finish_backward<<<(unsigned)((C + 127) / 128), 128, 0, s>>>(
-            p1, p2, chunks, C, M, gamma, save_invstd, dgamma, dbeta, coef);
+        finish_backward<<<(unsigned)((C + 127) / 128), 128, 0, s>>>(p1, p2, chunks, C, M, gamma, save_invstd,
+                                                                    dgamma, dbeta, coef);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
         unsigned blocks = grid_for(n, 256, sm_count);
         if (n < INT32_MAX)
             backward_apply<T, uint32_t><<<blocks, 256, 0, s>>>(
-                (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd,
-                coef, (T *)dx, (T *)dresidual, (uint32_t)n, dy.sc == 1, (uint32_t)C,
-                (uint32_t)HW);
+                (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd, coef, (T *)dx,
+                (T *)dresidual, (uint32_t)n, dy.sc == 1, (uint32_t)C, (uint32_t)HW);
         else
-            backward_apply<T, int64_t><<<blocks, 256, 0, s>>>(
-                (const T *)dy.data, (const T *)x, (const T *)y, relu, save_mean, save_invstd,
-                coef, (T *)dx, (T *)dresidual, n, dy.sc == 1, C, HW);
+            backward_apply<T, int64_t><<<blocks, 256, 0, s>>>((const T *)dy.data, (const T *)x, (const T *)y,
+                                                              relu, save_mean, save_invstd, coef, (T *)dx,
+                                                              (T *)dresidual, n, dy.sc == 1, C, HW);
     });
     return cudaGetLastError();
 }

@@ -16,7 +16,11 @@
 
 #include "backends/cuda/cuda_internal.h"
 
-typedef enum conv_dir { CONV_FWD = 0, CONV_BWD_DATA, CONV_BWD_FILTER } conv_dir;
+typedef enum conv_dir {
+    CONV_FWD = 0,
+    CONV_BWD_DATA,
+    CONV_BWD_FILTER
+} conv_dir;
 
 typedef struct conv_key {
     int dir, dtype, x_layout, w_layout, y_layout;
@@ -65,18 +69,17 @@ static bl_status make_descriptors(cuda_conv_plan *p) {
     DNN_TRY(cudnnCreateTensorDescriptor(&p->y));
     DNN_TRY(cudnnCreateFilterDescriptor(&p->w));
     DNN_TRY(cudnnCreateConvolutionDescriptor(&p->conv));
-    DNN_TRY(cudnnSetTensor4dDescriptor(p->x, format_of((bl_layout)k->x_layout), dt, (int)k->n,
-                                       (int)k->c, (int)k->h, (int)k->w));
-    DNN_TRY(cudnnSetTensor4dDescriptor(p->y, format_of((bl_layout)k->y_layout), dt, (int)k->n,
-                                       (int)k->k, (int)k->p, (int)k->q));
-    DNN_TRY(cudnnSetFilter4dDescriptor(p->w, dt, format_of((bl_layout)k->w_layout), (int)k->k,
-                                       (int)k->c, (int)k->r, (int)k->s));
+    DNN_TRY(cudnnSetTensor4dDescriptor(p->x, format_of((bl_layout)k->x_layout), dt, (int)k->n, (int)k->c,
+                                       (int)k->h, (int)k->w));
+    DNN_TRY(cudnnSetTensor4dDescriptor(p->y, format_of((bl_layout)k->y_layout), dt, (int)k->n, (int)k->k,
+                                       (int)k->p, (int)k->q));
+    DNN_TRY(cudnnSetFilter4dDescriptor(p->w, dt, format_of((bl_layout)k->w_layout), (int)k->k, (int)k->c,
+                                       (int)k->r, (int)k->s));
     /* f32 accumulation for both dtypes (bf16 in, f32 compute, bf16 out). */
-    DNN_TRY(cudnnSetConvolution2dDescriptor(p->conv, k->pad_h, k->pad_w, k->stride_h,
-                                            k->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
-                                            CUDNN_DATA_FLOAT));
-    DNN_TRY(cudnnSetConvolutionMathType(
-        p->conv, k->dtype == BL_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    DNN_TRY(cudnnSetConvolution2dDescriptor(p->conv, k->pad_h, k->pad_w, k->stride_h, k->stride_w, 1, 1,
+                                            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    DNN_TRY(
+        cudnnSetConvolutionMathType(p->conv, k->dtype == BL_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     return BL_OK;
 }
 
@@ -89,9 +92,10 @@ typedef struct algo_choice {
 } algo_choice;
 
 #define MAX_ALGOS 16
-#define COPY_RESULTS(dst, r, n)                                                              \
-    for (int i = 0; i < (n); i++)                                                            \
-    (dst)[i] = (algo_choice){(int)(r)[i].algo, (r)[i].status, (r)[i].memory, (r)[i].mathType}
+#define COPY_RESULTS(dst, r, n)                                                                              \
+    for (int i = 0; i < (n); i++) (dst)[i] = (algo_choice) {                                                 \
+            (int)(r)[i].algo, (r)[i].status, (r)[i].memory, (r)[i].mathType                                  \
+        }
 
 static bool acceptable(const conv_key *k, const algo_choice *a) {
     if (a->status != CUDNN_STATUS_SUCCESS) return false;
@@ -114,27 +118,27 @@ static bl_status heuristics(cuda_ctx *c, cuda_conv_plan *p, algo_choice *out, in
     int n = 0;
     *count = 0;
     switch ((conv_dir)p->key.dir) {
-    case CONV_FWD: {
-        cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, p->x, p->w, p->conv, p->y,
-                                                        MAX_ALGOS, &n, r));
-        COPY_RESULTS(out, r, n);
-        break;
-    }
-    case CONV_BWD_DATA: {
-        cudnnConvolutionBwdDataAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->cudnn, p->w, p->y, p->conv, p->x,
-                                                             MAX_ALGOS, &n, r));
-        COPY_RESULTS(out, r, n);
-        break;
-    }
-    case CONV_BWD_FILTER: {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->cudnn, p->x, p->y, p->conv,
-                                                               p->w, MAX_ALGOS, &n, r));
-        COPY_RESULTS(out, r, n);
-        break;
-    }
+        case CONV_FWD: {
+            cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, p->x, p->w, p->conv, p->y, MAX_ALGOS, &n,
+                                                           r));
+            COPY_RESULTS(out, r, n);
+            break;
+        }
+        case CONV_BWD_DATA: {
+            cudnnConvolutionBwdDataAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->cudnn, p->w, p->y, p->conv, p->x,
+                                                                MAX_ALGOS, &n, r));
+            COPY_RESULTS(out, r, n);
+            break;
+        }
+        case CONV_BWD_FILTER: {
+            cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->cudnn, p->x, p->y, p->conv, p->w,
+                                                                  MAX_ALGOS, &n, r));
+            COPY_RESULTS(out, r, n);
+            break;
+        }
     }
     *count = n;
     return BL_OK;
@@ -142,34 +146,32 @@ static bl_status heuristics(cuda_ctx *c, cuda_conv_plan *p, algo_choice *out, in
 
 /* Times the algorithms on the real buffers (a, b: the two inputs, out: the output, which the
  * search overwrites). */
-static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void *b, void *out,
-                      void *ws, size_t ws_bytes, algo_choice *res, int *count) {
+static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void *b, void *out, void *ws,
+                      size_t ws_bytes, algo_choice *res, int *count) {
     int n = 0;
     *count = 0;
     switch ((conv_dir)p->key.dir) {
-    case CONV_FWD: {
-        cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnFindConvolutionForwardAlgorithmEx(c->cudnn, p->x, a, p->w, b, p->conv, p->y,
-                                                        out, MAX_ALGOS, &n, r, ws, ws_bytes));
-        COPY_RESULTS(res, r, n);
-        break;
-    }
-    case CONV_BWD_DATA: {
-        cudnnConvolutionBwdDataAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->w, a, p->y, b, p->conv,
-                                                             p->x, out, MAX_ALGOS, &n, r, ws,
-                                                             ws_bytes));
-        COPY_RESULTS(res, r, n);
-        break;
-    }
-    case CONV_BWD_FILTER: {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_ALGOS];
-        DNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->cudnn, p->x, a, p->y, b,
-                                                               p->conv, p->w, out, MAX_ALGOS,
-                                                               &n, r, ws, ws_bytes));
-        COPY_RESULTS(res, r, n);
-        break;
-    }
+        case CONV_FWD: {
+            cudnnConvolutionFwdAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnFindConvolutionForwardAlgorithmEx(c->cudnn, p->x, a, p->w, b, p->conv, p->y, out,
+                                                           MAX_ALGOS, &n, r, ws, ws_bytes));
+            COPY_RESULTS(res, r, n);
+            break;
+        }
+        case CONV_BWD_DATA: {
+            cudnnConvolutionBwdDataAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnFindConvolutionBackwardDataAlgorithmEx(c->cudnn, p->w, a, p->y, b, p->conv, p->x,
+                                                                out, MAX_ALGOS, &n, r, ws, ws_bytes));
+            COPY_RESULTS(res, r, n);
+            break;
+        }
+        case CONV_BWD_FILTER: {
+            cudnnConvolutionBwdFilterAlgoPerf_t r[MAX_ALGOS];
+            DNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->cudnn, p->x, a, p->y, b, p->conv, p->w,
+                                                                  out, MAX_ALGOS, &n, r, ws, ws_bytes));
+            COPY_RESULTS(res, r, n);
+            break;
+        }
     }
     *count = n;
     return BL_OK;
@@ -177,25 +179,25 @@ static bl_status find(cuda_ctx *c, cuda_conv_plan *p, const void *a, const void 
 
 static bl_status workspace_size(cuda_ctx *c, cuda_conv_plan *p, int algo, size_t *bytes) {
     switch ((conv_dir)p->key.dir) {
-    case CONV_FWD:
-        DNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, p->conv, p->y,
-                                                        (cudnnConvolutionFwdAlgo_t)algo, bytes));
-        break;
-    case CONV_BWD_DATA:
-        DNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(
-            c->cudnn, p->w, p->y, p->conv, p->x, (cudnnConvolutionBwdDataAlgo_t)algo, bytes));
-        break;
-    case CONV_BWD_FILTER:
-        DNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-            c->cudnn, p->x, p->y, p->conv, p->w, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes));
-        break;
+        case CONV_FWD:
+            DNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(c->cudnn, p->x, p->w, p->conv, p->y,
+                                                            (cudnnConvolutionFwdAlgo_t)algo, bytes));
+            break;
+        case CONV_BWD_DATA:
+            DNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(c->cudnn, p->w, p->y, p->conv, p->x,
+                                                                 (cudnnConvolutionBwdDataAlgo_t)algo, bytes));
+            break;
+        case CONV_BWD_FILTER:
+            DNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                c->cudnn, p->x, p->y, p->conv, p->w, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes));
+            break;
     }
     return BL_OK;
 }
 
 /* Picks the plan's algorithm; `search` allows timing on the buffers. */
-static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void *a,
-                        const void *b, void *out) {
+static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void *a, const void *b,
+                        void *out) {
     algo_choice h[MAX_ALGOS];
     int nh = 0;
     BL_TRY(heuristics(c, p, h, &nh));
@@ -205,22 +207,21 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
         /* Room for the hungriest proposal within the limit, then let cuDNN time them. */
         size_t want = 0;
         for (int i = 0; i < nh; i++)
-            if (acceptable(&p->key, &h[i]) && h[i].memory <= c->workspace_limit &&
-                h[i].memory > want)
+            if (acceptable(&p->key, &h[i]) && h[i].memory <= c->workspace_limit && h[i].memory > want)
                 want = h[i].memory;
         void *ws = NULL;
         if (cuda_workspace(c, want, &ws) != BL_OK) {
             /* Memory is short: search within the workspace there is. */
-            bl_log_warn("cuda:%d: conv %s search without the %zu-byte workspace it wanted: %s",
-                        c->index, dir_names[p->key.dir], want, bl_last_error());
+            bl_log_warn("cuda:%d: conv %s search without the %zu-byte workspace it wanted: %s", c->index,
+                        dir_names[p->key.dir], want, bl_last_error());
             bl_clear_error();
         }
         algo_choice f[MAX_ALGOS];
         int nf = 0;
         bl_status s = find(c, p, a, b, out, c->workspace, c->workspace_bytes, f, &nf);
         if (s != BL_OK) {
-            bl_log_warn("cuda:%d: conv %s algorithm search failed (%s); using heuristics",
-                        c->index, dir_names[p->key.dir], bl_last_error());
+            bl_log_warn("cuda:%d: conv %s algorithm search failed (%s); using heuristics", c->index,
+                        dir_names[p->key.dir], bl_last_error());
             bl_clear_error();
         }
         for (int i = 0; s == BL_OK && i < nf && picked < 0; i++)
@@ -240,11 +241,12 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
             picked = h[i].algo, picked_math = h[i].math;
     }
     if (picked < 0)
-        return bl_error(BL_ERR_UNSUPPORTED, "cuda:%d: cuDNN offers no usable %s convolution "
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "cuda:%d: cuDNN offers no usable %s convolution "
                         "algorithm for %s N=%lld C=%lld H=%lld W=%lld K=%lld R=%lld S=%lld within "
-                        "%zu bytes of workspace", c->index, dir_names[p->key.dir],
-                        bl_dtype_name((bl_dtype)p->key.dtype), (long long)p->key.n,
-                        (long long)p->key.c, (long long)p->key.h, (long long)p->key.w,
+                        "%zu bytes of workspace",
+                        c->index, dir_names[p->key.dir], bl_dtype_name((bl_dtype)p->key.dtype),
+                        (long long)p->key.n, (long long)p->key.c, (long long)p->key.h, (long long)p->key.w,
                         (long long)p->key.k, (long long)p->key.r, (long long)p->key.s,
                         cuda_capturing(c) ? c->workspace_bytes : c->workspace_limit);
     p->algo = picked;
@@ -257,10 +259,9 @@ static bl_status choose(cuda_ctx *c, cuda_conv_plan *p, bool search, const void 
 }
 
 /* The plan for this call, made on first use. a, b, out: the call's buffers, for the search. */
-static bl_status get_plan(cuda_ctx *c, conv_dir dir, const bl_conv2d_params *prm,
-                          const bl_tensor *x, const bl_tensor *w, const bl_tensor *y,
-                          const void *a, const void *b, void *out, bool may_search,
-                          cuda_conv_plan **plan) {
+static bl_status get_plan(cuda_ctx *c, conv_dir dir, const bl_conv2d_params *prm, const bl_tensor *x,
+                          const bl_tensor *w, const bl_tensor *y, const void *a, const void *b, void *out,
+                          bool may_search, cuda_conv_plan **plan) {
     conv_key k;
     memset(&k, 0, sizeof k); /* padding bytes too: keys are compared with memcmp */
     k.dir = dir, k.dtype = x->dtype;
@@ -298,8 +299,8 @@ static bl_status get_plan(cuda_ctx *c, conv_dir dir, const bl_conv2d_params *prm
 }
 
 bl_status cuda_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *x,
-                              const bl_tensor *w, const bl_tensor *bias,
-                              const bl_tensor *residual, bool relu, bl_tensor *y) {
+                              const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual, bool relu,
+                              bl_tensor *y) {
     cuda_ctx *c = cuda_ctx_of(dev);
     CU_TRY(cudaSetDevice(c->index));
     /* A residual living in y itself is added by cuDNN (beta = 1); the search would overwrite
@@ -311,8 +312,8 @@ bl_status cuda_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, const
     BL_TRY(cuda_workspace(c, p->workspace, &ws)); /* regrows if a failed growth emptied it */
     float alpha = 1.0f, beta = in_place ? 1.0f : 0.0f;
     DNN_TRY(cudnnConvolutionForward(c->cudnn, &alpha, p->x, x->data, p->w, w->data, p->conv,
-                                    (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->workspace,
-                                    &beta, p->y, y->data));
+                                    (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->workspace, &beta, p->y,
+                                    y->data));
     const void *res = residual && !in_place ? residual->data : NULL;
     if (bias || res || relu) {
         CU_TRY(cuda_launch_bias_residual_relu(c->stream, cuda_elem_of(y), cuda_t4_of(y),
@@ -321,8 +322,8 @@ bl_status cuda_conv2d_forward(bl_device *dev, const bl_conv2d_params *prm, const
     return BL_OK;
 }
 
-bl_status cuda_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm,
-                                    const bl_tensor *dy, const bl_tensor *w, bl_tensor *dx) {
+bl_status cuda_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *dy,
+                                    const bl_tensor *w, bl_tensor *dx) {
     cuda_ctx *c = cuda_ctx_of(dev);
     CU_TRY(cudaSetDevice(c->index));
     cuda_conv_plan *p;
@@ -330,14 +331,14 @@ bl_status cuda_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *prm,
     void *ws;
     BL_TRY(cuda_workspace(c, p->workspace, &ws));
     float alpha = 1.0f, beta = 0.0f;
-    DNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &alpha, p->w, w->data, p->y, dy->data,
-                                         p->conv, (cudnnConvolutionBwdDataAlgo_t)p->algo,
-                                         ws, p->workspace, &beta, p->x, dx->data));
+    DNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &alpha, p->w, w->data, p->y, dy->data, p->conv,
+                                         (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->workspace, &beta,
+                                         p->x, dx->data));
     return BL_OK;
 }
 
-bl_status cuda_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *prm,
-                                      const bl_tensor *x, const bl_tensor *dy, bl_tensor *dw) {
+bl_status cuda_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *prm, const bl_tensor *x,
+                                      const bl_tensor *dy, bl_tensor *dw) {
     cuda_ctx *c = cuda_ctx_of(dev);
     CU_TRY(cudaSetDevice(c->index));
     cuda_conv_plan *p;
@@ -345,8 +346,8 @@ bl_status cuda_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *pr
     void *ws;
     BL_TRY(cuda_workspace(c, p->workspace, &ws));
     float alpha = 1.0f, beta = 0.0f;
-    DNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &alpha, p->x, x->data, p->y, dy->data,
-                                           p->conv, (cudnnConvolutionBwdFilterAlgo_t)p->algo,
-                                           ws, p->workspace, &beta, p->w, dw->data));
+    DNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &alpha, p->x, x->data, p->y, dy->data, p->conv,
+                                           (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->workspace, &beta,
+                                           p->w, dw->data));
     return BL_OK;
 }

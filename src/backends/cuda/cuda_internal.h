@@ -66,22 +66,20 @@ bl_status cuda_fail_rt(cudaError_t e, const char *call, const char *file, int li
 bl_status cuda_fail_dnn(cudnnStatus_t e, const char *call, const char *file, int line);
 bl_status cuda_fail_blas(cublasStatus_t e, const char *call, const char *file, int line);
 
-#define CU_TRY(call)                                                                         \
-    do {                                                                                     \
-        cudaError_t cu_e_ = (call);                                                          \
-        if (cu_e_ != cudaSuccess) return cuda_fail_rt(cu_e_, #call, __FILE__, __LINE__);     \
+#define CU_TRY(call)                                                                                         \
+    do {                                                                                                     \
+        cudaError_t cu_e_ = (call);                                                                          \
+        if (cu_e_ != cudaSuccess) return cuda_fail_rt(cu_e_, #call, __FILE__, __LINE__);                     \
     } while (0)
-#define DNN_TRY(call)                                                                        \
-    do {                                                                                     \
-        cudnnStatus_t dnn_e_ = (call);                                                       \
-        if (dnn_e_ != CUDNN_STATUS_SUCCESS)                                                  \
-            return cuda_fail_dnn(dnn_e_, #call, __FILE__, __LINE__);                         \
+#define DNN_TRY(call)                                                                                        \
+    do {                                                                                                     \
+        cudnnStatus_t dnn_e_ = (call);                                                                       \
+        if (dnn_e_ != CUDNN_STATUS_SUCCESS) return cuda_fail_dnn(dnn_e_, #call, __FILE__, __LINE__);         \
     } while (0)
-#define BLAS_TRY(call)                                                                       \
-    do {                                                                                     \
-        cublasStatus_t blas_e_ = (call);                                                     \
-        if (blas_e_ != CUBLAS_STATUS_SUCCESS)                                                \
-            return cuda_fail_blas(blas_e_, #call, __FILE__, __LINE__);                       \
+#define BLAS_TRY(call)                                                                                       \
+    do {                                                                                                     \
+        cublasStatus_t blas_e_ = (call);                                                                     \
+        if (blas_e_ != CUBLAS_STATUS_SUCCESS) return cuda_fail_blas(blas_e_, #call, __FILE__, __LINE__);     \
     } while (0)
 
 static inline cuda_ctx *cuda_ctx_of(const bl_device *dev) { return (cuda_ctx *)dev->ctx; }
@@ -93,11 +91,14 @@ bool cuda_capturing(cuda_ctx *c);
 bl_status cuda_workspace(cuda_ctx *c, size_t bytes, void **ptr);
 
 /* While recording: remembers the optimizer kernel just enqueued as the stream's last node. */
-bl_status cuda_record_update(cuda_ctx *c, int kind, float *param, const float *grad,
-                             float *state1, float *state2, int64_t n);
+bl_status cuda_record_update(cuda_ctx *c, int kind, float *param, const float *grad, float *state1,
+                             float *state2, int64_t n);
 
 /* Element types the kernels see: 0 f32, 1 bf16. Parameters and statistics are always f32. */
-typedef enum cuda_elem { CUDA_ELEM_F32 = 0, CUDA_ELEM_BF16 = 1 } cuda_elem;
+typedef enum cuda_elem {
+    CUDA_ELEM_F32 = 0,
+    CUDA_ELEM_BF16 = 1
+} cuda_elem;
 static inline cuda_elem cuda_elem_of(const bl_tensor *t) {
     return t->dtype == BL_BF16 ? CUDA_ELEM_BF16 : CUDA_ELEM_F32;
 }
@@ -113,56 +114,49 @@ cuda_t4 cuda_t4_of(const bl_tensor *t);
 /* ---- kernel launchers (the .cu files); all enqueue on `s` and return the launch error --- */
 
 /* Conv epilogue in place: y = act(y + bias[k] + residual). bias f32 or NULL. */
-cudaError_t cuda_launch_bias_residual_relu(cudaStream_t s, cuda_elem e, cuda_t4 y,
-                                           const float *bias, const void *residual, bool relu,
-                                           int sm_count);
-cudaError_t cuda_launch_relu_forward(cudaStream_t s, cuda_elem e, const void *x, void *y,
-                                     int64_t n);
-cudaError_t cuda_launch_relu_backward(cudaStream_t s, cuda_elem e, const void *dy,
-                                      const void *y, void *dx, int64_t n);
-cudaError_t cuda_launch_add(cudaStream_t s, cuda_elem e, const void *a, const void *b, void *y,
-                            int64_t n);
+cudaError_t cuda_launch_bias_residual_relu(cudaStream_t s, cuda_elem e, cuda_t4 y, const float *bias,
+                                           const void *residual, bool relu, int sm_count);
+cudaError_t cuda_launch_relu_forward(cudaStream_t s, cuda_elem e, const void *x, void *y, int64_t n);
+cudaError_t cuda_launch_relu_backward(cudaStream_t s, cuda_elem e, const void *dy, const void *y, void *dx,
+                                      int64_t n);
+cudaError_t cuda_launch_add(cudaStream_t s, cuda_elem e, const void *a, const void *b, void *y, int64_t n);
 /* dst = src converted between f32 and bf16 (or copied), element by element in memory order. */
-cudaError_t cuda_launch_convert(cudaStream_t s, cuda_elem from, cuda_elem to, const void *src,
-                                void *dst, int64_t n);
+cudaError_t cuda_launch_convert(cudaStream_t s, cuda_elem from, cuda_elem to, const void *src, void *dst,
+                                int64_t n);
 /* Linear helpers: y (N,O) = broadcast of b (O, f32); db (O) f32 = column sums of dy (N,O). */
-cudaError_t cuda_launch_broadcast_rows(cudaStream_t s, cuda_elem e, const float *b, void *y,
-                                       int64_t rows, int64_t cols);
-cudaError_t cuda_launch_column_sums(cudaStream_t s, cuda_elem e, const void *dy, float *db,
-                                    int64_t rows, int64_t cols);
+cudaError_t cuda_launch_broadcast_rows(cudaStream_t s, cuda_elem e, const float *b, void *y, int64_t rows,
+                                       int64_t cols);
+cudaError_t cuda_launch_column_sums(cudaStream_t s, cuda_elem e, const void *dy, float *db, int64_t rows,
+                                    int64_t cols);
 
 /* Batch norm. `workspace` holds cuda_bn_workspace_floats(C, N*H*W, sm_count) floats. */
 size_t cuda_bn_workspace_floats(int64_t C, int64_t M, int sm_count);
 cudaError_t cuda_launch_bn_forward_train(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
                                          const void *residual, bool relu, const float *gamma,
-                                         const float *beta, float *running_mean,
-                                         float *running_var, float *save_mean,
-                                         float *save_invstd, float eps, float momentum,
+                                         const float *beta, float *running_mean, float *running_var,
+                                         float *save_mean, float *save_invstd, float eps, float momentum,
                                          float *workspace, int sm_count);
 cudaError_t cuda_launch_bn_forward_eval(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
                                         const void *residual, bool relu, const float *gamma,
                                         const float *beta, const float *running_mean,
-                                        const float *running_var, float eps, float *workspace,
-                                        int sm_count);
-cudaError_t cuda_launch_bn_backward(cudaStream_t s, cuda_elem e, cuda_t4 dy, const void *x,
-                                    const void *y, bool relu, const float *gamma,
-                                    const float *save_mean, const float *save_invstd, void *dx,
-                                    float *dgamma, float *dbeta, void *dresidual,
-                                    float *workspace, int sm_count);
+                                        const float *running_var, float eps, float *workspace, int sm_count);
+cudaError_t cuda_launch_bn_backward(cudaStream_t s, cuda_elem e, cuda_t4 dy, const void *x, const void *y,
+                                    bool relu, const float *gamma, const float *save_mean,
+                                    const float *save_invstd, void *dx, float *dgamma, float *dbeta,
+                                    void *dresidual, float *workspace, int sm_count);
 
 /* Pooling. x and dx share strides; y and dy share strides. */
-cudaError_t cuda_launch_maxpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
-                                        int kernel, int stride, int pad);
-cudaError_t cuda_launch_maxpool_backward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 dy,
-                                         void *dx, int kernel, int stride, int pad);
+cudaError_t cuda_launch_maxpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y, int kernel,
+                                        int stride, int pad);
+cudaError_t cuda_launch_maxpool_backward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 dy, void *dx,
+                                         int kernel, int stride, int pad);
 cudaError_t cuda_launch_avgpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x, void *y);
-cudaError_t cuda_launch_avgpool_backward(cudaStream_t s, cuda_elem e, const void *dy,
-                                         cuda_t4 dx);
+cudaError_t cuda_launch_avgpool_backward(cudaStream_t s, cuda_elem e, const void *dy, cuda_t4 dx);
 
 /* Softmax cross-entropy; `row_loss` is workspace for N floats. */
-cudaError_t cuda_launch_softmax_xent(cudaStream_t s, const float *logits, const int32_t *labels,
-                                     int64_t N, int64_t C, float smoothing, float *row_loss,
-                                     float *loss, float *dlogits);
+cudaError_t cuda_launch_softmax_xent(cudaStream_t s, const float *logits, const int32_t *labels, int64_t N,
+                                     int64_t C, float smoothing, float *row_loss, float *loss,
+                                     float *dlogits);
 
 /* Optimizer hyperparameters passed by value, so a captured graph node can be given new ones
  * (bl_cuda_graph_set_sgd/adamw rewrite this argument of the node). */
@@ -176,62 +170,54 @@ typedef struct cuda_adamw_hyper {
 cuda_adamw_hyper cuda_adamw_hyper_of(const bl_adamw_params *p);
 cudaError_t cuda_launch_sgd(cudaStream_t s, cuda_sgd_hyper h, float *param, const float *grad,
                             float *momentum_buf, int64_t n, int sm_count);
-cudaError_t cuda_launch_adamw(cudaStream_t s, cuda_adamw_hyper h, float *param,
-                              const float *grad, float *exp_avg, float *exp_avg_sq, int64_t n,
-                              int sm_count);
+cudaError_t cuda_launch_adamw(cudaStream_t s, cuda_adamw_hyper h, float *param, const float *grad,
+                              float *exp_avg, float *exp_avg_sq, int64_t n, int sm_count);
 /* The kernels' addresses, to find their nodes in a captured graph. */
 const void *cuda_sgd_kernel(void);
 const void *cuda_adamw_kernel(void);
 
 /* ---- op entry points (conv.c, linear.c, ops.c) --------------------------------------- */
 
-bl_status cuda_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                              const bl_tensor *w, const bl_tensor *bias,
-                              const bl_tensor *residual, bool relu, bl_tensor *y);
+bl_status cuda_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
+                              const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
 bl_status cuda_conv2d_backward_data(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
                                     const bl_tensor *w, bl_tensor *dx);
 bl_status cuda_conv2d_backward_filter(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
                                       const bl_tensor *dy, bl_tensor *dw);
 void cuda_conv_plans_free(cuda_ctx *c);
 
-bl_status cuda_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w,
-                              const bl_tensor *b, bl_tensor *y);
-bl_status cuda_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                               const bl_tensor *w, bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
+bl_status cuda_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
+                              bl_tensor *y);
+bl_status cuda_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
+                               bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
 
-bl_status cuda_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *,
-                                       const bl_tensor *x, const bl_tensor *gamma,
-                                       const bl_tensor *beta, const bl_tensor *residual,
-                                       bool relu, bl_tensor *running_mean,
-                                       bl_tensor *running_var, bl_tensor *save_mean,
-                                       bl_tensor *save_invstd, bl_tensor *y);
-bl_status cuda_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *,
-                                      const bl_tensor *x, const bl_tensor *gamma,
-                                      const bl_tensor *beta, const bl_tensor *residual,
-                                      bool relu, const bl_tensor *running_mean,
+bl_status cuda_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                       const bl_tensor *gamma, const bl_tensor *beta,
+                                       const bl_tensor *residual, bool relu, bl_tensor *running_mean,
+                                       bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
+                                       bl_tensor *y);
+bl_status cuda_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
+                                      const bl_tensor *gamma, const bl_tensor *beta,
+                                      const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
                                       const bl_tensor *running_var, bl_tensor *y);
-bl_status cuda_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x,
-                                  const bl_tensor *y, bool relu, const bl_tensor *gamma,
-                                  const bl_tensor *save_mean, const bl_tensor *save_invstd,
-                                  bl_tensor *dx, bl_tensor *dgamma, bl_tensor *dbeta,
-                                  bl_tensor *dresidual);
+bl_status cuda_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
+                                  bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
+                                  const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
+                                  bl_tensor *dbeta, bl_tensor *dresidual);
 bl_status cuda_relu_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
-bl_status cuda_relu_backward(bl_device *, const bl_tensor *dy, const bl_tensor *y,
-                             bl_tensor *dx);
+bl_status cuda_relu_backward(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
 bl_status cuda_add(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-bl_status cuda_maxpool_forward(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                               bl_tensor *y);
-bl_status cuda_maxpool_backward(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                                const bl_tensor *dy, bl_tensor *dx);
+bl_status cuda_maxpool_forward(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
+bl_status cuda_maxpool_backward(bl_device *, const bl_pool_params *, const bl_tensor *x, const bl_tensor *dy,
+                                bl_tensor *dx);
 bl_status cuda_global_avgpool_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
 bl_status cuda_global_avgpool_backward(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-bl_status cuda_softmax_cross_entropy(bl_device *, const bl_tensor *logits,
-                                     const bl_tensor *labels, float label_smoothing,
-                                     bl_tensor *loss, bl_tensor *dlogits);
-bl_status cuda_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param,
-                          const bl_tensor *grad, bl_tensor *momentum_buf);
-bl_status cuda_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param,
-                            const bl_tensor *grad, bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+bl_status cuda_softmax_cross_entropy(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
+                                     float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
+bl_status cuda_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
+                          bl_tensor *momentum_buf);
+bl_status cuda_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
+                            bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,9 @@ static const lib_fn all_fns[] = {CUDA_LIBS_CUDNN_FUNCTIONS(CUDA_LIBS_ENTRY)
                                      CUDA_LIBS_CUBLAS_FUNCTIONS(CUDA_LIBS_ENTRY)};
 #undef CUDA_LIBS_ENTRY
 #define CUDA_LIBS_ONE(name) +1
-enum { N_CUDNN_FNS = 0 CUDA_LIBS_CUDNN_FUNCTIONS(CUDA_LIBS_ONE) };
+enum {
+    N_CUDNN_FNS = 0 CUDA_LIBS_CUDNN_FUNCTIONS(CUDA_LIBS_ONE)
+};
 #undef CUDA_LIBS_ONE
 #define N_ALL_FNS ((int)(sizeof all_fns / sizeof all_fns[0]))
 
@@ -59,13 +61,12 @@ typedef struct lib_desc {
 } lib_desc;
 
 static const lib_desc libs[2] = {
-    {"cuDNN", "libcudnn.so." STR(CUDNN_MAJOR), BEAMLET_CUDNN_CONFIGURED_PATH,
-     "BEAMLET_CUDNN_LIBRARY", "cuDNN " STR(CUDNN_MAJOR) " (built against " CUDNN_BUILT ")", 0,
-     N_CUDNN_FNS},
+    {"cuDNN", "libcudnn.so." STR(CUDNN_MAJOR), BEAMLET_CUDNN_CONFIGURED_PATH, "BEAMLET_CUDNN_LIBRARY",
+     "cuDNN " STR(CUDNN_MAJOR) " (built against " CUDNN_BUILT ")", 0, N_CUDNN_FNS},
     {"cuBLAS", "libcublas.so." STR(CUBLAS_VER_MAJOR), BEAMLET_CUBLAS_CONFIGURED_PATH,
      "BEAMLET_CUBLAS_LIBRARY",
-     "cuBLAS " STR(CUBLAS_VER_MAJOR) " from the CUDA " STR(CUBLAS_VER_MAJOR)
-     " toolkit (built against " CUBLAS_BUILT ")",
+     "cuBLAS " STR(CUBLAS_VER_MAJOR) " from the CUDA " STR(
+         CUBLAS_VER_MAJOR) " toolkit (built against " CUBLAS_BUILT ")",
      N_CUDNN_FNS, N_ALL_FNS - N_CUDNN_FNS},
 };
 
@@ -126,8 +127,8 @@ static bl_status resolve(int lib) {
             snprintf(load_message, sizeof load_message,
                      "cuda: %s library %s has no function %s (%s). The CUDA backend needs %s: "
                      "install it, or set %s to such a library file",
-                     d->label, paths[lib], all_fns[i].name, why ? why : "dlsym returned NULL",
-                     d->needs, d->env);
+                     d->label, paths[lib], all_fns[i].name, why ? why : "dlsym returned NULL", d->needs,
+                     d->env);
             return BL_ERR_UNSUPPORTED;
         }
         memcpy(all_fns[i].slot, &p, sizeof p);

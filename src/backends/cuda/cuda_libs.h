@@ -25,46 +25,46 @@ extern "C" {
  * (cublas_v2.h renames cublasCreate to cublasCreate_v2 and so on; `nm -D` shows the real
  * names). A call to a function missing here fails to link ("undefined reference"): add it
  * here and a redirect line to cuda_libs_calls.h. */
-#define CUDA_LIBS_CUDNN_FUNCTIONS(X)                                                         \
-    X(cudnnGetVersion)                                                                       \
-    X(cudnnGetErrorString)                                                                   \
-    X(cudnnGetLastErrorString)                                                               \
-    X(cudnnCreate)                                                                           \
-    X(cudnnDestroy)                                                                          \
-    X(cudnnSetStream)                                                                        \
-    X(cudnnCreateTensorDescriptor)                                                           \
-    X(cudnnDestroyTensorDescriptor)                                                          \
-    X(cudnnSetTensor4dDescriptor)                                                            \
-    X(cudnnCreateFilterDescriptor)                                                           \
-    X(cudnnDestroyFilterDescriptor)                                                          \
-    X(cudnnSetFilter4dDescriptor)                                                            \
-    X(cudnnCreateConvolutionDescriptor)                                                      \
-    X(cudnnDestroyConvolutionDescriptor)                                                     \
-    X(cudnnSetConvolution2dDescriptor)                                                       \
-    X(cudnnSetConvolutionMathType)                                                           \
-    X(cudnnGetConvolutionForwardAlgorithm_v7)                                                \
-    X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                           \
-    X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                         \
-    X(cudnnFindConvolutionForwardAlgorithmEx)                                                \
-    X(cudnnFindConvolutionBackwardDataAlgorithmEx)                                           \
-    X(cudnnFindConvolutionBackwardFilterAlgorithmEx)                                         \
-    X(cudnnGetConvolutionForwardWorkspaceSize)                                               \
-    X(cudnnGetConvolutionBackwardDataWorkspaceSize)                                          \
-    X(cudnnGetConvolutionBackwardFilterWorkspaceSize)                                        \
-    X(cudnnConvolutionForward)                                                               \
-    X(cudnnConvolutionBackwardData)                                                          \
+#define CUDA_LIBS_CUDNN_FUNCTIONS(X)                                                                         \
+    X(cudnnGetVersion)                                                                                       \
+    X(cudnnGetErrorString)                                                                                   \
+    X(cudnnGetLastErrorString)                                                                               \
+    X(cudnnCreate)                                                                                           \
+    X(cudnnDestroy)                                                                                          \
+    X(cudnnSetStream)                                                                                        \
+    X(cudnnCreateTensorDescriptor)                                                                           \
+    X(cudnnDestroyTensorDescriptor)                                                                          \
+    X(cudnnSetTensor4dDescriptor)                                                                            \
+    X(cudnnCreateFilterDescriptor)                                                                           \
+    X(cudnnDestroyFilterDescriptor)                                                                          \
+    X(cudnnSetFilter4dDescriptor)                                                                            \
+    X(cudnnCreateConvolutionDescriptor)                                                                      \
+    X(cudnnDestroyConvolutionDescriptor)                                                                     \
+    X(cudnnSetConvolution2dDescriptor)                                                                       \
+    X(cudnnSetConvolutionMathType)                                                                           \
+    X(cudnnGetConvolutionForwardAlgorithm_v7)                                                                \
+    X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                                           \
+    X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                                         \
+    X(cudnnFindConvolutionForwardAlgorithmEx)                                                                \
+    X(cudnnFindConvolutionBackwardDataAlgorithmEx)                                                           \
+    X(cudnnFindConvolutionBackwardFilterAlgorithmEx)                                                         \
+    X(cudnnGetConvolutionForwardWorkspaceSize)                                                               \
+    X(cudnnGetConvolutionBackwardDataWorkspaceSize)                                                          \
+    X(cudnnGetConvolutionBackwardFilterWorkspaceSize)                                                        \
+    X(cudnnConvolutionForward)                                                                               \
+    X(cudnnConvolutionBackwardData)                                                                          \
     X(cudnnConvolutionBackwardFilter)
 
-#define CUDA_LIBS_CUBLAS_FUNCTIONS(X)                                                        \
-    X(cublasGetProperty)                                                                     \
-    X(cublasGetStatusName)                                                                   \
-    X(cublasGetStatusString)                                                                 \
-    X(cublasCreate_v2)                                                                       \
-    X(cublasDestroy_v2)                                                                      \
-    X(cublasSetStream_v2)                                                                    \
-    X(cublasSetWorkspace_v2)                                                                 \
-    X(cublasSetMathMode)                                                                     \
-    X(cublasSetPointerMode_v2)                                                               \
+#define CUDA_LIBS_CUBLAS_FUNCTIONS(X)                                                                        \
+    X(cublasGetProperty)                                                                                     \
+    X(cublasGetStatusName)                                                                                   \
+    X(cublasGetStatusString)                                                                                 \
+    X(cublasCreate_v2)                                                                                       \
+    X(cublasDestroy_v2)                                                                                      \
+    X(cublasSetStream_v2)                                                                                    \
+    X(cublasSetWorkspace_v2)                                                                                 \
+    X(cublasSetMathMode)                                                                                     \
+    X(cublasSetPointerMode_v2)                                                                               \
     X(cublasGemmEx)
 
 /* Loads cuDNN and cuBLAS and resolves every function above, once per process (thread-safe).

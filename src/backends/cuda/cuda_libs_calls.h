@@ -43,19 +43,14 @@ CUDA_LIBS_CUBLAS_FUNCTIONS(CUDA_LIBS_DECLARE)
 #define cudnnSetConvolution2dDescriptor (*cuda_fn_cudnnSetConvolution2dDescriptor)
 #define cudnnSetConvolutionMathType (*cuda_fn_cudnnSetConvolutionMathType)
 #define cudnnGetConvolutionForwardAlgorithm_v7 (*cuda_fn_cudnnGetConvolutionForwardAlgorithm_v7)
-#define cudnnGetConvolutionBackwardDataAlgorithm_v7                                          \
-    (*cuda_fn_cudnnGetConvolutionBackwardDataAlgorithm_v7)
-#define cudnnGetConvolutionBackwardFilterAlgorithm_v7                                        \
-    (*cuda_fn_cudnnGetConvolutionBackwardFilterAlgorithm_v7)
+#define cudnnGetConvolutionBackwardDataAlgorithm_v7 (*cuda_fn_cudnnGetConvolutionBackwardDataAlgorithm_v7)
+#define cudnnGetConvolutionBackwardFilterAlgorithm_v7 (*cuda_fn_cudnnGetConvolutionBackwardFilterAlgorithm_v7)
 #define cudnnFindConvolutionForwardAlgorithmEx (*cuda_fn_cudnnFindConvolutionForwardAlgorithmEx)
-#define cudnnFindConvolutionBackwardDataAlgorithmEx                                          \
-    (*cuda_fn_cudnnFindConvolutionBackwardDataAlgorithmEx)
-#define cudnnFindConvolutionBackwardFilterAlgorithmEx                                        \
-    (*cuda_fn_cudnnFindConvolutionBackwardFilterAlgorithmEx)
+#define cudnnFindConvolutionBackwardDataAlgorithmEx (*cuda_fn_cudnnFindConvolutionBackwardDataAlgorithmEx)
+#define cudnnFindConvolutionBackwardFilterAlgorithmEx (*cuda_fn_cudnnFindConvolutionBackwardFilterAlgorithmEx)
 #define cudnnGetConvolutionForwardWorkspaceSize (*cuda_fn_cudnnGetConvolutionForwardWorkspaceSize)
-#define cudnnGetConvolutionBackwardDataWorkspaceSize                                         \
-    (*cuda_fn_cudnnGetConvolutionBackwardDataWorkspaceSize)
-#define cudnnGetConvolutionBackwardFilterWorkspaceSize                                       \
+#define cudnnGetConvolutionBackwardDataWorkspaceSize (*cuda_fn_cudnnGetConvolutionBackwardDataWorkspaceSize)
+#define cudnnGetConvolutionBackwardFilterWorkspaceSize                                                       \
     (*cuda_fn_cudnnGetConvolutionBackwardFilterWorkspaceSize)
 #define cudnnConvolutionForward (*cuda_fn_cudnnConvolutionForward)
 #define cudnnConvolutionBackwardData (*cuda_fn_cudnnConvolutionBackwardData)

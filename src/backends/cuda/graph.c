@@ -21,8 +21,7 @@ struct bl_cuda_graph {
 
 static bl_status graph_ctx(bl_device *dev, const char *what, cuda_ctx **out) {
     if (!dev || dev->backend != bl_backend_cuda())
-        return bl_error(BL_ERR_INVALID_ARG, "%s: %s is not a CUDA device", what,
-                        dev ? dev->name : "(null)");
+        return bl_error(BL_ERR_INVALID_ARG, "%s: %s is not a CUDA device", what, dev ? dev->name : "(null)");
     *out = dev->ctx;
     CU_TRY(cudaSetDevice((*out)->index));
     return BL_OK;
@@ -42,8 +41,7 @@ bl_status bl_cuda_graph_end(bl_device *dev, bl_cuda_graph **out) {
     *out = NULL;
     cuda_ctx *c = NULL;
     BL_TRY(graph_ctx(dev, "bl_cuda_graph_end", &c));
-    if (!cuda_capturing(c))
-        return bl_error(BL_ERR_INVALID_ARG, "%s: no graph is being recorded", dev->name);
+    if (!cuda_capturing(c)) return bl_error(BL_ERR_INVALID_ARG, "%s: no graph is being recorded", dev->name);
     cudaGraph_t graph = NULL;
     /* Ends the capture even when an op failed inside it (the capture is then invalid and the
      * call reports it), so the stream is usable again either way. */
@@ -52,9 +50,10 @@ bl_status bl_cuda_graph_end(bl_device *dev, bl_cuda_graph **out) {
         (void)cudaGetLastError();
         if (graph) (void)cudaGraphDestroy(graph);
         c->nrecorded = 0;
-        return bl_error(BL_ERR_DEVICE, "%s: recording failed: cudaStreamEndCapture: %s (an op "
-                        "inside the recording allocated, synchronized or failed)", dev->name,
-                        cudaGetErrorString(e));
+        return bl_error(BL_ERR_DEVICE,
+                        "%s: recording failed: cudaStreamEndCapture: %s (an op "
+                        "inside the recording allocated, synchronized or failed)",
+                        dev->name, cudaGetErrorString(e));
     }
     bl_cuda_graph *g = calloc(1, sizeof *g);
     if (!g) {
@@ -107,8 +106,7 @@ int bl_cuda_graph_optimizer_count(const bl_cuda_graph *g) { return g ? g->nupdat
 
 /* Gives node `r` the argument list `args` (the hyperparameters first, then the buffers, as the
  * kernel was launched), keeping its launch shape. */
-static bl_status set_node(bl_cuda_graph *g, const cuda_opt_record *r, void **args,
-                          const void *kernel) {
+static bl_status set_node(bl_cuda_graph *g, const cuda_opt_record *r, void **args, const void *kernel) {
     struct cudaKernelNodeParams kp;
     memset(&kp, 0, sizeof kp);
     CU_TRY(cudaGraphKernelNodeGetParams(r->node, &kp));
@@ -116,8 +114,8 @@ static bl_status set_node(bl_cuda_graph *g, const cuda_opt_record *r, void **arg
      * function check is a second look, which only warns in case a runtime reports the kernel
      * under another address. */
     if (kp.func != kernel)
-        bl_log_warn("%s: recorded optimizer node reports function %p, expected %p", g->dev->name,
-                    kp.func, kernel);
+        bl_log_warn("%s: recorded optimizer node reports function %p, expected %p", g->dev->name, kp.func,
+                    kernel);
     kp.kernelParams = args;
     kp.extra = NULL;
     CU_TRY(cudaGraphExecKernelNodeSetParams(g->exec, r->node, &kp));
@@ -129,8 +127,7 @@ static bl_status check_index(const bl_cuda_graph *g, int index, int kind, const 
     int found = 0;
     for (int i = 0; i < g->nupdates; i++) found += g->updates[i].kind == kind;
     if (found == 0 || index < -1 || index >= found)
-        return bl_error(BL_ERR_INVALID_ARG, "%s: update %d requested, graph recorded %d", what,
-                        index, found);
+        return bl_error(BL_ERR_INVALID_ARG, "%s: update %d requested, graph recorded %d", what, index, found);
     return BL_OK;
 }
 

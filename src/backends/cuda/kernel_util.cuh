@@ -24,15 +24,15 @@ static inline unsigned grid_for(int64_t n, int threads, int sm_count) {
 }
 
 /* Runs the statements with T naming the storage type of `e` (one instantiation per type). */
-#define DISPATCH_ELEM(e, ...)                                                                \
-    do {                                                                                     \
-        if ((e) == CUDA_ELEM_BF16) {                                                         \
-            typedef __nv_bfloat16 T;                                                         \
-            __VA_ARGS__;                                                                     \
-        } else {                                                                             \
-            typedef float T;                                                                 \
-            __VA_ARGS__;                                                                     \
-        }                                                                                    \
+#define DISPATCH_ELEM(e, ...)                                                                                \
+    do {                                                                                                     \
+        if ((e) == CUDA_ELEM_BF16) {                                                                         \
+            typedef __nv_bfloat16 T;                                                                         \
+            __VA_ARGS__;                                                                                     \
+        } else {                                                                                             \
+            typedef float T;                                                                                 \
+            __VA_ARGS__;                                                                                     \
+        }                                                                                                    \
     } while (0)
 
 #endif

@@ -14,8 +14,8 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-__global__ void xent_rows(const float *logits, const int32_t *labels, int64_t N, int64_t C,
-                          float eps, float *row_loss, float *dlogits) {
+__global__ void xent_rows(const float *logits, const int32_t *labels, int64_t N, int64_t C, float eps,
+                          float *row_loss, float *dlogits) {
     int64_t n = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (n >= N) return; /* whole warps leave together: N is per warp */
@@ -59,10 +59,9 @@ __global__ void xent_mean(const float *row_loss, int64_t N, float *loss) {
     }
 }
 
-extern "C" cudaError_t cuda_launch_softmax_xent(cudaStream_t s, const float *logits,
-                                                const int32_t *labels, int64_t N, int64_t C,
-                                                float smoothing, float *row_loss, float *loss,
-                                                float *dlogits) {
+extern "C" cudaError_t cuda_launch_softmax_xent(cudaStream_t s, const float *logits, const int32_t *labels,
+                                                int64_t N, int64_t C, float smoothing, float *row_loss,
+                                                float *loss, float *dlogits) {
     if (N == 0) return cudaSuccess;
     unsigned blocks = (unsigned)((N * 32 + 255) / 256);
     xent_rows<<<blocks, 256, 0, s>>>(logits, labels, N, C, smoothing, row_loss, dlogits);

@@ -18,8 +18,7 @@ __global__ void sgd_kernel(cuda_sgd_hyper h, float *P, const float *G, float *M,
     }
 }
 
-__global__ void adamw_kernel(cuda_adamw_hyper h, float *P, const float *G, float *M, float *V,
-                             int64_t n) {
+__global__ void adamw_kernel(cuda_adamw_hyper h, float *P, const float *G, float *M, float *V, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float p = P[i] * h.decay, g = G[i];
@@ -32,20 +31,17 @@ __global__ void adamw_kernel(cuda_adamw_hyper h, float *P, const float *G, float
     }
 }
 
-extern "C" cudaError_t cuda_launch_sgd(cudaStream_t s, cuda_sgd_hyper h, float *param,
-                                       const float *grad, float *momentum_buf, int64_t n,
-                                       int sm_count) {
+extern "C" cudaError_t cuda_launch_sgd(cudaStream_t s, cuda_sgd_hyper h, float *param, const float *grad,
+                                       float *momentum_buf, int64_t n, int sm_count) {
     if (n == 0) return cudaSuccess;
     sgd_kernel<<<grid_for(n, 256, sm_count), 256, 0, s>>>(h, param, grad, momentum_buf, n);
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_launch_adamw(cudaStream_t s, cuda_adamw_hyper h, float *param,
-                                         const float *grad, float *exp_avg, float *exp_avg_sq,
-                                         int64_t n, int sm_count) {
+extern "C" cudaError_t cuda_launch_adamw(cudaStream_t s, cuda_adamw_hyper h, float *param, const float *grad,
+                                         float *exp_avg, float *exp_avg_sq, int64_t n, int sm_count) {
     if (n == 0) return cudaSuccess;
-    adamw_kernel<<<grid_for(n, 256, sm_count), 256, 0, s>>>(h, param, grad, exp_avg, exp_avg_sq,
-                                                            n);
+    adamw_kernel<<<grid_for(n, 256, sm_count), 256, 0, s>>>(h, param, grad, exp_avg, exp_avg_sq, n);
     return cudaGetLastError();
 }
 

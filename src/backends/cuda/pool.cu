@@ -10,8 +10,8 @@
 #include "backends/cuda/kernel_util.cuh"
 
 /* Decodes memory position i of a packed tensor into logical (n, c, h, w). */
-__device__ __forceinline__ void coords(int64_t i, const cuda_t4 &t, int64_t *n, int64_t *c,
-                                       int64_t *h, int64_t *w) {
+__device__ __forceinline__ void coords(int64_t i, const cuda_t4 &t, int64_t *n, int64_t *c, int64_t *h,
+                                       int64_t *w) {
     if (t.sc == 1) { /* NHWC */
         *c = i % t.c, i /= t.c;
         *w = i % t.w, i /= t.w;
@@ -25,8 +25,8 @@ __device__ __forceinline__ void coords(int64_t i, const cuda_t4 &t, int64_t *n, 
 
 /* Offset within x of the first maximum of window (p, q) of plane (n, c), or -1. */
 template <typename T>
-__device__ int64_t window_argmax(const cuda_t4 &x, int64_t n, int64_t c, int64_t p, int64_t q,
-                                 int kernel, int stride, int pad) {
+__device__ int64_t window_argmax(const cuda_t4 &x, int64_t n, int64_t c, int64_t p, int64_t q, int kernel,
+                                 int stride, int pad) {
     const T *X = (const T *)x.data;
     int64_t best = -1;
     float best_v = -INFINITY;
@@ -60,8 +60,8 @@ __global__ void maxpool_forward_kernel(cuda_t4 x, cuda_t4 y, int kernel, int str
 }
 
 /* Windows containing row h: p with p*stride - pad <= h <= p*stride - pad + kernel - 1. */
-__device__ __forceinline__ void window_range(int64_t h, int kernel, int stride, int pad,
-                                             int64_t P, int64_t *lo, int64_t *hi) {
+__device__ __forceinline__ void window_range(int64_t h, int kernel, int stride, int pad, int64_t P,
+                                             int64_t *lo, int64_t *hi) {
     int64_t a = h + pad - kernel + 1;
     *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
     *hi = (h + pad) / stride;
@@ -69,8 +69,7 @@ __device__ __forceinline__ void window_range(int64_t h, int kernel, int stride, 
 }
 
 template <typename T>
-__global__ void maxpool_backward_kernel(cuda_t4 x, cuda_t4 dy, T *dx, int kernel, int stride,
-                                        int pad) {
+__global__ void maxpool_backward_kernel(cuda_t4 x, cuda_t4 dy, T *dx, int kernel, int stride, int pad) {
     int64_t total = x.n * x.c * x.h * x.w;
     const T *DY = (const T *)dy.data;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
@@ -90,22 +89,21 @@ __global__ void maxpool_backward_kernel(cuda_t4 x, cuda_t4 dy, T *dx, int kernel
     }
 }
 
-extern "C" cudaError_t cuda_launch_maxpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x,
-                                                   cuda_t4 y, int kernel, int stride, int pad) {
+extern "C" cudaError_t cuda_launch_maxpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 y,
+                                                   int kernel, int stride, int pad) {
     int64_t n = y.n * y.c * y.h * y.w;
     if (n == 0) return cudaSuccess;
-    DISPATCH_ELEM(e, maxpool_forward_kernel<T><<<grid_for(n, 256, 0), 256, 0, s>>>(
-                         x, y, kernel, stride, pad));
+    DISPATCH_ELEM(e,
+                  maxpool_forward_kernel<T><<<grid_for(n, 256, 0), 256, 0, s>>>(x, y, kernel, stride, pad));
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_launch_maxpool_backward(cudaStream_t s, cuda_elem e, cuda_t4 x,
-                                                    cuda_t4 dy, void *dx, int kernel,
-                                                    int stride, int pad) {
+extern "C" cudaError_t cuda_launch_maxpool_backward(cudaStream_t s, cuda_elem e, cuda_t4 x, cuda_t4 dy,
+                                                    void *dx, int kernel, int stride, int pad) {
     int64_t n = x.n * x.c * x.h * x.w;
     if (n == 0) return cudaSuccess;
-    DISPATCH_ELEM(e, maxpool_backward_kernel<T><<<grid_for(n, 256, 0), 256, 0, s>>>(
-                         x, dy, (T *)dx, kernel, stride, pad));
+    DISPATCH_ELEM(e, maxpool_backward_kernel<T>
+                  <<<grid_for(n, 256, 0), 256, 0, s>>>(x, dy, (T *)dx, kernel, stride, pad));
     return cudaGetLastError();
 }
 
@@ -133,20 +131,16 @@ template <typename T> __global__ void avgpool_backward_kernel(const T *dy, cuda_
     }
 }
 
-extern "C" cudaError_t cuda_launch_avgpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x,
-                                                   void *y) {
+extern "C" cudaError_t cuda_launch_avgpool_forward(cudaStream_t s, cuda_elem e, cuda_t4 x, void *y) {
     int64_t n = x.n * x.c;
     if (n == 0) return cudaSuccess;
-    DISPATCH_ELEM(e, avgpool_forward_kernel<T><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(
-                         x, (T *)y));
+    DISPATCH_ELEM(e, avgpool_forward_kernel<T><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, (T *)y));
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t cuda_launch_avgpool_backward(cudaStream_t s, cuda_elem e, const void *dy,
-                                                    cuda_t4 dx) {
+extern "C" cudaError_t cuda_launch_avgpool_backward(cudaStream_t s, cuda_elem e, const void *dy, cuda_t4 dx) {
     int64_t n = dx.n * dx.c * dx.h * dx.w;
     if (n == 0) return cudaSuccess;
-    DISPATCH_ELEM(e, avgpool_backward_kernel<T><<<grid_for(n, 256, 0), 256, 0, s>>>(
-                         (const T *)dy, dx));
+    DISPATCH_ELEM(e, avgpool_backward_kernel<T><<<grid_for(n, 256, 0), 256, 0, s>>>((const T *)dy, dx));
     return cudaGetLastError();
 }

@@ -12,7 +12,12 @@
 
 #include "pipeline/internal.h"
 
-enum { TAG_TASK = 101, TAG_RESULT, TAG_DONE, TAG_FINAL };
+enum {
+    TAG_TASK = 101,
+    TAG_RESULT,
+    TAG_DONE,
+    TAG_FINAL
+};
 
 static bool comm_broken; /* a peer is presumed dead: finalizing would wait for it forever */
 
@@ -29,10 +34,10 @@ static bl_status mpi_fail(int rc, const char *what) {
     return bl_error(BL_ERR_IO, "mpi runner: %s failed: %s", what, m);
 }
 
-#define MPI_TRY(call)                                                                        \
-    do {                                                                                     \
-        int rc_ = (call);                                                                    \
-        if (rc_ != MPI_SUCCESS) return mpi_fail(rc_, #call);                                 \
+#define MPI_TRY(call)                                                                                        \
+    do {                                                                                                     \
+        int rc_ = (call);                                                                                    \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(rc_, #call);                                                 \
     } while (0)
 
 typedef struct rank_info {
@@ -69,7 +74,9 @@ static bl_status recv_msg(MPI_Comm comm, int src, int tag, uint8_t **data, int *
 }
 
 static bl_status send_buf(MPI_Comm comm, int dest, int tag, const bl_buf *b) {
-    if (b->len > (size_t)INT32_MAX) return bl_error(BL_ERR_UNSUPPORTED, "mpi message of %zu bytes is over 2 GiB; use smaller bundles", b->len);
+    if (b->len > (size_t)INT32_MAX)
+        return bl_error(BL_ERR_UNSUPPORTED, "mpi message of %zu bytes is over 2 GiB; use smaller bundles",
+                        b->len);
     MPI_TRY(MPI_Send(b->data ? (void *)b->data : (void *)"", (int)b->len, MPI_BYTE, dest, tag, comm));
     return BL_OK;
 }
@@ -109,13 +116,14 @@ static bl_status send_task(mpi_ctx *m, bl_task *t, int dest) {
 }
 
 /* Reads a result into its task. *ok tells whether the attempt succeeded (else err holds why). */
-static bl_status read_result(const uint8_t *d, size_t size, bl_task *tasks, size_t n, int n_out,
-                             long *which, bl_status *task_status, char *err, size_t errcap) {
+static bl_status read_result(const uint8_t *d, size_t size, bl_task *tasks, size_t n, int n_out, long *which,
+                             bl_status *task_status, char *err, size_t errcap) {
     size_t pos = 0;
     uint64_t idx = 0, st = 0;
     BL_TRY(bl_read_varint(d, size, &pos, &idx));
     BL_TRY(bl_read_varint(d, size, &pos, &st));
-    if (idx >= n) return bl_error(BL_ERR_INTERNAL, "mpi runner: result for unknown task %llu", (unsigned long long)idx);
+    if (idx >= n)
+        return bl_error(BL_ERR_INTERNAL, "mpi runner: result for unknown task %llu", (unsigned long long)idx);
     *which = (long)idx;
     *task_status = (bl_status)st;
     bl_task *t = &tasks[idx];
@@ -161,7 +169,8 @@ static bl_status mpi_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_task
             size_t ti = queue[head++ % n];
             bl_status s = send_task(m, &tasks[ti], w);
             if (s != BL_OK) {
-                fail = bl_error_context(s, "sending bundle %zu of '%s' to rank %d", tasks[ti].index, st->label, w);
+                fail = bl_error_context(s, "sending bundle %zu of '%s' to rank %d", tasks[ti].index,
+                                        st->label, w);
                 snprintf(fail_msg, sizeof fail_msg, "%s", bl_last_error());
                 break;
             }
@@ -185,11 +194,12 @@ static bl_status mpi_tasks(bl_runner *r, const bl_plan *plan, int stage, bl_task
                      * never talk to this one again (a send to it could block forever). */
                     comm_broken = true;
                     m->dead[w] = true;
-                    bl_status s = bl_error(BL_ERR_IO, "mpi runner: rank %d (host %s) has not answered for "
-                                           "%.0f s while running bundle %zu of '%s'; it is presumed dead, "
-                                           "the run failed and no output was committed",
-                                           w, m->info[w].host, now - b[w].since,
-                                           tasks[b[w].task].index, st->label);
+                    bl_status s =
+                        bl_error(BL_ERR_IO,
+                                 "mpi runner: rank %d (host %s) has not answered for "
+                                 "%.0f s while running bundle %zu of '%s'; it is presumed dead, "
+                                 "the run failed and no output was committed",
+                                 w, m->info[w].host, now - b[w].since, tasks[b[w].task].index, st->label);
                     if (fail == BL_OK) {
                         fail = s;
                         snprintf(fail_msg, sizeof fail_msg, "%s", bl_last_error());
@@ -268,9 +278,12 @@ static bl_status worker_loop(mpi_ctx *m, const bl_plan *plan, bl_status *final, 
         if (s == BL_OK) s = bl_read_varint(d, (size_t)size, &pos, &attempt);
         if (s == BL_OK) s = bl_elist_deserialize(d, (size_t)size, &pos, &in);
         free(d);
-        if (s == BL_OK && stage >= (uint64_t)plan->ns) s = bl_error(BL_ERR_INTERNAL, "mpi runner: bad stage %llu", (unsigned long long)stage);
+        if (s == BL_OK && stage >= (uint64_t)plan->ns)
+            s = bl_error(BL_ERR_INTERNAL, "mpi runner: bad stage %llu", (unsigned long long)stage);
         if (s != BL_OK) return s;
-        bl_task t = {.stage = (int)stage, .index = (size_t)index, .attempt = (int)attempt,
+        bl_task t = {.stage = (int)stage,
+                     .index = (size_t)index,
+                     .attempt = (int)attempt,
                      .in = bl_elist_view(&in, 0, in.n)};
         int n_out = plan->s[stage].n_out;
         bl_status ts = bl_exec_task(plan, &m->self, &t);
@@ -321,8 +334,8 @@ static void report_ranks(const mpi_ctx *m) {
     for (int r = 0; r < m->size; r++) {
         const rank_info *i = &m->info[r];
         if (i->accelerators > 0)
-            bl_log_info("  rank %d on %s, local rank %d: %d accelerator(s), binds accelerator %d",
-                        r, i->host, i->local_rank, i->accelerators, i->local_rank % i->accelerators);
+            bl_log_info("  rank %d on %s, local rank %d: %d accelerator(s), binds accelerator %d", r, i->host,
+                        i->local_rank, i->accelerators, i->local_rank % i->accelerators);
         else
             bl_log_info("  rank %d on %s, local rank %d: no accelerator", r, i->host, i->local_rank);
     }
@@ -354,7 +367,7 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         /* Tell every worker how it ended, then gather what their setup/teardown recorded. */
         bl_buf b = {0};
         bool lost = comm_broken;
-        s = bl_buf_put_varint(&b, (uint64_t)final);
+        s = bl_buf_put_varint(&b, (uint64_t) final);
         if (s == BL_OK) s = bl_buf_put_varint(&b, lost);
         if (s == BL_OK) s = put_str(&b, msg);
         for (int w = 1; w < m->size && s == BL_OK; w++)
@@ -396,7 +409,8 @@ bl_status bl_run_mpi(bl_pipeline *p) {
         MPI_TRY(MPI_Init(NULL, NULL));
         atexit(finalize_at_exit); /* pipelines may run several times; finalize once, at exit */
     }
-    if (comm_broken) return bl_error(BL_ERR_IO, "mpi runner: an earlier run lost a rank; MPI cannot be used again");
+    if (comm_broken)
+        return bl_error(BL_ERR_IO, "mpi runner: an earlier run lost a rank; MPI cannot be used again");
     MPI_TRY(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     mpi_ctx m = {.max_retries = p->ro.max_retries, .timeout_s = p->ro.worker_timeout_s};
     MPI_TRY(MPI_Comm_dup(MPI_COMM_WORLD, &m.comm));

@@ -5,8 +5,8 @@
 
 #include <mpi.h>
 
-#include "beamlet/ml.h"
 #include "../stage_data.h"
+#include "beamlet/ml.h"
 
 static void test_sweep_over_ranks(void) {
     int rank;

@@ -160,7 +160,8 @@ static void test_slow_rank_gets_fewer_bundles(void) {
         free(got);
         int64_t slow = tp_counter(p, "SlowOnRank1", "bundles_on_rank_1");
         int64_t fast = tp_counter(p, "SlowOnRank1", "bundles_on_rank_2");
-        fprintf(stderr, "  bundles: slow rank 1 ran %lld, fast rank 2 ran %lld\n", (long long)slow, (long long)fast);
+        fprintf(stderr, "  bundles: slow rank 1 ran %lld, fast rank 2 ran %lld\n", (long long)slow,
+                (long long)fast);
         CHECK(slow >= 1 && fast + slow == 40 && fast > 2 * slow);
     }
     bl_pipeline_free(p);
