@@ -27,6 +27,7 @@ packages=(
   libopenmpi-dev                     # the mpi runner (with openmpi-bin below)
   "${run_tools[@]}"
   python3                            # tools/ and the docs-command test
+  clang-format git                   # the house style check (scripts/format.sh --check)
 )
 
 # The packages owning the shared libraries that the given programs load, one a line, then the
