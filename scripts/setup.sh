@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what beamlet needs from the distribution (Debian 12, Ubuntu 24.04). Idempotent: only
-# packages that are missing are installed. Runs as root or through sudo. This is the one place
-# the package list lives.
-#   scripts/setup.sh                       build, test and run dependencies
-#   scripts/setup.sh --dev                 also PyTorch, for tools/ (fixture generation, benchmarks)
+# Installs what beamlet needs: packages from the distribution (Debian 12, Ubuntu 24.04; as root
+# or through sudo) and the project's Python environment .venv/ from PyPI (versions pinned in
+# versions.env). Idempotent: only what is missing is installed. This is the one place the
+# package lists live.
+#   scripts/setup.sh                       build, test and run dependencies, and .venv/
+#   scripts/setup.sh --dev                 also PyTorch from Debian for tools/ (fixtures) and libtpu
+#   scripts/setup.sh --bench               also today's CPU anchors in .venv/ (bench/compare_cpu.py)
 #   scripts/setup.sh --runtime-list BIN... print the packages BIN... need at run time: the
 #                                          packages owning their shared libraries (ldd + dpkg),
 #                                          plus mpirun and the dataset; run it where BIN... were built
@@ -15,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '5,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # Needed at run time as they are (not as libraries): mpirun for --runner=mpi, the default dataset.
@@ -26,7 +28,7 @@ packages=(
   libdnnl-dev                        # oneDNN: the fast CPU backend
   libopenmpi-dev                     # the mpi runner (with openmpi-bin below)
   "${run_tools[@]}"
-  python3                            # tools/ and the docs-command test
+  python3 python3-venv               # tools/, the docs-command test, .venv/
   clang-format git                   # the house style check (scripts/format.sh --check)
 )
 
@@ -59,9 +61,18 @@ runtime_list() {
   return $status
 }
 
+# The project's Python environment, .venv/ (PyPI; each version is versions.env's
+# PYPI_<NAME>, the name upper-cased with '-' as '_'):
+venv_packages=(numpy apache-beam pytest  # the Python package (python/) and its tests
+               xla-cpu-pjrt)             # a PJRT CPU plugin: the xla backend's tests
+venv_nodeps=(lammps-jax-pjrt-cpu)        # the second PJRT CPU plugin (it pins an old jax: no deps)
+venv_dev=()
+venv_bench=()
+
 case "${1:-}" in
   "") ;;
-  --dev) packages+=(python3-torch python3-torchvision) ;;
+  --dev) packages+=(python3-torch python3-torchvision); venv_dev+=(libtpu) ;;
+  --bench) venv_bench+=(torch torchvision onnx onnxruntime openvino) ;;
   --runtime-list) shift; runtime_list "$@"; exit $? ;;
   --runtime)
     if [[ $# -ne 2 || ! -r "$2" ]]; then echo "setup: --runtime needs a readable FILE" >&2; exit 2; fi
@@ -78,17 +89,46 @@ for p in "${packages[@]}"; do
   fi
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null; then sudo=(sudo); else
-    echo "setup: need root or sudo to install: ${missing[*]}" >&2
-    exit 1
+  echo "setup: all ${#packages[@]} distribution packages present"
+else
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null; then sudo=(sudo); else
+      echo "setup: need root or sudo to install: ${missing[*]}" >&2
+      exit 1
+    fi
   fi
+  echo "setup: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: installing ${missing[*]}"
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+[[ "${1:-}" == --runtime ]] && exit 0
+
+# ---- .venv/ ----------------------------------------------------------------------------------
+root=$(cd "$(dirname "$0")/.." && pwd)
+pin() { # NAME -> NAME==VERSION from versions.env
+  local key="PYPI_$(echo "$1" | tr 'a-z-' 'A-Z_')" version
+  version=$(sed -n "s/^$key=//p" "$root/versions.env")
+  if [[ -z "$version" ]]; then echo "setup: versions.env has no $key (the pin of $1)" >&2; exit 1; fi
+  echo "$1==$version"
+}
+venv="$root/.venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "setup: creating $venv"
+  /usr/bin/python3 -m venv "$venv"
+fi
+pip_install() { # [--no-deps] NAME... : installs the pinned versions that are not there yet
+  local flags=() wanted=() p have
+  if [[ "${1:-}" == --no-deps ]]; then flags+=(--no-deps); shift; fi
+  for p in "$@"; do
+    p=$(pin "$p")
+    have=$("$venv/bin/python" -m pip show "${p%%==*}" 2>/dev/null || true)
+    [[ "$have" == *$'\n'"Version: ${p#*==}"$'\n'* ]] || wanted+=("$p")
+  done
+  [[ ${#wanted[@]} -eq 0 ]] && return 0
+  echo "setup: pip installing ${wanted[*]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${flags[@]}" "${wanted[@]}"
+}
+pip_install "${venv_packages[@]}" "${venv_dev[@]}" "${venv_bench[@]}"
+pip_install --no-deps "${venv_nodeps[@]}"
+echo "setup: $venv ready"
