@@ -1,0 +1,157 @@
+/* The C ABI's data: the learning path's datasets read by beamlet's strict readers, and the
+ * preprocessing that turns a raw record or an image file into a model's input, so a Python
+ * pipeline feeds its model exactly what `beamlet infer` feeds it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamlet/capi.h"
+#include "beamlet/datasets.h"
+
+struct bl_capi_dataset {
+    bl_dataset ds;
+};
+
+static bool is_fashion(const char *name) { return name && strcmp(name, "fashion-mnist") == 0; }
+static bool is_cifar(const char *name) { return name && strcmp(name, "cifar10") == 0; }
+
+static bl_status known_dataset(const char *name) {
+    if (is_fashion(name) || is_cifar(name)) return BL_OK;
+    return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (fashion-mnist, cifar10)",
+                    name ? name : "(null)");
+}
+
+int bl_capi_dataset_load(const char *name, const char *dir, int train, bl_capi_dataset **out) {
+    if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_capi_dataset_load: NULL out");
+    *out = NULL;
+    BL_TRY(known_dataset(name));
+    bl_capi_dataset *d = calloc(1, sizeof *d);
+    if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "dataset handle");
+    const char *where = dir && *dir ? dir : NULL;
+    bl_status s = is_fashion(name) ? bl_fashion_mnist_load(where, train != 0, &d->ds)
+                                   : bl_cifar10_load(where, train != 0, &d->ds);
+    if (s != BL_OK) {
+        free(d);
+        return s;
+    }
+    *out = d;
+    return BL_OK;
+}
+
+void bl_capi_dataset_shape(const bl_capi_dataset *d, int64_t *count, int *channels, int *height, int *width,
+                           int *num_classes) {
+    if (count) *count = d ? d->ds.count : 0;
+    if (channels) *channels = d ? d->ds.channels : 0;
+    if (height) *height = d ? d->ds.height : 0;
+    if (width) *width = d ? d->ds.width : 0;
+    if (num_classes) *num_classes = d ? d->ds.num_classes : 0;
+}
+
+const char *bl_capi_dataset_class_name(const bl_capi_dataset *d, int k) {
+    if (!d || !d->ds.class_names || k < 0 || k >= d->ds.num_classes) return NULL;
+    return d->ds.class_names[k];
+}
+
+const char *bl_capi_dataset_source(const bl_capi_dataset *d) { return d ? d->ds.source : ""; }
+
+int bl_capi_dataset_read(const bl_capi_dataset *d, int64_t start, int64_t n, uint8_t *images,
+                         uint8_t *labels) {
+    if (!d) return bl_error(BL_ERR_INVALID_ARG, "bl_capi_dataset_read: no dataset");
+    if (start < 0 || n < 0 || start > d->ds.count || n > d->ds.count - start)
+        return bl_error(BL_ERR_INVALID_ARG, "records [%lld, %lld) outside the %lld of %s", (long long)start,
+                        (long long)(start + n), (long long)d->ds.count, d->ds.source);
+    size_t per = (size_t)d->ds.channels * (size_t)d->ds.height * (size_t)d->ds.width;
+    if (images) memcpy(images, d->ds.images + (size_t)start * per, (size_t)n * per);
+    if (labels) memcpy(labels, d->ds.labels + start, (size_t)n);
+    return BL_OK;
+}
+
+void bl_capi_dataset_free(bl_capi_dataset *d) {
+    if (!d) return;
+    bl_dataset_free(&d->ds);
+    free(d);
+}
+
+/* ---- examples ------------------------------------------------------------------------------- */
+
+/* A dataset view over the caller's records, so the batch code applies the same evaluation
+ * transform the trainer and RunInference apply. */
+static bl_status records_view(const char *name, const uint8_t *images, int64_t n, int channels, int height,
+                              int width, bl_dataset *view, bl_batch_transform *t) {
+    BL_TRY(known_dataset(name));
+    memset(view, 0, sizeof *view);
+    view->count = n;
+    view->channels = channels;
+    view->height = height;
+    view->width = width;
+    view->images = (uint8_t *)images; /* read only */
+    view->num_classes = 10;
+    snprintf(view->source, sizeof view->source, "%s records", name);
+    *t = is_fashion(name) ? bl_batch_transform_fashion_mnist(false) : bl_batch_transform_cifar10(false);
+    int oc, oh, ow;
+    return bl_error_context(bl_batch_transform_shape(view, t, &oc, &oh, &ow), "%s records of %dx%dx%d", name,
+                            channels, height, width);
+}
+
+int bl_capi_example_shape(const char *dataset, int channels, int height, int width, int *out_channels,
+                          int *out_height, int *out_width) {
+    bl_dataset view;
+    bl_batch_transform t;
+    BL_TRY(records_view(dataset, NULL, 0, channels, height, width, &view, &t));
+    int oc, oh, ow;
+    BL_TRY(bl_batch_transform_shape(&view, &t, &oc, &oh, &ow));
+    if (out_channels) *out_channels = oc;
+    if (out_height) *out_height = oh;
+    if (out_width) *out_width = ow;
+    return BL_OK;
+}
+
+int bl_capi_examples_from_records(const char *dataset, const uint8_t *images, int64_t n, int channels,
+                                  int height, int width, float *out) {
+    if (n < 0 || (n > 0 && (!images || !out)))
+        return bl_error(BL_ERR_INVALID_ARG, "examples: %lld records, images %p, out %p", (long long)n,
+                        (const void *)images, (void *)out);
+    bl_dataset view;
+    bl_batch_transform t;
+    BL_TRY(records_view(dataset, images, n, channels, height, width, &view, &t));
+    int oc, oh, ow;
+    BL_TRY(bl_batch_transform_shape(&view, &t, &oc, &oh, &ow));
+    size_t per_out = (size_t)oc * (size_t)oh * (size_t)ow;
+    enum {
+        CHUNK = 256
+    };
+    int64_t indices[CHUNK];
+    for (int64_t done = 0; done < n;) {
+        int chunk = (int)(n - done < CHUNK ? n - done : CHUNK);
+        for (int i = 0; i < chunk; i++) indices[i] = done + i;
+        BL_TRY(bl_dataset_batch_f32(&view, indices, chunk, &t, NULL, out + (size_t)done * per_out, NULL));
+        done += chunk;
+    }
+    return BL_OK;
+}
+
+int bl_capi_image_example(const void *data, size_t size, const char *name, int resize, int crop, float *out) {
+    const char *shown = name && *name ? name : "image";
+    if (!data || !out) return bl_error(BL_ERR_INVALID_ARG, "%s: no bytes or no output buffer", shown);
+    if (crop <= 0 || resize < crop)
+        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)", shown, resize,
+                        crop);
+    bl_image img, resized, cropped;
+    BL_TRY(bl_image_decode(data, size, shown, &img));
+    bl_status s = bl_image_resize_shorter(&img, resize, &resized);
+    bl_image_free(&img);
+    if (s != BL_OK) return bl_error_context(s, "%s", shown);
+    s = bl_image_center_crop(&resized, crop, crop, &cropped);
+    bl_image_free(&resized);
+    if (s != BL_OK) return bl_error_context(s, "%s", shown);
+    /* ToTensor then Normalize, in bl_image_load_imagenet's arithmetic, so a file read here and
+     * the same file read by the pipeline engine give the same floats. */
+    size_t plane = (size_t)crop * (size_t)crop;
+    for (int c = 0; c < 3; c++) {
+        float lut[256];
+        for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - bl_imagenet_mean[c]) / bl_imagenet_std[c];
+        for (size_t i = 0; i < plane; i++) out[c * plane + i] = lut[cropped.pixels[i * 3 + c]];
+    }
+    bl_image_free(&cropped);
+    return BL_OK;
+}

@@ -1,0 +1,91 @@
+/* The C ABI's library-wide part: its version, errors, freeing returned strings, and devices.
+ * The ABI wraps the public headers; it keeps no state of its own beyond the handles it returns. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamlet/capi.h"
+#include "beamlet/core.h"
+#include "beamlet/ml_inference.h"
+#include "beamlet/tensor.h"
+#include "capi/internal.h"
+
+#ifndef BEAMLET_VERSION_STRING
+#define BEAMLET_VERSION_STRING "unknown"
+#endif
+
+int bl_capi_abi_version(void) { return BL_CAPI_ABI_VERSION; }
+
+const char *bl_capi_library_version(void) { return BEAMLET_VERSION_STRING; }
+
+const char *bl_capi_last_error(void) { return bl_last_error(); }
+
+const char *bl_capi_status_name(int status) { return bl_status_name((bl_status)status); }
+
+void bl_capi_free(void *p) { free(p); }
+
+int capi_out_string(const char *text, char **out) {
+    if (!out) return bl_error(BL_ERR_INVALID_ARG, "no place for the result string (NULL)");
+    *out = strdup(text ? text : "");
+    return *out ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "result string");
+}
+
+int bl_capi_device_list(char **text) {
+    char buf[4096];
+    BL_TRY(bl_device_list(buf, sizeof buf));
+    return capi_out_string(buf, text);
+}
+
+/* ---- devices -------------------------------------------------------------------------------- */
+
+struct bl_capi_device {
+    bl_device *dev;
+    bool fell_back;
+};
+
+/* The names RunInference's device policy owns (cpu | gpu | auto, with an explicit CPU
+ * fallback); every other name goes to the device registry as it is, so a name the registry
+ * learns later ("cuda:1", and the xla devices) needs no change here. */
+static bool policy_name(const char *name) {
+    static const char *const names[] = {"cpu", "cpu_ref", "gpu", "cuda", "auto"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0) return true;
+    return false;
+}
+
+int bl_capi_device_open(const char *name, int allow_cpu_fallback, bl_capi_device **out) {
+    if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_capi_device_open: NULL out");
+    *out = NULL;
+    if (!name || !*name) return bl_error(BL_ERR_INVALID_ARG, "no device name given");
+    char resolved[64];
+    bool fell_back = false;
+    if (policy_name(name))
+        BL_TRY(bl_inference_resolve_device(name, allow_cpu_fallback != 0, resolved, sizeof resolved,
+                                           &fell_back));
+    else if ((size_t)snprintf(resolved, sizeof resolved, "%s", name) >= sizeof resolved)
+        return bl_error(BL_ERR_INVALID_ARG, "device name '%.40s...' is too long", name);
+    bl_capi_device *d = calloc(1, sizeof *d);
+    if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "device handle");
+    bl_status s = bl_device_get(resolved, &d->dev);
+    if (s != BL_OK) {
+        free(d);
+        return bl_error_context(s, "opening device '%s'", name);
+    }
+    d->fell_back = fell_back;
+    *out = d;
+    return BL_OK;
+}
+
+const char *bl_capi_device_name(const bl_capi_device *d) { return d ? bl_device_name(d->dev) : ""; }
+
+const char *bl_capi_device_description(const bl_capi_device *d) {
+    return d ? bl_device_description(d->dev) : "";
+}
+
+int bl_capi_device_fell_back(const bl_capi_device *d) { return d && d->fell_back; }
+
+void bl_capi_device_close(bl_capi_device *d) {
+    if (!d) return;
+    bl_device_release(d->dev);
+    free(d);
+}
