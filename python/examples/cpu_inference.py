@@ -30,7 +30,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beamlet.beam import (AccuracyFn, BeamletModelHandler, ReadFashionMnist, fashion_mnist_example,
+from beamlet.beam import (AccuracyFn, BeamletModelHandler, ReadFashionMnist, dead_letter_to_dict, fashion_mnist_example,
                           prediction_to_dict, validate_pipeline_options)
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -52,8 +52,7 @@ def build(p, args, device="cpu", accelerator=None):
     failed = (dead.failed_inferences, *dead.failed_preprocessing)
     dead_letters = (failed
                     | "FlattenDeadLetters" >> beam.Flatten()
-                    | "DeadToJson" >> beam.Map(lambda bad: json.dumps({"element": repr(bad[0])[:200],
-                                                                      "reason": repr(bad[1])[:500]})))
+                    | "DeadToJson" >> beam.Map(lambda bad: json.dumps(dead_letter_to_dict(bad))))
     _ = dead_letters | "WriteDeadLetters" >> beam.io.WriteToText(f"{args.output}/dead_letter", ".jsonl")
     return predictions, dead_letters, accuracy
 

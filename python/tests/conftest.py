@@ -21,7 +21,7 @@ BUNDLE_BASED = ["--runner=BundleBasedDirectRunner"]
 
 def cli_path():
     """The `beamlet` CLI of the build under test."""
-    path = os.environ.get("BEAMLET_CLI") or os.path.join(ROOT, "build", "beamlet")
+    path = os.path.abspath(os.environ.get("BEAMLET_CLI") or os.path.join(ROOT, "build", "beamlet"))
     if not os.access(path, os.X_OK):
         pytest.fail(f"no beamlet CLI at {path} (set BEAMLET_CLI, or build first)")
     return path

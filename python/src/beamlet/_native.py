@@ -63,7 +63,7 @@ def library_path():
     """$BEAMLET_LIBRARY when set (a build tree's libbeamlet.so), else the one in the wheel."""
     path = os.environ.get("BEAMLET_LIBRARY")
     if path:
-        return path
+        return os.path.abspath(path)
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbeamlet.so")
 
 

@@ -9,12 +9,12 @@ Placement:  resource_hints / validate_accelerator / validate_pipeline_options: a
 from beamlet.beam.accelerators import (DEFAULT_HINTS, AcceleratorError, resource_hints, validate_accelerator,
                                        validate_pipeline_options)
 from beamlet.beam.inference import (METRICS_NAMESPACE, AccuracyFn, BeamletModelHandler, ExampleKey,
-                                    prediction_to_dict, top_k)
+                                    dead_letter_to_dict, prediction_to_dict, top_k)
 from beamlet.beam.io import (ImageFile, ImageFileExample, ImageRecord, ReadCifar10Records, ReadFashionMnist,
                              ReadImageFiles, cifar10_example, fashion_mnist_example, parse_cifar10)
 from beamlet.beam.training import BestModelFn, DeployBestModel, TrainModelDoFn, sweep_grid, training_config
 
-__all__ = ["AcceleratorError", "AccuracyFn", "BeamletModelHandler", "BestModelFn", "DEFAULT_HINTS", "DeployBestModel",
+__all__ = ["AcceleratorError", "AccuracyFn", "BeamletModelHandler", "BestModelFn", "DEFAULT_HINTS", "DeployBestModel", "dead_letter_to_dict",
            "ExampleKey", "ImageFile", "ImageFileExample", "ImageRecord", "METRICS_NAMESPACE", "ReadCifar10Records",
            "ReadFashionMnist", "ReadImageFiles", "TrainModelDoFn", "cifar10_example", "fashion_mnist_example",
            "parse_cifar10", "prediction_to_dict", "resource_hints", "sweep_grid", "top_k", "training_config",

@@ -199,3 +199,22 @@ class AccuracyFn(beam.CombineFn):
         return {"total": total, "labelled": labelled, "correct": correct, "correct_top_k": correct_k,
                 "accuracy": correct / labelled if labelled else 0.0,
                 "top_k_accuracy": correct_k / labelled if labelled else 0.0}
+
+
+def _element_id(element):
+    if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], ExampleKey):
+        return element[0].id
+    for attr in ("id", "path"):  # ImageRecord, ImageFile
+        if isinstance(getattr(element, attr, None), str):
+            return getattr(element, attr)
+    if isinstance(element, list):  # a failed batch
+        return [_element_id(e) for e in element]
+    return repr(element)[:200]
+
+
+def dead_letter_to_dict(dead):
+    """One entry of a RunInference dead-letter output (element, (exception type, repr,
+    traceback)) as {"id": which example(s), "error": the exception's type, "reason": its repr}:
+    like `beamlet infer`'s dead letters, one line each."""
+    element, (exc_type, exc_repr, _traceback) = dead
+    return {"id": _element_id(element), "error": getattr(exc_type, "__name__", str(exc_type)), "reason": exc_repr}
