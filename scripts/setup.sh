@@ -64,6 +64,7 @@ runtime_list() {
 # The project's Python environment, .venv/ (PyPI; each version is versions.env's
 # PYPI_<NAME>, the name upper-cased with '-' as '_'):
 venv_packages=(numpy apache-beam pytest  # the Python package (python/) and its tests
+               scikit-build-core         # its wheel's build backend (`pip install ./python`, python/wheel)
                xla-cpu-pjrt)             # a PJRT CPU plugin: the xla backend's tests
 venv_nodeps=(lammps-jax-pjrt-cpu)        # the second PJRT CPU plugin (it pins an old jax: no deps)
 venv_dev=()

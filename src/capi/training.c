@@ -10,7 +10,7 @@
 
 static bl_status parse(const char *json, bl_training_config *c) {
     if (!json) return bl_error(BL_ERR_INVALID_ARG, "no training config JSON (NULL)");
-    return bl_error_context(bl_training_config_from_json(json, strlen(json), c), "training config");
+    return bl_training_config_from_json(json, strlen(json), c); /* its messages say "training config" */
 }
 
 int bl_capi_training_config_default(char **json) {

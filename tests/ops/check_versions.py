@@ -7,11 +7,13 @@ plus the copies this test points at. Standard library only; no network, well und
   python3 tests/ops/check_versions.py --selftest     plant mismatches in a copy, expect each caught
 
 Files read: docker/Dockerfile.*, .github/workflows/*.yml, README.md, docs/*.md, docker/README.md,
-models/README.md, src/backends/cuda/README.md, CMakeLists.txt. On every line, these must agree
-with versions.env:
+models/README.md, src/backends/cuda/README.md, CMakeLists.txt, python/pyproject.toml. On every
+line, these must agree with versions.env:
   KEY=value, KEY: value     where KEY is a manifest key (Dockerfile ARG defaults, workflow env)
   debian:TAG                DEBIAN_IMAGE
   nvidia/cuda:TAG           CUDA_DEVEL_IMAGE or CUDA_RUNTIME_IMAGE
+  apache/beam_pythonX_sdk:TAG  BEAM_SDK_IMAGE
+  "NAME==VERSION"           PYPI_<NAME> (pip pins in python/pyproject.toml and the Dockerfiles; missing: fails)
   FROM IMAGE                a manifest *_IMAGE (or ${ARG}, or an earlier stage)
   uses: OWNER/NAME@REF      ACTIONS_<NAME> for actions/*, else ACTIONS_<OWNER>_<NAME> (missing: fails)
   runs-on: ubuntu-...       GH_RUNNER; a self-hosted runs-on must carry GPU_RUNNER_LABEL
@@ -19,9 +21,11 @@ with versions.env:
   CUDA N.N[.N], cuDNN N     a prefix of CUDA_VERSION, CUDNN_MAJOR
   PyTorch V, torchvision V  TORCH_DEBIAN12 or TORCH_GPU, TORCHVISION_DEBIAN12 or TORCHVISION_GPU
   oneDNN V, Open MPI V      ONEDNN_DEBIAN12, OPENMPI_DEBIAN12 (distribution versions)
+  apache-beam X.Y.Z         PYPI_APACHE_BEAM
   beamlet X.Y.Z, project(beamlet VERSION ...), cmake_minimum_required(VERSION ...)
-Within versions.env, the CUDA image tags must carry CUDA_VERSION and UBUNTU_VERSION, and
-DEBIAN_IMAGE must be DEBIAN_VERSION. A mismatch is reported as file:line, what was found, and the manifest's key and value.
+Within versions.env, the CUDA image tags must carry CUDA_VERSION and UBUNTU_VERSION,
+DEBIAN_IMAGE must be DEBIAN_VERSION, and BEAM_SDK_IMAGE's tag must be PYPI_APACHE_BEAM (Dataflow
+needs the submitting SDK and the workers' image to be one Beam release). A mismatch is reported as file:line, what was found, and the manifest's key and value.
 """
 import argparse
 import glob
@@ -34,7 +38,7 @@ import tempfile
 
 FILES = ["docker/Dockerfile.*", ".github/workflows/*.yml", ".github/workflows/*.yaml", "README.md",
          "docs/*.md", "docker/README.md", "models/README.md", "src/backends/cuda/README.md",
-         "CMakeLists.txt"]
+         "CMakeLists.txt", "python/pyproject.toml"]
 PLACEHOLDER = re.compile(r"^(\.\.\.|\$|<|\{)")
 
 
@@ -88,6 +92,17 @@ def check_line(v, rel, n, line, stages, errors, used):
     for m in filter(fresh, re.finditer(r"nvidia/cuda:([\w.-]+)", code)):
         want(m.group(1), ["CUDA_DEVEL_IMAGE", "CUDA_RUNTIME_IMAGE"], "image nvidia/cuda",
              ok=lambda t: t in (tag(v.get("CUDA_DEVEL_IMAGE", "")), tag(v.get("CUDA_RUNTIME_IMAGE", ""))))
+    for m in filter(fresh, re.finditer(r"apache/beam_python[\d.]+_sdk:[\w.-]+", code)):
+        want(m.group(0), ["BEAM_SDK_IMAGE"], "image")
+    if rel.endswith("pyproject.toml") or "Dockerfile" in rel:
+        # A pip pin: "name==version" (a requirement string), PYPI_<NAME> in versions.env.
+        for m in re.finditer(r"[\"'\s]([A-Za-z0-9][A-Za-z0-9._-]*)==([\w.]+)", code):
+            key = "PYPI_" + re.sub(r"[^A-Z0-9]", "_", m.group(1).upper())
+            if key not in v:
+                errors.append(f"{rel}:{n}: pip pin {m.group(1)}=={m.group(2)} is not in versions.env "
+                              f"(add {key}={m.group(2)})")
+            else:
+                want(m.group(2), [key], f"pip pin {m.group(1)}==")
     m = re.match(r"\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", code, re.I)
     if m and "Dockerfile" in rel:
         image = m.group(1)
@@ -124,6 +139,7 @@ def check_line(v, rel, n, line, stages, errors, used):
         (r"\btorchvision (\d+\.\d+(?:\.\d+)?)\b", ["TORCHVISION_DEBIAN12", "TORCHVISION_GPU"], None),
         (r"\boneDNN (\d+\.\d+(?:\.\d+)?)\b", ["ONEDNN_DEBIAN12"], None),
         (r"\bOpen ?MPI (\d+\.\d+(?:\.\d+)?)\b", ["OPENMPI_DEBIAN12"], None),
+        (r"\bapache-beam (\d+\.\d+\.\d+)\b", ["PYPI_APACHE_BEAM"], None),
         (r"\bbeamlet v?(\d+\.\d+\.\d+)\b", ["BEAMLET_VERSION"], None),
         (r"project\(beamlet VERSION ([\d.]+)", ["BEAMLET_VERSION"], None),
         (r"cmake_minimum_required\(VERSION ([\d.]+)", ["CMAKE_MINIMUM"], None),
@@ -148,6 +164,9 @@ def check(root):
                           f"with cuDNN on UBUNTU_VERSION={v.get('UBUNTU_VERSION')}")
     if "DEBIAN_IMAGE" in v and tag(v["DEBIAN_IMAGE"]).split("-")[0].split(".")[0] != v.get("DEBIAN_VERSION"):
         errors.append(f"versions.env: DEBIAN_IMAGE={v['DEBIAN_IMAGE']} is not DEBIAN_VERSION={v.get('DEBIAN_VERSION')}")
+    if "BEAM_SDK_IMAGE" in v and tag(v["BEAM_SDK_IMAGE"]) != v.get("PYPI_APACHE_BEAM"):
+        errors.append(f"versions.env: BEAM_SDK_IMAGE={v['BEAM_SDK_IMAGE']} is not the Beam release "
+                      f"PYPI_APACHE_BEAM={v.get('PYPI_APACHE_BEAM')} (the submitting SDK and the workers' must match)")
     used, files = set(), []
     for pattern in FILES:
         files += sorted(glob.glob(os.path.join(root, pattern)))
@@ -176,6 +195,9 @@ def selftest(root):
             os.makedirs(os.path.dirname(os.path.join(tmp, rel)) or tmp, exist_ok=True)
             shutil.copy(os.path.join(root, rel), os.path.join(tmp, rel))
         shutil.copy(os.path.join(root, "docker/Dockerfile.gpu"), os.path.join(tmp, "docker/Dockerfile.gpu"))
+        shutil.copy(os.path.join(root, "docker/Dockerfile.beam"), os.path.join(tmp, "docker/Dockerfile.beam"))
+        os.makedirs(os.path.join(tmp, "python"))
+        shutil.copy(os.path.join(root, "python/pyproject.toml"), os.path.join(tmp, "python/pyproject.toml"))
 
         def plant(rel, old, new):
             p = os.path.join(tmp, rel)
@@ -188,6 +210,8 @@ def selftest(root):
             (plant("docker/Dockerfile.cpu", "ARG DEBIAN_IMAGE=debian:12", "ARG DEBIAN_IMAGE=debian:11"), "debian:12"),
             (plant(".github/workflows/nightly.yml", "actions/checkout@v4", "actions/checkout@v3"), "ACTIONS_CHECKOUT=v4"),
             (plant("docker/Dockerfile.gpu", "cudnn-runtime-ubuntu24.04\n", "cudnn-runtime-ubuntu22.04\n"), "CUDA_RUNTIME_IMAGE="),
+            (plant("docker/Dockerfile.beam", "_sdk:2.78.0\n", "_sdk:2.77.0\n"), "BEAM_SDK_IMAGE="),
+            (plant("python/pyproject.toml", "scikit-build-core==", "scikit-build-core==0."), "PYPI_SCIKIT_BUILD_CORE="),
         ]
         with open(os.path.join(tmp, "README.md"), "a", encoding="utf-8") as f:
             f.write("\nMeasured against PyTorch 2.9 on the GPU machine.\n")
