@@ -21,9 +21,13 @@ if(EXISTS ${BEAMLET_VENV_PYTHON})
              WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
     set_tests_properties(python/${suite} PROPERTIES ENVIRONMENT "${beamlet_py_env}" TIMEOUT 900)
   endforeach()
+  # The longest tests first (ctest -j starts higher COST earlier; a fresh clone has no timings):
+  # they overlap the C tests instead of running alone at the end.
+  set_tests_properties(python/examples PROPERTIES COST 1000)
+  set_tests_properties(python/runners python/training python/handler PROPERTIES COST 500)
   add_test(NAME python/wheel COMMAND ${CMAKE_SOURCE_DIR}/python/tests/wheel_test.sh ${BEAMLET_VENV_PYTHON}
            ${CMAKE_BINARY_DIR}/python-wheel)
-  set_tests_properties(python/wheel PROPERTIES TIMEOUT 900
+  set_tests_properties(python/wheel PROPERTIES TIMEOUT 900 COST 800
     ENVIRONMENT "BEAMLET_SOURCE_DIR=${CMAKE_SOURCE_DIR};OMP_WAIT_POLICY=PASSIVE")
 else()
   # Without the venv one failing test says so, rather than the Python tests quietly not existing.

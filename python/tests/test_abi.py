@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import beamlet
-from conftest import FIXTURES, WEIGHTS
+from conftest import WEIGHTS
 
 
 def png_bytes(pixels):
