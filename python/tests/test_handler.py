@@ -259,3 +259,27 @@ def test_top_k_and_inference_args():
     assert classes == [1, 2] and probs[0] > probs[1] and abs(sum(top_k([0.0, 2.0, 1.0], 3)[1]) - 1) < 1e-12
     with pytest.raises(ValueError, match="takes no inference_args"):
         BeamletModelHandler(WEIGHTS).validate_inference_args({"temperature": 2})
+
+
+def test_weights_on_a_remote_filesystem_are_copied_once_per_process(tmp_path):
+    """A weights path on any filesystem Beam knows (gs://, s3://, ...) is read through Beam's
+    FileSystems into a local file once; here a test filesystem stands in for Cloud Storage."""
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    class PrefixedLocalFileSystem(LocalFileSystem):  # "beamlettest://<local path>"
+        @classmethod
+        def scheme(cls):
+            return "beamlettest"
+
+        def open(self, path, *args, **kwargs):
+            return super().open(path[len("beamlettest://"):], *args, **kwargs)
+
+    remote = "beamlettest://" + WEIGHTS
+    handler = BeamletModelHandler(remote)
+    model = handler.load_model()
+    assert model.weights_path != WEIGHTS and os.path.basename(model.weights_path).endswith(os.path.basename(WEIGHTS))
+    with open(model.weights_path, "rb") as a, open(WEIGHTS, "rb") as b:
+        assert a.read() == b.read()
+    again = handler.load_model()
+    assert again.weights_path == model.weights_path  # the copy is reused
+    assert handler.run_inference(examples(1), model)[0].model_id == "fashion-resnet18-w8.safetensors"

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import uuid
 from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
@@ -45,7 +46,7 @@ def _local_weights(path):
     digest = hashlib.sha256(path.encode()).hexdigest()[:16]
     local = os.path.join(tempfile.gettempdir(), f"beamlet-weights-{digest}-{os.path.basename(path)}")
     if not os.path.exists(local):
-        tmp = f"{local}.tmp.{os.getpid()}"
+        tmp = f"{local}.tmp.{uuid.uuid4().hex}"  # two processes or threads may copy at once
         with FileSystems.open(path) as src, open(tmp, "wb") as dst:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
