@@ -45,7 +45,8 @@ def parse(argv):
                         help="the model: a torchvision-layout ResNet as safetensors (local or gs://)")
     parser.add_argument("--data_dir", default="", help="Fashion-MNIST folder (default: its standard place)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test images (0 = all 10,000)")
-    parser.add_argument("--batch_size", type=int, default=64, help="largest batch RunInference hands the model")
+    parser.add_argument("--batch_size", type=int, default=64,
+                        help="the batch RunInference hands the model (a bundle's last may be smaller)")
     parser.add_argument("--top_k", type=int, default=5, help="classes kept per prediction")
     parser.add_argument("--output", default="beamlet-out/beam_cpu_inference", help="folder or gs:// prefix")
     args, beam_args = parser.parse_known_args(argv)
@@ -63,7 +64,8 @@ def main(argv=None):
     start = time.time()
     with beam.Pipeline(options=options) as p:
         # 1. The model: batched by RunInference, loaded once per worker process, run on the CPU.
-        handler = BeamletModelHandler(args.weights, device="cpu", max_batch_size=args.batch_size)
+        handler = BeamletModelHandler(args.weights, device="cpu", min_batch_size=args.batch_size,
+                                      max_batch_size=args.batch_size)
         keyed = KeyedModelHandler(handler).with_preprocess_fn(fashion_mnist_example)
         # 2. The pipeline: records in, predictions and dead letters out, accuracy on the side.
         records = p | "ReadFashionMnist" >> ReadFashionMnist(args.data_dir or None, "test", args.limit)

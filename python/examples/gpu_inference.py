@@ -41,7 +41,8 @@ def parse(argv):
                         help="the model: a torchvision-layout ResNet as safetensors (local or gs://)")
     parser.add_argument("--data_dir", default="", help="Fashion-MNIST folder (default: its standard place)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test images (0 = all 10,000)")
-    parser.add_argument("--batch_size", type=int, default=256, help="largest batch RunInference hands the model")
+    parser.add_argument("--batch_size", type=int, default=256,
+                        help="the batch RunInference hands the model (a bundle's last may be smaller)")
     parser.add_argument("--top_k", type=int, default=5, help="classes kept per prediction")
     parser.add_argument("--output", default="beamlet-out/beam_gpu_inference", help="folder or gs:// prefix")
     parser.add_argument("--device", default="gpu", help="gpu, cuda:N, or auto")
@@ -69,7 +70,7 @@ def main(argv=None):
     with beam.Pipeline(options=options) as p:
         handler = BeamletModelHandler(args.weights, device=args.device, accelerator=args.accelerator,
                                       known_accelerator_types_only=known, allow_cpu_fallback=args.allow_cpu_fallback,
-                                      max_batch_size=args.batch_size)
+                                      min_batch_size=args.batch_size, max_batch_size=args.batch_size)
         keyed = KeyedModelHandler(handler).with_preprocess_fn(fashion_mnist_example)
         records = p | "ReadFashionMnist" >> ReadFashionMnist(args.data_dir or None, "test", args.limit)
         predictions, dead = records | "RunInference" >> RunInference(keyed).with_exception_handling()

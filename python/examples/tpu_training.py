@@ -68,7 +68,8 @@ def main(argv=None):
     with open(f"{results}.json") as f:
         r = json.load(f)
     done = "done" if r["weights_path"] else f"stopped after epoch {r['epochs']} (run again to resume)"
-    print(f"stage 3, training (Beam): {r['experiment_id']} on {r['device']}: {done}{', resumed' if r['resumed'] else ''}")
+    resumed = ", resumed" if r["resumed"] else ""
+    print(f"stage 3, training (Beam): {r['experiment_id']} on {r['device']}: {done}{resumed}")
     print(f"  accuracy {100 * r['accuracy']:.2f}% after {r['epochs']} epoch(s), {r['images_per_s']:.0f} images/s, "
           f"{r['wall_time_s']:.1f} s of training ({seconds:.1f} s with the pipeline)")
     print(f"  checkpoint: {r['checkpoint_path']}\n  weights:    {r['weights_path'] or '(after the last epoch)'}")

@@ -17,8 +17,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 import beamlet
-from beamlet.beam import (AcceleratorError, BeamletModelHandler, ExampleKey, dead_letter_to_dict, ImageFileExample, ReadCifar10Records,
-                          ReadFashionMnist, ReadImageFiles, cifar10_example, fashion_mnist_example,
+from beamlet.beam import (AcceleratorError, BeamletModelHandler, ExampleKey, ImageFileExample, ReadCifar10Records,
+                          ReadFashionMnist, ReadImageFiles, cifar10_example, dead_letter_to_dict, fashion_mnist_example,
                           prediction_to_dict, top_k)
 from conftest import FNAPI, WEIGHTS, cli_path
 from test_abi import png_bytes

@@ -22,7 +22,8 @@ ABI_VERSION = 1  # BL_CAPI_ABI_VERSION this package was written for
 _lock = threading.Lock()
 _lib = None
 
-c_int, c_int64, c_char_p, c_void_p, c_size_t = ctypes.c_int, ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t
+c_int, c_int64, c_size_t = ctypes.c_int, ctypes.c_int64, ctypes.c_size_t
+c_char_p, c_void_p = ctypes.c_char_p, ctypes.c_void_p
 P = ctypes.POINTER
 _SIGNATURES = {
     "bl_capi_abi_version": (c_int, []),
@@ -72,6 +73,12 @@ def _open():
     if not os.path.exists(path):
         raise ImportError(f"beamlet: no C library at {path}: install the package with `pip install ./python` "
                           "(which builds it), or point BEAMLET_LIBRARY at a built libbeamlet.so")
+    # libgomp reads this once, when the library loads it. Its default lets idle OpenMP threads
+    # spin; inside a Beam worker they share the cores with the SDK harness's own threads (gRPC,
+    # progress reports, other DoFns), and spinning starved the model: stage 1 ran ~10x slower on
+    # a busy 2-core machine (the test suite sets PASSIVE for the same reason). An explicit
+    # setting in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         lib = ctypes.CDLL(path)
     except OSError as e:

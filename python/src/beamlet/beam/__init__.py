@@ -14,8 +14,8 @@ from beamlet.beam.io import (ImageFile, ImageFileExample, ImageRecord, ReadCifar
                              ReadImageFiles, cifar10_example, fashion_mnist_example, parse_cifar10)
 from beamlet.beam.training import BestModelFn, DeployBestModel, TrainModelDoFn, sweep_grid, training_config
 
-__all__ = ["AcceleratorError", "AccuracyFn", "BeamletModelHandler", "BestModelFn", "DEFAULT_HINTS", "DeployBestModel", "dead_letter_to_dict",
-           "ExampleKey", "ImageFile", "ImageFileExample", "ImageRecord", "METRICS_NAMESPACE", "ReadCifar10Records",
-           "ReadFashionMnist", "ReadImageFiles", "TrainModelDoFn", "cifar10_example", "fashion_mnist_example",
-           "parse_cifar10", "prediction_to_dict", "resource_hints", "sweep_grid", "top_k", "training_config",
-           "validate_accelerator", "validate_pipeline_options"]
+__all__ = ["AcceleratorError", "AccuracyFn", "BeamletModelHandler", "BestModelFn", "DEFAULT_HINTS",
+           "DeployBestModel", "ExampleKey", "ImageFile", "ImageFileExample", "ImageRecord", "METRICS_NAMESPACE",
+           "ReadCifar10Records", "ReadFashionMnist", "ReadImageFiles", "TrainModelDoFn", "cifar10_example",
+           "dead_letter_to_dict", "fashion_mnist_example", "parse_cifar10", "prediction_to_dict", "resource_hints",
+           "sweep_grid", "top_k", "training_config", "validate_accelerator", "validate_pipeline_options"]
