@@ -1,6 +1,7 @@
 """Stage 2 of the learning path as an Apache Beam pipeline: stage 1 (cpu_inference.py) plus one
-concept, the accelerator. The model runs on a GPU, and the RunInference step carries an
-accelerator resource hint so that a runner places it on a GPU worker.
+concept, the accelerator. Compared with cpu_inference.py (diff them), the model runs on a GPU,
+the RunInference step carries an accelerator resource hint so that a runner places it on a GPU
+worker, and every accelerator string is checked before submission.
 
     python python/examples/gpu_inference.py                          # on this machine's GPU
     python python/examples/gpu_inference.py --allow_cpu_fallback --limit=1000   # no GPU: CPU, loudly

@@ -73,35 +73,40 @@ def parse_cifar10(path, data):
     return [ImageRecord(f"{name}/{i:05d}", int(row[0]), row[1:].reshape(3, 32, 32)) for i, row in enumerate(rows)]
 
 
-class ReadCifar10Records(beam.PTransform):
+class _ReadFiles(beam.PTransform):
+    """The files matching a pattern, read whole on the workers through Beam's FileSystems, each
+    turned into elements by `to_elements(path, data)`."""
+
+    def __init__(self, file_pattern, to_elements):
+        super().__init__()
+        self._pattern, self._to_elements = file_pattern, to_elements
+
+    def expand(self, pbegin):
+        from apache_beam.io import fileio
+        to_elements = self._to_elements
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(self._pattern)
+                | "Read" >> fileio.ReadMatches()
+                | "Elements" >> beam.FlatMap(lambda f: to_elements(f.metadata.path, f.read())))
+
+
+def _image_file(path, data):
+    return [ImageFile(path, data)]
+
+
+class ReadCifar10Records(_ReadFiles):
     """ImageRecords from CIFAR-10 binary files matching `file_pattern` (e.g.
     ".../cifar-10-batches-bin/test_batch.bin", or gs://...)."""
 
     def __init__(self, file_pattern):
-        super().__init__()
-        self._pattern = file_pattern
-
-    def expand(self, pbegin):
-        from apache_beam.io import fileio
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self._pattern)
-                | "Read" >> fileio.ReadMatches()
-                | "Records" >> beam.FlatMap(lambda f: parse_cifar10(f.metadata.path, f.read())))
+        super().__init__(file_pattern, parse_cifar10)
 
 
-class ReadImageFiles(beam.PTransform):
+class ReadImageFiles(_ReadFiles):
     """ImageFiles (path, bytes) for the files matching `file_pattern`, e.g. "photos/*/*.jpg"."""
 
     def __init__(self, file_pattern):
-        super().__init__()
-        self._pattern = file_pattern
-
-    def expand(self, pbegin):
-        from apache_beam.io import fileio
-        return (pbegin
-                | "Match" >> fileio.MatchFiles(self._pattern)
-                | "Read" >> fileio.ReadMatches()
-                | "Bytes" >> beam.Map(lambda f: ImageFile(f.metadata.path, f.read())))
+        super().__init__(file_pattern, _image_file)
 
 
 def _record_example(dataset, record):
