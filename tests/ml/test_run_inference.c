@@ -294,6 +294,27 @@ static void test_image_folder_dead_letter(void) {
         }
         bl_pipeline_free(p);
     }
+    /* Over the pixel budget, the photos go to the dead letter too, and the reason says why. */
+    CHECK_OK(bl_image_set_max_pixels(40 * 30 - 1));
+    bl_pipeline *p;
+    bl_pcoll *ex, *bad;
+    CHECK_OK(tp_new(RUNNERS[0], &p));
+    CHECK_OK(bl_read_image_folder(p, "ReadImages", dir, 36, 32, 0, &ex, &bad, NULL));
+    CHECK_OK(bl_pipeline_collect(p, ex));
+    CHECK_OK(bl_pipeline_collect(p, bad));
+    CHECK_OK(bl_pipeline_run(p));
+    CHECK(bl_pcoll_result_count(ex) == 0 && bl_pcoll_result_count(bad) == 4);
+    int budget_reasons = 0;
+    for (size_t i = 0; i < bl_pcoll_result_count(bad); i++) {
+        bl_dead_letter *d;
+        CHECK_OK(bl_pcoll_result_value(bad, i, (void **)&d));
+        if (strstr(d->reason, "40x30 PNG declares 1200 pixels, over the image pixel budget of 1199"))
+            budget_reasons++;
+        bl_coder_free_value(bl_coder_dead_letter(), d);
+    }
+    CHECK_MSG(budget_reasons == 3, "%d of 3 dead letters name the pixel budget", budget_reasons);
+    bl_pipeline_free(p);
+    CHECK_OK(bl_image_set_max_pixels(BL_IMAGE_MAX_PIXELS_DEFAULT));
 }
 
 /* ---- device policy ------------------------------------------------------------------------- */
