@@ -278,8 +278,10 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
                                      "value on an axis?)",
                                      c->experiment_id);
                 if (s != BL_OK) {
+                    /* The context names c, which lives in cfgs: add it before freeing. */
+                    s = bl_error_context(s, "sweep config %s", c->experiment_id);
                     free(cfgs);
-                    return bl_error_context(s, "sweep config %s", c->experiment_id);
+                    return s;
                 }
             }
     *out = cfgs;
