@@ -8,45 +8,24 @@
 
 #include "beamlet/tensor.h"
 
+/* One function pointer per op of the list (beamlet/tensor.h), with the front end's parameters. */
 typedef struct bl_backend_ops {
-    bl_status (*conv2d_forward)(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
-    bl_status (*conv2d_backward_data)(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
-                                      const bl_tensor *w, bl_tensor *dx);
-    bl_status (*conv2d_backward_filter)(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                        const bl_tensor *dy, bl_tensor *dw);
-    bl_status (*batchnorm_forward_train)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                         const bl_tensor *gamma, const bl_tensor *beta,
-                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
-                                         bl_tensor *y);
-    bl_status (*batchnorm_forward_eval)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                        const bl_tensor *gamma, const bl_tensor *beta,
-                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
-                                        const bl_tensor *running_var, bl_tensor *y);
-    bl_status (*batchnorm_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
-                                    bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
-                                    const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
-                                    bl_tensor *dbeta, bl_tensor *dresidual);
-    bl_status (*relu_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*relu_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
-    bl_status (*add)(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-    bl_status (*maxpool_forward)(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*maxpool_backward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                                  const bl_tensor *dy, bl_tensor *dx);
-    bl_status (*global_avgpool_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*global_avgpool_backward)(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-    bl_status (*linear_forward)(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
-                                bl_tensor *y);
-    bl_status (*linear_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
-                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
-    bl_status (*softmax_cross_entropy)(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
-                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
-    bl_status (*sgd_update)(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
-                            bl_tensor *momentum_buf);
-    bl_status (*adamw_update)(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
-                              bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+#define BL_BACKEND_OP_FIELD(u, NAME, name, params, args) bl_status(*name) params;
+    BL_OP_LIST(BL_BACKEND_OP_FIELD, )
+#undef BL_BACKEND_OP_FIELD
 } bl_backend_ops;
+
+/* What a backend writes to join the op table, with its prefix (cpu_ref, onednn, cuda, ...):
+ *   in its internal header   BL_BACKEND_DECLARE_OPS(cpu_ref)   declares cpu_ref_conv2d_forward,
+ *                                                             ... for every op of the list;
+ *   in its bl_backend        .ops = BL_BACKEND_OPS(cpu_ref),  fills every field with them.
+ * A backend that implements only some ops declares them the same way and fills .ops by hand
+ * (.ops = {.relu_forward = xla_relu_forward, ...}); a NULL field is a clean "unsupported". */
+#define BL_BACKEND_OP_PROTOTYPE(prefix, NAME, name, params, args) bl_status prefix##_##name params;
+#define BL_BACKEND_DECLARE_OPS(prefix) BL_OP_LIST(BL_BACKEND_OP_PROTOTYPE, prefix)
+#define BL_BACKEND_OP_INIT(prefix, NAME, name, params, args) .name = prefix##_##name,
+#define BL_BACKEND_OPS(prefix)                                                                               \
+    { BL_OP_LIST(BL_BACKEND_OP_INIT, prefix) }
 
 typedef struct bl_backend {
     const char *name; /* "cpu_ref", "onednn", "cuda" */

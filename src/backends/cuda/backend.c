@@ -280,27 +280,7 @@ static const bl_backend cuda_backend = {
     .memset_zero = cuda_memset_zero,
     .synchronize = cuda_synchronize,
     .supports_dtype = cuda_supports_dtype,
-    .ops =
-        {
-            .conv2d_forward = cuda_conv2d_forward,
-            .conv2d_backward_data = cuda_conv2d_backward_data,
-            .conv2d_backward_filter = cuda_conv2d_backward_filter,
-            .batchnorm_forward_train = cuda_batchnorm_forward_train,
-            .batchnorm_forward_eval = cuda_batchnorm_forward_eval,
-            .batchnorm_backward = cuda_batchnorm_backward,
-            .relu_forward = cuda_relu_forward,
-            .relu_backward = cuda_relu_backward,
-            .add = cuda_add,
-            .maxpool_forward = cuda_maxpool_forward,
-            .maxpool_backward = cuda_maxpool_backward,
-            .global_avgpool_forward = cuda_global_avgpool_forward,
-            .global_avgpool_backward = cuda_global_avgpool_backward,
-            .linear_forward = cuda_linear_forward,
-            .linear_backward = cuda_linear_backward,
-            .softmax_cross_entropy = cuda_softmax_cross_entropy,
-            .sgd_update = cuda_sgd_update,
-            .adamw_update = cuda_adamw_update,
-        },
+    .ops = BL_BACKEND_OPS(cuda),
 };
 
 const bl_backend *bl_backend_cuda(void) { return &cuda_backend; }
