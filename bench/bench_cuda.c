@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_cuda: need --iters >= 3 and --warmup >= 1\n");
         return 2;
     }
-    if (bl_cuda_device_count() == 0) {
+    if (bl_device_count("cuda") == 0) {
         fprintf(stderr, "bench_cuda: no CUDA GPU visible; nothing to measure\n");
         return 1;
     }

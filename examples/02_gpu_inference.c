@@ -87,14 +87,14 @@ int main(int argc, char **argv) {
     cfg.device = device;
     cfg.allow_cpu_fallback = fallback;
     cfg.hints = "accelerator=type:nvidia-h100;count:1";
-    /* NEW in stage 2: the workers have the GPUs we can see, unless --worker_accelerators says. */
-    int gpus = bl_cuda_device_count();
-    if (strcmp(bl_options_get(opts, "worker_accelerators"), "0") == 0)
-        bl_pipeline_set_worker_accelerators(p, gpus);
-    const char *ran_on = strcmp(device, "cpu") == 0    ? "cpu"
-                         : gpus > 0                    ? "cuda"
-                         : strcmp(device, "auto") == 0 ? "cpu (auto: no GPU)"
-                                                       : "cpu (fallback: no GPU)";
+    /* NEW in stage 2: the workers have the accelerators we can see, unless --worker_accelerators
+     * says; and where the step will run (the resolver's answer, fallback included). */
+    int gpus = bl_accelerator_count();
+    if (!bl_options_given(opts, "worker_accelerators")) bl_pipeline_set_worker_accelerators(p, gpus);
+    bl_device_request req = {device, -1, fallback};
+    bl_device_choice choice;
+    if (bl_device_resolve(&req, &choice) != BL_OK) return fail("device");
+    const char *ran_on = choice.name;
     cfg.max_batch_size = (int)batch;
     cfg.top_k = (int)top_k;
     cfg.class_names = bl_fashion_mnist_class_names;

@@ -62,12 +62,14 @@ int main(int argc, char **argv) {
 
     /* 2. The new concept of stage 2, reused: the training step asks for an accelerator, and
      *    the pipeline learns how many this machine's workers have. */
-    int gpus = bl_cuda_device_count();
+    bl_device_request req = {config.device, -1, config.allow_cpu_fallback};
+    bl_device_choice choice;
+    if (bl_device_resolve(&req, &choice) != BL_OK) return fail("device");
     bl_pipeline *p;
     if (bl_pipeline_new(opts, &p) != BL_OK) return fail("pipeline");
-    bl_pipeline_set_worker_accelerators(p, gpus);
-    bool wants_gpu = strncmp(config.device, "cuda", 4) == 0 || strcmp(config.device, "gpu") == 0 ||
-                     (strcmp(config.device, "auto") == 0 && gpus > 0);
+    if (!bl_options_given(opts, "worker_accelerators"))
+        bl_pipeline_set_worker_accelerators(p, bl_accelerator_count());
+    bool wants_gpu = choice.accelerator;
 
     /* 3. The pipeline: one config in, one TrainingResult out. */
     const void *elements[] = {&config};

@@ -77,10 +77,13 @@ int main(int argc, char **argv) {
     if (bl_sweep_grid_from_options(opts, &base, &grid, &n) != BL_OK) return fail_usage("grid");
 
     /* 2. The pipeline. */
-    int gpus = bl_cuda_device_count();
+    int gpus = bl_accelerator_count();
+    bl_device_request req = {base.device, -1, base.allow_cpu_fallback};
+    bl_device_choice choice;
+    if (bl_device_resolve(&req, &choice) != BL_OK) return fail("device");
     bl_pipeline *p;
     if (bl_pipeline_new(opts, &p) != BL_OK) return fail("pipeline");
-    bl_pipeline_set_worker_accelerators(p, gpus);
+    if (!bl_options_given(opts, "worker_accelerators")) bl_pipeline_set_worker_accelerators(p, gpus);
     const void **elements = malloc(sizeof *elements * (size_t)n);
     for (int i = 0; i < n; i++) elements[i] = &grid[i];
     bl_pcoll *configs, *spread, *results, *best, *deployed;
@@ -89,7 +92,7 @@ int main(int argc, char **argv) {
     /* The new concept: spread the configs over the workers before the expensive step. */
     if (s == BL_OK) s = bl_reshuffle(p, "Reshuffle", configs, &spread);
     if (s == BL_OK) s = bl_pardo(p, "TrainModel", spread, &train, &results);
-    if (s == BL_OK && gpus > 0)
+    if (s == BL_OK && choice.accelerator)
         s = bl_pipeline_set_hints(p, "TrainModel", "accelerator=type:nvidia-gpu;count:1");
     if (s == BL_OK) s = bl_combine_globally(p, "BestModel", results, bl_best_model_combine(), &best);
     if (s == BL_OK) s = bl_pardo(p, "DeployBestModel", best, &deploy, &deployed);

@@ -337,7 +337,7 @@ static void write_header(bl_json_writer *w, int argc, char **argv, const bench_a
     key_num(w, "memory_gb", m->memory_gb, m->memory_gb > 0);
     key_str(w, "kernel", m->kernel);
     bl_json_write_key(w, "gpus");
-    bl_json_write_int(w, bl_cuda_device_count());
+    bl_json_write_int(w, bl_device_count("cuda"));
     double load[3];
     bl_json_write_key(w, "load_average_start");
     bl_json_write_begin_array(w);
@@ -370,7 +370,7 @@ static void write_versions(bl_json_writer *w, const char *cpu_description) {
         bl_json_write_null(w);
 #ifdef BEAMLET_HAVE_CUDA
     bl_cuda_versions v;
-    if (bl_cuda_device_count() > 0 && bl_cuda_versions_get(&v) == BL_OK) {
+    if (bl_device_count("cuda") > 0 && bl_cuda_versions_get(&v) == BL_OK) {
         bl_json_write_key(w, "cuda_runtime");
         bl_json_write_int(w, v.runtime);
         bl_json_write_key(w, "cuda_driver");
@@ -407,7 +407,7 @@ static int run(int argc, char **argv, const bench_args *a) {
         snprintf(list, sizeof list, "%s", a->devices);
     } else {
         int len = snprintf(list, sizeof list, "cpu");
-        for (int i = 0; i < bl_cuda_device_count() && len < (int)sizeof list - 16; i++)
+        for (int i = 0; i < bl_device_count("cuda") && len < (int)sizeof list - 16; i++)
             len += snprintf(list + len, sizeof list - (size_t)len, ",cuda:%d", i);
     }
     printf("beamlet bench%s: devices %s; results to %s\n", a->quick ? " --quick" : "", list, output);

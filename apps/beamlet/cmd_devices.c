@@ -1,7 +1,7 @@
 /* beamlet devices: what this build can run on, and what is missing. */
 #include <stdio.h>
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 #include "cli.h"
 
 int cmd_devices(int argc, char **argv) {

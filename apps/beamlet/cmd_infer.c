@@ -99,7 +99,7 @@ static int run(const cli_flag *f, int nf, const infer_args *a) {
     }
     if (pipeline_options(f, nf, &opts) != BL_OK || bl_pipeline_new(opts, &p) != BL_OK) goto fail;
     if (strcmp(bl_options_get(opts, "worker_accelerators"), "0") == 0)
-        bl_pipeline_set_worker_accelerators(p, bl_cuda_device_count());
+        bl_pipeline_set_worker_accelerators(p, bl_accelerator_count());
 
     bl_run_inference_config cfg = bl_run_inference_config_default();
     cfg.weights_path = a->weights;
@@ -201,7 +201,8 @@ int cmd_infer(int argc, char **argv) {
         {"images", "", "with --dataset=folder: the folder (class subfolders give labels)"},
         {"weights", "models/fashion-resnet18-w8.safetensors",
          "the model: a torchvision-layout ResNet as safetensors"},
-        {"device", "auto", "cpu, gpu or auto (GPU when one is visible); cpu_ref for the plain-C oracle"},
+        {"device", "auto",
+         "auto, cpu, cpu_ref, gpu, cuda, cuda:N, tpu, xla:cpu, xla:cuda (see 'beamlet devices')"},
         {"allow_cpu_fallback", "false", "with --device=gpu and no GPU: run on the CPU, with a loud warning"},
         {"batch_size", "64", "largest batch handed to the model"},
         {"min_batch_size", "1", "smallest batch (smaller ones only at bundle ends)"},

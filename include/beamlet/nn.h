@@ -8,8 +8,8 @@
 #ifndef BEAMLET_NN_H
 #define BEAMLET_NN_H
 
+#include "beamlet/devices.h"
 #include "beamlet/io.h"
-#include "beamlet/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,11 +1,12 @@
 /* beamlet tensors, devices and the op table.
  *
  * A tensor is a plain view: a data pointer on some device, a dtype, a logical shape and, for
- * 4-D tensors, a memory layout. Devices come from one registry (`bl_device_get`), each backed
- * by a backend (cpu_ref: plain C, the oracle; cpu: oneDNN; cuda: cuDNN/cuBLAS) that fills one
- * op table. Models call the bl_op_* functions below, which check shapes and devices once and
- * dispatch to the backend, so a model is written once and runs on every backend. Nothing here
- * knows about layers, models or pipelines. */
+ * 4-D tensors, a memory layout. Devices come from one resolver (a request in, a device out),
+ * each backed by a backend (cpu_ref: plain C, the oracle; cpu: oneDNN; cuda: cuDNN/cuBLAS) that
+ * fills one op table; the backends layer opens them (beamlet/devices.h). Models call the
+ * bl_op_* functions below, which check shapes and devices once and dispatch to the backend, so a
+ * model is written once and runs on every backend. Nothing here knows about layers, models or
+ * pipelines, nor which backends a build has. */
 #ifndef BEAMLET_TENSOR_H
 #define BEAMLET_TENSOR_H
 
@@ -42,16 +43,36 @@ typedef struct bl_tensor {
 
 /* ---- devices ----------------------------------------------------------------------------- */
 
-/* Opens a device by name:
- *   "auto"     BEAMLET_DEVICE if set, else "cuda" if a GPU is present, else "cpu"
- *   "cpu"      the fastest CPU backend built in (oneDNN, else cpu_ref)
- *   "cpu_ref"  the plain-C reference backend
- *   "cuda", "cuda:N"   an NVIDIA GPU
- *   "tpu"      refused: beamlet is built without PJRT support
- * Asking for a device that is not there is an error naming what is missing; nothing falls
- * back silently. Each call opens a new handle (own scratch memory, own stream): use one handle
- * from one thread at a time. */
-bl_status bl_device_get(const char *name, bl_device **out);
+/* What a program asks for when it opens a device (bl_device_open, beamlet/devices.h). One
+ * resolver reads every request, so every program accepts the same names:
+ *   "auto"      BEAMLET_DEVICE if set, else the first accelerator present, else "cpu"
+ *               (NULL and "" mean "auto" too)
+ *   "cpu"       the fastest CPU backend built in (oneDNN, else cpu_ref)
+ *   "cpu_ref"   the plain-C reference backend
+ *   "gpu", "cuda", "cuda:N"          an NVIDIA GPU
+ *   "tpu", "tpu:N", "xla:cpu", "xla:cuda", "xla:cuda:N"   devices of the XLA backend (PJRT)
+ * An accelerator name without ":N" means the accelerator the runner assigned this worker
+ * (`accelerator`, e.g. bl_dofn_accelerator), else the first. Asking for a device that is not
+ * there is an error naming what is missing; with allow_cpu_fallback an absent accelerator is
+ * replaced by "cpu" with a loud warning, never silently. */
+typedef struct bl_device_request {
+    const char *name;
+    int accelerator;         /* the worker's accelerator index, or -1 for none */
+    bool allow_cpu_fallback; /* an accelerator name with none present: warn and use "cpu" */
+} bl_device_request;
+
+/* Where a request lands, decided without opening anything. */
+typedef struct bl_device_choice {
+    char name[32];    /* what bl_device_name will say: "cpu", "cpu_ref", "cuda:1" */
+    char family[16];  /* the name without its index: "cpu", "cuda", "tpu", "xla:cuda" */
+    char backend[16]; /* the backend serving it: "onednn", "cpu_ref", "cuda" */
+    int index;
+    bool accelerator; /* a GPU or TPU rather than the host's CPU */
+    bool fell_back;   /* an accelerator was asked for, none was there, and the CPU stood in */
+} bl_device_choice;
+
+/* A device handle: its own scratch memory and stream, so use one handle from one thread at a
+ * time. Opened by bl_device_open (beamlet/devices.h); released here. */
 void bl_device_release(bl_device *dev);
 const char *bl_device_name(const bl_device *dev);         /* "cpu_ref", "cpu", "cuda:0" */
 const char *bl_device_description(const bl_device *dev);  /* e.g. the GPU's model name */
@@ -59,9 +80,6 @@ const char *bl_device_backend_name(const bl_device *dev); /* "cpu_ref", "onednn"
 bl_device_kind bl_device_get_kind(const bl_device *dev);
 /* The layout the backend runs fastest on; models allocate activations in it. */
 bl_layout bl_device_preferred_layout(const bl_device *dev);
-/* Writes one line per available device into `buf` (for `beamlet devices`). */
-bl_status bl_device_list(char *buf, size_t size);
-int bl_cuda_device_count(void); /* 0 when built without CUDA or no GPU is present */
 
 bl_status bl_device_alloc(bl_device *dev, size_t bytes, void **ptr);
 void bl_device_free(bl_device *dev, void *ptr);

@@ -77,7 +77,8 @@ static bl_status join_path(char dst[BL_ML_PATH_MAX], const char *a, const char *
 
 static bl_status setup(trainer *t) {
     const bl_training_config *c = t->c;
-    BL_TRY(bl_device_get(c->device, &t->dev));
+    bl_device_request req = {c->device, -1, c->allow_cpu_fallback};
+    BL_TRY(bl_device_open(&req, &t->dev));
     bl_resnet_config rc = bl_resnet_config_default();
     rc.depth = strcmp(c->model, "resnet34") == 0 ? 34 : 18;
     rc.width = c->width;
@@ -115,6 +116,7 @@ static bl_status setup(trainer *t) {
     key.stop_after_epochs = 0;
     key.quiet = false;
     snprintf(key.device, sizeof key.device, "%s", "");
+    key.allow_cpu_fallback = false;
     /* Where the files are is not what they are: a resumed run may spell the paths another way. */
     key.output_dir[0] = '\0';
     key.data_dir[0] = '\0';

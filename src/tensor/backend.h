@@ -1,4 +1,5 @@
-/* The interface a backend implements: device memory, copies, and one function per op.
+/* The interface a backend implements: device memory, copies, and one function per op; and
+ * the resolver's entry points that take the table of backends a build has.
  *
  * The bl_op_* front ends in tensor/ops.c validate shapes, dtypes and devices before calling
  * these, so a backend may assume well-formed arguments. A NULL entry means "not supported",
@@ -30,6 +31,8 @@ typedef struct bl_backend_ops {
 typedef struct bl_backend {
     const char *name; /* "cpu_ref", "onednn", "cuda" */
     bl_device_kind kind;
+    /* Devices this backend can open (indices 0..n-1); NULL means one (the host's CPU). */
+    int (*device_count)(void);
     bl_layout preferred_layout;
     unsigned layouts; /* bit (1 << bl_layout) for each 4-D layout the ops accept */
     /* Opens the backend's per-handle state (scratch, streams) for device `index`. */
@@ -67,15 +70,29 @@ struct bl_device {
 
 static inline void *bl_device_ctx(const bl_device *dev) { return dev->ctx; }
 
-/* Backends compiled into this build. */
-const bl_backend *bl_backend_cpu_ref(void);
-#ifdef BEAMLET_HAVE_ONEDNN
-const bl_backend *bl_backend_onednn(void);
-#endif
-#ifdef BEAMLET_HAVE_CUDA
-const bl_backend *bl_backend_cuda(void);
-int bl_backend_cuda_device_count(void);
-#endif
+/* The backends compiled into a build: each claims a device name of the resolver's table
+ * ("cpu", "cpu_ref", "cuda", "tpu", "xla:cpu", "xla:cuda"); for a name claimed twice, the
+ * first claim wins ("cpu": oneDNN when built, then cpu_ref). The backends layer lists them
+ * (src/backends/registry.c) and hands the list to the functions below, so this layer never
+ * names a backend. */
+typedef struct bl_backend_claim {
+    const char *name;
+    const bl_backend *(*backend)(void);
+} bl_backend_claim;
+
+typedef struct bl_backend_registry {
+    const bl_backend_claim *claims;
+    int count;
+} bl_backend_registry;
+
+/* The resolver (tensor/device.c), given the registry: where a request lands, opening it, how
+ * many devices a name can reach, the accelerators "auto" would use, and a listing. */
+bl_status bl_device_resolve_in(const bl_backend_registry *reg, const bl_device_request *req,
+                               bl_device_choice *out);
+bl_status bl_device_open_in(const bl_backend_registry *reg, const bl_device_request *req, bl_device **out);
+int bl_device_count_in(const bl_backend_registry *reg, const char *name);
+int bl_accelerator_count_in(const bl_backend_registry *reg);
+bl_status bl_device_list_in(const bl_backend_registry *reg, char *buf, size_t size);
 
 /* Shared helpers for backends: 4-D strides of a tensor in its layout, in elements, in the
  * logical (N, C, H, W) order. */

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 
 #define SEED 7u
 #define MAX_T 12

@@ -134,7 +134,7 @@ static void test_gpu_follows_cpu_ref(void) {
 #ifndef BEAMLET_HAVE_CUDA
     SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)");
 #else
-    if (bl_cuda_device_count() == 0) SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");
+    if (bl_device_count("cuda") == 0) SKIP("no CUDA GPU visible (bl_device_count(\"cuda\") == 0)");
     bl_rng rng;
     bl_rng_seed(&rng, SEED);
     for (int b = 0; b < BATCHES; b++) {

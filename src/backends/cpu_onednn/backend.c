@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cpu_onednn/onednn.h"
 #include "beamlet/cpu.h"
 

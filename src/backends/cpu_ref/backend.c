@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cpu_ref/cpu_ref.h"
 
 static bl_status ref_open(int index, void **ctx, char *description, size_t size) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cuda/cuda_internal.h"
 #include "beamlet/cuda.h"
 
@@ -49,7 +50,7 @@ bl_status cuda_fail_blas(cublasStatus_t e, const char *call, const char *file, i
 
 /* ---- context ----------------------------------------------------------------------------- */
 
-int bl_backend_cuda_device_count(void) {
+static int cuda_device_count(void) {
     int n = 0;
     /* No driver or no GPU is an ordinary answer here (CI machines), not an error. */
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -270,6 +271,7 @@ static bool cuda_supports_dtype(bl_op op, bl_dtype dtype) {
 static const bl_backend cuda_backend = {
     .name = "cuda",
     .kind = BL_DEVICE_CUDA,
+    .device_count = cuda_device_count,
     .preferred_layout = BL_LAYOUT_NHWC,
     .layouts = (1u << BL_LAYOUT_NCHW) | (1u << BL_LAYOUT_NHWC),
     .open = cuda_open,
