@@ -13,6 +13,10 @@
 extern "C" {
 #endif
 
+/* What every program's --device and --allow_cpu_fallback flags say in --help. */
+#define BL_DEVICE_FLAG_HELP BL_DEVICE_NAMES " ('beamlet devices' lists this machine's)"
+#define BL_FALLBACK_FLAG_HELP "an accelerator --device that is not there: run on the CPU, with a loud warning"
+
 /* Opens the device a request resolves to. Each call opens a new handle. */
 bl_status bl_device_open(const bl_device_request *req, bl_device **out);
 /* Where a request would land, without opening it: to fail early, or to decide an accelerator

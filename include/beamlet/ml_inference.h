@@ -146,11 +146,13 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
 
 /* ---- sources of examples ------------------------------------------------------------------ */
 
-/* The Fashion-MNIST test split (dir NULL: the dataset's default place) as a Create of image
- * examples 1x32x32, centre zero-padded and normalized as bl_batch_transform_fashion_mnist(false)
- * does; limit > 0 keeps the first `limit` images; *count (may be NULL) gets how many. Ids are "fashion-mnist/t10k/NNNNN". */
-bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *dir, int64_t limit,
-                                bl_pcoll **out, int64_t *count /* or NULL */);
+/* The test split of a dataset the readers know (`dataset`: BL_DATASET_NAMES; dir NULL: its
+ * default place) as a Create of image examples with the dataset's recommended transform
+ * (Fashion-MNIST 1x32x32 centre zero-padded, CIFAR-10 3x32x32, both normalized); limit > 0
+ * keeps the first `limit` images; *count (may be NULL) gets how many. Ids are
+ * "<dataset>/<split>/NNNNN", e.g. "fashion-mnist/t10k/00042". */
+bl_status bl_read_test_split(bl_pipeline *p, const char *name, const char *dataset, const char *dir,
+                             int64_t limit, bl_pcoll **out, int64_t *count /* or NULL */);
 
 /* The JPEG/PNG files of an image folder (bl_image_folder_open: with class subfolders, labels
  * are the class indices, else -1) decoded on the workers with torchvision's ImageNet evaluation

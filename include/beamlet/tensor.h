@@ -55,6 +55,9 @@ typedef struct bl_tensor {
  * (`accelerator`, e.g. bl_dofn_accelerator), else the first. Asking for a device that is not
  * there is an error naming what is missing; with allow_cpu_fallback an absent accelerator is
  * replaced by "cpu" with a loud warning, never silently. */
+/* The names, as flags' help and the resolver's messages list them. */
+#define BL_DEVICE_NAMES "auto, cpu, cpu_ref, gpu, cuda, cuda:N, tpu, tpu:N, xla:cpu, xla:cuda, xla:cuda:N"
+
 typedef struct bl_device_request {
     const char *name;
     int accelerator;         /* the worker's accelerator index, or -1 for none */

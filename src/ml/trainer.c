@@ -39,23 +39,20 @@ static bl_status load_datasets(trainer *t, const bl_dataset *train, const bl_dat
                                bl_dataset *owned_train, bl_dataset *owned_test) {
     const bl_training_config *c = t->c;
     const char *dir = c->data_dir[0] ? c->data_dir : NULL;
-    bool fashion = strcmp(c->dataset, "fashion-mnist") == 0;
     if (!train) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, true, owned_train)
-                       : bl_cifar10_load(dir, true, owned_train));
+        BL_TRY(bl_dataset_load(c->dataset, dir, true, owned_train));
         train = owned_train;
     }
     if (!test) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, false, owned_test)
-                       : bl_cifar10_load(dir, false, owned_test));
+        BL_TRY(bl_dataset_load(c->dataset, dir, false, owned_test));
         test = owned_test;
     }
     t->train = *train;
     t->test = *test;
     if (c->train_limit > 0 && c->train_limit < t->train.count) t->train.count = c->train_limit;
     if (c->test_limit > 0 && c->test_limit < t->test.count) t->test.count = c->test_limit;
-    t->t_train = fashion ? bl_batch_transform_fashion_mnist(true) : bl_batch_transform_cifar10(true);
-    t->t_test = fashion ? bl_batch_transform_fashion_mnist(false) : bl_batch_transform_cifar10(false);
+    BL_TRY(bl_dataset_transform(c->dataset, true, &t->t_train));
+    BL_TRY(bl_dataset_transform(c->dataset, false, &t->t_test));
     BL_TRY(bl_batch_transform_shape(&t->train, &t->t_train, &t->channels, &t->height, &t->width));
     if (t->test.num_classes != t->train.num_classes || t->test.channels != t->train.channels ||
         t->test.height != t->train.height || t->test.width != t->train.width)

@@ -38,7 +38,6 @@ static const device_name names[] = {
     {"xla:cuda", "xla:cuda", true, "NVIDIA GPU", XLA_NEEDS " with its CUDA plugin", CUDA_NONE},
 };
 #define NNAMES (int)(sizeof names / sizeof names[0])
-#define VALID_NAMES "auto, cpu, cpu_ref, gpu, cuda, cuda:N, tpu, tpu:N, xla:cpu, xla:cuda, xla:cuda:N"
 
 /* A fallback is announced once per process and name: a pipeline resolves the same request when
  * it is built and again on every worker, and one loud line says it all. */
@@ -84,7 +83,7 @@ static bl_status parse_name(const char *name, const device_name **entry, int *in
         *index = (int)v;
         return BL_OK;
     }
-    return bl_error(BL_ERR_INVALID_ARG, "unknown device '%s' (valid: %s)", name, VALID_NAMES);
+    return bl_error(BL_ERR_INVALID_ARG, "unknown device '%s' (valid: %s)", name, BL_DEVICE_NAMES);
 }
 
 static void choose(bl_device_choice *out, const bl_backend *b, const char *serves, int index,
