@@ -62,12 +62,11 @@ static bl_status run(const bl_options *o) {
     cfg.width = (int)width;
     bl_model *model = NULL;
     bl_optimizer *opt = NULL;
-    bl_tensor x = {0}, labels = {0}, loss = {0};
+    bl_train_batch batch_io = {0};
     float *host_x = malloc(sizeof(float) * (size_t)(batch * 3 * IMG * IMG));
     int32_t *host_y = malloc(sizeof(int32_t) * (size_t)batch);
     bl_status s = BL_ERR_OUT_OF_MEMORY; /* until the set-up below succeeds */
     bl_optimizer_config ocfg = bl_optimizer_config_sgd((float)lr, 0.9f, 5e-4f, true);
-    int64_t xshape[4] = {batch, 3, IMG, IMG}, yshape[1] = {batch}, one[1] = {1};
     if (!host_x || !host_y) {
         bl_error(BL_ERR_OUT_OF_MEMORY, "demo: host batches");
         goto done;
@@ -75,9 +74,7 @@ static bl_status run(const bl_options *o) {
     if ((s = bl_resnet_new(dev, &cfg, (uint64_t)seed, &model)) != BL_OK ||
         (s = bl_model_plan(model, (int)batch, IMG, IMG, true)) != BL_OK ||
         (s = bl_optimizer_new(model, &ocfg, &opt)) != BL_OK ||
-        (s = bl_tensor_alloc(dev, BL_F32, 4, xshape, &x)) != BL_OK ||
-        (s = bl_tensor_alloc(dev, BL_I32, 1, yshape, &labels)) != BL_OK ||
-        (s = bl_tensor_alloc(dev, BL_F32, 1, one, &loss)) != BL_OK)
+        (s = bl_train_batch_alloc(dev, (int)batch, 3, IMG, IMG, &batch_io)) != BL_OK)
         goto done;
     printf("model: %lld trainable parameters\n", (long long)bl_model_trainable_count(model));
 
@@ -92,15 +89,11 @@ static bl_status run(const bl_options *o) {
             host_y[i] = (int32_t)bl_rng_below(&rng, 10);
             make_image(&rng, host_y[i], host_x + i * 3 * IMG * IMG);
         }
-        bl_tensor logits;
         /* Linear warm-up over the first 5 steps keeps the first updates of a fresh network tame. */
         float step_lr = (float)lr * (step < 5 ? (float)(step + 1) / 5.0f : 1.0f);
-        if ((s = bl_tensor_upload_nchw_f32(&x, host_x)) != BL_OK ||
-            (s = bl_tensor_copy_from_host(&labels, host_y)) != BL_OK ||
-            (s = bl_model_forward(model, &x, BL_FORWARD_TRAIN, &logits)) != BL_OK ||
-            (s = bl_model_backward(model, &labels, 0.0f, &loss)) != BL_OK ||
-            (s = bl_optimizer_step(opt, step_lr)) != BL_OK ||
-            (s = bl_tensor_copy_to_host(&loss, &l)) != BL_OK)
+        if ((s = bl_train_batch_upload(&batch_io, host_x, host_y, (int)batch)) != BL_OK ||
+            (s = bl_train_step(model, opt, &batch_io, 0.0f, step_lr)) != BL_OK ||
+            (s = bl_train_batch_loss(&batch_io, &l)) != BL_OK)
             goto done;
         if (step == 0) first_loss = l;
         window = step == 0 ? l : 0.8 * window + 0.2 * l;
@@ -122,8 +115,8 @@ static bl_status run(const bl_options *o) {
             make_image(&rng, host_y[i], host_x + i * 3 * IMG * IMG);
         }
         bl_tensor logits;
-        if ((s = bl_tensor_upload_nchw_f32(&x, host_x)) != BL_OK ||
-            (s = bl_model_forward(model, &x, BL_FORWARD_EVAL, &logits)) != BL_OK)
+        if ((s = bl_train_batch_upload(&batch_io, host_x, NULL, (int)batch)) != BL_OK ||
+            (s = bl_model_forward(model, &batch_io.x, BL_FORWARD_EVAL, &logits)) != BL_OK)
             goto done;
         float *hl = malloc(sizeof(float) * (size_t)(batch * 10));
         s = hl ? bl_tensor_download_f32(&logits, hl) : bl_error(BL_ERR_OUT_OF_MEMORY, "demo: logits");
@@ -144,9 +137,7 @@ static bl_status run(const bl_options *o) {
            first_loss, window, train_s, (double)(steps * batch) / train_s, 100.0 * correct / total);
     s = BL_OK;
 done:
-    bl_tensor_release(&x);
-    bl_tensor_release(&labels);
-    bl_tensor_release(&loss);
+    bl_train_batch_release(&batch_io);
     bl_optimizer_free(opt);
     bl_model_free(model);
     bl_device_release(dev);
