@@ -64,7 +64,8 @@ bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw,
             }
         }
         if (s != BL_OK) break;
-        s = train ? bl_train_step(m, opt, &io, 0.0f, 0.01f) : bl_model_forward(m, &io.x, BL_FORWARD_INFER, &logits);
+        s = train ? bl_train_step(m, opt, &io, 0.0f, 0.01f)
+                  : bl_model_forward(m, &io.x, BL_FORWARD_INFER, &logits);
         if (s == BL_OK && i >= sched->warmup_steps) {
             s = bl_device_synchronize(dev);
             out->steps++;

@@ -1,12 +1,12 @@
 /* beamlet cheatsheet: bench results + prices -> docs/cheatsheet.md and two SVG charts.
- * The work is in the library (src/ml/cheatsheet*.c) so tests can check it; this file only
- * turns flags into calls. */
+ * The work is in cheatsheet.c and cheatsheet_svg.c so tests can check it; this file only turns
+ * flags into calls. */
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "beamlet/cheatsheet.h"
+#include "cheatsheet.h"
 #include "commands.h"
 
 /* "cpu=n1-standard-2,cuda:0=H100" -> one mapping per pair. */

@@ -76,7 +76,9 @@ static bl_status load_batch(run *r, int step) {
     return bl_train_batch_upload(&r->io, images[step % BATCHES], targets[step % BATCHES], BATCH);
 }
 
-static bl_status train_step(run *r, int step) { return bl_train_step(r->model, r->opt, &r->io, 0.1f, lr_at(step)); }
+static bl_status train_step(run *r, int step) {
+    return bl_train_step(r->model, r->opt, &r->io, 0.1f, lr_at(step));
+}
 
 static bl_status eager_curve(run *r, float *curve) {
     for (int step = 0; step < STEPS; step++) {
