@@ -21,12 +21,12 @@
 #include "beamlet/stages.h"
 
 int main(int argc, char **argv) {
-    /* What makes this stage 1: the CPU (oneDNN when this build has it). These are defaults:
-     * a flag on the command line (see --help), --device included, overrides them. */
+    /* What makes this stage 1. These are defaults: a flag on the command line (see --help)
+     * overrides them. */
     static const char *const stage1[] = {
-        "device=cpu",
-        "top_k=3",
-        "output=beamlet-out/01_cpu_inference",
+        "device=cpu",                          /* the CPU (oneDNN when this build has it) */
+        "top_k=3",                             /* classes kept per prediction */
+        "output=beamlet-out/01_cpu_inference", /* where the results go */
         NULL,
     };
     return bl_command_main(&bl_stage_infer_command, "01_cpu_inference", stage1, argc, argv);

@@ -17,10 +17,13 @@
 #include "beamlet/stages.h"
 
 int main(int argc, char **argv) {
-    /* What makes this stage 2: a GPU, and the hint that places the step on one. */
+    /* What makes this stage 2. These are defaults: a flag on the command line (see --help)
+     * overrides them. */
     static const char *const stage2[] = {
-        "device=gpu", "inference_hints=accelerator=type:nvidia-h100;count:1",
-        "top_k=3",    "output=beamlet-out/02_gpu_inference",
+        "device=gpu",                                           /* NEW: a GPU ... */
+        "inference_hints=accelerator=type:nvidia-h100;count:1", /* NEW: ... and the step's hint */
+        "top_k=3",                                              /* classes kept per prediction */
+        "output=beamlet-out/02_gpu_inference",                  /* where the results go */
         NULL,
     };
     return bl_command_main(&bl_stage_infer_command, "02_gpu_inference", stage2, argc, argv);

@@ -30,7 +30,7 @@ typedef struct infer_args {
 bl_status bl_stage_infer_options(bl_options *o) {
     BL_TRY(bl_options_add(o, "dataset", "fashion-mnist",
                           "fashion-mnist or cifar10 (their test splits), or folder (JPEG/PNG photos)"));
-    BL_TRY(bl_options_add(o, "data_dir", "", "the dataset's folder (default: its standard place)"));
+    BL_TRY(bl_options_add(o, "data_dir", "", "the dataset's folder; empty: its standard place"));
     BL_TRY(
         bl_options_add(o, "images", "", "with --dataset=folder: the folder (class subfolders give labels)"));
     BL_TRY(bl_options_add(o, "limit", "0", "use only the first N images (0 = all)"));
