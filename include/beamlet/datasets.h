@@ -110,6 +110,19 @@ extern const float bl_cifar10_std[3];
  * file or a label > 9 (file, record, offset) too. Every file is checked before any is read. */
 bl_status bl_cifar10_load(const char *dir, bool train, bl_dataset *out);
 
+/* ---- the datasets by name ---------------------------------------------------------------------- */
+
+/* The names flags and training configs use for the datasets above. */
+#define BL_DATASET_NAMES "fashion-mnist, cifar10"
+bool bl_dataset_known(const char *name);
+/* Loads split `train` of the dataset called `name` (dir NULL: its default place; a dataset not
+ * found there says how to get it). An unknown name is BL_ERR_INVALID_ARG listing the names. */
+bl_status bl_dataset_load(const char *name, const char *dir, bool train, bl_dataset *out);
+/* How the dataset's files name a split ("t10k", "test_batch"): for example ids. NULL if unknown. */
+const char *bl_dataset_split_name(const char *name, bool train);
+/* The dataset's class names (static), or NULL and 0 for an unknown name. */
+void bl_dataset_class_names(const char *name, const char *const **names, int *count);
+
 /* ---- float batches and augmentation ---------------------------------------------------------- */
 
 /* What happens to each image on its way from u8 to a normalized float batch, in this order:
@@ -137,6 +150,8 @@ typedef struct bl_batch_transform {
  * and horizontal flip. */
 bl_batch_transform bl_batch_transform_fashion_mnist(bool train);
 bl_batch_transform bl_batch_transform_cifar10(bool train);
+/* The recommended transform of the dataset called `name` (one of the two above). */
+bl_status bl_dataset_transform(const char *name, bool train, bl_batch_transform *out);
 /* The shape a transform produces from a dataset (checks the transform against it). */
 bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t, int *channels,
                                    int *height, int *width);
