@@ -93,18 +93,15 @@ static void run_workload(const char *device, const workload *w, double min_secon
     bl_model *m;
     DIE_IF(bl_resnet_new(dev, &cfg, 1, &m));
     DIE_IF(bl_model_plan(m, w->batch, w->hw, w->hw, w->train));
-    int64_t xs[4] = {w->batch, 3, w->hw, w->hw}, n = w->batch, one = 1;
-    bl_tensor x, labels, loss, logits;
-    DIE_IF(bl_tensor_alloc(dev, BL_F32, 4, xs, &x));
-    size_t count = (size_t)bl_tensor_numel(&x);
+    bl_train_batch io;
+    bl_tensor logits;
+    DIE_IF(bl_train_batch_alloc(dev, w->batch, 3, w->hw, w->hw, &io));
+    size_t count = (size_t)bl_tensor_numel(&io.x);
     float *host = malloc(count * sizeof(float));
     fill(host, count, 42);
-    DIE_IF(bl_tensor_upload_nchw_f32(&x, host));
-    DIE_IF(bl_tensor_alloc(dev, BL_I32, 1, &n, &labels));
-    DIE_IF(bl_tensor_alloc(dev, BL_F32, 1, &one, &loss));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)n);
-    for (int i = 0; i < n; i++) lab[i] = (int32_t)(i % w->classes);
-    DIE_IF(bl_tensor_copy_from_host(&labels, lab));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)w->batch);
+    for (int i = 0; i < w->batch; i++) lab[i] = (int32_t)(i % w->classes);
+    DIE_IF(bl_train_batch_upload(&io, host, lab, w->batch));
     bl_optimizer *opt = NULL;
     if (w->train) {
         bl_optimizer_config oc = bl_optimizer_config_sgd(0.01f, 0.9f, 5e-4f, true);
@@ -123,13 +120,10 @@ static void run_workload(const char *device, const workload *w, double min_secon
             start = now();
             cpu_start = cpu_now();
         }
-        if (w->train) {
-            DIE_IF(bl_model_forward(m, &x, BL_FORWARD_TRAIN, &logits));
-            DIE_IF(bl_model_backward(m, &labels, 0.0f, &loss));
-            DIE_IF(bl_optimizer_step(opt, 0.01f));
-        } else {
-            DIE_IF(bl_model_forward(m, &x, BL_FORWARD_INFER, &logits));
-        }
+        if (w->train)
+            DIE_IF(bl_train_step(m, opt, &io, 0.0f, 0.01f));
+        else
+            DIE_IF(bl_model_forward(m, &io.x, BL_FORWARD_INFER, &logits));
         if (i >= warmup) {
             DIE_IF(bl_device_synchronize(dev));
             iters++;
@@ -156,9 +150,7 @@ static void run_workload(const char *device, const workload *w, double min_secon
     bl_optimizer_free(opt);
     free(lab);
     free(host);
-    bl_tensor_release(&x);
-    bl_tensor_release(&labels);
-    bl_tensor_release(&loss);
+    bl_train_batch_release(&io);
     bl_model_free(m);
     bl_device_release(dev);
 }

@@ -44,16 +44,14 @@ typedef struct bench {
     bl_device *dev;
     bl_model *model;
     bl_optimizer *opt;
-    bl_tensor x, labels, loss;
+    bl_train_batch io;
     const workload *w;
 } bench;
 
 static bl_status step(bench *b) {
     bl_tensor logits;
-    if (!b->w->training) return bl_model_forward(b->model, &b->x, BL_FORWARD_INFER, &logits);
-    BL_TRY(bl_model_forward(b->model, &b->x, BL_FORWARD_TRAIN, &logits));
-    BL_TRY(bl_model_backward(b->model, &b->labels, 0.1f, &b->loss));
-    return bl_optimizer_step(b->opt, 0.05f);
+    if (!b->w->training) return bl_model_forward(b->model, &b->io.x, BL_FORWARD_INFER, &logits);
+    return bl_train_step(b->model, b->opt, &b->io, 0.1f, 0.05f);
 }
 
 static bl_status setup(bench *b, const char *device, const workload *w) {
@@ -68,11 +66,8 @@ static bl_status setup(bench *b, const char *device, const workload *w) {
         bl_optimizer_config oc = bl_optimizer_config_sgd(0.05f, 0.9f, 5e-4f, true);
         BL_TRY(bl_optimizer_new(b->model, &oc, &b->opt));
     }
-    int64_t xs[4] = {w->batch, 3, w->hw, w->hw}, ls[1] = {w->batch}, one[1] = {1};
-    BL_TRY(bl_tensor_alloc(b->dev, BL_F32, 4, xs, &b->x));
-    BL_TRY(bl_tensor_alloc(b->dev, BL_I32, 1, ls, &b->labels));
-    BL_TRY(bl_tensor_alloc(b->dev, BL_F32, 1, one, &b->loss));
-    size_t n = (size_t)bl_tensor_numel(&b->x);
+    BL_TRY(bl_train_batch_alloc(b->dev, w->batch, 3, w->hw, w->hw, &b->io));
+    size_t n = (size_t)bl_tensor_numel(&b->io.x);
     float *h = malloc(n * sizeof(float));
     int32_t *lab = malloc((size_t)w->batch * sizeof(int32_t));
     if (!h || !lab) {
@@ -83,16 +78,13 @@ static bl_status setup(bench *b, const char *device, const workload *w) {
     bl_rng_seed(&rng, 7);
     for (size_t i = 0; i < n; i++) h[i] = (float)bl_rng_normal(&rng);
     for (int i = 0; i < w->batch; i++) lab[i] = (int32_t)bl_rng_below(&rng, (uint64_t)w->classes);
-    bl_status s = bl_tensor_upload_nchw_f32(&b->x, h);
-    if (s == BL_OK) s = bl_tensor_copy_from_host(&b->labels, lab);
+    bl_status s = bl_train_batch_upload(&b->io, h, lab, w->batch);
     free(h), free(lab);
     return s;
 }
 
 static void teardown(bench *b) {
-    bl_tensor_release(&b->x);
-    bl_tensor_release(&b->labels);
-    bl_tensor_release(&b->loss);
+    bl_train_batch_release(&b->io);
     bl_optimizer_free(b->opt);
     bl_model_free(b->model);
     if (b->dev) bl_device_release(b->dev);
@@ -184,7 +176,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_cuda: need --iters >= 3 and --warmup >= 1\n");
         return 2;
     }
-    if (bl_cuda_device_count() == 0) {
+    if (bl_device_count("cuda") == 0) {
         fprintf(stderr, "bench_cuda: no CUDA GPU visible; nothing to measure\n");
         return 1;
     }

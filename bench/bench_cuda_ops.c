@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "beamlet/cuda.h"
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 
 typedef enum {
     OP_CONV_FWD,
@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
         }
     }
     if (batch < 1 || iters < 1) return 2;
-    if (bl_cuda_device_count() == 0) {
+    if (bl_device_count("cuda") == 0) {
         fprintf(stderr, "bench_cuda_ops: no CUDA GPU visible; nothing to measure\n");
         return 1;
     }

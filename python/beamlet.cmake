@@ -1,5 +1,6 @@
-# The C ABI (libbeamlet.so, src/capi/) and the Python package's tests, included by the top-level
-# CMakeLists.txt with one line. Everything the Python side adds to the build lives here.
+# The Python wheel's libbeamlet.so (the C ABI alone, src/capi/capi.cmake) and the Python
+# package's tests, included by the top-level CMakeLists.txt with one line. Everything the Python
+# side adds to the build lives here; the C ABI itself is a layer like the others.
 include(${CMAKE_SOURCE_DIR}/src/capi/capi.cmake)
 
 # ---- the Python package's tests (pytest in the project's .venv, made by scripts/setup.sh) -------
@@ -10,7 +11,7 @@ set(BEAMLET_VENV_PYTHON ${CMAKE_SOURCE_DIR}/.venv/bin/python)
 set(beamlet_py_tests abi handler runners training examples)
 if(EXISTS ${BEAMLET_VENV_PYTHON})
   set(beamlet_py_env
-    "BEAMLET_LIBRARY=$<TARGET_FILE:beamlet_shared>" "BEAMLET_CLI=$<TARGET_FILE:beamlet>"
+    "BEAMLET_LIBRARY=$<TARGET_FILE:beamlet_capi_shared>" "BEAMLET_CLI=$<TARGET_FILE:beamlet_cli>"
     "BEAMLET_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
     "PYTHONPATH=${CMAKE_SOURCE_DIR}/python/src:${CMAKE_SOURCE_DIR}/python/tests"
     "PYTHONDONTWRITEBYTECODE=1" "OMP_WAIT_POLICY=PASSIVE")

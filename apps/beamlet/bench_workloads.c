@@ -29,25 +29,22 @@ bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw,
     cfg.num_classes = classes;
     bl_model *m = NULL;
     bl_optimizer *opt = NULL;
-    bl_tensor x = {0}, labels = {0}, loss = {0}, logits;
-    int64_t xs[4] = {batch, 3, hw, hw}, n = batch, one = 1;
+    bl_train_batch io = {0};
+    bl_tensor logits;
     size_t count = (size_t)batch * 3 * (size_t)hw * (size_t)hw;
     float *host = malloc(count * sizeof *host);
     int32_t *lab = malloc(sizeof *lab * (size_t)batch);
     bl_status s = host && lab ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "bench inputs");
     if (s == BL_OK) s = bl_resnet_new(dev, &cfg, 1, &m);
     if (s == BL_OK) s = bl_model_plan(m, batch, hw, hw, train);
-    if (s == BL_OK) s = bl_tensor_alloc(dev, BL_F32, 4, xs, &x);
+    if (s == BL_OK) s = bl_train_batch_alloc(dev, batch, 3, hw, hw, &io);
     if (s == BL_OK) {
         bl_rng rng;
         bl_rng_seed(&rng, 42);
         for (size_t i = 0; i < count; i++) host[i] = (float)bl_rng_normal(&rng);
         for (int i = 0; i < batch; i++) lab[i] = (int32_t)(i % classes);
-        s = bl_tensor_upload_nchw_f32(&x, host);
+        s = bl_train_batch_upload(&io, host, lab, batch);
     }
-    if (s == BL_OK && train) s = bl_tensor_alloc(dev, BL_I32, 1, &n, &labels);
-    if (s == BL_OK && train) s = bl_tensor_alloc(dev, BL_F32, 1, &one, &loss);
-    if (s == BL_OK && train) s = bl_tensor_copy_from_host(&labels, lab);
     if (s == BL_OK && train) {
         bl_optimizer_config oc = bl_optimizer_config_sgd(0.01f, 0.9f, 5e-4f, true);
         s = bl_optimizer_new(m, &oc, &opt);
@@ -67,13 +64,8 @@ bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw,
             }
         }
         if (s != BL_OK) break;
-        if (train) {
-            s = bl_model_forward(m, &x, BL_FORWARD_TRAIN, &logits);
-            if (s == BL_OK) s = bl_model_backward(m, &labels, 0.0f, &loss);
-            if (s == BL_OK) s = bl_optimizer_step(opt, 0.01f);
-        } else {
-            s = bl_model_forward(m, &x, BL_FORWARD_INFER, &logits);
-        }
+        s = train ? bl_train_step(m, opt, &io, 0.0f, 0.01f)
+                  : bl_model_forward(m, &io.x, BL_FORWARD_INFER, &logits);
         if (s == BL_OK && i >= sched->warmup_steps) {
             s = bl_device_synchronize(dev);
             out->steps++;
@@ -94,9 +86,7 @@ bl_status bench_resnet18_throughput(bl_device *dev, bl_resnet_stem stem, int hw,
         out->img_per_s = (double)out->steps * batch / out->seconds;
     }
     bl_optimizer_free(opt);
-    bl_tensor_release(&x);
-    bl_tensor_release(&labels);
-    bl_tensor_release(&loss);
+    bl_train_batch_release(&io);
     bl_model_free(m);
     free(host);
     free(lab);

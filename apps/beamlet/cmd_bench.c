@@ -32,8 +32,9 @@
 #include <unistd.h>
 
 #include "beamlet/json.h"
+#include "beamlet/stages.h"
 #include "bench_workloads.h"
-#include "cli.h"
+#include "commands.h"
 #ifdef BEAMLET_HAVE_CUDA
 #include "beamlet/cuda.h"
 #endif
@@ -45,10 +46,12 @@
 #define FASHION_TRAIN_IMAGES 60000
 
 typedef struct bench_args {
-    const char *devices, *output, *weights;
+    char command[1024]; /* the command line, as the results file records it */
+    const char *devices, *output;
+    char weights[1024];
     bool quick, tta;
     double tta_target;
-    long tta_epochs, tta_width, tta_batch, tta_limit;
+    int64_t tta_epochs, tta_width, tta_batch, tta_limit;
 } bench_args;
 
 typedef struct device_batches {
@@ -175,12 +178,12 @@ static void run_tta(bl_json_writer *w, const bench_args *a, const char *device, 
     bl_json_write_end_object(w);
 }
 
-static void run_first_prediction(bl_json_writer *w, const bench_args *a, const char *device, bool cuda) {
+static void run_first_prediction(bl_json_writer *w, const bench_args *a, const char *device) {
     bl_json_write_key(w, "time_to_first_prediction");
     bl_json_write_begin_object(w);
     char exe[1024];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    const char *infer_device = cuda ? "gpu" : "cpu";
+    const char *infer_device = device; /* `beamlet infer` takes every device name */
     char out_dir[256];
     snprintf(out_dir, sizeof out_dir, "beamlet-out/bench/first-prediction-%s", device);
     sanitize(out_dir + strlen("beamlet-out/bench/"));
@@ -304,24 +307,18 @@ static bl_status run_device(bl_json_writer *w, const bench_args *a, const char *
     fflush(stdout);
 
     run_tta(w, a, bl_device_name(dev), s3 == BL_OK ? t3.img_per_s : -1);
-    run_first_prediction(w, a, bl_device_name(dev), cuda);
+    run_first_prediction(w, a, bl_device_name(dev));
     bl_json_write_end_object(w);
     bl_device_release(dev);
     return BL_OK;
 }
 
-static void write_header(bl_json_writer *w, int argc, char **argv, const bench_args *a,
-                         const bench_machine *m, const char *date) {
+static void write_header(bl_json_writer *w, const bench_args *a, const bench_machine *m, const char *date) {
     key_str(w, "schema", "beamlet-bench/1");
     key_str(w, "kind", "measured");
     key_str(w, "date", date);
     key_str(w, "host", m->host);
-    char cmd[1024] = "beamlet";
-    for (int i = 1; i < argc; i++) {
-        size_t len = strlen(cmd);
-        snprintf(cmd + len, sizeof cmd - len, " %s", argv[i]);
-    }
-    key_str(w, "command", cmd);
+    key_str(w, "command", a->command);
     bl_json_write_key(w, "options");
     bl_json_write_begin_object(w);
     bl_json_write_key(w, "quick");
@@ -337,7 +334,7 @@ static void write_header(bl_json_writer *w, int argc, char **argv, const bench_a
     key_num(w, "memory_gb", m->memory_gb, m->memory_gb > 0);
     key_str(w, "kernel", m->kernel);
     bl_json_write_key(w, "gpus");
-    bl_json_write_int(w, bl_cuda_device_count());
+    bl_json_write_int(w, bl_device_count("cuda"));
     double load[3];
     bl_json_write_key(w, "load_average_start");
     bl_json_write_begin_array(w);
@@ -370,7 +367,7 @@ static void write_versions(bl_json_writer *w, const char *cpu_description) {
         bl_json_write_null(w);
 #ifdef BEAMLET_HAVE_CUDA
     bl_cuda_versions v;
-    if (bl_cuda_device_count() > 0 && bl_cuda_versions_get(&v) == BL_OK) {
+    if (bl_device_count("cuda") > 0 && bl_cuda_versions_get(&v) == BL_OK) {
         bl_json_write_key(w, "cuda_runtime");
         bl_json_write_int(w, v.runtime);
         bl_json_write_key(w, "cuda_driver");
@@ -384,7 +381,7 @@ static void write_versions(bl_json_writer *w, const char *cpu_description) {
     bl_json_write_end_object(w);
 }
 
-static int run(int argc, char **argv, const bench_args *a) {
+static bl_status run(const bench_args *a) {
     bench_machine m;
     bench_machine_get(&m);
     time_t now = time(NULL);
@@ -407,7 +404,7 @@ static int run(int argc, char **argv, const bench_args *a) {
         snprintf(list, sizeof list, "%s", a->devices);
     } else {
         int len = snprintf(list, sizeof list, "cpu");
-        for (int i = 0; i < bl_cuda_device_count() && len < (int)sizeof list - 16; i++)
+        for (int i = 0; i < bl_device_count("cuda") && len < (int)sizeof list - 16; i++)
             len += snprintf(list + len, sizeof list - (size_t)len, ",cuda:%d", i);
     }
     printf("beamlet bench%s: devices %s; results to %s\n", a->quick ? " --quick" : "", list, output);
@@ -422,17 +419,19 @@ static int run(int argc, char **argv, const bench_args *a) {
     }
 
     bl_json_writer *w;
-    if (bl_json_writer_new(&w) != BL_OK) goto fail;
+    BL_TRY(bl_json_writer_new(&w));
     bl_json_write_begin_object(w);
-    write_header(w, argc, argv, a, &m, date);
+    write_header(w, a, &m, date);
     write_versions(w, cpu_description);
     bl_json_write_key(w, "devices");
     bl_json_write_begin_array(w);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (run_device(w, a, tok, &m) != BL_OK) {
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        bl_status ds = run_device(w, a, tok, &m);
+        if (ds != BL_OK) {
             bl_json_writer_free(w);
-            goto fail;
+            return ds;
         }
+    }
     bl_json_write_end_array(w);
     double load[3];
     bl_json_write_key(w, "load_average_end");
@@ -461,59 +460,75 @@ static int run(int argc, char **argv, const bench_args *a) {
         }
     }
     bl_json_writer_free(w);
-    if (s != BL_OK) goto fail;
-    printf("results: %s (feed it to `beamlet cheatsheet`)\n", output);
-    return 0;
-fail:
-    fprintf(stderr, "beamlet bench: %s\n", bl_last_error());
-    return 1;
+    if (s == BL_OK) printf("results: %s (feed it to `beamlet cheatsheet`)\n", output);
+    return s;
 }
 
-int cmd_bench(int argc, char **argv) {
-    cli_flag flags[] = {
-        {"devices", "", "comma-separated devices, e.g. cpu,cuda:0; empty: the CPU and every GPU present"},
-        {"quick", "false", "fewer steps per figure (minutes on a 2-core CPU, seconds on a GPU)"},
-        {"time_to_accuracy", "false",
-         "train with bl_train until the target accuracy (expensive: hours on a CPU); "
-         "otherwise time to accuracy is extrapolated and labelled so"},
-        {"target_accuracy", "0.93", "Fashion-MNIST test accuracy the time-to-accuracy figure aims for"},
-        {"tta_epochs", "15", "with --time_to_accuracy: epochs at most (the shipped recipe's 15)"},
-        {"tta_width", "64", "with --time_to_accuracy: ResNet-18 base width"},
-        {"tta_batch_size", "512", "with --time_to_accuracy: batch size"},
-        {"tta_limit", "0",
-         "with --time_to_accuracy: train and test on the first N images only (a smoke test, "
-         "labelled measured_on_subset; 0 = all)"},
-        {"weights", "models/fashion-resnet18-w8.safetensors",
-         "the model `beamlet infer` loads for time to first prediction"},
-        {"output", "", "results file; empty: bench/results/<host>-<date>.json"},
-    };
-    int n = (int)(sizeof flags / sizeof flags[0]);
-    bool help;
-    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK) {
-        fprintf(stderr, "beamlet bench: %s\n", bl_last_error());
-        return 2;
-    }
-    if (help) {
-        cli_usage(
-            "bench",
-            "Runs the standard benchmark suite on each device (inference img/s, training time for 1 and\n"
-            "10 epochs of 50,000 CIFAR-sized images, time to accuracy, time to first prediction) and writes\n"
-            "one JSON results file with the machine, versions and date. Run from the repository root.",
-            flags, n);
-        return 0;
-    }
-    bench_args a = {.devices = cli_get(flags, n, "devices"),
-                    .output = cli_get(flags, n, "output"),
-                    .weights = cli_get(flags, n, "weights")};
-    a.quick = strcmp(cli_get(flags, n, "quick"), "false") != 0;
-    a.tta = strcmp(cli_get(flags, n, "time_to_accuracy"), "false") != 0;
-    if (cli_get_float(flags, n, "target_accuracy", 0.01, 1.0, &a.tta_target) != BL_OK ||
-        cli_get_int(flags, n, "tta_epochs", 1, 1000, &a.tta_epochs) != BL_OK ||
-        cli_get_int(flags, n, "tta_width", 1, 1024, &a.tta_width) != BL_OK ||
-        cli_get_int(flags, n, "tta_batch_size", 1, 65536, &a.tta_batch) != BL_OK ||
-        cli_get_int(flags, n, "tta_limit", 0, 1L << 40, &a.tta_limit) != BL_OK) {
-        fprintf(stderr, "beamlet bench: %s\n", bl_last_error());
-        return 2;
-    }
-    return run(argc, argv, &a);
+static bl_status options(bl_options *o) {
+    BL_TRY(bl_options_add(o, "devices", "",
+                          "comma-separated devices, e.g. cpu,cuda:0; empty: the CPU and every GPU present"));
+    BL_TRY(bl_options_add(o, "quick", "false",
+                          "fewer steps per figure (minutes on a 2-core CPU, seconds on a GPU)"));
+    BL_TRY(bl_options_add(o, "time_to_accuracy", "false",
+                          "train with bl_train until the target accuracy (expensive: hours on a CPU); "
+                          "otherwise time to accuracy is extrapolated and labelled so"));
+    BL_TRY(bl_options_add(o, "target_accuracy", "0.93",
+                          "Fashion-MNIST test accuracy the time-to-accuracy figure aims for"));
+    BL_TRY(bl_options_add(o, "tta_epochs", "15",
+                          "with --time_to_accuracy: epochs at most (the shipped recipe's 15)"));
+    BL_TRY(bl_options_add(o, "tta_width", "64", "with --time_to_accuracy: ResNet-18 base width"));
+    BL_TRY(bl_options_add(o, "tta_batch_size", "512", "with --time_to_accuracy: batch size"));
+    BL_TRY(bl_options_add(o, "tta_limit", "0",
+                          "with --time_to_accuracy: train and test on the first N images only (a smoke test, "
+                          "labelled measured_on_subset; 0 = all)"));
+    BL_TRY(bl_options_add(
+        o, "weights", "",
+        "the model `beamlet infer` loads for time to first prediction; empty: the shipped one"));
+    return bl_options_add(o, "output", "", "results file; empty: bench/results/<host>-<date>.json");
 }
+
+static const char *const flag_names[] = {"devices",    "quick",     "time_to_accuracy", "target_accuracy",
+                                         "tta_epochs", "tta_width", "tta_batch_size",   "tta_limit",
+                                         "weights",    "output"};
+
+static bl_status read_args(const bl_options *o, bench_args *a) {
+    memset(a, 0, sizeof *a);
+    size_t used = (size_t)snprintf(a->command, sizeof a->command, "beamlet bench");
+    for (size_t i = 0; i < sizeof flag_names / sizeof flag_names[0] && used < sizeof a->command; i++)
+        if (bl_options_given(o, flag_names[i]))
+            used += (size_t)snprintf(a->command + used, sizeof a->command - used, " --%s=%s", flag_names[i],
+                                     bl_options_get(o, flag_names[i]));
+    a->devices = bl_options_get(o, "devices");
+    a->output = bl_options_get(o, "output");
+    BL_TRY(bl_options_get_bool(o, "quick", &a->quick));
+    BL_TRY(bl_options_get_bool(o, "time_to_accuracy", &a->tta));
+    BL_TRY(bl_options_get_double(o, "target_accuracy", &a->tta_target));
+    if (!(a->tta_target >= 0.01 && a->tta_target <= 1.0))
+        return bl_error(BL_ERR_INVALID_ARG, "--target_accuracy=%s: expected a number in [0.01, 1]",
+                        bl_options_get(o, "target_accuracy"));
+    BL_TRY(bl_options_get_int_in(o, "tta_epochs", 1, 1000, &a->tta_epochs));
+    BL_TRY(bl_options_get_int_in(o, "tta_width", 1, 1024, &a->tta_width));
+    BL_TRY(bl_options_get_int_in(o, "tta_batch_size", 1, 65536, &a->tta_batch));
+    BL_TRY(bl_options_get_int_in(o, "tta_limit", 0, INT64_C(1) << 40, &a->tta_limit));
+    const char *w = bl_options_get(o, "weights");
+    if (*w)
+        snprintf(a->weights, sizeof a->weights, "%s", w);
+    else if (bl_shipped_model_path(a->weights, sizeof a->weights) != BL_OK)
+        a->weights[0] = '\0'; /* first prediction is then not measured, and the results say so */
+    return BL_OK;
+}
+
+static bl_status bench(const bl_options *o) {
+    bench_args a;
+    BL_TRY(read_args(o, &a));
+    return run(&a);
+}
+
+const bl_command beamlet_bench_command = {
+    .summary =
+        "Runs the standard benchmark suite on each device (inference img/s, training time for 1 and\n"
+        "10 epochs of 50,000 CIFAR-sized images, time to accuracy, time to first prediction) and writes\n"
+        "one JSON results file with the machine, versions and date. Run from the repository root.",
+    .add_options = options,
+    .run = bench,
+};

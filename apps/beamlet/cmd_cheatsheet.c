@@ -1,13 +1,13 @@
 /* beamlet cheatsheet: bench results + prices -> docs/cheatsheet.md and two SVG charts.
- * The work is in the library (src/ml/cheatsheet*.c) so tests can check it; this file only
- * turns flags into calls. */
+ * The work is in cheatsheet.c and cheatsheet_svg.c so tests can check it; this file only turns
+ * flags into calls. */
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "beamlet/cheatsheet.h"
-#include "cli.h"
+#include "cheatsheet.h"
+#include "commands.h"
 
 /* "cpu=n1-standard-2,cuda:0=H100" -> one mapping per pair. */
 static bl_status add_price_map(bl_cheatsheet *cs, const char *spec) {
@@ -55,49 +55,37 @@ static bl_status add_results(bl_cheatsheet *cs, const char *spec, int *count) {
     return BL_OK;
 }
 
-int cmd_cheatsheet(int argc, char **argv) {
-    cli_flag flags[] = {
-        {"results", "",
-         "comma-separated bench results files; empty: every beamlet-bench file in bench/results/"},
-        {"prices", "docs/prices.json", "the prices file (device, $/hour, source, date)"},
-        {"price_map", "",
-         "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100; empty: the prices file's rules"},
-        {"markdown", "docs/cheatsheet.md", "where the table goes"},
-        {"charts_dir", "docs/charts", "where throughput.svg and cost.svg go"},
-    };
-    int n = (int)(sizeof flags / sizeof flags[0]);
-    bool help;
-    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK) {
-        fprintf(stderr, "beamlet cheatsheet: %s\n", bl_last_error());
-        return 2;
-    }
-    if (help) {
-        cli_usage(
-            "cheatsheet",
-            "Combines `beamlet bench` results and a prices file into the cost-versus-speed table\n"
-            "(Markdown) and two SVG bar charts. Devices not measured here appear only as marked estimates.",
-            flags, n);
-        return 0;
-    }
+static bl_status options(bl_options *o) {
+    BL_TRY(bl_options_add(
+        o, "results", "",
+        "comma-separated bench results files; empty: every beamlet-bench file in bench/results/"));
+    BL_TRY(bl_options_add(o, "prices", "docs/prices.json", "the prices file (device, $/hour, source, date)"));
+    BL_TRY(bl_options_add(
+        o, "price_map", "",
+        "DEVICE=PRICES_ENTRY pairs, e.g. cpu=n1-standard-4,cuda:0=H100; empty: the prices file's rules"));
+    BL_TRY(bl_options_add(o, "markdown", "docs/cheatsheet.md", "where the table goes"));
+    return bl_options_add(o, "charts_dir", "docs/charts", "where throughput.svg and cost.svg go");
+}
+
+static bl_status run(const bl_options *o) {
     bl_cheatsheet *cs = NULL;
     int files = 0;
     char thr[1024], cost[1024];
-    const char *dir = cli_get(flags, n, "charts_dir");
+    const char *dir = bl_options_get(o, "charts_dir");
     snprintf(thr, sizeof thr, "%s/throughput.svg", dir);
     snprintf(cost, sizeof cost, "%s/cost.svg", dir);
     bl_status s = bl_cheatsheet_new(&cs);
-    if (s == BL_OK) s = add_results(cs, cli_get(flags, n, "results"), &files);
-    if (s == BL_OK) s = bl_cheatsheet_load_prices(cs, cli_get(flags, n, "prices"));
-    if (s == BL_OK) s = add_price_map(cs, cli_get(flags, n, "price_map"));
+    if (s == BL_OK) s = add_results(cs, bl_options_get(o, "results"), &files);
+    if (s == BL_OK) s = bl_cheatsheet_load_prices(cs, bl_options_get(o, "prices"));
+    if (s == BL_OK) s = add_price_map(cs, bl_options_get(o, "price_map"));
     if (s == BL_OK) s = bl_cheatsheet_compute(cs);
     if (s == BL_OK) s = bl_mkdirs(dir);
-    if (s == BL_OK) s = bl_cheatsheet_write_markdown(cs, cli_get(flags, n, "markdown"), NULL);
+    if (s == BL_OK) s = bl_cheatsheet_write_markdown(cs, bl_options_get(o, "markdown"), NULL);
     if (s == BL_OK) s = bl_cheatsheet_write_svg_throughput(cs, thr);
     if (s == BL_OK) s = bl_cheatsheet_write_svg_cost(cs, cost);
     if (s != BL_OK) {
-        fprintf(stderr, "beamlet cheatsheet: %s\n", bl_last_error());
         bl_cheatsheet_free(cs);
-        return 1;
+        return s;
     }
     printf("%d results file(s), %d device row(s):\n", files, bl_cheatsheet_row_count(cs));
     for (int i = 0; i < bl_cheatsheet_row_count(cs); i++) {
@@ -107,7 +95,15 @@ int cmd_cheatsheet(int argc, char **argv) {
         printf("  %-9s %-50s %10.1f img/s  10 epochs %-9s  %s\n", r->measured ? "measured" : "ESTIMATE",
                r->label, r->infer_cifar_img_s, t, *r->price_name ? r->price_name : "(no price)");
     }
-    printf("wrote %s, %s, %s\n", cli_get(flags, n, "markdown"), thr, cost);
+    printf("wrote %s, %s, %s\n", bl_options_get(o, "markdown"), thr, cost);
     bl_cheatsheet_free(cs);
-    return 0;
+    return BL_OK;
 }
+
+const bl_command beamlet_cheatsheet_command = {
+    .summary =
+        "Combines `beamlet bench` results and a prices file into the cost-versus-speed table\n"
+        "(Markdown) and two SVG bar charts. Devices not measured here appear only as marked estimates.",
+    .add_options = options,
+    .run = run,
+};

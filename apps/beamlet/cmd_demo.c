@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "beamlet/nn.h"
-#include "cli.h"
+#include "commands.h"
 
 #define IMG 32
 
@@ -27,37 +27,54 @@ static void make_image(bl_rng *rng, int k, float *img) {
     }
 }
 
-static int run(const cli_flag *flags, int nflags) {
-    long steps, batch, width, seed;
+static bl_status options(bl_options *o) {
+    BL_TRY(bl_options_add(o, "device", "auto", BL_DEVICE_FLAG_HELP));
+    BL_TRY(bl_options_add(o, "allow_cpu_fallback", "false", BL_FALLBACK_FLAG_HELP));
+    BL_TRY(bl_options_add(o, "steps", "40", "training steps"));
+    BL_TRY(bl_options_add(o, "batch_size", "32", "images per step"));
+    BL_TRY(bl_options_add(o, "width", "16", "base channel count of the ResNet (64 in torchvision)"));
+    BL_TRY(bl_options_add(o, "learning_rate", "0.05",
+                          "SGD learning rate (Nesterov momentum 0.9, weight decay 5e-4)"));
+    return bl_options_add(o, "seed", "1", "seed for weights and data");
+}
+
+static bl_status run(const bl_options *o) {
+    int64_t steps, batch, width, seed;
     double lr;
-    if (cli_get_int(flags, nflags, "steps", 1, 100000, &steps) != BL_OK ||
-        cli_get_int(flags, nflags, "batch_size", 2, 4096, &batch) != BL_OK ||
-        cli_get_int(flags, nflags, "width", 1, 512, &width) != BL_OK ||
-        cli_get_int(flags, nflags, "seed", 0, 1L << 40, &seed) != BL_OK ||
-        cli_get_float(flags, nflags, "learning_rate", 0, 10, &lr) != BL_OK)
-        return 2;
+    bl_device_request req = {bl_options_get(o, "device"), -1, false};
+    BL_TRY(bl_options_get_int_in(o, "steps", 1, 100000, &steps));
+    BL_TRY(bl_options_get_int_in(o, "batch_size", 2, 4096, &batch));
+    BL_TRY(bl_options_get_int_in(o, "width", 1, 512, &width));
+    BL_TRY(bl_options_get_int_in(o, "seed", 0, INT64_C(1) << 40, &seed));
+    BL_TRY(bl_options_get_double(o, "learning_rate", &lr));
+    BL_TRY(bl_options_get_bool(o, "allow_cpu_fallback", &req.allow_cpu_fallback));
+    if (!(lr > 0 && lr <= 10))
+        return bl_error(BL_ERR_INVALID_ARG, "--learning_rate=%s: expected a number in (0, 10]",
+                        bl_options_get(o, "learning_rate"));
     bl_device *dev;
-    if (bl_device_get(cli_get(flags, nflags, "device"), &dev) != BL_OK) return 1;
-    printf("beamlet demo: ResNet-18 (CIFAR stem, width %ld) on %s [%s], batch %ld, %ld steps, seed %ld\n",
-           width, bl_device_name(dev), bl_device_description(dev), batch, steps, seed);
+    BL_TRY(bl_device_open(&req, &dev));
+    printf("beamlet demo: ResNet-18 (CIFAR stem, width %lld) on %s [%s], batch %lld, %lld steps, seed %lld\n",
+           (long long)width, bl_device_name(dev), bl_device_description(dev), (long long)batch,
+           (long long)steps, (long long)seed);
 
     bl_resnet_config cfg = bl_resnet_config_default();
     cfg.stem = BL_RESNET_STEM_CIFAR;
     cfg.width = (int)width;
     bl_model *model = NULL;
     bl_optimizer *opt = NULL;
-    bl_tensor x = {0}, labels = {0}, loss = {0};
+    bl_train_batch batch_io = {0};
     float *host_x = malloc(sizeof(float) * (size_t)(batch * 3 * IMG * IMG));
     int32_t *host_y = malloc(sizeof(int32_t) * (size_t)batch);
-    int rc = 1;
+    bl_status s = BL_ERR_OUT_OF_MEMORY; /* until the set-up below succeeds */
     bl_optimizer_config ocfg = bl_optimizer_config_sgd((float)lr, 0.9f, 5e-4f, true);
-    int64_t xshape[4] = {batch, 3, IMG, IMG}, yshape[1] = {batch}, one[1] = {1};
-    if (!host_x || !host_y || bl_resnet_new(dev, &cfg, (uint64_t)seed, &model) != BL_OK ||
-        bl_model_plan(model, (int)batch, IMG, IMG, true) != BL_OK ||
-        bl_optimizer_new(model, &ocfg, &opt) != BL_OK ||
-        bl_tensor_alloc(dev, BL_F32, 4, xshape, &x) != BL_OK ||
-        bl_tensor_alloc(dev, BL_I32, 1, yshape, &labels) != BL_OK ||
-        bl_tensor_alloc(dev, BL_F32, 1, one, &loss) != BL_OK)
+    if (!host_x || !host_y) {
+        bl_error(BL_ERR_OUT_OF_MEMORY, "demo: host batches");
+        goto done;
+    }
+    if ((s = bl_resnet_new(dev, &cfg, (uint64_t)seed, &model)) != BL_OK ||
+        (s = bl_model_plan(model, (int)batch, IMG, IMG, true)) != BL_OK ||
+        (s = bl_optimizer_new(model, &ocfg, &opt)) != BL_OK ||
+        (s = bl_train_batch_alloc(dev, (int)batch, 3, IMG, IMG, &batch_io)) != BL_OK)
         goto done;
     printf("model: %lld trainable parameters\n", (long long)bl_model_trainable_count(model));
 
@@ -67,19 +84,16 @@ static int run(const cli_flag *flags, int nflags) {
     bl_progress_begin(&bar, "training", steps);
     double t0 = bl_time_now(), first_loss = 0, window = 0;
     float l = 0;
-    for (long step = 0; step < steps; step++) {
+    for (int64_t step = 0; step < steps; step++) {
         for (long i = 0; i < batch; i++) {
             host_y[i] = (int32_t)bl_rng_below(&rng, 10);
             make_image(&rng, host_y[i], host_x + i * 3 * IMG * IMG);
         }
-        bl_tensor logits;
         /* Linear warm-up over the first 5 steps keeps the first updates of a fresh network tame. */
         float step_lr = (float)lr * (step < 5 ? (float)(step + 1) / 5.0f : 1.0f);
-        if (bl_tensor_upload_nchw_f32(&x, host_x) != BL_OK ||
-            bl_tensor_copy_from_host(&labels, host_y) != BL_OK ||
-            bl_model_forward(model, &x, BL_FORWARD_TRAIN, &logits) != BL_OK ||
-            bl_model_backward(model, &labels, 0.0f, &loss) != BL_OK ||
-            bl_optimizer_step(opt, step_lr) != BL_OK || bl_tensor_copy_to_host(&loss, &l) != BL_OK)
+        if ((s = bl_train_batch_upload(&batch_io, host_x, host_y, (int)batch)) != BL_OK ||
+            (s = bl_train_step(model, opt, &batch_io, 0.0f, step_lr)) != BL_OK ||
+            (s = bl_train_batch_loss(&batch_io, &l)) != BL_OK)
             goto done;
         if (step == 0) first_loss = l;
         window = step == 0 ? l : 0.8 * window + 0.2 * l;
@@ -87,7 +101,7 @@ static int run(const cli_flag *flags, int nflags) {
         snprintf(suffix, sizeof suffix, "loss %.3f", window);
         bl_progress_step(&bar, 1, suffix);
         if ((step + 1) % 10 == 0 || step == 0 || step + 1 == steps) {
-            if (!bar.tty) printf("step %4ld  loss %.4f  (smoothed %.4f)\n", step + 1, l, window);
+            if (!bar.tty) printf("step %4lld  loss %.4f  (smoothed %.4f)\n", (long long)step + 1, l, window);
         }
     }
     bl_progress_end(&bar);
@@ -101,11 +115,12 @@ static int run(const cli_flag *flags, int nflags) {
             make_image(&rng, host_y[i], host_x + i * 3 * IMG * IMG);
         }
         bl_tensor logits;
-        if (bl_tensor_upload_nchw_f32(&x, host_x) != BL_OK ||
-            bl_model_forward(model, &x, BL_FORWARD_EVAL, &logits) != BL_OK)
+        if ((s = bl_train_batch_upload(&batch_io, host_x, NULL, (int)batch)) != BL_OK ||
+            (s = bl_model_forward(model, &batch_io.x, BL_FORWARD_EVAL, &logits)) != BL_OK)
             goto done;
         float *hl = malloc(sizeof(float) * (size_t)(batch * 10));
-        if (!hl || bl_tensor_download_f32(&logits, hl) != BL_OK) {
+        s = hl ? bl_tensor_download_f32(&logits, hl) : bl_error(BL_ERR_OUT_OF_MEMORY, "demo: logits");
+        if (s != BL_OK) {
             free(hl);
             goto done;
         }
@@ -120,41 +135,19 @@ static int run(const cli_flag *flags, int nflags) {
     }
     printf("loss %.3f -> %.3f (smoothed) in %.1f s, %.0f images/s; held-out accuracy %.1f%% (chance 10%%)\n",
            first_loss, window, train_s, (double)(steps * batch) / train_s, 100.0 * correct / total);
-    rc = 0;
+    s = BL_OK;
 done:
-    if (rc) fprintf(stderr, "beamlet demo: %s\n", bl_last_error());
-    bl_tensor_release(&x);
-    bl_tensor_release(&labels);
-    bl_tensor_release(&loss);
+    bl_train_batch_release(&batch_io);
     bl_optimizer_free(opt);
     bl_model_free(model);
     bl_device_release(dev);
     free(host_x);
     free(host_y);
-    return rc;
+    return s;
 }
 
-int cmd_demo(int argc, char **argv) {
-    cli_flag flags[] = {
-        {"device", "auto", "auto, cpu, cpu_ref, cuda, cuda:N"},
-        {"steps", "40", "training steps"},
-        {"batch_size", "32", "images per step"},
-        {"width", "16", "base channel count of the ResNet (64 in torchvision)"},
-        {"learning_rate", "0.05", "SGD learning rate (Nesterov momentum 0.9, weight decay 5e-4)"},
-        {"seed", "1", "seed for weights and data"},
-    };
-    int n = (int)(sizeof flags / sizeof flags[0]);
-    bool help;
-    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK) {
-        fprintf(stderr, "beamlet demo: %s\n", bl_last_error());
-        return 2;
-    }
-    if (help) {
-        cli_usage("demo", "Trains a narrow CIFAR ResNet-18 on generated images and shows the loss falling.",
-                  flags, n);
-        return 0;
-    }
-    int rc = run(flags, n);
-    if (rc == 2) fprintf(stderr, "beamlet demo: %s\n", bl_last_error());
-    return rc;
-}
+const bl_command beamlet_demo_command = {
+    .summary = "Trains a narrow CIFAR ResNet-18 on generated images and shows the loss falling.",
+    .add_options = options,
+    .run = run,
+};

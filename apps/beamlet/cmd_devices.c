@@ -1,34 +1,35 @@
-/* beamlet devices: what this build can run on, and what is missing. */
+/* beamlet devices: what this build can run on, what it cannot, and where a name lands. */
 #include <stdio.h>
 
-#include "beamlet/tensor.h"
-#include "cli.h"
+#include "beamlet/devices.h"
+#include "commands.h"
 
-int cmd_devices(int argc, char **argv) {
-    cli_flag flags[] = {{"device", "auto", "also show which device this name resolves to"}};
-    int n = (int)(sizeof flags / sizeof flags[0]);
-    bool help;
-    if (cli_parse(argc, argv, 2, flags, n, &help) != BL_OK) {
-        fprintf(stderr, "beamlet devices: %s\n", bl_last_error());
-        return 2;
-    }
-    if (help) {
-        cli_usage("devices", "Lists the devices beamlet can use.", flags, n);
-        return 0;
-    }
-    char buf[4096];
-    if (bl_device_list(buf, sizeof buf) != BL_OK) {
-        fprintf(stderr, "beamlet devices: %s\n", bl_last_error());
-        return 1;
-    }
-    fputs(buf, stdout);
-    bl_device *dev;
-    const char *name = cli_get(flags, n, "device");
-    if (bl_device_get(name, &dev) != BL_OK) {
-        fprintf(stderr, "beamlet devices: %s\n", bl_last_error());
-        return 1;
-    }
-    printf("'%s' resolves to %s (%s)\n", name, bl_device_name(dev), bl_device_backend_name(dev));
-    bl_device_release(dev);
-    return 0;
+static bl_status options(bl_options *o) {
+    BL_TRY(bl_options_add(o, "device", "auto", "also show where this name resolves to"));
+    BL_TRY(
+        bl_options_add(o, "accelerator", "-1", "... as a worker assigned this accelerator index (-1: none)"));
+    return bl_options_add(o, "allow_cpu_fallback", "false",
+                          "... allowing the CPU to stand in for an accelerator");
 }
+
+static bl_status run(const bl_options *o) {
+    char buf[4096];
+    BL_TRY(bl_device_list(buf, sizeof buf));
+    fputs(buf, stdout);
+    int64_t accel;
+    bl_device_request req = {bl_options_get(o, "device"), -1, false};
+    BL_TRY(bl_options_get_int_in(o, "accelerator", -1, 1024, &accel));
+    BL_TRY(bl_options_get_bool(o, "allow_cpu_fallback", &req.allow_cpu_fallback));
+    req.accelerator = (int)accel;
+    bl_device *dev;
+    BL_TRY(bl_device_open(&req, &dev));
+    printf("'%s' resolves to %s (%s)\n", req.name, bl_device_name(dev), bl_device_backend_name(dev));
+    bl_device_release(dev);
+    return BL_OK;
+}
+
+const bl_command beamlet_devices_command = {
+    .summary = "Lists the devices beamlet can use, and where a device name resolves to.",
+    .add_options = options,
+    .run = run,
+};

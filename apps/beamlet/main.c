@@ -2,29 +2,30 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "beamlet/stages.h"
+#include "commands.h"
 
 typedef struct command {
     const char *name;
-    int (*run)(int argc, char **argv);
+    const bl_command *cmd;
     const char *summary;
 } command;
 
-/* Stage programs take argv as if they were run on their own: "beamlet train --x" -> "train --x". */
-static int cmd_stage_train(int argc, char **argv) { return beamlet_stage_train_main(argc - 1, argv + 1); }
-static int cmd_stage_sweep(int argc, char **argv) { return beamlet_stage_sweep_main(argc - 1, argv + 1); }
-
 static const command commands[] = {
-    {"demo", cmd_demo, "15-second demo: a narrow ResNet-18 learns generated images, the loss falls"},
-    {"devices", cmd_devices, "list the devices beamlet can use"},
-    {"infer", cmd_infer, "stages 1-2: run images through a ResNet with RunInference, predictions as JSON"},
-    {"train", cmd_stage_train, "stage 3: train a ResNet in a pipeline (checkpoints every epoch, resumes)"},
-    {"sweep", cmd_stage_sweep, "stage 4: a parallel hyperparameter sweep; the best model is deployed"},
-    {"bench", cmd_bench,
+    {"demo", &beamlet_demo_command,
+     "15-second demo: a narrow ResNet-18 learns generated images, the loss falls"},
+    {"devices", &beamlet_devices_command, "list the devices beamlet can use"},
+    {"infer", &bl_stage_infer_command,
+     "stages 1-2: run images through a ResNet with RunInference, predictions as JSON"},
+    {"train", &bl_stage_train_command,
+     "stage 3: train a ResNet in a pipeline (checkpoints every epoch, resumes)"},
+    {"sweep", &bl_stage_sweep_command,
+     "stage 4: a parallel hyperparameter sweep; the best model is deployed"},
+    {"bench", &beamlet_bench_command,
      "benchmark suite on every device (img/s, training time, time to accuracy, first prediction) as JSON"},
-    {"cheatsheet", cmd_cheatsheet,
+    {"cheatsheet", &beamlet_cheatsheet_command,
      "cost-versus-speed table (Markdown) and SVG charts from bench results and docs/prices.json"},
-    {"data", cmd_data, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
+    {"data", &beamlet_data_command, "inspect a dataset: splits, class counts, a grid of samples as PNG"},
 };
 
 static void usage(void) {
@@ -41,7 +42,12 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc, argv);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            char program[64];
+            snprintf(program, sizeof program, "beamlet %s", commands[i].name);
+            /* The command sees its own name as argv[0]: "beamlet infer --x" -> "infer --x". */
+            return bl_command_main(commands[i].cmd, program, NULL, argc - 1, argv + 1);
+        }
     fprintf(stderr, "beamlet: unknown command '%s'\n", argv[1]);
     usage();
     return 2;

@@ -42,14 +42,14 @@ int bl_capi_device_list(char **text);
 
 typedef struct bl_capi_device bl_capi_device;
 
-/* Opens a device by name: "cpu" (oneDNN when built), "cpu_ref", "gpu" / "cuda" (the CUDA
- * device; with none it is an error unless allow_cpu_fallback, which warns loudly and opens the
- * CPU), "auto" (BEAMLET_DEVICE, else a GPU when one is visible, else the CPU), or any name the
- * device registry knows ("cuda:1", ...). */
+/* Opens a device by any name beamlet's device resolver knows (beamlet/tensor.h: "auto", "cpu"
+ * (oneDNN when built), "cpu_ref", "gpu", "cuda:N", "tpu", "xla:cpu", ...). An accelerator that is
+ * not there is an error naming what is missing, unless allow_cpu_fallback, which warns loudly
+ * and opens the CPU. */
 int bl_capi_device_open(const char *name, int allow_cpu_fallback, bl_capi_device **out);
 const char *bl_capi_device_name(const bl_capi_device *d);        /* "cpu", "cuda:0", ... */
 const char *bl_capi_device_description(const bl_capi_device *d); /* e.g. the GPU's model */
-int bl_capi_device_fell_back(const bl_capi_device *d);           /* 1: a GPU was asked for */
+int bl_capi_device_fell_back(const bl_capi_device *d);           /* 1: the CPU stands in */
 void bl_capi_device_close(bl_capi_device *d);
 
 /* ---- models: a ResNet from safetensors, for inference --------------------------------------- */

@@ -175,6 +175,9 @@ bl_status bl_mkdirs(const char *path);
 bool bl_file_exists(const char *path);
 /* Reads a whole file into a malloc'ed buffer (caller frees). */
 bl_status bl_file_read_all(const char *path, void **data, size_t *size);
+/* The folder holding the running program (from /proc/self/exe), to find files installed
+ * beside it wherever it is run from. */
+bl_status bl_exe_dir(char *buf, size_t size);
 
 #ifdef __cplusplus
 }

@@ -94,21 +94,34 @@ bl_status bl_fashion_mnist_load(const char *dir, bool train, bl_dataset *out);
 /* ---- CIFAR-10 -------------------------------------------------------------------------------- */
 
 #define BL_CIFAR10_CLASSES 10
-#define BL_CIFAR10_RECORDS_PER_FILE 10000
-#define BL_CIFAR10_RECORD_BYTES 3073 /* 1 label byte + 3 x 32 x 32 pixel bytes (planar RGB) */
+#define BL_CIFAR10_RECORDS_PER_FILE 10000 /* in the official files */
+#define BL_CIFAR10_MAX_RECORDS (1 << 24)  /* per file: more is taken as a wrong file */
+#define BL_CIFAR10_RECORD_BYTES 3073      /* 1 label byte + 3 x 32 x 32 pixel bytes (planar RGB) */
 extern const char *const bl_cifar10_class_names[BL_CIFAR10_CLASSES];
 /* Per-channel (R, G, B) mean and standard deviation of the training pixels in [0, 1]. */
 extern const float bl_cifar10_mean[3];
 extern const float bl_cifar10_std[3];
 
-/* Loads data_batch_1..5.bin (train, 50,000 records) or test_batch.bin (10,000) from `dir`
- * (NULL: $BEAMLET_CIFAR10, else ~/.cache/beamlet/cifar-10-batches-bin, where
- * tools/fetch_cifar10.sh unpacks it) as (N, 3, 32, 32). Every file must hold exactly 10,000
- * records: a truncated file is BL_ERR_FORMAT naming the file, the record index and the byte
- * offset; a label > 9 names the file, record and offset. */
+/* Loads data_batch_1..5.bin (train) or test_batch.bin (test) from `dir` (NULL:
+ * $BEAMLET_CIFAR10, else ~/.cache/beamlet/cifar-10-batches-bin, where tools/fetch_cifar10.sh
+ * unpacks it) as (N, 3, 32, 32). Each file may hold any whole number of records (the official
+ * ones hold 10,000: 50,000 train, 10,000 test images); a file ending in a partial record is
+ * BL_ERR_FORMAT naming the file, the record index and the byte offset where it starts; an empty
+ * file or a label > 9 (file, record, offset) too. Every file is checked before any is read. */
 bl_status bl_cifar10_load(const char *dir, bool train, bl_dataset *out);
-/* The same with another record count per file (> 0), for subsets and tests. */
-bl_status bl_cifar10_load_records(const char *dir, bool train, int64_t records_per_file, bl_dataset *out);
+
+/* ---- the datasets by name ---------------------------------------------------------------------- */
+
+/* The names flags and training configs use for the datasets above. */
+#define BL_DATASET_NAMES "fashion-mnist, cifar10"
+bool bl_dataset_known(const char *name);
+/* Loads split `train` of the dataset called `name` (dir NULL: its default place; a dataset not
+ * found there says how to get it). An unknown name is BL_ERR_INVALID_ARG listing the names. */
+bl_status bl_dataset_load(const char *name, const char *dir, bool train, bl_dataset *out);
+/* How the dataset's files name a split ("t10k", "test_batch"): for example ids. NULL if unknown. */
+const char *bl_dataset_split_name(const char *name, bool train);
+/* The dataset's class names (static), or NULL and 0 for an unknown name. */
+void bl_dataset_class_names(const char *name, const char *const **names, int *count);
 
 /* ---- float batches and augmentation ---------------------------------------------------------- */
 
@@ -137,6 +150,8 @@ typedef struct bl_batch_transform {
  * and horizontal flip. */
 bl_batch_transform bl_batch_transform_fashion_mnist(bool train);
 bl_batch_transform bl_batch_transform_cifar10(bool train);
+/* The recommended transform of the dataset called `name` (one of the two above). */
+bl_status bl_dataset_transform(const char *name, bool train, bl_batch_transform *out);
 /* The shape a transform produces from a dataset (checks the transform against it). */
 bl_status bl_batch_transform_shape(const bl_dataset *ds, const bl_batch_transform *t, int *channels,
                                    int *height, int *width);
@@ -167,6 +182,13 @@ void bl_image_free(bl_image *img);
  * the library the file needs, and for CMYK JPEGs. Library errors never escape: they are caught
  * inside the call. */
 bl_status bl_image_decode(const void *data, size_t size, const char *name, bl_image *out);
+/* The decode budget: a file whose header declares more pixels than this is refused
+ * (BL_ERR_FORMAT, saying so) before any pixel memory is allocated. The default, 2^27 (134
+ * megapixels: a 100-megapixel medium-format photo fits), or $BEAMLET_MAX_IMAGE_PIXELS, read on
+ * first use; bl_image_set_max_pixels (1..2^28) overrides both, for the whole process. */
+#define BL_IMAGE_MAX_PIXELS_DEFAULT ((int64_t)1 << 27)
+int64_t bl_image_max_pixels(void);
+bl_status bl_image_set_max_pixels(int64_t pixels);
 bl_status bl_image_read(const char *path, bl_image *out);
 
 /* Resizes with PIL's antialiased bilinear filter (what torchvision applies to PIL images): plain

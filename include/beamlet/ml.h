@@ -31,7 +31,8 @@ typedef struct bl_training_config {
     float weight_decay;
     float label_smoothing;
     uint64_t seed;
-    char device[32];                 /* "auto", "cpu", "cuda", ... */
+    char device[32];                 /* any device name: "auto", "cpu", "gpu", "cuda:1", "tpu", ... */
+    bool allow_cpu_fallback;         /* an absent accelerator: warn loudly and train on the CPU */
     char precision[8];               /* "f32" ("bf16" is planned for the CUDA backend) */
     char dataset[32];                /* "fashion-mnist" or "cifar10" */
     char data_dir[BL_ML_PATH_MAX];   /* "" = the dataset's default location */
@@ -89,8 +90,9 @@ bl_status bl_train(const bl_training_config *c, const bl_dataset *train, const b
 const bl_coder *bl_coder_training_config(void); /* values: bl_training_config * */
 const bl_coder *bl_coder_training_result(void); /* values: bl_training_result * */
 
-/* TrainModel: a DoFn from TrainingConfig to TrainingResult. A config with device "auto" runs on
- * the accelerator the runner bound to this worker (cuda:N) when there is one, else the CPU.
+/* TrainModel: a DoFn from TrainingConfig to TrainingResult. The config's device is resolved
+ * with the accelerator the runner bound to this worker: "auto" or "gpu" run on that one
+ * (cuda:N) when there is one ("auto" otherwise on the CPU).
  * Checkpoints make a retried or re-run element resume instead of starting over. */
 bl_dofn bl_train_model_dofn(void);
 

@@ -13,9 +13,10 @@
  * `failed_batches`; distributions `inference_batch_size`, `inference_batch_latency` (ms) and
  * `load_model_latency` (ms, one observation per load).
  *
- * Device policy (`device`): "cpu" (oneDNN when built), "cpu_ref" (the plain-C oracle), "gpu"
- * (CUDA; with no GPU this is an error, unless allow_cpu_fallback, which warns loudly and runs
- * on "cpu"), "auto" (BEAMLET_DEVICE if set, else the GPU when one is visible, else "cpu").
+ * Devices: `device` takes every name the resolver knows (beamlet/tensor.h: "cpu", "cpu_ref",
+ * "gpu", "cuda:N", "tpu", "auto", ...). An accelerator that is not there is an error, unless
+ * allow_cpu_fallback, which warns loudly and runs on "cpu". Each worker uses the accelerator the
+ * runner assigned it.
  *
  * The pipeline layer knows nothing of tensors: the element types and their coders live here. */
 #ifndef BEAMLET_ML_INFERENCE_H
@@ -86,15 +87,6 @@ typedef struct bl_accuracy {
 const bl_coder *bl_coder_accuracy(void);
 const bl_combine_fn *bl_combine_accuracy(void);
 
-/* ---- device policy ------------------------------------------------------------------------ */
-
-/* Turns `device` (see the top of this file; NULL means "cpu") into a name for bl_device_get:
- * "cpu", "cpu_ref" or "cuda". "gpu" with no GPU is BL_ERR_NOT_FOUND ("no GPU: ... (pass
- * --allow_cpu_fallback to run on the CPU)"); with allow_cpu_fallback it logs a loud warning,
- * writes "cpu" and sets *fell_back (which may be NULL). Unknown names are BL_ERR_INVALID_ARG. */
-bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallback, char *out, size_t size,
-                                      bool *fell_back);
-
 /* ---- model handler: one shared model per worker process ------------------------------------ */
 
 typedef struct bl_model_handler bl_model_handler;
@@ -102,12 +94,13 @@ typedef struct bl_model_handler bl_model_handler;
 /* Reads a ResNet's architecture from a torchvision-layout safetensors file without building it.
  * A missing file is BL_ERR_NOT_FOUND naming the path. */
 bl_status bl_model_handler_peek(const char *weights_path, bl_resnet_config *out);
-/* Returns the process's model for (weights_path, device, height, width) planned for at least
- * max_batch images, loading it on first use (then *loaded is set and *load_seconds says how
- * long it took; both may be NULL). Every acquire is matched by a release; the last release
- * frees the model. Thread-safe. */
-bl_status bl_model_handler_acquire(const char *weights_path, const char *device, int max_batch, int height,
-                                   int width, bl_model_handler **out, bool *loaded, double *load_seconds);
+/* Returns the process's model for (weights_path, the device `req` resolves to, height, width)
+ * planned for at least max_batch images, loading it on first use (then *loaded is set and
+ * *load_seconds says how long it took; both may be NULL). Every acquire is matched by a
+ * release; the last release frees the model. Thread-safe. */
+bl_status bl_model_handler_acquire(const char *weights_path, const bl_device_request *req, int max_batch,
+                                   int height, int width, bl_model_handler **out, bool *loaded,
+                                   double *load_seconds);
 void bl_model_handler_release(bl_model_handler *h);
 const bl_resnet_config *bl_model_handler_config(const bl_model_handler *h);
 const char *bl_model_handler_device(const bl_model_handler *h);
@@ -122,8 +115,8 @@ int64_t bl_model_handler_load_count(void);
 
 typedef struct bl_run_inference_config {
     const char *weights_path;     /* torchvision-layout ResNet-18/34 safetensors */
-    const char *device;           /* "cpu" | "cpu_ref" | "gpu" | "auto"; NULL = "cpu" */
-    bool allow_cpu_fallback;      /* "gpu" with no GPU: warn and run on the CPU */
+    const char *device;           /* any device name (see above); NULL = "cpu" */
+    bool allow_cpu_fallback;      /* an absent accelerator: warn and run on the CPU */
     int min_batch_size;           /* BatchElements; 0 = 1 */
     int max_batch_size;           /* 0 = 32; also the batch the model is planned for */
     size_t max_batch_weight;      /* 0 = no limit */
@@ -142,9 +135,10 @@ bl_run_inference_config bl_run_inference_config_default(void);
 
 /* A composite "<name>" = "<name>/BatchElements" + "<name>/Infer". `in` holds image examples;
  * *predictions gets PredictionResults and *dead_letter the dead letters of failed batches (every
- * example of a failed batch, with the reason). The device policy is applied here, so "gpu" on a
- * machine without one fails before the pipeline runs; when it falls back to the CPU, an
- * accelerator hint is dropped too (loudly), since no worker could honour it. The config's
+ * example of a failed batch, with the reason). The device is resolved here, so "gpu" on a
+ * machine without one fails before the pipeline runs; when the step runs on the CPU (a
+ * fallback, or "auto" without an accelerator), an accelerator hint is dropped too (loudly after
+ * a fallback), since no worker could honour it. The config's
  * contents are copied, so cfg need not outlive this call; element_size_user, when used, must
  * outlive the run. */
 bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const bl_run_inference_config *cfg,
@@ -152,11 +146,13 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
 
 /* ---- sources of examples ------------------------------------------------------------------ */
 
-/* The Fashion-MNIST test split (dir NULL: the dataset's default place) as a Create of image
- * examples 1x32x32, centre zero-padded and normalized as bl_batch_transform_fashion_mnist(false)
- * does; limit > 0 keeps the first `limit` images; *count (may be NULL) gets how many. Ids are "fashion-mnist/t10k/NNNNN". */
-bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *dir, int64_t limit,
-                                bl_pcoll **out, int64_t *count /* or NULL */);
+/* The test split of a dataset the readers know (`dataset`: BL_DATASET_NAMES; dir NULL: its
+ * default place) as a Create of image examples with the dataset's recommended transform
+ * (Fashion-MNIST 1x32x32 centre zero-padded, CIFAR-10 3x32x32, both normalized); limit > 0
+ * keeps the first `limit` images; *count (may be NULL) gets how many. Ids are
+ * "<dataset>/<split>/NNNNN", e.g. "fashion-mnist/t10k/00042". */
+bl_status bl_read_test_split(bl_pipeline *p, const char *name, const char *dataset, const char *dir,
+                             int64_t limit, bl_pcoll **out, int64_t *count /* or NULL */);
 
 /* The JPEG/PNG files of an image folder (bl_image_folder_open: with class subfolders, labels
  * are the class indices, else -1) decoded on the workers with torchvision's ImageNet evaluation

@@ -8,8 +8,8 @@
 #ifndef BEAMLET_NN_H
 #define BEAMLET_NN_H
 
+#include "beamlet/devices.h"
 #include "beamlet/io.h"
-#include "beamlet/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +147,32 @@ int64_t bl_optimizer_steps_taken(const bl_optimizer *opt);
 int bl_optimizer_state_count(const bl_optimizer *opt);
 bl_tensor bl_optimizer_state(const bl_optimizer *opt, int index, const char **name);
 void bl_optimizer_set_steps_taken(bl_optimizer *opt, int64_t steps);
+
+/* ---- the training step --------------------------------------------------------------------- */
+
+/* What one step reads and writes on the device. x and labels hold the current batch (up to
+ * `capacity` images; their first dimension says how many); loss gets the step's mean loss. */
+typedef struct bl_train_batch {
+    bl_tensor x;      /* (n, C, H, W) f32, in the device's preferred layout */
+    bl_tensor labels; /* (n) i32 */
+    bl_tensor loss;   /* (1) f32 */
+    int capacity;
+} bl_train_batch;
+
+/* Allocates room for batches of up to `capacity` images of channels x height x width. */
+bl_status bl_train_batch_alloc(bl_device *dev, int capacity, int channels, int height, int width,
+                               bl_train_batch *out);
+void bl_train_batch_release(bl_train_batch *b);
+/* Copies n host images (n, C, H, W) f32 in, and their labels (n) i32 unless NULL (evaluation). */
+bl_status bl_train_batch_upload(bl_train_batch *b, const float *x, const int32_t *labels, int n);
+/* One training step on the batch: forward in training mode, softmax cross-entropy with label
+ * smoothing, backward, one optimizer update at learning rate `lr`. It only enqueues work on the
+ * device (no host wait, no allocation), so it can be recorded into a CUDA graph; the loss stays
+ * on the device until bl_train_batch_loss. */
+bl_status bl_train_step(bl_model *model, bl_optimizer *opt, bl_train_batch *batch, float label_smoothing,
+                        float lr);
+/* The last step's loss on the host (waits for the device). */
+bl_status bl_train_batch_loss(const bl_train_batch *batch, float *loss);
 
 /* ---- learning-rate schedules -------------------------------------------------------------- */
 

@@ -109,6 +109,8 @@ bl_status bl_coder_to_json(const bl_coder *coder, const void *value, bl_buf *out
 typedef struct bl_options bl_options;
 
 bl_status bl_options_new(bl_options **out);
+/* Options without the pipeline's flags, for a program that builds no pipeline. */
+bl_status bl_options_new_plain(bl_options **out);
 void bl_options_free(bl_options *opts);
 bl_status bl_options_add(bl_options *opts, const char *name, const char *default_value, const char *help);
 /* Parses argv[1..argc-1]; every argument must be --name=value (or --name for "true"). */
@@ -128,8 +130,33 @@ bool bl_options_given(const bl_options *opts, const char *name);
 const char *bl_options_get(const bl_options *opts, const char *name);
 bl_status bl_options_get_int(const bl_options *opts, const char *name, int64_t *out);
 bl_status bl_options_get_double(const bl_options *opts, const char *name, double *out);
+/* An integer in [lo, hi]; anything else is BL_ERR_INVALID_ARG naming the flag and the range. */
+bl_status bl_options_get_int_in(const bl_options *opts, const char *name, int64_t lo, int64_t hi,
+                                int64_t *out);
+/* "true" or "1", "false" or "0"; any other value is BL_ERR_INVALID_ARG naming the flag. */
+bl_status bl_options_get_bool(const bl_options *opts, const char *name, bool *out);
 /* The usage text: every known flag with its default and help. Caller frees. */
 char *bl_options_usage(const bl_options *opts);
+
+/* ---- programs --------------------------------------------------------------------------- */
+
+/* A command of a program: its flags and what it does with them once parsed. The learning path's
+ * stages (beamlet/stages.h) and the beamlet CLI's commands are commands, so the CLI and the
+ * example programs share one way to read flags, print usage and exit. */
+typedef struct bl_command {
+    const char *summary; /* what --help says it does (may hold newlines) */
+    bool pipeline_flags; /* it builds a pipeline: the pipeline's flags (--runner, ...) too */
+    bl_status (*add_options)(bl_options *opts);
+    bl_status (*run)(const bl_options *opts);
+} bl_command;
+
+/* A program's main for a command: makes its options, makes each "name=value" of `defaults`
+ * (NULL-terminated, or NULL) the flag's default, parses argv[1..argc-1], prints the usage for
+ * --help and otherwise runs the command. Failures are printed as "<program>: <message>".
+ * Returns the exit status: 0; 2 when the flags are wrong (unknown, malformed, or a value the
+ * command refuses with BL_ERR_INVALID_ARG); 1 for any other failure. */
+int bl_command_main(const bl_command *cmd, const char *program, const char *const *defaults, int argc,
+                    char **argv);
 
 /* ---- resource hints --------------------------------------------------------------------- */
 

@@ -1,28 +1,31 @@
-# The C ABI (include/beamlet/capi.h, src/capi/*.c) as the shared library libbeamlet.so, the one
-# the Python package (python/) loads. Included by the top-level CMakeLists.txt.
+# The Python wheel's libbeamlet.so: the C ABI (the capi layer, declared with the others in the
+# top-level CMakeLists.txt) and what it reaches, exporting bl_capi_* and nothing else. Included
+# by python/beamlet.cmake.
 #
-# The shared library is made from the static library's objects: beamlet_lib is compiled as
-# position-independent code (on x86-64 that costs the static programs next to nothing), and the
-# linker pulls in what the ABI reaches. A version script exports bl_capi_* only.
-set_target_properties(beamlet_lib PROPERTIES POSITION_INDEPENDENT_CODE ON)
-
-file(GLOB BEAMLET_CAPI_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/capi/*.c)
-add_library(beamlet_shared SHARED ${BEAMLET_CAPI_SOURCES})
-set_target_properties(beamlet_shared PROPERTIES OUTPUT_NAME beamlet
+# Two shared libraries, on purpose. The project's libbeamlet.so (beamlet_shared, installed in
+# lib/) is beamlet's whole C API for C programs: the install test builds one against the
+# resolver and the ops, so everything stays exported there. The wheel's library is loaded by
+# ctypes and only through the ABI: a version script hides every other symbol, so the internal
+# API can change without breaking a built wheel and a second beamlet in the process (or another
+# library's `bl_` names) cannot be bound to it by accident. It links the capi layer's objects
+# against the lower layers' static libraries, so the linker pulls in only what the ABI reaches
+# (no CLI reports, no benchmarks' helpers).
+add_library(beamlet_capi_shared SHARED $<TARGET_OBJECTS:beamlet_capi>)
+target_link_libraries(beamlet_capi_shared PRIVATE beamlet_ml)
+set_target_properties(beamlet_capi_shared PROPERTIES OUTPUT_NAME beamlet
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/python
   LINK_DEPENDS ${CMAKE_SOURCE_DIR}/src/capi/exports.map)
-target_include_directories(beamlet_shared PUBLIC ${CMAKE_SOURCE_DIR}/include PRIVATE ${CMAKE_SOURCE_DIR}/src)
-target_compile_definitions(beamlet_shared PRIVATE BEAMLET_VERSION_STRING="${PROJECT_VERSION}")
-target_link_libraries(beamlet_shared PRIVATE beamlet_lib)
-target_link_options(beamlet_shared PRIVATE "LINKER:--version-script=${CMAKE_SOURCE_DIR}/src/capi/exports.map"
+target_link_options(beamlet_capi_shared PRIVATE "LINKER:--version-script=${CMAKE_SOURCE_DIR}/src/capi/exports.map"
                     "LINKER:--no-undefined")
-# The wheel (python/pyproject.toml, scikit-build-core) installs the library next to the package.
-install(TARGETS beamlet_shared LIBRARY DESTINATION beamlet COMPONENT python)
+# The wheel (python/pyproject.toml, scikit-build-core) installs it next to the package; a plain
+# `cmake --install` leaves it out (the project's libbeamlet.so goes to lib/).
+install(TARGETS beamlet_capi_shared LIBRARY DESTINATION beamlet COMPONENT python EXCLUDE_FROM_ALL)
 
-# The ABI's own C test links the shared library alone, as the Python package sees it: the
-# generic test loop linked it with the static library, so that link is replaced here.
+# The ABI's own C test links the wheel's library alone, as the Python package sees it: the
+# generic test loop linked it with the capi layer's static library, so that link is replaced.
 if(TARGET test_capi)
-  set_target_properties(test_capi PROPERTIES LINK_LIBRARIES "beamlet_shared;${MATH_LIBRARY}")
+  set_target_properties(test_capi PROPERTIES LINK_LIBRARIES "beamlet_capi_shared;${MATH_LIBRARY}")
 endif()
 # Only the ABI is exported: a symbol the version script lets slip would become part of it.
-add_test(NAME capi/exports COMMAND ${CMAKE_COMMAND} -DLIB=$<TARGET_FILE:beamlet_shared>
+add_test(NAME capi/exports COMMAND ${CMAKE_COMMAND} -DLIB=$<TARGET_FILE:beamlet_capi_shared>
          -P ${CMAKE_SOURCE_DIR}/src/capi/check_exports.cmake)

@@ -12,24 +12,12 @@ struct bl_capi_dataset {
     bl_dataset ds;
 };
 
-static bool is_fashion(const char *name) { return name && strcmp(name, "fashion-mnist") == 0; }
-static bool is_cifar(const char *name) { return name && strcmp(name, "cifar10") == 0; }
-
-static bl_status known_dataset(const char *name) {
-    if (is_fashion(name) || is_cifar(name)) return BL_OK;
-    return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (fashion-mnist, cifar10)",
-                    name ? name : "(null)");
-}
-
 int bl_capi_dataset_load(const char *name, const char *dir, int train, bl_capi_dataset **out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_capi_dataset_load: NULL out");
     *out = NULL;
-    BL_TRY(known_dataset(name));
     bl_capi_dataset *d = calloc(1, sizeof *d);
     if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "dataset handle");
-    const char *where = dir && *dir ? dir : NULL;
-    bl_status s = is_fashion(name) ? bl_fashion_mnist_load(where, train != 0, &d->ds)
-                                   : bl_cifar10_load(where, train != 0, &d->ds);
+    bl_status s = bl_dataset_load(name, dir && *dir ? dir : NULL, train != 0, &d->ds);
     if (s != BL_OK) {
         free(d);
         return s;
@@ -78,16 +66,15 @@ void bl_capi_dataset_free(bl_capi_dataset *d) {
  * transform the trainer and RunInference apply. */
 static bl_status records_view(const char *name, const uint8_t *images, int64_t n, int channels, int height,
                               int width, bl_dataset *view, bl_batch_transform *t) {
-    BL_TRY(known_dataset(name));
+    BL_TRY(bl_dataset_transform(name, false, t));
     memset(view, 0, sizeof *view);
     view->count = n;
     view->channels = channels;
     view->height = height;
     view->width = width;
     view->images = (uint8_t *)images; /* read only */
-    view->num_classes = 10;
+    bl_dataset_class_names(name, &view->class_names, &view->num_classes);
     snprintf(view->source, sizeof view->source, "%s records", name);
-    *t = is_fashion(name) ? bl_batch_transform_fashion_mnist(false) : bl_batch_transform_cifar10(false);
     int oc, oh, ow;
     return bl_error_context(bl_batch_transform_shape(view, t, &oc, &oh, &ow), "%s records of %dx%dx%d", name,
                             channels, height, width);

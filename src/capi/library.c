@@ -1,13 +1,11 @@
 /* The C ABI's library-wide part: its version, errors, freeing returned strings, and devices.
  * The ABI wraps the public headers; it keeps no state of its own beyond the handles it returns. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "beamlet/capi.h"
 #include "beamlet/core.h"
-#include "beamlet/ml_inference.h"
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 #include "capi/internal.h"
 
 #ifndef BEAMLET_VERSION_STRING
@@ -43,35 +41,24 @@ struct bl_capi_device {
     bool fell_back;
 };
 
-/* The names RunInference's device policy owns (cpu | gpu | auto, with an explicit CPU
- * fallback); every other name goes to the device registry as it is, so a name the registry
- * learns later ("cuda:1", and the xla devices) needs no change here. */
-static bool policy_name(const char *name) {
-    static const char *const names[] = {"cpu", "cpu_ref", "gpu", "cuda", "auto"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0) return true;
-    return false;
-}
-
 int bl_capi_device_open(const char *name, int allow_cpu_fallback, bl_capi_device **out) {
     if (!out) return bl_error(BL_ERR_INVALID_ARG, "bl_capi_device_open: NULL out");
     *out = NULL;
     if (!name || !*name) return bl_error(BL_ERR_INVALID_ARG, "no device name given");
-    char resolved[64];
-    bool fell_back = false;
-    if (policy_name(name))
-        BL_TRY(bl_inference_resolve_device(name, allow_cpu_fallback != 0, resolved, sizeof resolved,
-                                           &fell_back));
-    else if ((size_t)snprintf(resolved, sizeof resolved, "%s", name) >= sizeof resolved)
-        return bl_error(BL_ERR_INVALID_ARG, "device name '%.40s...' is too long", name);
+    /* The resolver decides what the name means (and announces a fallback); the device opened
+     * is the one it chose, so the handle can say whether the CPU stood in. */
+    bl_device_request req = {name, -1, allow_cpu_fallback != 0};
+    bl_device_choice choice;
+    BL_TRY(bl_device_resolve(&req, &choice));
     bl_capi_device *d = calloc(1, sizeof *d);
     if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "device handle");
-    bl_status s = bl_device_get(resolved, &d->dev);
+    bl_device_request chosen = {choice.name, -1, false};
+    bl_status s = bl_device_open(&chosen, &d->dev);
     if (s != BL_OK) {
         free(d);
         return bl_error_context(s, "opening device '%s'", name);
     }
-    d->fell_back = fell_back;
+    d->fell_back = choice.fell_back;
     *out = d;
     return BL_OK;
 }

@@ -119,3 +119,17 @@ bl_status bl_mkdirs(const char *path) {
 }
 
 bool bl_file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+bl_status bl_exe_dir(char *buf, size_t size) {
+    char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return bl_error(BL_ERR_NOT_FOUND, "the running program's path: /proc/self/exe: %s", strerror(errno));
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    if (slash) *slash = '\0';
+    if ((size_t)snprintf(buf, size, "%s", slash ? path : ".") >= size)
+        return bl_error(BL_ERR_INVALID_ARG, "the running program's folder %s is longer than %zu bytes", path,
+                        size - 1);
+    return BL_OK;
+}

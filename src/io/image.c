@@ -23,8 +23,50 @@
 #include <png.h>
 #endif
 
-/* Larger images are taken as hostile (PIL refuses above about 179 megapixels too). */
+/* No image this code makes (resized, cropped, a sample grid) may exceed this: larger sizes come
+ * from a wrong argument. What a *decoded* file may declare is the smaller, settable budget below. */
 #define MAX_PIXELS ((int64_t)1 << 28)
+
+/* The decode budget: 0 until first read (then the environment's or the default). A file's
+ * header is checked against it before any pixel memory is allocated, so a few hundred bytes
+ * declaring a huge image cost nothing. */
+static _Atomic int64_t max_decode_pixels;
+
+int64_t bl_image_max_pixels(void) {
+    int64_t v = max_decode_pixels;
+    if (v > 0) return v;
+    v = BL_IMAGE_MAX_PIXELS_DEFAULT;
+    const char *env = getenv("BEAMLET_MAX_IMAGE_PIXELS");
+    if (env && *env) {
+        char *end;
+        long long n = strtoll(env, &end, 10);
+        if (*end == '\0' && n > 0 && n <= MAX_PIXELS) {
+            v = n;
+        } else {
+            bl_log_warn("BEAMLET_MAX_IMAGE_PIXELS=%s is not a pixel count in 1..%lld; using %lld", env,
+                        (long long)MAX_PIXELS, (long long)v);
+        }
+    }
+    max_decode_pixels = v;
+    return v;
+}
+
+bl_status bl_image_set_max_pixels(int64_t pixels) {
+    if (pixels <= 0 || pixels > MAX_PIXELS)
+        return bl_error(BL_ERR_INVALID_ARG, "image pixel budget %lld: must be in 1..%lld", (long long)pixels,
+                        (long long)MAX_PIXELS);
+    max_decode_pixels = pixels;
+    return BL_OK;
+}
+
+/* The error for a file whose header declares more pixels than the budget. */
+static bl_status over_budget(const char *name, const char *kind, uint64_t w, uint64_t h) {
+    return bl_error(BL_ERR_FORMAT,
+                    "%s: %llux%llu %s declares %llu pixels, over the image pixel budget of %lld "
+                    "(BEAMLET_MAX_IMAGE_PIXELS or --max_image_pixels raises it)",
+                    name, (unsigned long long)w, (unsigned long long)h, kind, (unsigned long long)(w * h),
+                    (long long)bl_image_max_pixels());
+}
 
 const float bl_imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 const float bl_imagenet_std[3] = {0.229f, 0.224f, 0.225f};
@@ -110,9 +152,8 @@ static bl_status decode_jpeg(const unsigned char *data, size_t size, const char 
     /* Checked before jpeg_start_decompress, which already allocates for the whole image when
      * the file is progressive. */
     int64_t declared = (int64_t)ctx->cinfo.image_width * ctx->cinfo.image_height;
-    if (declared > MAX_PIXELS) {
-        bl_status s = bl_error(BL_ERR_FORMAT, "%s: %ux%u JPEG is larger than %lld pixels", name,
-                               ctx->cinfo.image_width, ctx->cinfo.image_height, (long long)MAX_PIXELS);
+    if (declared > bl_image_max_pixels()) {
+        bl_status s = over_budget(name, "JPEG", ctx->cinfo.image_width, ctx->cinfo.image_height);
         jpeg_destroy_decompress(&ctx->cinfo);
         free(ctx);
         return s;
@@ -223,7 +264,11 @@ static bl_status decode_png(const unsigned char *data, size_t size, const char *
     png_uint_32 h = png_get_image_height(ctx->png, ctx->info);
     int depth = png_get_bit_depth(ctx->png, ctx->info);
     int type = png_get_color_type(ctx->png, ctx->info);
-    if ((int64_t)w * h > MAX_PIXELS) png_error(ctx->png, "image larger than 2^28 pixels");
+    if ((int64_t)w * h > bl_image_max_pixels()) {
+        bl_status s = over_budget(name, "PNG", w, h);
+        png_ctx_free(ctx, true);
+        return s;
+    }
     /* PIL opens 16-bit gray as "I;16" and its RGB conversion clips at 255 instead of keeping
      * the high byte as for every other 16-bit type; a model trained through PIL saw that. */
     bool gray16 = depth == 16 && type == PNG_COLOR_TYPE_GRAY;

@@ -1,5 +1,5 @@
-/* Where RunInference's examples come from: the Fashion-MNIST test split (decoded here, as a
- * Create, since it is one small file), and image folders, whose files are listed here but read
+/* Where RunInference's examples come from: a labelled dataset's test split (decoded here, as a
+ * Create, since it is one small file: Fashion-MNIST, CIFAR-10), and image folders, whose files are listed here but read
  * and decoded on the workers, in a ParDo whose failures (a file that is not a JPEG or PNG, a
  * truncated one) go to a dead-letter output with the decoder's reason instead of failing the run. */
 #include <pthread.h>
@@ -12,16 +12,17 @@
 
 #define DEAD_TAG "dead_letter"
 
-/* ---- Fashion-MNIST ------------------------------------------------------------------------------ */
+/* ---- the labelled datasets' test splits ------------------------------------------------------- */
 
-bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *dir, int64_t limit,
-                                bl_pcoll **out, int64_t *count) {
+bl_status bl_read_test_split(bl_pipeline *p, const char *name, const char *dataset, const char *dir,
+                             int64_t limit, bl_pcoll **out, int64_t *count) {
     *out = NULL;
     if (count) *count = 0;
     bl_dataset ds;
-    BL_TRY(bl_error_context(bl_fashion_mnist_load(dir, false, &ds), "%s", name));
+    bl_batch_transform t;
+    BL_TRY(bl_error_context(bl_dataset_transform(dataset, false, &t), "%s", name));
+    BL_TRY(bl_error_context(bl_dataset_load(dataset, dir, false, &ds), "%s", name));
     int64_t n = limit > 0 && limit < ds.count ? limit : ds.count;
-    bl_batch_transform t = bl_batch_transform_fashion_mnist(false);
     int c, h, w;
     bl_status s = bl_batch_transform_shape(&ds, &t, &c, &h, &w);
     size_t per = (size_t)c * (size_t)h * (size_t)w;
@@ -31,8 +32,8 @@ bl_status bl_read_fashion_mnist(bl_pipeline *p, const char *name, const char *di
         s = bl_error(BL_ERR_OUT_OF_MEMORY, "%s: %lld examples", name, (long long)n);
     for (int64_t i = 0; s == BL_OK && i < n; i++) {
         int32_t label;
-        char id[64];
-        snprintf(id, sizeof id, "fashion-mnist/t10k/%05lld", (long long)i);
+        char id[96];
+        snprintf(id, sizeof id, "%s/%s/%05lld", dataset, bl_dataset_split_name(dataset, false), (long long)i);
         s = bl_dataset_batch_f32(&ds, &i, 1, &t, NULL, pixels, &label);
         if (s == BL_OK) s = bl_image_example_new(id, label, c, h, w, pixels, &ex[i]);
     }

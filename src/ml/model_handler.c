@@ -4,7 +4,7 @@
  * device handle are single-threaded, so inference takes the handler's mutex; on the CPU the
  * backend already uses every core inside one call, and on a GPU the device serializes anyway.
  * The cache itself has its own mutex, held while loading so two threads never load the same
- * model twice. Also the device policy (cpu | gpu | auto, explicit CPU fallback). */
+ * model twice. The cache is keyed by the device a request resolves to (beamlet/devices.h). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,56 +12,6 @@
 #include <string.h>
 
 #include "beamlet/ml_inference.h"
-
-/* ---- device policy --------------------------------------------------------------------------- */
-
-static bl_status put_name(char *out, size_t size, const char *name) {
-    if ((size_t)snprintf(out, size, "%s", name) >= size)
-        return bl_error(BL_ERR_INVALID_ARG, "device name '%s' does not fit %zu bytes", name, size);
-    return BL_OK;
-}
-
-bl_status bl_inference_resolve_device(const char *device, bool allow_cpu_fallback, char *out, size_t size,
-                                      bool *fell_back) {
-    if (fell_back) *fell_back = false;
-    const char *d = device && *device ? device : "cpu";
-    if (strcmp(d, "cpu") == 0 || strcmp(d, "cpu_ref") == 0) return put_name(out, size, d);
-    int gpus = bl_cuda_device_count();
-    if (strcmp(d, "auto") == 0) {
-        /* BEAMLET_DEVICE is what "auto" means everywhere in beamlet; it goes through the same
-         * policy, so BEAMLET_DEVICE=gpu on a machine without one is still an error. */
-        const char *env = getenv("BEAMLET_DEVICE");
-        if (env && *env && strcmp(env, "auto") != 0)
-            return bl_error_context(
-                bl_inference_resolve_device(env, allow_cpu_fallback, out, size, fell_back),
-                "BEAMLET_DEVICE=%s", env);
-        return put_name(out, size, gpus > 0 ? "cuda" : "cpu");
-    }
-    if (strcmp(d, "gpu") == 0 || strcmp(d, "cuda") == 0) {
-        if (gpus > 0) return put_name(out, size, "cuda");
-        if (!allow_cpu_fallback) {
-            /* The registry's own words say why (no CUDA backend in this build, or no GPU). */
-            bl_device *probe = NULL;
-            char why[256] = "no CUDA device visible";
-            if (bl_device_get("cuda", &probe) == BL_OK)
-                bl_device_release(probe);
-            else
-                snprintf(why, sizeof why, "%s", bl_last_error());
-            return bl_error(BL_ERR_NOT_FOUND,
-                            "no GPU: --device=%s asks for a GPU, but this machine has none "
-                            "that beamlet can use (%s; 'beamlet devices' lists what there is) "
-                            "(pass --allow_cpu_fallback to run on the CPU)",
-                            d, why);
-        }
-        bl_log_warn("!!! NO GPU: --device=%s was asked for, but this machine has no CUDA device. "
-                    "Running on the CPU INSTEAD because --allow_cpu_fallback was given: expect it to be "
-                    "much slower than on a GPU, and do not compare its timings with GPU runs. !!!",
-                    d);
-        if (fell_back) *fell_back = true;
-        return put_name(out, size, "cpu");
-    }
-    return bl_error(BL_ERR_INVALID_ARG, "unknown device '%s' (valid: cpu, cpu_ref, gpu, auto)", d);
-}
 
 /* ---- the cache ------------------------------------------------------------------------------- */
 
@@ -104,6 +54,7 @@ static void handler_free(bl_model_handler *h) {
 
 static bl_status load(const char *path, const char *device, int max_batch, int height, int width,
                       bl_model_handler **out) {
+    /* `device` is a resolved name ("cpu", "cuda:1"): opening it takes no further choices. */
     bl_model_handler *h = calloc(1, sizeof *h);
     if (!h) return bl_error(BL_ERR_OUT_OF_MEMORY, "model handler");
     pthread_mutex_init(&h->lock, NULL);
@@ -134,15 +85,19 @@ static bl_status load(const char *path, const char *device, int max_batch, int h
     return BL_OK;
 }
 
-bl_status bl_model_handler_acquire(const char *weights_path, const char *device, int max_batch, int height,
-                                   int width, bl_model_handler **out, bool *loaded, double *load_seconds) {
+bl_status bl_model_handler_acquire(const char *weights_path, const bl_device_request *req, int max_batch,
+                                   int height, int width, bl_model_handler **out, bool *loaded,
+                                   double *load_seconds) {
     if (loaded) *loaded = false;
     if (load_seconds) *load_seconds = 0;
-    if (!weights_path || !device || max_batch < 1 || height < 1 || width < 1)
+    if (!weights_path || max_batch < 1 || height < 1 || width < 1)
         return bl_error(BL_ERR_INVALID_ARG,
-                        "model handler: need a weights path, a device and a positive "
+                        "model handler: need a weights path and a positive "
                         "batch and size (got batch %d, %dx%d)",
                         max_batch, height, width);
+    bl_device_choice choice;
+    BL_TRY(bl_device_resolve(req, &choice));
+    const char *device = choice.name;
     pthread_mutex_lock(&cache_lock);
     bl_model_handler *h = cache;
     for (; h; h = h->next)

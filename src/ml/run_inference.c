@@ -20,7 +20,7 @@
 typedef struct ri_conf {
     char *key; /* every field below, as text: what interning compares */
     char *weights;
-    char device[32]; /* resolved: "cpu", "cpu_ref" or "cuda" */
+    char device[40]; /* the name each worker resolves with its accelerator ("cpu" after a fallback) */
     char model_id[128];
     int max_batch, channels, height, width, classes, top_k;
     int64_t progress_total;
@@ -137,16 +137,11 @@ static bl_status ri_setup(bl_dofn_ctx *ctx) {
     ri_state *st = calloc(1, sizeof *st);
     if (!st) return bl_error(BL_ERR_OUT_OF_MEMORY, "RunInference state");
     bl_dofn_set_state(ctx, st);
-    /* On a GPU worker each instance uses the accelerator the runner assigned it. */
-    char device[40];
-    int acc = bl_dofn_accelerator(ctx);
-    if (strcmp(c->device, "cuda") == 0 && acc >= 0)
-        snprintf(device, sizeof device, "cuda:%d", acc);
-    else
-        snprintf(device, sizeof device, "%s", c->device);
+    /* On an accelerator worker each instance uses the accelerator the runner assigned it. */
+    bl_device_request req = {c->device, bl_dofn_accelerator(ctx), false};
     bool loaded;
     double seconds;
-    bl_status s = bl_model_handler_acquire(c->weights, device, c->max_batch, c->height, c->width, &st->h,
+    bl_status s = bl_model_handler_acquire(c->weights, &req, c->max_batch, c->height, c->width, &st->h,
                                            &loaded, &seconds);
     if (s != BL_OK) {
         /* The runner does not tear down an instance whose setup failed: free what we hold. */
@@ -298,23 +293,23 @@ static bl_status make_conf(const char *name, const bl_run_inference_config *cfg,
 }
 
 /* The step's hints as given, or without the accelerator when the step runs on the CPU (after a
- * fallback, or because "auto" found no GPU): no worker could honour it, and placement would
- * refuse to start the pipeline. */
-static bl_status step_hints(const char *name, const char *hints, const char *device, bool fell_back,
-                            char *out, size_t size) {
+ * fallback, or because "auto" found no accelerator): no worker could honour it, and placement
+ * would refuse to start the pipeline. */
+static bl_status step_hints(const char *name, const char *hints, const bl_device_choice *device, char *out,
+                            size_t size) {
     out[0] = 0;
     if (!hints || !*hints) return BL_OK;
     bl_hints h;
     BL_TRY(bl_error_context(bl_hints_parse(hints, &h), "RunInference '%s' hints", name));
-    if (h.has_accelerator && strcmp(device, "cuda") != 0) {
-        if (fell_back)
+    if (h.has_accelerator && !device->accelerator) {
+        if (device->fell_back)
             bl_log_warn(
                 "!!! RunInference '%s': dropping its accelerator hint (%s) because it runs on the CPU "
                 "after the GPU fallback !!!",
                 name, hints);
         else
-            bl_log_info("RunInference '%s': device %s, so its accelerator hint (%s) is dropped", name, device,
-                        hints);
+            bl_log_info("RunInference '%s': device %s, so its accelerator hint (%s) is dropped", name,
+                        device->name, hints);
         h.has_accelerator = false;
     }
     bl_hints_format(&h, out, size);
@@ -336,14 +331,16 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
         (cfg->max_batch_size > 0 && cfg->min_batch_size > cfg->max_batch_size))
         return bl_error(BL_ERR_INVALID_ARG, "RunInference '%s': batch sizes min %d, max %d", name,
                         cfg->min_batch_size, cfg->max_batch_size);
-    char device[32], hints[160];
-    bool fell_back;
-    BL_TRY(bl_error_context(
-        bl_inference_resolve_device(cfg->device, cfg->allow_cpu_fallback, device, sizeof device, &fell_back),
-        "RunInference '%s'", name));
-    BL_TRY(step_hints(name, cfg->hints, device, fell_back, hints, sizeof hints));
+    /* Resolved here, so a missing accelerator fails before the pipeline runs. The workers resolve
+     * the same name again with the accelerator each one is assigned; after a fallback, "cpu". */
+    const char *asked = cfg->device ? cfg->device : "cpu";
+    bl_device_request req = {asked, -1, cfg->allow_cpu_fallback};
+    bl_device_choice device;
+    char hints[160];
+    BL_TRY(bl_error_context(bl_device_resolve(&req, &device), "RunInference '%s'", name));
+    BL_TRY(step_hints(name, cfg->hints, &device, hints, sizeof hints));
     const ri_conf *c = NULL;
-    BL_TRY(make_conf(name, cfg, device, &c));
+    BL_TRY(make_conf(name, cfg, device.fell_back ? "cpu" : asked, &c));
     progress_reset();
 
     BL_TRY(bl_pipeline_begin_composite(p, name, hints[0] ? hints : NULL));

@@ -129,15 +129,13 @@ const bl_coder *bl_coder_training_result(void) {
 
 static bl_status train_process(bl_dofn_ctx *ctx, const void *element, bl_emitter *out) {
     bl_training_config c = *(const bl_training_config *)element;
-    /* A GPU request means the GPU the runner bound to this worker (its local rank or thread),
-     * so the workers of a multi-GPU machine do not all pile onto cuda:0. */
-    int acc = bl_dofn_accelerator(ctx);
-    bool gpu_request =
-        strcmp(c.device, "auto") == 0 || strcmp(c.device, "cuda") == 0 || strcmp(c.device, "gpu") == 0;
-    if (gpu_request && acc >= 0)
-        snprintf(c.device, sizeof c.device, "cuda:%d", acc);
-    else if (strcmp(c.device, "gpu") == 0)
-        snprintf(c.device, sizeof c.device, "cuda");
+    /* An accelerator request means the one the runner bound to this worker (its local rank or
+     * thread), so the workers of a multi-GPU machine do not all pile onto the first; the
+     * resolver decides, and the config carries its answer. */
+    bl_device_request req = {c.device, bl_dofn_accelerator(ctx), c.allow_cpu_fallback};
+    bl_device_choice where;
+    BL_TRY(bl_error_context(bl_device_resolve(&req, &where), "training %s", c.experiment_id));
+    snprintf(c.device, sizeof c.device, "%s", where.name);
     bl_log_info("worker %d: training %s on %s (attempt %d)", bl_dofn_worker(ctx), c.experiment_id, c.device,
                 bl_dofn_attempt(ctx));
     bl_training_result r;
@@ -278,8 +276,10 @@ bl_status bl_sweep_grid(const bl_training_config *base, const float *lrs, int n_
                                      "value on an axis?)",
                                      c->experiment_id);
                 if (s != BL_OK) {
+                    /* The context names c, which lives in cfgs: add it before freeing. */
+                    s = bl_error_context(s, "sweep config %s", c->experiment_id);
                     free(cfgs);
-                    return bl_error_context(s, "sweep config %s", c->experiment_id);
+                    return s;
                 }
             }
     *out = cfgs;

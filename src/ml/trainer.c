@@ -23,7 +23,7 @@ typedef struct trainer {
     bl_device *dev;
     bl_model *model;
     bl_optimizer *opt;
-    bl_tensor x, labels, loss;
+    bl_train_batch batch;
     float *host_x;
     int32_t *host_y;
     float *host_logits;
@@ -39,23 +39,20 @@ static bl_status load_datasets(trainer *t, const bl_dataset *train, const bl_dat
                                bl_dataset *owned_train, bl_dataset *owned_test) {
     const bl_training_config *c = t->c;
     const char *dir = c->data_dir[0] ? c->data_dir : NULL;
-    bool fashion = strcmp(c->dataset, "fashion-mnist") == 0;
     if (!train) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, true, owned_train)
-                       : bl_cifar10_load(dir, true, owned_train));
+        BL_TRY(bl_dataset_load(c->dataset, dir, true, owned_train));
         train = owned_train;
     }
     if (!test) {
-        BL_TRY(fashion ? bl_fashion_mnist_load(dir, false, owned_test)
-                       : bl_cifar10_load(dir, false, owned_test));
+        BL_TRY(bl_dataset_load(c->dataset, dir, false, owned_test));
         test = owned_test;
     }
     t->train = *train;
     t->test = *test;
     if (c->train_limit > 0 && c->train_limit < t->train.count) t->train.count = c->train_limit;
     if (c->test_limit > 0 && c->test_limit < t->test.count) t->test.count = c->test_limit;
-    t->t_train = fashion ? bl_batch_transform_fashion_mnist(true) : bl_batch_transform_cifar10(true);
-    t->t_test = fashion ? bl_batch_transform_fashion_mnist(false) : bl_batch_transform_cifar10(false);
+    BL_TRY(bl_dataset_transform(c->dataset, true, &t->t_train));
+    BL_TRY(bl_dataset_transform(c->dataset, false, &t->t_test));
     BL_TRY(bl_batch_transform_shape(&t->train, &t->t_train, &t->channels, &t->height, &t->width));
     if (t->test.num_classes != t->train.num_classes || t->test.channels != t->train.channels ||
         t->test.height != t->train.height || t->test.width != t->train.width)
@@ -77,7 +74,8 @@ static bl_status join_path(char dst[BL_ML_PATH_MAX], const char *a, const char *
 
 static bl_status setup(trainer *t) {
     const bl_training_config *c = t->c;
-    BL_TRY(bl_device_get(c->device, &t->dev));
+    bl_device_request req = {c->device, -1, c->allow_cpu_fallback};
+    BL_TRY(bl_device_open(&req, &t->dev));
     bl_resnet_config rc = bl_resnet_config_default();
     rc.depth = strcmp(c->model, "resnet34") == 0 ? 34 : 18;
     rc.width = c->width;
@@ -91,10 +89,7 @@ static bl_status setup(trainer *t) {
             ? bl_optimizer_config_adamw(c->learning_rate, c->weight_decay)
             : bl_optimizer_config_sgd(c->learning_rate, c->momentum, c->weight_decay, c->momentum > 0);
     BL_TRY(bl_optimizer_new(t->model, &oc, &t->opt));
-    int64_t xs[4] = {c->batch_size, t->channels, t->height, t->width}, ys = c->batch_size, one = 1;
-    BL_TRY(bl_tensor_alloc(t->dev, BL_F32, 4, xs, &t->x));
-    BL_TRY(bl_tensor_alloc(t->dev, BL_I32, 1, &ys, &t->labels));
-    BL_TRY(bl_tensor_alloc(t->dev, BL_F32, 1, &one, &t->loss));
+    BL_TRY(bl_train_batch_alloc(t->dev, c->batch_size, t->channels, t->height, t->width, &t->batch));
     size_t per = (size_t)t->channels * t->height * t->width;
     t->host_x = malloc(sizeof(float) * per * (size_t)c->batch_size);
     t->host_y = malloc(sizeof(int32_t) * (size_t)c->batch_size);
@@ -115,6 +110,7 @@ static bl_status setup(trainer *t) {
     key.stop_after_epochs = 0;
     key.quiet = false;
     snprintf(key.device, sizeof key.device, "%s", "");
+    key.allow_cpu_fallback = false;
     /* Where the files are is not what they are: a resumed run may spell the paths another way. */
     key.output_dir[0] = '\0';
     key.data_dir[0] = '\0';
@@ -302,10 +298,9 @@ static bl_status evaluate(trainer *t, double *accuracy) {
     for (int64_t start = 0; start < n; start += B) {
         int nb = (int)(n - start < B ? n - start : B);
         BL_TRY(bl_dataset_batch_f32(&t->test, t->order + start, nb, &t->t_test, NULL, t->host_x, t->host_y));
-        bl_tensor x = t->x, logits;
-        x.shape[0] = nb;
-        BL_TRY(bl_tensor_upload_nchw_f32(&x, t->host_x));
-        BL_TRY(bl_model_forward(t->model, &x, BL_FORWARD_EVAL, &logits));
+        bl_tensor logits;
+        BL_TRY(bl_train_batch_upload(&t->batch, t->host_x, NULL, nb));
+        BL_TRY(bl_model_forward(t->model, &t->batch.x, BL_FORWARD_EVAL, &logits));
         BL_TRY(bl_tensor_download_f32(&logits, t->host_logits));
         for (int i = 0; i < nb; i++) {
             int best = 0;
@@ -340,15 +335,10 @@ static bl_status train_epoch(trainer *t, int epoch, const bl_lr_schedule *sched,
     for (int64_t s = 0; s < steps; s++) {
         BL_TRY(bl_dataset_batch_f32(&t->train, t->order + s * c->batch_size, c->batch_size, &t->t_train, &rng,
                                     t->host_x, t->host_y));
-        bl_tensor logits;
-        float lr = bl_lr_schedule_at(sched, bl_optimizer_steps_taken(t->opt));
-        BL_TRY(bl_tensor_upload_nchw_f32(&t->x, t->host_x));
-        BL_TRY(bl_tensor_copy_from_host(&t->labels, t->host_y));
-        BL_TRY(bl_model_forward(t->model, &t->x, BL_FORWARD_TRAIN, &logits));
-        BL_TRY(bl_model_backward(t->model, &t->labels, c->label_smoothing, &t->loss));
-        BL_TRY(bl_optimizer_step(t->opt, lr));
-        float l;
-        BL_TRY(bl_tensor_copy_to_host(&t->loss, &l));
+        float lr = bl_lr_schedule_at(sched, bl_optimizer_steps_taken(t->opt)), l;
+        BL_TRY(bl_train_batch_upload(&t->batch, t->host_x, t->host_y, c->batch_size));
+        BL_TRY(bl_train_step(t->model, t->opt, &t->batch, c->label_smoothing, lr));
+        BL_TRY(bl_train_batch_loss(&t->batch, &l));
         if (!isfinite(l))
             return bl_error(BL_ERR_INVALID_ARG,
                             "%s: the loss became %g at epoch %d step %lld (learning rate %g "
@@ -367,9 +357,7 @@ static bl_status train_epoch(trainer *t, int epoch, const bl_lr_schedule *sched,
 }
 
 static void cleanup(trainer *t) {
-    bl_tensor_release(&t->x);
-    bl_tensor_release(&t->labels);
-    bl_tensor_release(&t->loss);
+    bl_train_batch_release(&t->batch);
     bl_optimizer_free(t->opt);
     bl_model_free(t->model);
     if (t->dev) bl_device_release(t->dev);

@@ -60,9 +60,9 @@ bl_status bl_training_config_validate(const bl_training_config *c) {
                         "precision '%s': only f32 training is implemented so far "
                         "(bf16 mixed precision is planned for the CUDA backend)",
                         c->precision);
-    if (strcmp(c->dataset, "fashion-mnist") != 0 && strcmp(c->dataset, "cifar10") != 0)
-        return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (fashion-mnist, cifar10)",
-                        c->dataset);
+    if (!bl_dataset_known(c->dataset))
+        return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (%s)", c->dataset,
+                        BL_DATASET_NAMES);
     if (c->train_limit < 0 || c->test_limit < 0 || c->stop_after_epochs < 0)
         return bl_error(BL_ERR_INVALID_ARG, "limits must not be negative");
     if (!c->output_dir[0]) return bl_error(BL_ERR_INVALID_ARG, "output directory is empty");
@@ -103,6 +103,7 @@ static const field config_fields[] = {
     FIELD(bl_training_config, label_smoothing, F_FLOAT),
     FIELD(bl_training_config, seed, F_U64),
     FIELD(bl_training_config, device, F_STR),
+    FIELD(bl_training_config, allow_cpu_fallback, F_BOOL),
     FIELD(bl_training_config, precision, F_STR),
     FIELD(bl_training_config, dataset, F_STR),
     FIELD(bl_training_config, data_dir, F_STR),
@@ -270,9 +271,10 @@ static const struct {
     {"weight_decay", "weight decay"},
     {"label_smoothing", "label smoothing"},
     {"seed", "seed for weights, data order and augmentation"},
-    {"device", "auto, cpu, cpu_ref, cuda, cuda:N"},
+    {"device", BL_DEVICE_FLAG_HELP},
+    {"allow_cpu_fallback", BL_FALLBACK_FLAG_HELP},
     {"precision", "f32"},
-    {"dataset", "fashion-mnist or cifar10"},
+    {"dataset", BL_DATASET_NAMES},
     {"data_dir", "dataset location (empty: its standard place)"},
     {"output_dir", "where checkpoints, metrics and weights go"},
     {"train_limit", "use only the first N training images (0 = all)"},

@@ -86,6 +86,11 @@ bl_status bl_options_new(bl_options **out) {
     return BL_OK;
 }
 
+bl_status bl_options_new_plain(bl_options **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "options");
+}
+
 void bl_options_free(bl_options *o) {
     if (!o) return;
     for (int i = 0; i < o->n; i++) {
@@ -271,6 +276,25 @@ bl_status bl_options_get_double(const bl_options *o, const char *name, double *o
     errno = 0;
     *out = strtod(v, &end);
     if (!*v || *end || errno) return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not a number", name, v);
+    return BL_OK;
+}
+
+bl_status bl_options_get_int_in(const bl_options *o, const char *name, int64_t lo, int64_t hi, int64_t *out) {
+    const char *v = bl_options_get(o, name);
+    if (!v) return unknown(o, name);
+    return parse_i64(name, v, lo, hi, out);
+}
+
+bl_status bl_options_get_bool(const bl_options *o, const char *name, bool *out) {
+    const char *v = bl_options_get(o, name);
+    if (!v) return unknown(o, name);
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+        *out = true;
+    } else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+        *out = false;
+    } else {
+        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected true or false", name, v);
+    }
     return BL_OK;
 }
 

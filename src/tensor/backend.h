@@ -1,4 +1,5 @@
-/* The interface a backend implements: device memory, copies, and one function per op.
+/* The interface a backend implements: device memory, copies, and one function per op; and
+ * the resolver's entry points that take the table of backends a build has.
  *
  * The bl_op_* front ends in tensor/ops.c validate shapes, dtypes and devices before calling
  * these, so a backend may assume well-formed arguments. A NULL entry means "not supported",
@@ -8,49 +9,30 @@
 
 #include "beamlet/tensor.h"
 
+/* One function pointer per op of the list (beamlet/tensor.h), with the front end's parameters. */
 typedef struct bl_backend_ops {
-    bl_status (*conv2d_forward)(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
-    bl_status (*conv2d_backward_data)(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
-                                      const bl_tensor *w, bl_tensor *dx);
-    bl_status (*conv2d_backward_filter)(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                        const bl_tensor *dy, bl_tensor *dw);
-    bl_status (*batchnorm_forward_train)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                         const bl_tensor *gamma, const bl_tensor *beta,
-                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
-                                         bl_tensor *y);
-    bl_status (*batchnorm_forward_eval)(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                        const bl_tensor *gamma, const bl_tensor *beta,
-                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
-                                        const bl_tensor *running_var, bl_tensor *y);
-    bl_status (*batchnorm_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
-                                    bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
-                                    const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
-                                    bl_tensor *dbeta, bl_tensor *dresidual);
-    bl_status (*relu_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*relu_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
-    bl_status (*add)(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-    bl_status (*maxpool_forward)(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*maxpool_backward)(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                                  const bl_tensor *dy, bl_tensor *dx);
-    bl_status (*global_avgpool_forward)(bl_device *, const bl_tensor *x, bl_tensor *y);
-    bl_status (*global_avgpool_backward)(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-    bl_status (*linear_forward)(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
-                                bl_tensor *y);
-    bl_status (*linear_backward)(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
-                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
-    bl_status (*softmax_cross_entropy)(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
-                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
-    bl_status (*sgd_update)(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
-                            bl_tensor *momentum_buf);
-    bl_status (*adamw_update)(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
-                              bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+#define BL_BACKEND_OP_FIELD(u, NAME, name, params, args) bl_status(*name) params;
+    BL_OP_LIST(BL_BACKEND_OP_FIELD, )
+#undef BL_BACKEND_OP_FIELD
 } bl_backend_ops;
+
+/* What a backend writes to join the op table, with its prefix (cpu_ref, onednn, cuda, ...):
+ *   in its internal header   BL_BACKEND_DECLARE_OPS(cpu_ref)   declares cpu_ref_conv2d_forward,
+ *                                                             ... for every op of the list;
+ *   in its bl_backend        .ops = BL_BACKEND_OPS(cpu_ref),  fills every field with them.
+ * A backend that implements only some ops declares them the same way and fills .ops by hand
+ * (.ops = {.relu_forward = xla_relu_forward, ...}); a NULL field is a clean "unsupported". */
+#define BL_BACKEND_OP_PROTOTYPE(prefix, NAME, name, params, args) bl_status prefix##_##name params;
+#define BL_BACKEND_DECLARE_OPS(prefix) BL_OP_LIST(BL_BACKEND_OP_PROTOTYPE, prefix)
+#define BL_BACKEND_OP_INIT(prefix, NAME, name, params, args) .name = prefix##_##name,
+#define BL_BACKEND_OPS(prefix)                                                                               \
+    { BL_OP_LIST(BL_BACKEND_OP_INIT, prefix) }
 
 typedef struct bl_backend {
     const char *name; /* "cpu_ref", "onednn", "cuda" */
     bl_device_kind kind;
+    /* Devices this backend can open (indices 0..n-1); NULL means one (the host's CPU). */
+    int (*device_count)(void);
     bl_layout preferred_layout;
     unsigned layouts; /* bit (1 << bl_layout) for each 4-D layout the ops accept */
     /* Opens the backend's per-handle state (scratch, streams) for device `index`. */
@@ -88,15 +70,29 @@ struct bl_device {
 
 static inline void *bl_device_ctx(const bl_device *dev) { return dev->ctx; }
 
-/* Backends compiled into this build. */
-const bl_backend *bl_backend_cpu_ref(void);
-#ifdef BEAMLET_HAVE_ONEDNN
-const bl_backend *bl_backend_onednn(void);
-#endif
-#ifdef BEAMLET_HAVE_CUDA
-const bl_backend *bl_backend_cuda(void);
-int bl_backend_cuda_device_count(void);
-#endif
+/* The backends compiled into a build: each claims a device name of the resolver's table
+ * ("cpu", "cpu_ref", "cuda", "tpu", "xla:cpu", "xla:cuda"); for a name claimed twice, the
+ * first claim wins ("cpu": oneDNN when built, then cpu_ref). The backends layer lists them
+ * (src/backends/registry.c) and hands the list to the functions below, so this layer never
+ * names a backend. */
+typedef struct bl_backend_claim {
+    const char *name;
+    const bl_backend *(*backend)(void);
+} bl_backend_claim;
+
+typedef struct bl_backend_registry {
+    const bl_backend_claim *claims;
+    int count;
+} bl_backend_registry;
+
+/* The resolver (tensor/device.c), given the registry: where a request lands, opening it, how
+ * many devices a name can reach, the accelerators "auto" would use, and a listing. */
+bl_status bl_device_resolve_in(const bl_backend_registry *reg, const bl_device_request *req,
+                               bl_device_choice *out);
+bl_status bl_device_open_in(const bl_backend_registry *reg, const bl_device_request *req, bl_device **out);
+int bl_device_count_in(const bl_backend_registry *reg, const char *name);
+int bl_accelerator_count_in(const bl_backend_registry *reg);
+bl_status bl_device_list_in(const bl_backend_registry *reg, char *buf, size_t size);
 
 /* Shared helpers for backends: 4-D strides of a tensor in its layout, in elements, in the
  * logical (N, C, H, W) order. */

@@ -6,50 +6,19 @@
 
 #include "tensor/backend.h"
 
-static const char *const op_names[BL_OP_COUNT] = {
-    "conv2d_forward",
-    "conv2d_backward_data",
-    "conv2d_backward_filter",
-    "batchnorm_forward_train",
-    "batchnorm_forward_eval",
-    "batchnorm_backward",
-    "relu_forward",
-    "relu_backward",
-    "add",
-    "maxpool_forward",
-    "maxpool_backward",
-    "global_avgpool_forward",
-    "global_avgpool_backward",
-    "linear_forward",
-    "linear_backward",
-    "softmax_cross_entropy",
-    "sgd_update",
-    "adamw_update",
-};
+/* The names and the table lookup come from the op list (beamlet/tensor.h). */
+#define OP_NAME(u, NAME, name, params, args) #name,
+static const char *const op_names[BL_OP_COUNT] = {BL_OP_LIST(OP_NAME, )};
+#undef OP_NAME
 
 const char *bl_op_name(bl_op op) { return op >= 0 && op < BL_OP_COUNT ? op_names[op] : "invalid op"; }
 
 static const void *op_entry(const bl_backend *b, bl_op op) {
-    const bl_backend_ops *o = &b->ops;
     switch (op) {
-        case BL_OP_CONV2D_FORWARD: return (const void *)o->conv2d_forward;
-        case BL_OP_CONV2D_BACKWARD_DATA: return (const void *)o->conv2d_backward_data;
-        case BL_OP_CONV2D_BACKWARD_FILTER: return (const void *)o->conv2d_backward_filter;
-        case BL_OP_BATCHNORM_FORWARD_TRAIN: return (const void *)o->batchnorm_forward_train;
-        case BL_OP_BATCHNORM_FORWARD_EVAL: return (const void *)o->batchnorm_forward_eval;
-        case BL_OP_BATCHNORM_BACKWARD: return (const void *)o->batchnorm_backward;
-        case BL_OP_RELU_FORWARD: return (const void *)o->relu_forward;
-        case BL_OP_RELU_BACKWARD: return (const void *)o->relu_backward;
-        case BL_OP_ADD: return (const void *)o->add;
-        case BL_OP_MAXPOOL_FORWARD: return (const void *)o->maxpool_forward;
-        case BL_OP_MAXPOOL_BACKWARD: return (const void *)o->maxpool_backward;
-        case BL_OP_GLOBAL_AVGPOOL_FORWARD: return (const void *)o->global_avgpool_forward;
-        case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return (const void *)o->global_avgpool_backward;
-        case BL_OP_LINEAR_FORWARD: return (const void *)o->linear_forward;
-        case BL_OP_LINEAR_BACKWARD: return (const void *)o->linear_backward;
-        case BL_OP_SOFTMAX_CROSS_ENTROPY: return (const void *)o->softmax_cross_entropy;
-        case BL_OP_SGD_UPDATE: return (const void *)o->sgd_update;
-        case BL_OP_ADAMW_UPDATE: return (const void *)o->adamw_update;
+#define OP_ENTRY(u, NAME, name, params, args)                                                                \
+    case BL_OP_##NAME: return (const void *)b->ops.name;
+        BL_OP_LIST(OP_ENTRY, )
+#undef OP_ENTRY
         default: return NULL;
     }
 }

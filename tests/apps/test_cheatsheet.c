@@ -4,8 +4,8 @@
  * with messages that name the file. */
 #include <unistd.h>
 
-#include "beamlet/cheatsheet.h"
 #include "bl_test.h"
+#include "cheatsheet.h"
 
 static const char *MEASURED =
     "{\"schema\":\"beamlet-bench/1\",\"kind\":\"measured\",\"date\":\"2026-11-24T19:00:00Z\","

@@ -9,7 +9,9 @@
  * bf16 run are the bf16-rounded values, so the threshold measures the op, not input rounding. */
 #include "bl_test.h"
 
-#include "beamlet/tensor.h"
+#include <stddef.h>
+
+#include "beamlet/devices.h"
 
 #define SEED 7u
 #define MAX_T 12
@@ -41,52 +43,124 @@ typedef struct op_case {
     arg a[MAX_T];
     bl_conv2d_params conv;
     bl_pool_params pool;
+    bl_sgd_params sgd;
+    bl_adamw_params adamw;
+    float label_smoothing;
     bool relu, residual, bias;
     int64_t labels_range;
 } op_case;
 
-/* Calls the op on tensors t[0..nargs) in the order of the case's argument list. */
-static bl_status run_case(bl_device *dev, const op_case *c, bl_tensor *t) {
-    bl_batchnorm_params bn = {1e-5f, 0.1f};
-    switch (c->op) {
-        case BL_OP_CONV2D_FORWARD:
-            return bl_op_conv2d_forward(dev, &c->conv, &t[0], &t[1], c->bias ? &t[2] : NULL,
-                                        c->residual ? &t[3] : NULL, c->relu, &t[4]);
-        case BL_OP_CONV2D_BACKWARD_DATA:
-            return bl_op_conv2d_backward_data(dev, &c->conv, &t[0], &t[1], &t[2]);
-        case BL_OP_CONV2D_BACKWARD_FILTER:
-            return bl_op_conv2d_backward_filter(dev, &c->conv, &t[0], &t[1], &t[2]);
-        case BL_OP_BATCHNORM_FORWARD_TRAIN:
-            return bl_op_batchnorm_forward_train(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
-                                                 c->relu, &t[4], &t[5], &t[6], &t[7], &t[8]);
-        case BL_OP_BATCHNORM_FORWARD_EVAL:
-            return bl_op_batchnorm_forward_eval(dev, &bn, &t[0], &t[1], &t[2], c->residual ? &t[3] : NULL,
-                                                c->relu, &t[4], &t[5], &t[6]);
-        case BL_OP_BATCHNORM_BACKWARD:
-            return bl_op_batchnorm_backward(dev, &t[0], &t[1], &t[2], c->relu, &t[3], &t[4], &t[5], &t[6],
-                                            &t[7], &t[8], c->residual ? &t[9] : NULL);
-        case BL_OP_RELU_FORWARD: return bl_op_relu_forward(dev, &t[0], &t[1]);
-        case BL_OP_RELU_BACKWARD: return bl_op_relu_backward(dev, &t[0], &t[1], &t[2]);
-        case BL_OP_ADD: return bl_op_add(dev, &t[0], &t[1], &t[2]);
-        case BL_OP_MAXPOOL_FORWARD: return bl_op_maxpool_forward(dev, &c->pool, &t[0], &t[1]);
-        case BL_OP_MAXPOOL_BACKWARD: return bl_op_maxpool_backward(dev, &c->pool, &t[0], &t[1], &t[2]);
-        case BL_OP_GLOBAL_AVGPOOL_FORWARD: return bl_op_global_avgpool_forward(dev, &t[0], &t[1]);
-        case BL_OP_GLOBAL_AVGPOOL_BACKWARD: return bl_op_global_avgpool_backward(dev, &t[0], &t[1]);
-        case BL_OP_LINEAR_FORWARD: return bl_op_linear_forward(dev, &t[0], &t[1], &t[2], &t[3]);
-        case BL_OP_LINEAR_BACKWARD:
-            return bl_op_linear_backward(dev, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
-        case BL_OP_SOFTMAX_CROSS_ENTROPY:
-            return bl_op_softmax_cross_entropy(dev, &t[0], &t[1], c->relu ? 0.1f : 0.0f, &t[2], &t[3]);
-        case BL_OP_SGD_UPDATE: {
-            bl_sgd_params p = {0.05f, 0.9f, 5e-4f, c->relu};
-            return bl_op_sgd_update(dev, &p, &t[0], &t[1], &t[2]);
-        }
-        case BL_OP_ADAMW_UPDATE: {
-            bl_adamw_params p = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 3};
-            return bl_op_adamw_update(dev, &p, &t[0], &t[1], &t[2], &t[3]);
-        }
-        default: return bl_error(BL_ERR_INTERNAL, "no runner for %s", bl_op_name(c->op));
+/* ---- the dispatch, generated from the op list ------------------------------------------------ */
+
+/* Every argument any op takes, under the name the op list gives it. A case's tensors are bound
+ * here by their names, and each op is called with its own arguments picked out by name, so a new
+ * op needs no code here (a new argument name needs a field). */
+typedef struct op_env {
+    bl_device *dev;
+    const bl_conv2d_params *conv;
+    const bl_batchnorm_params *bn;
+    const bl_pool_params *pool;
+    const bl_sgd_params *sgd;
+    const bl_adamw_params *adamw;
+    bool relu;
+    float label_smoothing;
+    bl_tensor *x, *w, *bias, *residual, *y, *dy, *dx, *dw, *a, *b, *db, *gamma, *beta, *running_mean,
+        *running_var, *save_mean, *save_invstd, *dgamma, *dbeta, *dresidual, *logits, *labels, *loss,
+        *dlogits, *param, *grad, *momentum_buf, *exp_avg, *exp_avg_sq;
+} op_env;
+
+#define ENV_TENSOR(name)                                                                                     \
+    { #name, offsetof(op_env, name) }
+static const struct {
+    const char *name;
+    size_t offset;
+} env_tensors[] = {
+    ENV_TENSOR(x),
+    ENV_TENSOR(w),
+    ENV_TENSOR(bias),
+    ENV_TENSOR(residual),
+    ENV_TENSOR(y),
+    ENV_TENSOR(dy),
+    ENV_TENSOR(dx),
+    ENV_TENSOR(dw),
+    ENV_TENSOR(a),
+    ENV_TENSOR(b),
+    ENV_TENSOR(db),
+    ENV_TENSOR(gamma),
+    ENV_TENSOR(beta),
+    ENV_TENSOR(running_mean),
+    ENV_TENSOR(running_var),
+    ENV_TENSOR(save_mean),
+    ENV_TENSOR(save_invstd),
+    ENV_TENSOR(dgamma),
+    ENV_TENSOR(dbeta),
+    ENV_TENSOR(dresidual),
+    ENV_TENSOR(logits),
+    ENV_TENSOR(labels),
+    ENV_TENSOR(loss),
+    ENV_TENSOR(dlogits),
+    ENV_TENSOR(param),
+    ENV_TENSOR(grad),
+    ENV_TENSOR(momentum_buf),
+    ENV_TENSOR(exp_avg),
+    ENV_TENSOR(exp_avg_sq),
+};
+
+/* MAP(f, a, b, c) -> f(a), f(b), f(c): up to 12 arguments, the most an op takes. */
+#define UNPAREN(...) __VA_ARGS__
+#define COUNT(...) COUNT_(__VA_ARGS__, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define COUNT_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, n, ...) n
+#define MAP(f, ...) MAP_N(COUNT(__VA_ARGS__), f, __VA_ARGS__)
+#define MAP_N(n, f, ...) MAP_N_(n, f, __VA_ARGS__)
+#define MAP_N_(n, f, ...) MAP_##n(f, __VA_ARGS__)
+#define MAP_1(f, a) f(a)
+#define MAP_2(f, a, ...) f(a), MAP_1(f, __VA_ARGS__)
+#define MAP_3(f, a, ...) f(a), MAP_2(f, __VA_ARGS__)
+#define MAP_4(f, a, ...) f(a), MAP_3(f, __VA_ARGS__)
+#define MAP_5(f, a, ...) f(a), MAP_4(f, __VA_ARGS__)
+#define MAP_6(f, a, ...) f(a), MAP_5(f, __VA_ARGS__)
+#define MAP_7(f, a, ...) f(a), MAP_6(f, __VA_ARGS__)
+#define MAP_8(f, a, ...) f(a), MAP_7(f, __VA_ARGS__)
+#define MAP_9(f, a, ...) f(a), MAP_8(f, __VA_ARGS__)
+#define MAP_10(f, a, ...) f(a), MAP_9(f, __VA_ARGS__)
+#define MAP_11(f, a, ...) f(a), MAP_10(f, __VA_ARGS__)
+#define MAP_12(f, a, ...) f(a), MAP_11(f, __VA_ARGS__)
+#define FROM_ENV(name) e->name
+
+static bl_status dispatch(bl_op op, const op_env *e) {
+    switch (op) {
+#define DISPATCH(u, NAME, name, params, args)                                                                \
+    case BL_OP_##NAME: return bl_op_##name(MAP(FROM_ENV, UNPAREN args));
+        BL_OP_LIST(DISPATCH, )
+#undef DISPATCH
+        default: return bl_error(BL_ERR_INTERNAL, "no dispatch for %s", bl_op_name(op));
     }
+}
+
+/* Calls the op on tensors t[0..nargs), bound to the op's arguments by the case's names. */
+static bl_status run_case(bl_device *dev, const op_case *c, bl_tensor *t) {
+    static const bl_batchnorm_params bn = {1e-5f, 0.1f};
+    op_env e = {.dev = dev,
+                .conv = &c->conv,
+                .bn = &bn,
+                .pool = &c->pool,
+                .sgd = &c->sgd,
+                .adamw = &c->adamw,
+                .relu = c->relu,
+                .label_smoothing = c->label_smoothing};
+    for (int i = 0; i < c->nargs; i++) {
+        size_t k = 0;
+        while (k < sizeof env_tensors / sizeof env_tensors[0] &&
+               strcmp(env_tensors[k].name, c->a[i].name) != 0)
+            k++;
+        if (k == sizeof env_tensors / sizeof env_tensors[0])
+            return bl_error(BL_ERR_INTERNAL, "%s: no op argument is called '%s'", c->name, c->a[i].name);
+        *(bl_tensor **)((char *)&e + env_tensors[k].offset) = &t[i];
+    }
+    /* The optional inputs are present in every case's list; the variant decides. */
+    if (!c->bias) e.bias = NULL;
+    if (!c->residual) e.residual = e.dresidual = NULL;
+    return dispatch(c->op, &e);
 }
 
 #define A4(nm, k, out, n, c, h, w)                                                                           \
@@ -239,18 +313,19 @@ static void build_cases(void) {
                         A1("loss", ARG_F32, true, 1), A2("dlogits", ARG_F32, true, 7, 10)},
                   .labels_range = 10};
     op_case xs = xe;
-    xs.relu = true; /* label smoothing 0.1 */
+    xs.label_smoothing = 0.1f;
     op_case sg = {.name = "sgd_update",
                   .op = BL_OP_SGD_UPDATE,
                   .nargs = 3,
                   .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001),
                         IO1("momentum_buf", ARG_F32, 1001)},
-                  .relu = true};
+                  .sgd = {0.05f, 0.9f, 5e-4f, true}};
     op_case aw = {.name = "adamw_update",
                   .op = BL_OP_ADAMW_UPDATE,
                   .nargs = 4,
                   .a = {IO1("param", ARG_F32, 1001), A1("grad", ARG_F32, false, 1001),
-                        IO1("exp_avg", ARG_F32, 1001), IO1("exp_avg_sq", ARG_POS, 1001)}};
+                        IO1("exp_avg", ARG_F32, 1001), IO1("exp_avg_sq", ARG_POS, 1001)},
+                  .adamw = {1e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 3}};
     op_case list[] = {rf, rb, ad, mf, mb, gf, gb, lf, lb, xe, xs, sg, aw};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) cases[ncases++] = list[i];
 }

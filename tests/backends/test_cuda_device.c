@@ -4,7 +4,7 @@
  * none is visible; the no-GPU case checks the error a user sees then. */
 #include "bl_test.h"
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 #ifdef BEAMLET_HAVE_CUDA
 #include "beamlet/cuda.h"
 #endif
@@ -14,7 +14,7 @@
 #ifdef BEAMLET_HAVE_CUDA
 #define NEED_GPU()                                                                                           \
     do {                                                                                                     \
-        if (bl_cuda_device_count() == 0) SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");          \
+        if (bl_device_count("cuda") == 0) SKIP("no CUDA GPU visible (bl_device_count(\"cuda\") == 0)");      \
     } while (0)
 #else
 #define NEED_GPU() SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)")
@@ -22,7 +22,7 @@
 
 /* Without a GPU, asking for one is an error that says so (and never a crash). */
 static void test_missing_gpu_is_reported(void) {
-    if (bl_cuda_device_count() > 0) SKIP("a GPU is visible; the no-GPU message cannot be seen");
+    if (bl_device_count("cuda") > 0) SKIP("a GPU is visible; the no-GPU message cannot be seen");
     bl_device *dev = NULL;
     bl_status s = bl_device_get("cuda:0", &dev);
     CHECK(s != BL_OK && dev == NULL);
@@ -377,7 +377,7 @@ static void test_versions(void) {
 }
 
 int main(void) {
-    fprintf(stderr, "seed %u, %d CUDA device(s)\n", SEED, bl_cuda_device_count());
+    fprintf(stderr, "seed %u, %d CUDA device(s)\n", SEED, bl_device_count("cuda"));
     RUN(test_missing_gpu_is_reported);
     RUN(test_cuda_api_rejects_cpu);
     RUN(test_open_and_describe);

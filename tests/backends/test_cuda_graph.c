@@ -5,7 +5,7 @@
  * recording is refused and the device stays usable. Skips without a GPU. */
 #include "bl_test.h"
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 #ifdef BEAMLET_HAVE_CUDA
 #include "beamlet/cuda.h"
 #endif
@@ -195,7 +195,7 @@ static void test_graph_replay(void) {
 #ifndef BEAMLET_HAVE_CUDA
     SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)");
 #else
-    if (bl_cuda_device_count() == 0) SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");
+    if (bl_device_count("cuda") == 0) SKIP("no CUDA GPU visible (bl_device_count(\"cuda\") == 0)");
     step s;
     CHECK_OK(bl_device_get("cuda", &s.dev));
     bl_rng rng;

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 #ifdef BEAMLET_HAVE_CUDA
 #include "backends/cuda/cuda_libs.h"
 #include "beamlet/cuda.h"
@@ -90,7 +90,7 @@ static void test_not_loaded_until_needed(void) {
     SKIP(NO_CUDA_REASON);
 #else
     CHECK(!mapped("libcudnn") && !mapped("libcublas"));
-    fprintf(stderr, "  %d CUDA device(s)\n", bl_cuda_device_count());
+    fprintf(stderr, "  %d CUDA device(s)\n", bl_device_count("cuda"));
     CHECK(!mapped("libcudnn") && !mapped("libcublas"));
     CHECK(resolved_count() == 0);
     bl_device *cpu = NULL;

@@ -6,7 +6,7 @@
  * ties) and are skipped; the test fails if too many are skipped. */
 #include "bl_test.h"
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 
 #define SEED 20261124u
 static bl_device *dev;

@@ -55,7 +55,7 @@ static void test_devices(void) {
         bl_capi_device_close(d);
         SKIP("this machine has a GPU: the no-GPU policy is not testable here");
     }
-    CHECK(strstr(bl_capi_last_error(), "no GPU") != NULL);
+    CHECK(strstr(bl_capi_last_error(), "no NVIDIA GPU") != NULL);
     CHECK_ABI(bl_capi_device_open("gpu", 1, &d));
     CHECK(d && bl_capi_device_fell_back(d) && strcmp(bl_capi_device_name(d), "cpu") == 0);
     bl_capi_device_close(d);

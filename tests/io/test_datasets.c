@@ -491,7 +491,7 @@ static void test_cifar_good_files(void) {
     sub_dir(dir, sizeof dir, "cifar");
     write_cifar(dir, 3);
     bl_dataset ds;
-    CHECK_OK(bl_cifar10_load_records(dir, true, 3, &ds));
+    CHECK_OK(bl_cifar10_load(dir, true, &ds));
     CHECK(ds.count == 15 && ds.channels == 3 && ds.height == 32 && ds.width == 32);
     CHECK(ds.num_classes == 10 && strcmp(ds.class_names[1], "automobile") == 0);
     int bad = 0;
@@ -504,20 +504,30 @@ static void test_cifar_good_files(void) {
         }
     CHECK(bad == 0);
     bl_dataset_free(&ds);
-    CHECK_OK(bl_cifar10_load_records(dir, false, 3, &ds));
+    CHECK_OK(bl_cifar10_load(dir, false, &ds));
     CHECK(ds.count == 3 && ds.labels[0] == 5 && ds.images[0] == cifar_pixel(5, 0, 0));
     bl_dataset_free(&ds);
-    /* The real loader insists on 10,000 records: short but whole-record files are caught. */
-    CHECK_ERR(bl_cifar10_load(dir, false, &ds), BL_ERR_FORMAT,
-              "test_batch.bin: truncated in record 3 at offset 9219 (0 of its 3073 bytes; 10000 "
-              "records");
-    CHECK_ERR(bl_cifar10_load_records("/nonexistent/cifar", false, 3, &ds), BL_ERR_NOT_FOUND,
-              "fetch_cifar10.sh");
-    /* A full-size test batch through the real entry point. */
-    char full[128], p[256];
-    sub_dir(full, sizeof full, "cifar_full");
+    /* Files of different whole record counts: a subset of 1 record, and 7 in another file. */
+    char p[256];
     size_t n;
-    unsigned char *b = cifar_file(5, BL_CIFAR10_RECORDS_PER_FILE, &n);
+    unsigned char *b = cifar_file(0, 1, &n);
+    snprintf(p, sizeof p, "%s/data_batch_1.bin", dir);
+    write_file(p, b, n);
+    free(b);
+    b = cifar_file(2, 7, &n);
+    snprintf(p, sizeof p, "%s/data_batch_3.bin", dir);
+    write_file(p, b, n);
+    free(b);
+    CHECK_OK(bl_cifar10_load(dir, true, &ds));
+    CHECK(ds.count == 1 + 3 + 7 + 3 + 3);
+    CHECK(ds.labels[0] == 0 && ds.labels[1] == 1 && ds.labels[4] == 2 && ds.labels[10] == (2 + 6) % 10);
+    CHECK(ds.images[(int64_t)10 * 3072 + 5] == cifar_pixel(2, 6, 5));
+    bl_dataset_free(&ds);
+    CHECK_ERR(bl_cifar10_load("/nonexistent/cifar", false, &ds), BL_ERR_NOT_FOUND, "fetch_cifar10.sh");
+    /* A full-size test batch through the default location. */
+    char full[128];
+    sub_dir(full, sizeof full, "cifar_full");
+    b = cifar_file(5, BL_CIFAR10_RECORDS_PER_FILE, &n);
     snprintf(p, sizeof p, "%s/test_batch.bin", full);
     write_file(p, b, n);
     free(b);
@@ -538,39 +548,46 @@ static void test_cifar_truncated_and_corrupt(void) {
     unsigned char *full = cifar_file(5, 3, &n);
     int bad = 0;
     bl_dataset ds;
-    for (size_t len = 0; len < n; len++) {
-        write_file(p, full, len);
+    /* Every length: whole records load (that many), anything else names the partial record. */
+    for (size_t len = 0; len <= n; len++) {
         char want[160];
-        size_t r = len / BL_CIFAR10_RECORD_BYTES;
-        snprintf(want, sizeof want, "test_batch.bin: truncated in record %zu at offset %zu", r, len);
+        size_t r = len / BL_CIFAR10_RECORD_BYTES, at = r * BL_CIFAR10_RECORD_BYTES;
+        write_file(p, full, len);
         bl_clear_error();
-        bl_status s = bl_cifar10_load_records(dir, false, 3, &ds);
-        if (s != BL_ERR_FORMAT || !strstr(bl_last_error(), want)) {
-            if (bad++ < 5) fprintf(stderr, "  length %zu: %s\n", len, bl_last_error());
-            if (s == BL_OK) bl_dataset_free(&ds);
+        bl_status s = bl_cifar10_load(dir, false, &ds);
+        bool whole = len % BL_CIFAR10_RECORD_BYTES == 0;
+        if (len == 0) {
+            snprintf(want, sizeof want, "test_batch.bin: empty file");
+        } else {
+            snprintf(want, sizeof want,
+                     "test_batch.bin: truncated in record %zu at offset %zu (%zu of its 3073", r, at,
+                     len - at);
         }
+        bool ok = whole && len > 0 ? s == BL_OK && ds.count == (int64_t)r
+                                   : s == BL_ERR_FORMAT && strstr(bl_last_error(), want) != NULL;
+        if (!ok && bad++ < 5) fprintf(stderr, "  length %zu: %s\n", len, bl_last_error());
+        if (s == BL_OK) bl_dataset_free(&ds);
     }
-    CHECK_MSG(bad == 0, "%d truncated lengths not rejected as expected", bad);
+    CHECK_MSG(bad == 0, "%d lengths not handled as expected", bad);
     full[BL_CIFAR10_RECORD_BYTES] = 10;
     write_file(p, full, n);
-    CHECK_ERR(bl_cifar10_load_records(dir, false, 3, &ds), BL_ERR_FORMAT,
+    CHECK_ERR(bl_cifar10_load(dir, false, &ds), BL_ERR_FORMAT,
               "test_batch.bin: record 1 (offset 3073): label 10 is out of range");
     full[BL_CIFAR10_RECORD_BYTES] = 1;
     unsigned char *longer = malloc(n + 5);
     memcpy(longer, full, n);
     memset(longer + n, 7, 5);
     write_file(p, longer, n + 5);
-    CHECK_ERR(bl_cifar10_load_records(dir, false, 3, &ds), BL_ERR_FORMAT,
-              "test_batch.bin: 5 unexpected trailing bytes from offset 9219");
+    CHECK_ERR(bl_cifar10_load(dir, false, &ds), BL_ERR_FORMAT,
+              "test_batch.bin: truncated in record 3 at offset 9219 (5 of its 3073 bytes");
     /* A bad file in the middle of the training set names that file. */
     write_file(p, full, n);
     snprintf(p, sizeof p, "%s/data_batch_4.bin", dir);
     write_file(p, full, n - 1);
-    CHECK_ERR(bl_cifar10_load_records(dir, true, 3, &ds), BL_ERR_FORMAT,
-              "data_batch_4.bin: truncated in record 2 at offset 9218");
+    CHECK_ERR(bl_cifar10_load(dir, true, &ds), BL_ERR_FORMAT,
+              "data_batch_4.bin: truncated in record 2 at offset 6146 (3072 of its 3073 bytes");
     remove(p);
-    CHECK_ERR(bl_cifar10_load_records(dir, true, 3, &ds), BL_ERR_NOT_FOUND, "data_batch_4.bin");
-    CHECK_ERR(bl_cifar10_load_records(dir, true, 0, &ds), BL_ERR_INVALID_ARG, "0 records");
+    CHECK_ERR(bl_cifar10_load(dir, true, &ds), BL_ERR_NOT_FOUND, "data_batch_4.bin");
     free(longer);
     free(full);
 }

@@ -242,7 +242,7 @@ static void test_jpeg_decode(void) {
         }
     }
     CHECK_ERR(bl_image_decode(broken, n, "giant.jpg", &img), BL_ERR_FORMAT,
-              "giant.jpg: 65000x65000 JPEG is larger than");
+              "giant.jpg: 65000x65000 JPEG declares 4225000000 pixels, over the image pixel budget");
     free(broken);
     free(jpg);
     free(px);
@@ -360,6 +360,53 @@ static void test_undecodable(void) {
     free(data);
     free(px);
 #endif
+}
+
+/* The decode budget: a header declaring too many pixels is refused before any pixel memory is
+ * allocated, with a reason that names the budget; the budget is settable and checked. */
+static void test_pixel_budget(void) {
+    bl_image img;
+    CHECK(bl_image_max_pixels() == BL_IMAGE_MAX_PIXELS_DEFAULT);
+#ifdef BEAMLET_HAVE_JPEG
+    uint8_t *px = gradient(16, 8);
+    unsigned long n = 0;
+    unsigned char *jpg = encode_jpeg(px, 16, 8, 3, 90, &n);
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < n && !sof; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] == 0xc0) sof = i;
+    CHECK_MSG(sof > 0, "no SOF0 marker in libjpeg's output");
+    /* What the issue saw: a few hundred bytes declaring 65,300 x 2,573 pixels. */
+    jpg[sof + 5] = 2573 >> 8, jpg[sof + 6] = 2573 & 0xff;
+    jpg[sof + 7] = 65300 >> 8, jpg[sof + 8] = 65300 & 0xff;
+    CHECK_ERR(bl_image_decode(jpg, n, "bomb.jpg", &img), BL_ERR_FORMAT,
+              "bomb.jpg: 65300x2573 JPEG declares 168016900 pixels, over the image pixel budget of 134217728 "
+              "(BEAMLET_MAX_IMAGE_PIXELS or --max_image_pixels raises it)");
+    jpg[sof + 5] = 0, jpg[sof + 6] = 8, jpg[sof + 7] = 0, jpg[sof + 8] = 16;
+    CHECK_OK(bl_image_set_max_pixels(16 * 8 - 1));
+    CHECK_ERR(bl_image_decode(jpg, n, "small.jpg", &img), BL_ERR_FORMAT,
+              "over the image pixel budget of 127");
+    CHECK_OK(bl_image_set_max_pixels(16 * 8));
+    CHECK_OK(bl_image_decode(jpg, n, "small.jpg", &img));
+    CHECK(img.width == 16 && img.height == 8);
+    bl_image_free(&img);
+    free(jpg);
+    free(px);
+#endif
+#ifdef BEAMLET_HAVE_PNG
+    char p[256];
+    uint8_t *g = gradient(9, 7);
+    CHECK_OK(bl_png_write_u8(tmp_path(p, sizeof p, "budget.png"), 9, 7, 3, g));
+    CHECK_OK(bl_image_set_max_pixels(62));
+    CHECK_ERR(bl_image_read(p, &img), BL_ERR_FORMAT,
+              "budget.png: 9x7 PNG declares 63 pixels, over the image");
+    CHECK_OK(bl_image_set_max_pixels(63));
+    CHECK_OK(bl_image_read(p, &img));
+    bl_image_free(&img);
+    free(g);
+#endif
+    CHECK_ERR(bl_image_set_max_pixels(0), BL_ERR_INVALID_ARG, "image pixel budget 0: must be in 1..");
+    CHECK_ERR(bl_image_set_max_pixels(((int64_t)1 << 28) + 1), BL_ERR_INVALID_ARG, "must be in 1..");
+    CHECK_OK(bl_image_set_max_pixels(BL_IMAGE_MAX_PIXELS_DEFAULT));
 }
 
 /* ---- resize, crop, normalize ---------------------------------------------------------------- */
@@ -636,6 +683,7 @@ int main(void) {
     RUN(test_png_kinds_like_pil);
     RUN(test_jpeg_decode);
     RUN(test_undecodable);
+    RUN(test_pixel_budget);
     RUN(test_image_mutations);
     RUN(test_resize_hand_computed);
     RUN(test_imagenet_preprocessing);

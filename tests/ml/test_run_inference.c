@@ -17,7 +17,17 @@
 #define N_IMAGES 20
 static char tmpdir[64], gray_weights[128], rgb_weights[128];
 
-static bool have_gpu(void) { return bl_cuda_device_count() > 0; }
+static bool have_gpu(void) { return bl_device_count("cuda") > 0; }
+
+/* Asking for an absent GPU: NOT_FOUND when the CUDA backend is built (it sees none), UNSUPPORTED
+ * when it is not. */
+static bl_status where_missing(void) {
+#ifdef BEAMLET_HAVE_CUDA
+    return BL_ERR_NOT_FOUND;
+#else
+    return BL_ERR_UNSUPPORTED;
+#endif
+}
 
 static void save_tiny_model(int channels, const char *path) {
     bl_device *dev;
@@ -294,23 +304,47 @@ static void test_image_folder_dead_letter(void) {
         }
         bl_pipeline_free(p);
     }
+    /* Over the pixel budget, the photos go to the dead letter too, and the reason says why. */
+    CHECK_OK(bl_image_set_max_pixels(40 * 30 - 1));
+    bl_pipeline *p;
+    bl_pcoll *ex, *bad;
+    CHECK_OK(tp_new(RUNNERS[0], &p));
+    CHECK_OK(bl_read_image_folder(p, "ReadImages", dir, 36, 32, 0, &ex, &bad, NULL));
+    CHECK_OK(bl_pipeline_collect(p, ex));
+    CHECK_OK(bl_pipeline_collect(p, bad));
+    CHECK_OK(bl_pipeline_run(p));
+    CHECK(bl_pcoll_result_count(ex) == 0 && bl_pcoll_result_count(bad) == 4);
+    int budget_reasons = 0;
+    for (size_t i = 0; i < bl_pcoll_result_count(bad); i++) {
+        bl_dead_letter *d;
+        CHECK_OK(bl_pcoll_result_value(bad, i, (void **)&d));
+        if (strstr(d->reason, "40x30 PNG declares 1200 pixels, over the image pixel budget of 1199"))
+            budget_reasons++;
+        bl_coder_free_value(bl_coder_dead_letter(), d);
+    }
+    CHECK_MSG(budget_reasons == 3, "%d of 3 dead letters name the pixel budget", budget_reasons);
+    bl_pipeline_free(p);
+    CHECK_OK(bl_image_set_max_pixels(BL_IMAGE_MAX_PIXELS_DEFAULT));
 }
 
 /* ---- device policy ------------------------------------------------------------------------- */
 
 static void test_gpu_without_gpu(void) {
     if (have_gpu()) SKIP("this machine has a GPU");
-    char dev[32];
-    bool fell_back = true;
-    CHECK_ERR(bl_inference_resolve_device("gpu", false, dev, sizeof dev, &fell_back), BL_ERR_NOT_FOUND,
-              "(pass --allow_cpu_fallback to run on the CPU)");
-    CHECK(strncmp(bl_last_error(), "no GPU", 6) == 0);
-    CHECK_OK(bl_inference_resolve_device("gpu", true, dev, sizeof dev, &fell_back));
-    CHECK(strcmp(dev, "cpu") == 0 && fell_back);
-    CHECK_OK(bl_inference_resolve_device("auto", false, dev, sizeof dev, &fell_back));
-    CHECK(!fell_back);
-    CHECK_ERR(bl_inference_resolve_device("tpu2", false, dev, sizeof dev, NULL), BL_ERR_INVALID_ARG,
-              "unknown device");
+    /* The resolver's answers for RunInference's names (tests/tensor has the whole table). */
+    bl_device_choice where;
+    bl_device_request gpu = {"gpu", -1, false};
+    CHECK_ERR(bl_device_resolve(&gpu, &where), where_missing(),
+              "pass --allow_cpu_fallback to run on the CPU instead");
+    CHECK(strstr(bl_last_error(), "no NVIDIA GPU") != NULL);
+    gpu.allow_cpu_fallback = true;
+    CHECK_OK(bl_device_resolve(&gpu, &where));
+    CHECK(strcmp(where.name, "cpu") == 0 && where.fell_back && !where.accelerator);
+    bl_device_request any = {"auto", -1, false};
+    CHECK_OK(bl_device_resolve(&any, &where));
+    CHECK(!where.fell_back && !where.accelerator);
+    bl_device_request bad = {"tpu2", -1, false};
+    CHECK_ERR(bl_device_resolve(&bad, &where), BL_ERR_INVALID_ARG, "unknown device");
 
     /* RunInference refuses before the pipeline runs ... */
     bl_pipeline *p;
@@ -320,7 +354,7 @@ static void test_gpu_without_gpu(void) {
     bl_run_inference_config c = tiny_config(gray_weights, 1);
     c.device = "gpu";
     c.hints = "accelerator=type:nvidia-h100;count:1";
-    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), BL_ERR_NOT_FOUND, "no GPU");
+    CHECK_ERR(bl_run_inference(p, "RunInference", in, &c, &pred, NULL), where_missing(), "no NVIDIA GPU");
     /* ... and with the fallback runs on the CPU, the accelerator hint dropped so placement agrees. */
     c.allow_cpu_fallback = true;
     CHECK_OK(bl_run_inference(p, "RunInference", in, &c, &pred, NULL));
@@ -450,14 +484,19 @@ static int run_cmd(const char *cmd, char *out, size_t size) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void test_stage_programs(void) {
-    char exe[512], dir[256], cmd[2048], out[4096], data[128], prog[600];
+/* The path of a program built beside this test (the build folder), or false when it is not. */
+static bool sibling(const char *name, char *out, size_t size) {
+    char exe[512];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) SKIP("no /proc/self/exe");
+    if (n <= 0) return false;
     exe[n] = 0;
-    snprintf(dir, sizeof dir, "%.*s/examples", (int)(strrchr(exe, '/') - exe), exe);
-    snprintf(prog, sizeof prog, "%s/01_cpu_inference", dir);
-    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    snprintf(out, size, "%.*s/%s", (int)(strrchr(exe, '/') - exe), exe, name);
+    return access(out, X_OK) == 0;
+}
+
+static void test_stage_programs(void) {
+    char cmd[2048], out[4096], data[128], prog[600];
+    if (!sibling("examples/01_cpu_inference", prog, sizeof prog)) SKIP("%s not built", prog);
     snprintf(data, sizeof data, "%s/fashion", tmpdir);
     CHECK_OK(bl_mkdirs(data));
     write_tiny_fashion(data);
@@ -475,31 +514,25 @@ static void test_stage_programs(void) {
     snprintf(cmd, sizeof cmd, "%s --weights=%s/none.safetensors 2>&1", prog, tmpdir);
     CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "beamlet train --width=8"), "%s", out);
 
-    snprintf(prog, sizeof prog, "%s/02_gpu_inference", dir);
-    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
+    if (!sibling("examples/02_gpu_inference", prog, sizeof prog)) SKIP("%s not built", prog);
     if (have_gpu()) SKIP("this machine has a GPU: the no-GPU paths of stage 2 do not apply");
     snprintf(cmd, sizeof cmd, "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 2>&1", prog,
              gray_weights, data, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU") &&
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no NVIDIA GPU") &&
                   strstr(out, "--allow_cpu_fallback"),
               "%s", out);
     snprintf(cmd, sizeof cmd,
              "%s --weights=%s --data_dir=%s --limit=20 --output=%s/s2 --allow_cpu_fallback 2>&1", prog,
              gray_weights, data, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO GPU") && strstr(out, "20 images in"),
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "NO NVIDIA GPU") &&
+                  strstr(out, "20 images in"),
               "%s", out);
 }
 
-/* `beamlet infer`, once main.c lists it: Fashion-MNIST, a folder with a broken file, no GPU. */
+/* `beamlet infer`: Fashion-MNIST, a folder with a broken file, no GPU. */
 static void test_cli_infer(void) {
-    char exe[512], prog[600], cmd[2048], out[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) SKIP("no /proc/self/exe");
-    exe[n] = 0;
-    snprintf(prog, sizeof prog, "%.*s/beamlet", (int)(strrchr(exe, '/') - exe), exe);
-    if (access(prog, X_OK) != 0) SKIP("%s not built", prog);
-    snprintf(cmd, sizeof cmd, "%s infer --help 2>&1", prog);
-    if (run_cmd(cmd, out, sizeof out) != 0) SKIP("this beamlet has no 'infer' command yet");
+    char prog[600], cmd[2048], out[4096];
+    if (!sibling("beamlet", prog, sizeof prog)) SKIP("%s not built", prog);
     snprintf(cmd, sizeof cmd,
              "%s infer --weights=%s --data_dir=%s/fashion --limit=20 --device=cpu --output=%s/cli1 "
              "--runner=local --num_workers=2 2>&1",
@@ -519,7 +552,85 @@ static void test_cli_infer(void) {
     if (have_gpu()) SKIP("this machine has a GPU");
     snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog,
              gray_weights, tmpdir);
-    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no GPU"), "%s", out);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "no NVIDIA GPU"), "%s", out);
+}
+
+/* A CIFAR-10 test split: test_batch.bin holds exactly 10,000 records (label byte, then planar
+ * RGB), as the reader requires; the pixels are a pattern, the labels k % 10. */
+static void write_tiny_cifar(const char *dir) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/test_batch.bin", dir);
+    FILE *f = fopen(path, "wb");
+    unsigned char rec[BL_CIFAR10_RECORD_BYTES];
+    for (int r = 0; r < BL_CIFAR10_RECORDS_PER_FILE; r++) {
+        rec[0] = (unsigned char)(r % 10);
+        for (int i = 1; i < BL_CIFAR10_RECORD_BYTES; i++) rec[i] = (unsigned char)(r * 7 + i * 13);
+        fwrite(rec, 1, sizeof rec, f);
+    }
+    fclose(f);
+}
+
+/* `beamlet infer` on CIFAR-10, and the shipped model found from any folder: beside the program
+ * in the build tree, or in $BEAMLET_MODEL_DIR. */
+static void test_cli_datasets_and_model_lookup(void) {
+    char prog[600], cmd[2400], out[4096], dir[300], path[400];
+    if (!sibling("beamlet", prog, sizeof prog)) SKIP("%s not built", prog);
+
+    snprintf(dir, sizeof dir, "%s/cifar", tmpdir);
+    CHECK_OK(bl_mkdirs(dir));
+    write_tiny_cifar(dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s infer --dataset=cifar10 --data_dir=%s --weights=%s --limit=20 --device=cpu --output=%s/c10 2>&1",
+        prog, dir, rgb_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "20 images in") &&
+                  strstr(out, "on 20 labelled images"),
+              "%s\n%s", cmd, out);
+    snprintf(path, sizeof path, "%s/c10/predictions-00000-of-00001.jsonl", tmpdir);
+    void *text;
+    size_t len;
+    if (bl_file_read_all(path, &text, &len) == BL_OK) {
+        CHECK_MSG(strstr(text, "\"example\": \"cifar10/test_batch/00019\"") &&
+                      strstr(text, "\"name\": \"") /* CIFAR-10's class names */,
+                  "%.300s", (char *)text);
+        free(text);
+    } else {
+        CHECK_MSG(false, "no %s", path);
+    }
+    /* A 1-channel model on 3-channel images: every batch goes to the dead letters, not a crash. */
+    snprintf(cmd, sizeof cmd,
+             "%s infer --dataset=cifar10 --data_dir=%s --weights=%s --limit=4 --output=%s/c10g 2>&1", prog,
+             dir, gray_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "4 dead letters"), "%s", out);
+
+    /* No --weights, run from another folder: the copy beside the program (build/share/...). */
+    snprintf(
+        cmd, sizeof cmd,
+        "cd / && env -u BEAMLET_MODEL_DIR %s infer --data_dir=%s/fashion --limit=8 --output=%s/lookup1 2>&1",
+        prog, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "share/beamlet/models/fashion-resnet18-w8"),
+              "%s\n%s", cmd, out);
+    /* $BEAMLET_MODEL_DIR comes first. */
+    char models[300];
+    snprintf(models, sizeof models, "%s/models", tmpdir);
+    CHECK_OK(bl_mkdirs(models));
+    snprintf(cmd, sizeof cmd,
+             "cp %s %s/fashion-resnet18-w8.safetensors && cd / && BEAMLET_MODEL_DIR=%s %s infer "
+             "--data_dir=%s/fashion "
+             "--limit=8 --output=%s/lookup2 2>&1",
+             gray_weights, models, models, prog, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, models), "%s\n%s", cmd, out);
+    /* Nowhere to be found (the program copied away from the build tree, an empty
+     * $BEAMLET_MODEL_DIR): the message names every place looked in and how to help it. */
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/lone && cp %s %s/lone/beamlet && cd / && BEAMLET_MODEL_DIR=%s/lone %s/lone/beamlet "
+             "infer "
+             "--data_dir=%s/fashion --output=%s/l3 2>&1",
+             tmpdir, prog, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 1 && strstr(out, "lone/fashion-resnet18-w8.safetensors, ") &&
+                  strstr(out, "lone/share/beamlet/models/fashion-resnet18-w8.safetensors") &&
+                  strstr(out, "set BEAMLET_MODEL_DIR to its folder or pass --weights=PATH"),
+              "%s\n%s", cmd, out);
 }
 
 int main(void) {
@@ -545,6 +656,7 @@ int main(void) {
     RUN(test_missing_weights);
     RUN(test_stage_programs);
     RUN(test_cli_infer);
+    RUN(test_cli_datasets_and_model_lookup);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -59,6 +59,18 @@ static void test_single_run_flags_refused(void) {
     }
 }
 
+/* A repeated value on an axis makes two configs with one id (they would train into one folder):
+ * refused, naming the id (the message was once read from freed memory). */
+static void test_repeated_axis_value(void) {
+    char *argv[] = {"sweep", "--batch_sizes=16,16", "--models=resnet18", "--learning_rates=0.1"};
+    bl_training_config *grid = NULL;
+    int n = 0;
+    CHECK_ERR(sweep_grid(4, argv, &grid, &n), BL_ERR_INVALID_ARG,
+              "sweep: two configs would both be 'resnet18-lr0.1-bs16' (a repeated value on an axis?)");
+    CHECK(strstr(bl_last_error(), "sweep config resnet18-lr0.1-bs16") != NULL);
+    CHECK(grid == NULL);
+}
+
 static void test_help_says_so(void) {
     bl_options *opts;
     CHECK_OK(bl_options_new(&opts));
@@ -74,6 +86,7 @@ static void test_help_says_so(void) {
 int main(void) {
     RUN(test_grid_from_plural_flags);
     RUN(test_single_run_flags_refused);
+    RUN(test_repeated_axis_value);
     RUN(test_help_says_so);
     return bl_test_finish();
 }

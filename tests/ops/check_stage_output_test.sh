@@ -13,7 +13,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cd "$ROOT"  # the default --weights is relative to the repository root
+cd "$ROOT"  # run from the repository root, as CI does
 "$BUILD/examples/02_gpu_inference" --limit=200 --output="$tmp/run" --allow_cpu_fallback > "$tmp/log" 2>&1 ||
   { cat "$tmp/log"; exit 1; }
 fails=0 passes=0

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cpu_onednn/onednn.h"
 #include "beamlet/cpu.h"
 
@@ -181,27 +182,7 @@ static const bl_backend onednn_backend = {
     .host_written = dnnl_host_written,
     .synchronize = dnnl_sync,
     .supports_dtype = NULL, /* f32 only */
-    .ops =
-        {
-            .conv2d_forward = onednn_conv2d_forward,
-            .conv2d_backward_data = onednn_conv2d_backward_data,
-            .conv2d_backward_filter = onednn_conv2d_backward_filter,
-            .batchnorm_forward_train = onednn_batchnorm_forward_train,
-            .batchnorm_forward_eval = onednn_batchnorm_forward_eval,
-            .batchnorm_backward = onednn_batchnorm_backward,
-            .relu_forward = onednn_relu_forward,
-            .relu_backward = onednn_relu_backward,
-            .add = onednn_add,
-            .maxpool_forward = onednn_maxpool_forward,
-            .maxpool_backward = onednn_maxpool_backward,
-            .global_avgpool_forward = onednn_global_avgpool_forward,
-            .global_avgpool_backward = onednn_global_avgpool_backward,
-            .linear_forward = onednn_linear_forward,
-            .linear_backward = onednn_linear_backward,
-            .softmax_cross_entropy = onednn_softmax_cross_entropy,
-            .sgd_update = onednn_sgd_update,
-            .adamw_update = onednn_adamw_update,
-        },
+    .ops = BL_BACKEND_OPS(onednn),
 };
 
 const bl_backend *bl_backend_onednn(void) { return &onednn_backend; }

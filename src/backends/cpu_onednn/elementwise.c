@@ -4,7 +4,7 @@
 #include <omp.h>
 
 #include "backends/cpu_onednn/onednn.h"
-#include "backends/cpu_ref/cpu_ref.h"
+#include "backends/host/host_kernels.h"
 
 #define VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -67,11 +67,12 @@ bl_status onednn_add(bl_device *dev, const bl_tensor *a, const bl_tensor *b, bl_
     return BL_OK;
 }
 
-/* The reference's log-sum-exp in double, reused as is: (N, classes) is tiny next to the
- * network, and both backends keep tensors in host memory. Only the write tracking is ours. */
+/* The shared host loop (backends/host): (N, classes) is tiny next to the network, and both
+ * CPU backends keep tensors in host memory. Only the write tracking is ours. */
 bl_status onednn_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
                                        float label_smoothing, bl_tensor *loss, bl_tensor *dlogits) {
     onednn_wrote(dev, loss);
     onednn_wrote(dev, dlogits);
-    return cpu_ref_softmax_cross_entropy(dev, logits, labels, label_smoothing, loss, dlogits);
+    return bl_host_softmax_cross_entropy(logits->data, labels->data, logits->shape[0], logits->shape[1],
+                                         label_smoothing, loss->data, dlogits ? dlogits->data : NULL);
 }

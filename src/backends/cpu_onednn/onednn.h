@@ -164,42 +164,6 @@ void onednn_parallel_copy(void *dst, const void *src, size_t bytes);
 bl_status onednn_md4(dnnl_memory_desc_t *md, const int64_t *shape, const char *op);
 bl_status onednn_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, const char *op);
 
-bl_status onednn_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
-                                const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
-bl_status onednn_conv2d_backward_data(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
-                                      const bl_tensor *w, bl_tensor *dx);
-bl_status onednn_conv2d_backward_filter(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                        const bl_tensor *dy, bl_tensor *dw);
-bl_status onednn_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                         const bl_tensor *gamma, const bl_tensor *beta,
-                                         const bl_tensor *residual, bool relu, bl_tensor *running_mean,
-                                         bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
-                                         bl_tensor *y);
-bl_status onednn_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                        const bl_tensor *gamma, const bl_tensor *beta,
-                                        const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
-                                        const bl_tensor *running_var, bl_tensor *y);
-bl_status onednn_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
-                                    bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
-                                    const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
-                                    bl_tensor *dbeta, bl_tensor *dresidual);
-bl_status onednn_relu_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
-bl_status onednn_relu_backward(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
-bl_status onednn_add(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-bl_status onednn_maxpool_forward(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
-bl_status onednn_maxpool_backward(bl_device *, const bl_pool_params *, const bl_tensor *x,
-                                  const bl_tensor *dy, bl_tensor *dx);
-bl_status onednn_global_avgpool_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
-bl_status onednn_global_avgpool_backward(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-bl_status onednn_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
-                                bl_tensor *y);
-bl_status onednn_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
-                                 bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
-bl_status onednn_softmax_cross_entropy(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
-                                       float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
-bl_status onednn_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
-                            bl_tensor *momentum_buf);
-bl_status onednn_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
-                              bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
+BL_BACKEND_DECLARE_OPS(onednn)
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cpu_ref/cpu_ref.h"
 
 static bl_status ref_open(int index, void **ctx, char *description, size_t size) {
@@ -85,27 +86,7 @@ static const bl_backend cpu_ref_backend = {
     .host_written = ref_host_written,
     .synchronize = ref_synchronize,
     .supports_dtype = NULL, /* f32 only */
-    .ops =
-        {
-            .conv2d_forward = cpu_ref_conv2d_forward,
-            .conv2d_backward_data = cpu_ref_conv2d_backward_data,
-            .conv2d_backward_filter = cpu_ref_conv2d_backward_filter,
-            .batchnorm_forward_train = cpu_ref_batchnorm_forward_train,
-            .batchnorm_forward_eval = cpu_ref_batchnorm_forward_eval,
-            .batchnorm_backward = cpu_ref_batchnorm_backward,
-            .relu_forward = cpu_ref_relu_forward,
-            .relu_backward = cpu_ref_relu_backward,
-            .add = cpu_ref_add,
-            .maxpool_forward = cpu_ref_maxpool_forward,
-            .maxpool_backward = cpu_ref_maxpool_backward,
-            .global_avgpool_forward = cpu_ref_global_avgpool_forward,
-            .global_avgpool_backward = cpu_ref_global_avgpool_backward,
-            .linear_forward = cpu_ref_linear_forward,
-            .linear_backward = cpu_ref_linear_backward,
-            .softmax_cross_entropy = cpu_ref_softmax_cross_entropy,
-            .sgd_update = cpu_ref_sgd_update,
-            .adamw_update = cpu_ref_adamw_update,
-        },
+    .ops = BL_BACKEND_OPS(cpu_ref),
 };
 
 const bl_backend *bl_backend_cpu_ref(void) { return &cpu_ref_backend; }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cuda/cuda_internal.h"
 #include "beamlet/cuda.h"
 
@@ -49,7 +50,7 @@ bl_status cuda_fail_blas(cublasStatus_t e, const char *call, const char *file, i
 
 /* ---- context ----------------------------------------------------------------------------- */
 
-int bl_backend_cuda_device_count(void) {
+static int cuda_device_count(void) {
     int n = 0;
     /* No driver or no GPU is an ordinary answer here (CI machines), not an error. */
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -270,6 +271,7 @@ static bool cuda_supports_dtype(bl_op op, bl_dtype dtype) {
 static const bl_backend cuda_backend = {
     .name = "cuda",
     .kind = BL_DEVICE_CUDA,
+    .device_count = cuda_device_count,
     .preferred_layout = BL_LAYOUT_NHWC,
     .layouts = (1u << BL_LAYOUT_NCHW) | (1u << BL_LAYOUT_NHWC),
     .open = cuda_open,
@@ -280,27 +282,7 @@ static const bl_backend cuda_backend = {
     .memset_zero = cuda_memset_zero,
     .synchronize = cuda_synchronize,
     .supports_dtype = cuda_supports_dtype,
-    .ops =
-        {
-            .conv2d_forward = cuda_conv2d_forward,
-            .conv2d_backward_data = cuda_conv2d_backward_data,
-            .conv2d_backward_filter = cuda_conv2d_backward_filter,
-            .batchnorm_forward_train = cuda_batchnorm_forward_train,
-            .batchnorm_forward_eval = cuda_batchnorm_forward_eval,
-            .batchnorm_backward = cuda_batchnorm_backward,
-            .relu_forward = cuda_relu_forward,
-            .relu_backward = cuda_relu_backward,
-            .add = cuda_add,
-            .maxpool_forward = cuda_maxpool_forward,
-            .maxpool_backward = cuda_maxpool_backward,
-            .global_avgpool_forward = cuda_global_avgpool_forward,
-            .global_avgpool_backward = cuda_global_avgpool_backward,
-            .linear_forward = cuda_linear_forward,
-            .linear_backward = cuda_linear_backward,
-            .softmax_cross_entropy = cuda_softmax_cross_entropy,
-            .sgd_update = cuda_sgd_update,
-            .adamw_update = cuda_adamw_update,
-        },
+    .ops = BL_BACKEND_OPS(cuda),
 };
 
 const bl_backend *bl_backend_cuda(void) { return &cuda_backend; }

@@ -178,46 +178,10 @@ const void *cuda_adamw_kernel(void);
 
 /* ---- op entry points (conv.c, linear.c, ops.c) --------------------------------------- */
 
-bl_status cuda_conv2d_forward(bl_device *, const bl_conv2d_params *, const bl_tensor *x, const bl_tensor *w,
-                              const bl_tensor *bias, const bl_tensor *residual, bool relu, bl_tensor *y);
-bl_status cuda_conv2d_backward_data(bl_device *, const bl_conv2d_params *, const bl_tensor *dy,
-                                    const bl_tensor *w, bl_tensor *dx);
-bl_status cuda_conv2d_backward_filter(bl_device *, const bl_conv2d_params *, const bl_tensor *x,
-                                      const bl_tensor *dy, bl_tensor *dw);
+BL_BACKEND_DECLARE_OPS(cuda)
+
+/* Frees the convolution plans of a handle (conv.c). */
 void cuda_conv_plans_free(cuda_ctx *c);
-
-bl_status cuda_linear_forward(bl_device *, const bl_tensor *x, const bl_tensor *w, const bl_tensor *b,
-                              bl_tensor *y);
-bl_status cuda_linear_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *w,
-                               bl_tensor *dx, bl_tensor *dw, bl_tensor *db);
-
-bl_status cuda_batchnorm_forward_train(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                       const bl_tensor *gamma, const bl_tensor *beta,
-                                       const bl_tensor *residual, bool relu, bl_tensor *running_mean,
-                                       bl_tensor *running_var, bl_tensor *save_mean, bl_tensor *save_invstd,
-                                       bl_tensor *y);
-bl_status cuda_batchnorm_forward_eval(bl_device *, const bl_batchnorm_params *, const bl_tensor *x,
-                                      const bl_tensor *gamma, const bl_tensor *beta,
-                                      const bl_tensor *residual, bool relu, const bl_tensor *running_mean,
-                                      const bl_tensor *running_var, bl_tensor *y);
-bl_status cuda_batchnorm_backward(bl_device *, const bl_tensor *dy, const bl_tensor *x, const bl_tensor *y,
-                                  bool relu, const bl_tensor *gamma, const bl_tensor *save_mean,
-                                  const bl_tensor *save_invstd, bl_tensor *dx, bl_tensor *dgamma,
-                                  bl_tensor *dbeta, bl_tensor *dresidual);
-bl_status cuda_relu_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
-bl_status cuda_relu_backward(bl_device *, const bl_tensor *dy, const bl_tensor *y, bl_tensor *dx);
-bl_status cuda_add(bl_device *, const bl_tensor *a, const bl_tensor *b, bl_tensor *y);
-bl_status cuda_maxpool_forward(bl_device *, const bl_pool_params *, const bl_tensor *x, bl_tensor *y);
-bl_status cuda_maxpool_backward(bl_device *, const bl_pool_params *, const bl_tensor *x, const bl_tensor *dy,
-                                bl_tensor *dx);
-bl_status cuda_global_avgpool_forward(bl_device *, const bl_tensor *x, bl_tensor *y);
-bl_status cuda_global_avgpool_backward(bl_device *, const bl_tensor *dy, bl_tensor *dx);
-bl_status cuda_softmax_cross_entropy(bl_device *, const bl_tensor *logits, const bl_tensor *labels,
-                                     float label_smoothing, bl_tensor *loss, bl_tensor *dlogits);
-bl_status cuda_sgd_update(bl_device *, const bl_sgd_params *, bl_tensor *param, const bl_tensor *grad,
-                          bl_tensor *momentum_buf);
-bl_status cuda_adamw_update(bl_device *, const bl_adamw_params *, bl_tensor *param, const bl_tensor *grad,
-                            bl_tensor *exp_avg, bl_tensor *exp_avg_sq);
 
 #ifdef __cplusplus
 }

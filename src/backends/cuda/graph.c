@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/backends.h"
 #include "backends/cuda/cuda_internal.h"
 #include "beamlet/cuda.h"
 

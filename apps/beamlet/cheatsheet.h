@@ -8,9 +8,10 @@
  * $/hour, the cost of one 10-epoch job ($/hour x hours) and the speed-up of that job over the
  * first measured CPU. Rows keep whether they were measured here or are estimates, so that the
  * Markdown table and the SVG charts never show an estimate as if it were a measurement.
- * Library code, not CLI code, so that tests can check the arithmetic and the marking. */
-#ifndef BEAMLET_CHEATSHEET_H
-#define BEAMLET_CHEATSHEET_H
+ * A report of the application (it reads `beamlet bench` results), kept apart from the command's
+ * flag handling so that tests/apps can check the arithmetic and the marking. */
+#ifndef BEAMLET_APP_CHEATSHEET_H
+#define BEAMLET_APP_CHEATSHEET_H
 
 #include "beamlet/core.h"
 

@@ -29,7 +29,7 @@ typedef struct run {
     bl_device *dev;
     bl_model *model;
     bl_optimizer *opt;
-    bl_tensor x, labels, loss;
+    bl_train_batch io;
 } run;
 
 static float images[BATCHES][BATCH * 3 * HW * HW];
@@ -62,39 +62,29 @@ static bl_status setup(run *r, const char *device, const bl_model *copy_from) {
     BL_TRY(bl_model_plan(r->model, BATCH, HW, HW, true));
     bl_optimizer_config oc = bl_optimizer_config_sgd(0.1f, 0.9f, 5e-4f, true);
     BL_TRY(bl_optimizer_new(r->model, &oc, &r->opt));
-    int64_t xs[4] = {BATCH, 3, HW, HW}, ls[1] = {BATCH}, one[1] = {1};
-    BL_TRY(bl_tensor_alloc(r->dev, BL_F32, 4, xs, &r->x));
-    BL_TRY(bl_tensor_alloc(r->dev, BL_I32, 1, ls, &r->labels));
-    BL_TRY(bl_tensor_alloc(r->dev, BL_F32, 1, one, &r->loss));
-    return BL_OK;
+    return bl_train_batch_alloc(r->dev, BATCH, 3, HW, HW, &r->io);
 }
 
 static void teardown(run *r) {
-    bl_tensor_release(&r->x);
-    bl_tensor_release(&r->labels);
-    bl_tensor_release(&r->loss);
+    bl_train_batch_release(&r->io);
     bl_optimizer_free(r->opt);
     bl_model_free(r->model);
     bl_device_release(r->dev);
 }
 
 static bl_status load_batch(run *r, int step) {
-    BL_TRY(bl_tensor_upload_nchw_f32(&r->x, images[step % BATCHES]));
-    return bl_tensor_copy_from_host(&r->labels, targets[step % BATCHES]);
+    return bl_train_batch_upload(&r->io, images[step % BATCHES], targets[step % BATCHES], BATCH);
 }
 
 static bl_status train_step(run *r, int step) {
-    bl_tensor logits;
-    BL_TRY(bl_model_forward(r->model, &r->x, BL_FORWARD_TRAIN, &logits));
-    BL_TRY(bl_model_backward(r->model, &r->labels, 0.1f, &r->loss));
-    return bl_optimizer_step(r->opt, lr_at(step));
+    return bl_train_step(r->model, r->opt, &r->io, 0.1f, lr_at(step));
 }
 
 static bl_status eager_curve(run *r, float *curve) {
     for (int step = 0; step < STEPS; step++) {
         BL_TRY(load_batch(r, step));
         BL_TRY(train_step(r, step));
-        BL_TRY(bl_tensor_copy_to_host(&r->loss, &curve[step]));
+        BL_TRY(bl_train_batch_loss(&r->io, &curve[step]));
     }
     return BL_OK;
 }
@@ -103,7 +93,7 @@ static bl_status eager_curve(run *r, float *curve) {
 static bl_status graph_curve(run *r, float *curve) {
     BL_TRY(load_batch(r, 0));
     BL_TRY(train_step(r, 0));
-    BL_TRY(bl_tensor_copy_to_host(&r->loss, &curve[0]));
+    BL_TRY(bl_train_batch_loss(&r->io, &curve[0]));
     bl_cuda_graph *g = NULL;
     BL_TRY(load_batch(r, 1));
     BL_TRY(bl_cuda_graph_begin(r->dev));
@@ -123,7 +113,7 @@ static bl_status graph_curve(run *r, float *curve) {
         if (step > 1) s = load_batch(r, step);
         if (s == BL_OK) s = bl_cuda_graph_set_sgd(g, -1, &p);
         if (s == BL_OK) s = bl_cuda_graph_launch(g);
-        if (s == BL_OK) s = bl_tensor_copy_to_host(&r->loss, &curve[step]);
+        if (s == BL_OK) s = bl_train_batch_loss(&r->io, &curve[step]);
     }
     bl_cuda_graph_free(g);
     return s;
@@ -134,7 +124,7 @@ static void test_gpu_follows_cpu_ref(void) {
 #ifndef BEAMLET_HAVE_CUDA
     SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)");
 #else
-    if (bl_cuda_device_count() == 0) SKIP("no CUDA GPU visible (bl_cuda_device_count() == 0)");
+    if (bl_device_count("cuda") == 0) SKIP("no CUDA GPU visible (bl_device_count(\"cuda\") == 0)");
     bl_rng rng;
     bl_rng_seed(&rng, SEED);
     for (int b = 0; b < BATCHES; b++) {

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "beamlet/tensor.h"
+#include "beamlet/devices.h"
 
 static bl_device *dev;
 

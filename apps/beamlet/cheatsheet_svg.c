@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "beamlet/cheatsheet.h"
 #include "beamlet/pipeline.h"
+#include "cheatsheet.h"
 
 #define CHART_W 900
 #define LABEL_W 320

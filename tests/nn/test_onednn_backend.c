@@ -50,37 +50,24 @@ static bl_model *tiny(bl_device *dev, bl_resnet_stem stem, int batch, int hw) {
     return m;
 }
 
-typedef struct io {
-    bl_tensor x, labels, loss;
-} io;
+typedef bl_train_batch io;
 
 static void make_io(bl_device *dev, int batch, int hw, io *t) {
-    int64_t xs[4] = {batch, 3, hw, hw}, n = batch, one = 1;
     bl_rng rng;
     bl_rng_seed(&rng, SEED);
     float *host = malloc(sizeof(float) * (size_t)(batch * 3 * hw * hw));
     fill(&rng, host, batch * 3 * hw * hw);
     int32_t labels[64];
     for (int i = 0; i < batch; i++) labels[i] = i % 10;
-    CHECK_OK(bl_tensor_alloc(dev, BL_F32, 4, xs, &t->x));
-    CHECK_OK(bl_tensor_upload_nchw_f32(&t->x, host));
-    CHECK_OK(bl_tensor_alloc(dev, BL_I32, 1, &n, &t->labels));
-    CHECK_OK(bl_tensor_copy_from_host(&t->labels, labels));
-    CHECK_OK(bl_tensor_alloc(dev, BL_F32, 1, &one, &t->loss));
+    CHECK_OK(bl_train_batch_alloc(dev, batch, 3, hw, hw, t));
+    CHECK_OK(bl_train_batch_upload(t, host, labels, batch));
     free(host);
 }
 
-static void free_io(io *t) {
-    bl_tensor_release(&t->x);
-    bl_tensor_release(&t->labels);
-    bl_tensor_release(&t->loss);
-}
+static void free_io(io *t) { bl_train_batch_release(t); }
 
 static void train_step(bl_model *m, bl_optimizer *opt, io *t, float lr) {
-    bl_tensor logits;
-    CHECK_OK(bl_model_forward(m, &t->x, BL_FORWARD_TRAIN, &logits));
-    CHECK_OK(bl_model_backward(m, &t->labels, 0.1f, &t->loss));
-    CHECK_OK(bl_optimizer_step(opt, lr));
+    CHECK_OK(bl_train_step(m, opt, t, 0.1f, lr));
 }
 
 /* After the first step of each kind, no primitive and no uncached reorder buffer is made. */
@@ -384,7 +371,7 @@ static void test_training_matches_reference(void) {
         for (int s = 0; s < 3; s++) train_step(m[d], opt[d], &t[d], 0.01f);
     }
     float loss[2];
-    for (int d = 0; d < 2; d++) CHECK_OK(bl_tensor_copy_to_host(&t[d].loss, &loss[d]));
+    for (int d = 0; d < 2; d++) CHECK_OK(bl_train_batch_loss(&t[d], &loss[d]));
     CHECK_NEAR(loss[0], loss[1], 1e-5 * (1 + fabs(loss[1])));
     double worst = 0;
     const char *worst_name = "";

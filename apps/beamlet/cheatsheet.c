@@ -2,7 +2,7 @@
  * The SVG charts are in cheatsheet_svg.c. Every row remembers whether it was measured by
  * `beamlet bench` or is an estimate from elsewhere, and where it came from, because the point
  * of the table is that a reader can tell the two apart. */
-#include "beamlet/cheatsheet.h"
+#include "cheatsheet.h"
 
 #include <ctype.h>
 #include <math.h>
