@@ -212,6 +212,10 @@ extern const float bl_imagenet_std[3];
  * (256), CenterCrop(crop) (224), ToTensor, Normalize(ImageNet). `out` is (3, crop, crop) f32.
  * Errors as bl_image_read; the pipeline layer routes failures to its dead-letter output. */
 bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *out /* (3, crop, crop) */);
+/* The same from a file's bytes already in memory (`name` only for messages; errors as
+ * bl_image_decode): what a caller that reads files its own way (Beam's FileSystems) uses. */
+bl_status bl_image_decode_imagenet(const void *data, size_t size, const char *name, int resize, int crop,
+                                   float *out /* (3, crop, crop) */);
 
 /* Writes an 8-bit PNG (1 = gray, 2 = gray+alpha, 3 = RGB, 4 = RGBA channels) atomically: to a
  * temp file, flushed, then renamed into place. */

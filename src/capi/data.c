@@ -120,25 +120,7 @@ int bl_capi_examples_from_records(const char *dataset, const uint8_t *images, in
 int bl_capi_image_example(const void *data, size_t size, const char *name, int resize, int crop, float *out) {
     const char *shown = name && *name ? name : "image";
     if (!data || !out) return bl_error(BL_ERR_INVALID_ARG, "%s: no bytes or no output buffer", shown);
-    if (crop <= 0 || resize < crop)
-        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)", shown, resize,
-                        crop);
-    bl_image img, resized, cropped;
-    BL_TRY(bl_image_decode(data, size, shown, &img));
-    bl_status s = bl_image_resize_shorter(&img, resize, &resized);
-    bl_image_free(&img);
-    if (s != BL_OK) return bl_error_context(s, "%s", shown);
-    s = bl_image_center_crop(&resized, crop, crop, &cropped);
-    bl_image_free(&resized);
-    if (s != BL_OK) return bl_error_context(s, "%s", shown);
-    /* ToTensor then Normalize, in bl_image_load_imagenet's arithmetic, so a file read here and
-     * the same file read by the pipeline engine give the same floats. */
-    size_t plane = (size_t)crop * (size_t)crop;
-    for (int c = 0; c < 3; c++) {
-        float lut[256];
-        for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - bl_imagenet_mean[c]) / bl_imagenet_std[c];
-        for (size_t i = 0; i < plane; i++) out[c * plane + i] = lut[cropped.pixels[i * 3 + c]];
-    }
-    bl_image_free(&cropped);
-    return BL_OK;
+    /* The pipeline engine's own preprocessing, so a file read here and the same file read by
+     * `beamlet infer` give the same floats. */
+    return bl_image_decode_imagenet(data, size, shown, resize, crop, out);
 }

@@ -583,20 +583,26 @@ bl_status bl_image_center_crop(const bl_image *src, int width, int height, bl_im
     return BL_OK;
 }
 
-bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *out) {
-    if (!path || !out) return bl_error(BL_ERR_INVALID_ARG, "bl_image_load_imagenet: NULL argument");
-    if (crop <= 0 || resize < crop) {
-        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)", path, resize,
+static bl_status check_imagenet_sizes(const char *name, int resize, int crop) {
+    if (crop <= 0 || resize < crop)
+        return bl_error(BL_ERR_INVALID_ARG, "%s: resize %d, crop %d (need 0 < crop <= resize)", name, resize,
                         crop);
-    }
+    return BL_OK;
+}
+
+bl_status bl_image_decode_imagenet(const void *data, size_t size, const char *name, int resize, int crop,
+                                   float *out) {
+    if (!name) name = "image";
+    if (!out) return bl_error(BL_ERR_INVALID_ARG, "%s: no output buffer (NULL)", name);
+    BL_TRY(check_imagenet_sizes(name, resize, crop));
     bl_image img, resized, cropped;
-    BL_TRY(bl_image_read(path, &img));
+    BL_TRY(bl_image_decode(data, size, name, &img));
     bl_status s = bl_image_resize_shorter(&img, resize, &resized);
     bl_image_free(&img);
-    if (s != BL_OK) return bl_error_context(s, "%s", path);
+    if (s != BL_OK) return bl_error_context(s, "%s", name);
     s = bl_image_center_crop(&resized, crop, crop, &cropped);
     bl_image_free(&resized);
-    if (s != BL_OK) return bl_error_context(s, "%s", path);
+    if (s != BL_OK) return bl_error_context(s, "%s", name);
     size_t plane = (size_t)crop * crop;
     for (int c = 0; c < 3; c++) {
         float lut[256];
@@ -607,6 +613,17 @@ bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *
     }
     bl_image_free(&cropped);
     return BL_OK;
+}
+
+bl_status bl_image_load_imagenet(const char *path, int resize, int crop, float *out) {
+    if (!path || !out) return bl_error(BL_ERR_INVALID_ARG, "bl_image_load_imagenet: NULL argument");
+    BL_TRY(check_imagenet_sizes(path, resize, crop)); /* before reading a file for nothing */
+    void *data;
+    size_t size;
+    BL_TRY(bl_file_read_all(path, &data, &size));
+    bl_status s = bl_image_decode_imagenet(data, size, path, resize, crop, out);
+    free(data);
+    return s;
 }
 
 /* ---- PNG writer and sample grids ------------------------------------------------------------- */

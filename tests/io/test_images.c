@@ -543,6 +543,19 @@ static void test_imagenet_preprocessing(void) {
     CHECK_NEAR(out[4 + 3], (small[15 * 3 + 1] / 255.0 - 0.456) / 0.224, 1e-6);
     CHECK_NEAR(out[8 + 1], (small[9 * 3 + 2] / 255.0 - 0.406) / 0.225, 1e-6);
     CHECK_ERR(bl_image_load_imagenet(p, 2, 4, out), BL_ERR_INVALID_ARG, "crop <= resize");
+    /* The same file's bytes, decoded from memory, give the same floats bit for bit. */
+    void *bytes;
+    size_t size;
+    CHECK_OK(bl_file_read_all(p, &bytes, &size));
+    float from_bytes[3 * 2 * 2];
+    CHECK_OK(bl_image_load_imagenet(p, 4, 2, out));
+    CHECK_OK(bl_image_decode_imagenet(bytes, size, "small.png", 4, 2, from_bytes));
+    CHECK(memcmp(out, from_bytes, sizeof from_bytes) == 0);
+    CHECK_ERR(bl_image_decode_imagenet(bytes, size / 2, "cut.png", 4, 2, from_bytes), BL_ERR_FORMAT,
+              "cut.png");
+    CHECK_ERR(bl_image_decode_imagenet(bytes, size, "small.png", 2, 4, from_bytes), BL_ERR_INVALID_ARG,
+              "small.png: resize 2, crop 4");
+    free(bytes);
     free(out);
 #endif
 }
