@@ -104,6 +104,25 @@ def test_resource_hints_for_each_device():
     assert BeamletModelHandler(WEIGHTS, device="tpu", accelerator=v5p).get_resource_hints() == {"accelerator": v5p}
 
 
+def test_the_hints_know_every_name_the_device_resolver_knows():
+    """The one table of device names is the C resolver's; the hints keep a copy of which
+    accelerator each needs (a submitting machine may have none to resolve against). Drift
+    between the two fails here."""
+    import re
+    from conftest import ROOT
+    from beamlet.beam.accelerators import device_kind
+    with open(os.path.join(ROOT, "include", "beamlet", "tensor.h")) as f:
+        names = re.search(r'#define BL_DEVICE_NAMES "([^"]+)"', f.read()).group(1).split(", ")
+    assert len(names) >= 8, names
+    kinds = {name: device_kind(name.replace(":N", ":1")) for name in names}
+    assert kinds["auto"] == "auto" and kinds["cpu"] == kinds["cpu_ref"] == kinds["xla:cpu"] == "cpu"
+    assert kinds["gpu"] == kinds["cuda"] == kinds["cuda:N"] == kinds["xla:cuda:N"] == "gpu"
+    assert kinds["tpu"] == kinds["tpu:N"] == "tpu" and len(kinds) == len(names)
+    for bad in ("quantum", "GPU", "cuda:x", "cpu:1"):
+        with pytest.raises(AcceleratorError, match=f"unknown device '{re.escape(bad)}'"):
+            BeamletModelHandler(WEIGHTS, device=bad)
+
+
 @pytest.mark.parametrize("device,hint,why", [
     ("gpu", "type:nvidia-l4;count:one", "count 'one' is not a whole number"),
     ("gpu", "type:nvidia-l4", "a GPU needs count"),

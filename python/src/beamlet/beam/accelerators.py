@@ -34,16 +34,26 @@ class AcceleratorError(ValueError):
     """A malformed or inconsistent accelerator string, found before submission."""
 
 
+# The device resolver's names (include/beamlet/tensor.h, BL_DEVICE_NAMES) by the accelerator a
+# worker needs for them. The resolver decides everything else, on the worker; this is only what
+# a resource hint needs to know on the submitting machine, which may have no accelerator at all
+# (tests/test_handler.py checks the table against the header's list).
+DEVICE_KINDS = {"auto": "auto", "cpu": "cpu", "cpu_ref": "cpu", "xla:cpu": "cpu", "gpu": "gpu", "cuda": "gpu",
+                "xla:cuda": "gpu", "tpu": "tpu"}
+_INDEXED = ("gpu", "cuda", "xla:cuda", "tpu")  # the accelerator names, which take ":N"
+
+
 def device_kind(device):
-    """"cpu", "gpu", "tpu" or "auto" for a beamlet device name."""
-    d = (device or "cpu").lower()
-    if d in ("cpu", "cpu_ref") or d.startswith("xla:cpu"):
-        return "cpu"
-    if d in ("gpu", "cuda") or d.startswith("cuda:") or d == "xla:cuda":
-        return "gpu"
-    if d == "tpu" or d.startswith("tpu:"):
-        return "tpu"
-    return "auto"
+    """"cpu", "gpu", "tpu" or "auto" for a beamlet device name (None: "cpu"); AcceleratorError
+    for a name the device resolver does not know."""
+    d = "cpu" if device is None else device
+    name, _, index = d.rpartition(":")
+    if name in _INDEXED and index.isdigit():
+        d = name
+    if d not in DEVICE_KINDS:
+        raise AcceleratorError(f"unknown device '{device}' (valid: {', '.join(DEVICE_KINDS)}, and "
+                               f"{', '.join(n + ':N' for n in _INDEXED)})")
+    return DEVICE_KINDS[d]
 
 
 def _fail(text, pos, why):
