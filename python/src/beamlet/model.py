@@ -14,8 +14,9 @@ _c_int = ctypes.c_int
 
 
 class Device:
-    """An open beamlet device: "cpu", "cpu_ref", "gpu" (with allow_cpu_fallback: the CPU, loudly,
-    when there is none), "auto", or any name the device registry knows ("cuda:1", ...)."""
+    """An open beamlet device, by any name beamlet's device resolver knows: "auto", "cpu",
+    "cpu_ref", "gpu", "cuda:1", "tpu", ... An accelerator that is not there is an error, unless
+    allow_cpu_fallback (then the CPU, loudly, and fell_back is True)."""
 
     def __init__(self, name="cpu", allow_cpu_fallback=False):
         lib = _native.lib()
