@@ -76,6 +76,18 @@ def test_stage3_trains_and_resumes(needs_fashion_mnist, workdir):
     assert "done, resumed" in second.stdout and os.path.exists(f"{workdir}/stage3-fashion-resnet18/model.safetensors")
 
 
+def test_stage3_needs_the_accelerator_or_the_explicit_fallback(needs_fashion_mnist, workdir):
+    tiny = ["--device=gpu", "--width=4", "--epochs=1", "--batch_size=32", "--train_limit=64", "--test_limit=32",
+            "--quiet", f"--output_dir={workdir}"]
+    proc = example("tpu_training.py", *tiny, check=False)
+    if proc.returncode == 0:
+        pytest.skip("this machine has a GPU")
+    assert "no NVIDIA GPU" in proc.stderr and "allow_cpu_fallback" in proc.stderr, proc.stderr[-2000:]
+    example("tpu_training.py", *tiny, "--allow_cpu_fallback")  # the config's field, from its flag
+    with open(f"{workdir}/stage3-results.json") as f:
+        assert json.load(f)["device"] == "cpu"
+
+
 def test_stage4_sweeps_on_two_workers_and_deploys(needs_fashion_mnist, workdir):
     proc = example("parallel_training.py", "--device=cpu", "--width=4", "--epochs=1", "--train_limit=256",
                    "--test_limit=128", "--quiet=true", "--learning_rates=0.1,0.01", "--batch_sizes=32",

@@ -2,8 +2,8 @@
 
 A TrainingConfig is a dict with the fields of beamlet's bl_training_config (beamlet/ml.h):
 experiment_id, model, width, learning_rate, schedule, batch_size, epochs, optimizer, momentum,
-weight_decay, label_smoothing, seed, device, precision, dataset, data_dir, output_dir,
-train_limit, test_limit, stop_after_epochs, quiet. It crosses into C as JSON, where unknown
+weight_decay, label_smoothing, seed, device, allow_cpu_fallback, precision, dataset, data_dir,
+output_dir, train_limit, test_limit, stop_after_epochs, quiet. It crosses into C as JSON, where unknown
 fields are errors and every value is validated, so a config trains here exactly as it would in
 `beamlet train`. A TrainingResult comes back as a dict (experiment_id, model, learning_rate,
 batch_size, accuracy, loss, epochs, wall_time_s, images_per_s, device, checkpoint_path,

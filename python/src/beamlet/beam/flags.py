@@ -23,9 +23,12 @@ def add_config_flags(parser, defaults=None):
     values = default_config()
     values.update(defaults or {})
     for name, value in values.items():
-        kind = _bool if isinstance(value, bool) else type(value)
-        parser.add_argument(f"--{name}", type=kind, default=None,
-                            help=f"TrainingConfig.{name} (default: {value})")
+        if isinstance(value, bool):  # --quiet alone means --quiet=true, as in the C programs
+            parser.add_argument(f"--{name}", type=_bool, nargs="?", const=True, default=None,
+                                help=f"TrainingConfig.{name} (default: {str(value).lower()})")
+        else:
+            parser.add_argument(f"--{name}", type=type(value), default=None,
+                                help=f"TrainingConfig.{name} (default: {value})")
     return values
 
 
