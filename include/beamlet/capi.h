@@ -1,10 +1,11 @@
 /* beamlet's C ABI: the small, stable surface that other languages load from libbeamlet.so.
  *
- * The Python package (python/, import name `beamlet`) calls these through ctypes; nothing else
- * of the library is exported from the shared library (a linker version script keeps the rest
- * hidden), so the internal headers can change without breaking a built wheel. Only plain C
- * types cross: opaque handles, integers, C strings, caller-owned arrays (numpy buffers), and
- * JSON strings for training configs and results (the same JSON the pipelines use).
+ * The Python package (python/, import name `beamlet`) calls these through ctypes. The project's
+ * libbeamlet.so holds them beside the whole C API; the wheel's libbeamlet.so (src/capi/capi.cmake)
+ * exports these and nothing else (a linker version script keeps the rest hidden), so the
+ * internal headers can change without breaking a built wheel. Only plain C types cross: opaque
+ * handles, integers, C strings, caller-owned arrays (numpy buffers), and JSON strings for
+ * training configs and results (the same JSON the pipelines use).
  *
  * Conventions. Every function that can fail returns 0 on success or a bl_status code (see
  * beamlet/core.h: 1 invalid argument, 2 out of memory, 3 I/O, 4 format, 5 unsupported,
