@@ -109,13 +109,14 @@ static void guarded_free(void *ptr) {
         /* A broken invariant: something wrote outside a buffer. Say where, then stop. */
         if (over < after)
             fprintf(stderr,
-                    "beamlet: guard pages: a write %zu bytes past the end of a %zu-byte host buffer at %p\n",
-                    over, h.bytes, ptr);
+                    "beamlet: guard pages: something wrote past the end of a %zu-byte host buffer at %p "
+                    "(first changed byte at offset %zu)\n",
+                    h.bytes, ptr, h.bytes + over);
         else
-            fprintf(
-                stderr,
-                "beamlet: guard pages: a write %zu bytes before the start of a %zu-byte host buffer at %p\n",
-                before - under, h.bytes, ptr);
+            fprintf(stderr,
+                    "beamlet: guard pages: something wrote before the start of a %zu-byte host buffer at %p "
+                    "(first changed byte at offset -%zu)\n",
+                    h.bytes, ptr, before - under);
         abort();
     }
     munmap(h.base, h.length);

@@ -108,10 +108,15 @@ static const char *preferred_impl(const conv_mds *m, const dnnl_memory_desc_t *w
  * the whole scratchpad of IC 4, OC 8, 32x32 -> 16x16, batch 64, one thread, on AVX2); the
  * others write into their neighbour's share while it computes (wrong gradients, races). The
  * heap corruption that follows crashed `beamlet train --width=4` in malloc and hung 2-3
- * threads in oneDNN's barriers. tests/backends/test_onednn_shapes.c reproduces it with this
- * workaround off. The same code is in oneDNN 3.x (see docs/notes on issue 10).
+ * threads in oneDNN's barriers. Odd image sizes never take this path (the reduce-to-unit-stride
+ * copy needs the input to be exactly twice the output), even ones do. tests/backends/
+ * test_guard_pages.c and test_onednn_shapes.c fault with this workaround off. oneDNN 3.2
+ * (PyPI onednn-cpu-gomp 2023.2.0) overruns the same way, and the code is unchanged in oneDNN's
+ * sources through 3.7.1 and its main branch of March 2025.
  *
- * So those implementations are skipped for that case, and oneDNN's next one (the direct
+ * So those implementations are skipped for every strided case whose IC is not a multiple of 16
+ * (by the code only IC < ic_block overruns, but the workspace's indexing disagrees with its
+ * booking for all of them, and nothing tests the rest), and oneDNN's next one (the direct
  * jit:avx512_core / jit:avx2 kernel) runs; the downsample's weight gradient is a small part of
  * a step. BEAMLET_ONEDNN_WORKAROUNDS=0 turns the skip off, to check whether a newer oneDNN
  * still needs it. */
