@@ -1,9 +1,10 @@
 /* Guard pages on the host backends' buffers (BEAMLET_GUARD_PAGES=1, set by this program before
  * its first allocation): an overrun of a tensor on cpu_ref or cpu, or of any buffer the oneDNN
  * backend owns (its scratchpad, blocked-activation route, blocked weights, reduction space),
- * faults at once in a child process. Then the overrun that crashed width-4 training: oneDNN
- * 2.6.3's jit_1x1 backward-weights convolution on the ResNet downsample shape, which the
- * backend avoids (conv.c), faults under guard pages once the workaround is switched off
+ * faults at once in a child process; and a buffer smaller than a primitive's descriptor for it
+ * is refused. Then the overrun that crashed width-4 training: oneDNN 2.6.3's jit_1x1
+ * backward-weights convolution on the ResNet downsample shape, which the backend avoids
+ * (conv.c), faults under guard pages once the workaround is switched off
  * (BEAMLET_ONEDNN_WORKAROUNDS=0), and with it on gives cpu_ref's gradient at 1-3 threads. */
 #include "bl_test.h"
 
@@ -208,6 +209,25 @@ static void test_onednn_overrun_caught(void) {
     CHECK_MSG(got == SIGSEGV, "ended with signal %d, wanted SIGSEGV", got);
 }
 
+/* Every buffer bound to a primitive is checked against the size of the argument's memory
+ * descriptor: a buffer smaller than what oneDNN will touch is refused before it runs. */
+static void test_small_buffer_refused(void) {
+    bl_device *dev = open_onednn();
+    if (!dev) SKIP("\"cpu\" is not the oneDNN backend in this build");
+    float dw[DS_OC * DS_IC];
+    CHECK_OK(downsample_weight_grad(dev, dw));
+    onednn_ctx *c = bl_device_ctx(dev);
+    CHECK(c->nprims > 0);
+    if (c->nprims > 0) {
+        onednn_prim *e = &c->prims[0];
+        int arg = e->args[0].arg;
+        size_t need = e->arg_bytes[0];
+        CHECK(need > 0);
+        CHECK_ERR(onednn_prim_bind(e, arg, c->scratch, need - 4, "test"), BL_ERR_INTERNAL, "touches");
+    }
+    bl_device_release(dev);
+}
+
 /* With the workaround on, the same gradient runs cleanly under guard pages and matches cpu_ref. */
 static void test_workaround_matches_reference(void) {
     bl_device *dev = open_onednn(), *ref;
@@ -237,6 +257,7 @@ int main(int argc, char **argv) {
     RUN(test_tensors_guarded);
     RUN(test_onednn_buffers_guarded);
 #ifdef BEAMLET_HAVE_ONEDNN
+    RUN(test_small_buffer_refused);
     RUN(test_onednn_overrun_caught);
     RUN(test_workaround_matches_reference);
 #endif

@@ -78,6 +78,7 @@ bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int
                             arg_ids[a]);
         }
         st = dnnl_memory_create(&e->args[a].memory, md, c->engine, DNNL_MEMORY_NONE);
+        e->arg_bytes[a] = dnnl_memory_desc_get_size(md);
         if (st == dnnl_success) e->args[e->nargs++].arg = arg_ids[a];
     }
     if (st != dnnl_success) {
@@ -94,6 +95,7 @@ bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int
     }
     if (smem) {
         e->args[e->nargs].memory = smem;
+        e->arg_bytes[e->nargs] = e->scratch_bytes;
         e->args[e->nargs++].arg = DNNL_ARG_SCRATCHPAD;
     }
     c->nprims++;
@@ -101,9 +103,13 @@ bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int
     return BL_OK;
 }
 
-bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const char *op) {
+bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, size_t bytes, const char *op) {
     for (int a = 0; a < e->nargs; a++)
         if (e->args[a].arg == arg_id) {
+            if (bytes < e->arg_bytes[a])
+                return bl_error(BL_ERR_INTERNAL,
+                                "onednn %s: argument %d touches %zu bytes, its buffer has %zu", op, arg_id,
+                                e->arg_bytes[a], bytes);
             DNNL_CHECK(dnnl_memory_set_data_handle(e->args[a].memory, (void *)data), op);
             return BL_OK;
         }
@@ -112,7 +118,8 @@ bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const c
 
 bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op) {
     if (e->scratch_bytes > 0)
-        BL_TRY(onednn_prim_bind(e, DNNL_ARG_SCRATCHPAD, scratch_for(c, e->scratch_bytes), op));
+        BL_TRY(
+            onednn_prim_bind(e, DNNL_ARG_SCRATCHPAD, scratch_for(c, e->scratch_bytes), e->scratch_bytes, op));
     DNNL_CHECK(dnnl_primitive_execute(e->prim, c->stream, e->nargs, e->args), op);
     return BL_OK;
 }

@@ -280,6 +280,17 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     return true;
 }
 
+/* The sizes of the two blocked activations in the route (x side, y side), as built from their
+ * descriptors in build_winograd. */
+static size_t route_x_bytes(const onednn_prim *e) { return e->reo_off[1] - e->reo_off[0]; }
+static size_t route_y_bytes(const onednn_prim *e) { return e->route_bytes - e->reo_off[1]; }
+
+/* The size of the weights buffer onednn_weights_get returned: the tensor itself, or the blocked
+ * copy allocated from the kernel's descriptor. */
+static size_t weights_bytes(const void *wb, const bl_tensor *w, const dnnl_memory_desc_t *want) {
+    return wb == w->data ? bl_tensor_nbytes(w) : dnnl_memory_desc_get_size(want);
+}
+
 bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
                                 const bl_tensor *w, const bl_tensor *bias, const bl_tensor *residual,
                                 bool relu, bl_tensor *y) {
@@ -306,20 +317,21 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     onednn_wrote(dev, y);
     const void *src = x->data;
     void *dst = y->data;
+    size_t src_bytes = bl_tensor_nbytes(x), dst_bytes = bl_tensor_nbytes(y);
     if (e->blocked) {
         /* NHWC in, blocked through Winograd, NHWC out; the residual lands in the blocked y. */
         char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         if (residual) BL_TRY(onednn_reorder_run(c, &e->reo[1], residual->data, yb, op));
-        src = xb;
-        dst = yb;
+        src = xb, src_bytes = route_x_bytes(e);
+        dst = yb, dst_bytes = route_y_bytes(e);
     } else if (residual) {
         onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, dst, op));
-    if (bias) BL_TRY(onednn_prim_bind(e, DNNL_ARG_BIAS, bias->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, weights_bytes(wb, w, want), op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, dst, dst_bytes, op));
+    if (bias) BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_BIAS, bias, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->blocked) BL_TRY(onednn_reorder_run(c, &e->reo[2], dst, y->data, op));
     return BL_OK;
@@ -372,15 +384,16 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
     onednn_wrote(dev, dx);
     const void *src = dy->data;
     void *dst = dx->data;
+    size_t src_bytes = bl_tensor_nbytes(dy), dst_bytes = bl_tensor_nbytes(dx);
     if (e->blocked) {
         char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
-        src = yb;
-        dst = xb;
+        src = yb, src_bytes = route_y_bytes(e);
+        dst = xb, dst_bytes = route_x_bytes(e);
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dst, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, weights_bytes(wb, w, want), op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dst, dst_bytes, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->blocked) BL_TRY(onednn_reorder_run(c, &e->reo[2], dst, dx->data, op));
     return BL_OK;
@@ -392,6 +405,7 @@ static bl_status add_output_reorder(onednn_ctx *c, onednn_prim *e, const dnnl_me
     size_t bytes = dnnl_memory_desc_get_size(from); /* the blocked layout, padding included */
     e->wbuf = bl_host_buffer_alloc(bytes);
     if (!e->wbuf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes", op, bytes);
+    e->wbuf_bytes = bytes;
     return onednn_reorder_init(c, &e->wout, from, to, op);
 }
 
@@ -421,16 +435,20 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
     }
     onednn_wrote(dev, dw);
     const void *src = x->data, *ddst = dy->data;
+    size_t src_bytes = bl_tensor_nbytes(x), ddst_bytes = bl_tensor_nbytes(dy);
     if (e->blocked) {
         char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
-        src = xb;
-        ddst = yb;
+        src = xb, src_bytes = route_x_bytes(e);
+        ddst = yb, ddst_bytes = route_y_bytes(e);
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, ddst, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->wout.prim ? e->wbuf : dw->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, ddst, ddst_bytes, op));
+    if (e->wout.prim)
+        BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->wbuf, e->wbuf_bytes, op));
+    else
+        BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_WEIGHTS, dw, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->wout.prim) BL_TRY(onednn_reorder_run(c, &e->wout, e->wbuf, dw->data, op));
     return BL_OK;

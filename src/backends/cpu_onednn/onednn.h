@@ -74,6 +74,7 @@ typedef struct onednn_prim {
     dnnl_primitive_t prim;
     int nargs;
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS]; /* memories created with no data */
+    size_t arg_bytes[ONEDNN_MAX_ARGS];     /* what each touches: its descriptor's size */
     size_t scratch_bytes;
     /* The blocked route (Winograd reads and writes only nChw16c): reo[0] brings the x-side
      * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
@@ -86,6 +87,7 @@ typedef struct onednn_prim {
     size_t buf_bytes;
     onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
     void *wbuf;
+    size_t wbuf_bytes;
 } onednn_prim;
 
 /* A blocked copy of a weight tensor, valid until its source is written or freed. */
@@ -135,8 +137,13 @@ bl_status onednn_prim_add(onednn_ctx *c, const onednn_key *key, onednn_prim **ou
  * the pd's own memory descriptors (queried with dnnl_primitive_desc_query_md per argument),
  * and grows the handle's scratchpad to the pd's scratchpad descriptor. */
 bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids, const char *op);
-/* Sets argument `arg_id`'s data pointer. */
-bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const char *op);
+/* Sets argument `arg_id`'s data pointer to a buffer of `bytes`; refuses (BL_ERR_INTERNAL) a
+ * buffer smaller than the argument's memory descriptor, which is what oneDNN will touch. */
+bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, size_t bytes, const char *op);
+static inline bl_status onednn_prim_bind_tensor(onednn_prim *e, int arg_id, const bl_tensor *t,
+                                                const char *op) {
+    return onednn_prim_bind(e, arg_id, t->data, bl_tensor_nbytes(t), op);
+}
 /* Executes with the handle's scratchpad. */
 bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op);
 

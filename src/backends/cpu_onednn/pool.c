@@ -129,8 +129,8 @@ bl_status onednn_maxpool_forward(bl_device *dev, const bl_pool_params *pp, const
     onednn_prim *e;
     BL_TRY(get_fwd(c, OK_MAXPOOL_FWD, pp, x->shape, y->shape, false, &e, op));
     onednn_wrote(dev, y);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DST, y, op));
     return onednn_prim_run(c, e, op);
 }
 
@@ -155,14 +155,14 @@ bl_status onednn_maxpool_backward(bl_device *dev, const bl_pool_params *pp, cons
         b->buf_bytes = ybytes + wbytes;
     }
     char *ybuf = b->buf, *ws = ybuf + ybytes;
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_DST, ybuf, op));
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_WORKSPACE, ws, op));
+    BL_TRY(onednn_prim_bind_tensor(f, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind(f, DNNL_ARG_DST, ybuf, ybytes, op));
+    BL_TRY(onednn_prim_bind(f, DNNL_ARG_WORKSPACE, ws, wbytes, op));
     BL_TRY(onednn_prim_run(c, f, op));
     onednn_wrote(dev, dx);
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_DIFF_SRC, dx->data, op));
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_WORKSPACE, ws, op));
+    BL_TRY(onednn_prim_bind_tensor(b, DNNL_ARG_DIFF_DST, dy, op));
+    BL_TRY(onednn_prim_bind_tensor(b, DNNL_ARG_DIFF_SRC, dx, op));
+    BL_TRY(onednn_prim_bind(b, DNNL_ARG_WORKSPACE, ws, wbytes, op));
     return onednn_prim_run(c, b, op);
 }
 
@@ -173,8 +173,8 @@ bl_status onednn_global_avgpool_forward(bl_device *dev, const bl_tensor *x, bl_t
     onednn_prim *e;
     BL_TRY(get_fwd(c, OK_AVGPOOL_FWD, NULL, x->shape, ys, false, &e, op));
     onednn_wrote(dev, y);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DST, y, op));
     return onednn_prim_run(c, e, op);
 }
 
@@ -185,7 +185,7 @@ bl_status onednn_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl
     onednn_prim *e;
     BL_TRY(get_bwd(c, OK_AVGPOOL_BWD, NULL, dx->shape, ys, &e, op));
     onednn_wrote(dev, dx);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dx->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_DST, dy, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_SRC, dx, op));
     return onednn_prim_run(c, e, op);
 }
