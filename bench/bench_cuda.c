@@ -3,7 +3,7 @@
  * driver, CUDA, cuDNN and cuBLAS versions and the date. bench/compare_cuda.py runs the same
  * workloads in PyTorch on the same GPU and prints the ratios.
  *
- *   bench_cuda [--out=FILE.json] [--iters=N] [--warmup=N] [--only=SUBSTRING] [--device=cuda:0]
+ *   bench_cuda [--out=FILE.json] [--iters=N] [--warmup=N] [--only=SUBSTRING[,SUBSTRING...]] [--device=cuda:0]
  *
  * Workloads: CIFAR ResNet-18 (3x3 stem, 32x32, 10 classes) training at batch 512, inference
  * at batch 1 (latency), 64 and 256; torchvision ResNet-18 (224x224, 1000 classes) inference
@@ -152,6 +152,17 @@ static void json_result(FILE *f, const workload *w, const char *mode, const resu
     fprintf(f, "}%s\n", comma ? "," : "");
 }
 
+/* Whether `name` contains one of the comma-separated substrings of `only`. */
+static bool name_selected(const char *name, const char *only) {
+    for (const char *p = only; *p;) {
+        size_t n = strcspn(p, ",");
+        for (const char *q = name; n > 0 && *q; q++)
+            if (strncmp(q, p, n) == 0) return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
 int main(int argc, char **argv) {
     const char *out = NULL, *only = NULL, *device = "cuda";
     int iters = 30, warmup = 5;
@@ -168,7 +179,7 @@ int main(int argc, char **argv) {
             device = argv[i] + 9;
         else {
             fprintf(stderr, "usage: bench_cuda [--out=FILE] [--iters=N] [--warmup=N] "
-                            "[--only=SUBSTRING] [--device=cuda:N]\n");
+                            "[--only=SUBSTRING[,...]] [--device=cuda:N]\n");
             return 2;
         }
     }
@@ -201,7 +212,7 @@ int main(int argc, char **argv) {
     bool ran[NWORK] = {false};
     int failures = 0;
     for (int i = 0; i < NWORK; i++) {
-        if (only && !strstr(workloads[i].name, only)) continue;
+        if (only && !name_selected(workloads[i].name, only)) continue;
         fprintf(stderr, "%-30s ", workloads[i].name);
         fflush(stderr);
         if (run_workload(device, &workloads[i], warmup, iters, &eager[i], &graph[i]) != BL_OK) {

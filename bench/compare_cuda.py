@@ -19,9 +19,9 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torchvision
+# PyTorch is imported in main(), after the flags: `--help` and `--list` work without it (the
+# GPU check's dry run reads them on machines without PyTorch).
+torch = nn = torchvision = None
 
 WORKLOADS = [
     # name, training, stem, classes, image size, batch
@@ -117,9 +117,22 @@ def main():
     ap.add_argument("--out", help="result JSON (default bench/results/cuda_<gpu>_<date>.json)")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--only", default="", help="run workloads whose name contains this")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--only", default="",
+                    help="run workloads whose name contains one of these comma-separated substrings")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="PyTorch variants, comma-separated")
+    ap.add_argument("--list", action="store_true", help="print the workload and variant names, one a line")
     args = ap.parse_args()
+    if args.list:
+        print("\n".join([w[0] for w in WORKLOADS] + VARIANTS))
+        return
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"compare_cuda.py: unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    global torch, nn, torchvision
+    import torch
+    import torch.nn as nn
+    import torchvision
+    selected = lambda name: not args.only or any(s and s in name for s in args.only.split(","))
     if not torch.cuda.is_available():
         sys.exit("compare_cuda.py: PyTorch sees no GPU")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,7 +152,7 @@ def main():
 
     theirs = {}
     for w in WORKLOADS:
-        if args.only not in w[0]:
+        if not selected(w[0]):
             continue
         for v in args.variants.split(","):
             t0 = time.perf_counter()
@@ -158,7 +171,7 @@ def main():
     for w in WORKLOADS:
         name, batch = w[0], w[5]
         b = ours.get((name, "graph"))
-        if args.only not in name:
+        if not selected(name):
             continue
         line = f"{name:30s} " + (f"{b['img_per_s']:14.1f}" if b else f"{'-':>14s}")
         row = {"workload": name, "batch": batch, "beamlet": b, "pytorch": {}, "ratios": {}}

@@ -30,6 +30,7 @@ packages=(
   "${run_tools[@]}"
   python3 python3-venv               # tools/, the docs-command test, .venv/
   clang-format git                   # the house style check (scripts/format.sh --check)
+  valgrind                           # memcheck of the oneDNN backend's shape matrix (ctest)
 )
 
 # The packages owning the shared libraries that the given programs load, one a line, then the

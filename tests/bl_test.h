@@ -4,9 +4,12 @@
 #define BL_TEST_H
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "beamlet/core.h"
 
@@ -90,6 +93,25 @@ static int bl_test_cases_skipped;
             fprintf(stderr, "%s FAILED\n", #test_fn);                                                        \
         }                                                                                                    \
     } while (0)
+
+/* Runs this test program again as `/proc/self/exe <arg>` (a fresh process, so no OpenMP
+ * thread pool or library state is inherited, which fork alone would) and returns the signal
+ * that ended it, 0 when it exited with status 0, or -1 when it exited otherwise or did not
+ * start. For tests that expect a crash: the test's main runs the case named by argv[1]. */
+static inline int bl_test_rerun_signal(const char *arg) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        execl("/proc/self/exe", "/proc/self/exe", arg, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) < 0) return -1;
+    if (WIFSIGNALED(status)) return WTERMSIG(status);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
 
 static inline int bl_test_finish(void) {
     printf("%d passed, %d failed, %d skipped\n", bl_test_cases_passed, bl_test_cases_failed,

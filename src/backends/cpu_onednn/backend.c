@@ -8,6 +8,7 @@
 
 #include "backends/backends.h"
 #include "backends/cpu_onednn/onednn.h"
+#include "backends/host/host_buffer.h"
 #include "beamlet/cpu.h"
 
 #define HEADER 64 /* keeps user pointers 64-byte aligned */
@@ -71,6 +72,7 @@ int64_t bl_cpu_weight_reorders(const bl_device *dev) {
 static bl_status dnnl_open(int index, void **ctx, char *description, size_t size) {
     (void)index;
     BL_TRY(apply_env_threads());
+    BL_TRY(bl_host_guard_pages_check_env());
     onednn_ctx *c = calloc(1, sizeof *c);
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn: cannot allocate context");
     if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
@@ -96,16 +98,16 @@ static void dnnl_close(void *ctx) {
         if (e->pd) dnnl_primitive_desc_destroy(e->pd);
         for (int r = 0; r < 3; r++) onednn_reorder_destroy(&e->reo[r]);
         onednn_reorder_destroy(&e->wout);
-        free(e->wbuf);
-        free(e->buf);
+        bl_host_buffer_free(e->wbuf);
+        bl_host_buffer_free(e->buf);
     }
     onednn_weights_release_all(c);
     free(c->prims);
     free(c->weights);
-    free(c->scratch);
-    free(c->route);
-    free(c->partials);
-    free(c->bn_floats);
+    bl_host_buffer_free(c->scratch);
+    bl_host_buffer_free(c->route);
+    bl_host_buffer_free(c->partials);
+    bl_host_buffer_free(c->bn_floats);
     dnnl_stream_destroy(c->stream);
     dnnl_engine_destroy(c->engine);
     free(c);
@@ -113,8 +115,8 @@ static void dnnl_close(void *ctx) {
 
 static bl_status dnnl_alloc(void *ctx, size_t bytes, void **ptr) {
     (void)ctx;
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    char *base = bl_alloc_big(HEADER + (rounded ? rounded : 64));
+    /* The size header sits before the data, so with guard pages the data's end is the end. */
+    char *base = bl_host_buffer_alloc(HEADER + bytes);
     if (!base) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn: cannot allocate %zu bytes", bytes);
     memcpy(base, &bytes, sizeof bytes);
     *ptr = base + HEADER;
@@ -128,7 +130,7 @@ static void dnnl_free(void *ctx, void *ptr) {
     memcpy(&bytes, base, sizeof bytes);
     /* A later allocation may reuse the address: cached copies of it must not survive. */
     onednn_note_free(ctx, ptr, bytes);
-    free(base);
+    bl_host_buffer_free(base);
 }
 
 void onednn_parallel_copy(void *dst, const void *src, size_t bytes) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backends/cpu_onednn/onednn.h"
+#include "backends/host/host_buffer.h"
 
 enum {
     F_BIAS = 1,
@@ -91,24 +92,70 @@ static const char *preferred_impl(const conv_mds *m, const dnnl_memory_desc_t *w
     return deep ? "jit:avx512_core" : NULL;
 }
 
-/* Walks oneDNN's ranked implementations and keeps `want` when offered, else the first. */
+/* oneDNN 2.6.3's jit_1x1 backward-weights convolution (jit_1x1:avx2 and jit_1x1:avx512_core)
+ * writes and reads past the scratchpad it reports, for strided 1x1 convolutions on NHWC data
+ * whose input channels are not a multiple of the vector block (8 floats on AVX2, 16 on
+ * AVX-512): the ResNet downsample convolution of widths 1-15 (layer2's has IC = width).
+ *
+ * Why: for a strided 1x1 convolution it first copies the strided input pixels into a compact
+ * per-thread workspace in the scratchpad ("reduce to unit stride", rtus). For NHWC it books
+ * that workspace as is * IC floats per thread (jit_uni_1x1_conv_utils.hpp,
+ * rtus_prepare_space_info), and each copy advances IC floats per pixel, but each piece of the
+ * spatial range starts at sp * ic_block (jit_avx2_1x1_convolution.cpp and
+ * jit_avx512_common_1x1_convolution.cpp, execute_backward_weights): with IC < ic_block the
+ * later pieces start past the thread's share. The last thread runs off the end of the
+ * scratchpad (valgrind: an 8-byte write and 4-byte reads "0 bytes after a block of size 4,224",
+ * the whole scratchpad of IC 4, OC 8, 32x32 -> 16x16, batch 64, one thread, on AVX2); the
+ * others write into their neighbour's share while it computes (wrong gradients, races). The
+ * heap corruption that follows crashed `beamlet train --width=4` in malloc and hung 2-3
+ * threads in oneDNN's barriers. Odd image sizes never take this path (the reduce-to-unit-stride
+ * copy needs the input to be exactly twice the output), even ones do. tests/backends/
+ * test_guard_pages.c and test_onednn_shapes.c fault with this workaround off. oneDNN 3.2
+ * (PyPI onednn-cpu-gomp 2023.2.0) overruns the same way, and the code is unchanged in oneDNN's
+ * sources through 3.7.1 and its main branch of March 2025.
+ *
+ * So those implementations are skipped for every strided case whose IC is not a multiple of 16
+ * (by the code only IC < ic_block overruns, but the workspace's indexing disagrees with its
+ * booking for all of them, and nothing tests the rest), and oneDNN's next one (the direct
+ * jit:avx512_core / jit:avx2 kernel) runs; the downsample's weight gradient is a small part of
+ * a step. BEAMLET_ONEDNN_WORKAROUNDS=0 turns the skip off, to check whether a newer oneDNN
+ * still needs it. */
+static bool overruns_its_scratchpad(int kind, const conv_mds *m, const char *impl) {
+    static const int largest_block = 16;
+    if (kind != OK_CONV_BWD_WEIGHTS || strncmp(impl, "jit_1x1:", 8) != 0) return false;
+    const char *env = getenv("BEAMLET_ONEDNN_WORKAROUNDS");
+    if (env && strcmp(env, "0") == 0) return false;
+    bool strided = m->strides[0] != 1 || m->strides[1] != 1;
+    return strided && m->x.dims[1] % largest_block != 0;
+}
+
+/* Walks oneDNN's ranked implementations for `kind`, skips those known to overrun their
+ * buffers, and keeps `want` when offered, else the first one left. */
 static dnnl_status_t create_ranked(dnnl_primitive_desc_t *pd, const void *desc, dnnl_primitive_attr_t attr,
-                                   dnnl_engine_t engine, const char *want) {
-    if (!want) return dnnl_primitive_desc_create(pd, desc, attr, engine, NULL);
+                                   dnnl_engine_t engine, const_dnnl_primitive_desc_t hint, int kind,
+                                   const conv_mds *m, const char *want) {
     dnnl_primitive_desc_iterator_t it;
-    dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, engine, NULL);
+    dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, engine, hint);
     if (st != dnnl_success) return st;
+    /* A few candidates suffice to find `want`; skipping goes on until one is left. */
+    enum {
+        MAX_LOOKED_AT_FOR_WANT = 8
+    };
     dnnl_primitive_desc_t first = NULL, chosen = NULL;
-    for (int i = 0; i < 8 && !chosen; i++) {
+    for (int i = 0; !chosen; i++) {
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+        if (!cand) break;
         const char *impl = "";
-        if (cand) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
-        if (cand && strcmp(impl, want) == 0)
-            chosen = cand;
-        else if (cand && !first)
-            first = cand;
-        else if (cand)
+        dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+        if (overruns_its_scratchpad(kind, m, impl))
             dnnl_primitive_desc_destroy(cand);
+        else if (want && strcmp(impl, want) == 0)
+            chosen = cand;
+        else if (!first)
+            first = cand;
+        else
+            dnnl_primitive_desc_destroy(cand);
+        if (first && (!want || i + 1 >= MAX_LOOKED_AT_FOR_WANT)) break;
         if (dnnl_primitive_desc_iterator_next(it) != dnnl_success) break;
     }
     dnnl_primitive_desc_iterator_destroy(it);
@@ -127,7 +174,8 @@ static bl_status fwd_pd(onednn_ctx *c, const conv_mds *m, bool bias, bool residu
                op);
     dnnl_primitive_attr_t attr;
     BL_TRY(make_attr(&attr, residual, relu, op));
-    dnnl_status_t st = create_ranked(pd, &d, attr, c->engine, preferred_impl(m, &m->w_any));
+    dnnl_status_t st =
+        create_ranked(pd, &d, attr, c->engine, NULL, OK_CONV_FWD, m, preferred_impl(m, &m->w_any));
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
         return bl_error(BL_ERR_DEVICE, "onednn %s: no convolution implementation (%s)", op,
@@ -227,8 +275,20 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     e->blocked = true;
     e->reo_off[0] = 0;
     e->reo_off[1] = xbytes;
+    e->route_bytes = xbytes + ybytes;
     memcpy(e->reo, r, sizeof r);
     return true;
+}
+
+/* The sizes of the two blocked activations in the route (x side, y side), as built from their
+ * descriptors in build_winograd. */
+static size_t route_x_bytes(const onednn_prim *e) { return e->reo_off[1] - e->reo_off[0]; }
+static size_t route_y_bytes(const onednn_prim *e) { return e->route_bytes - e->reo_off[1]; }
+
+/* The size of the weights buffer onednn_weights_get returned: the tensor itself, or the blocked
+ * copy allocated from the kernel's descriptor. */
+static size_t weights_bytes(const void *wb, const bl_tensor *w, const dnnl_memory_desc_t *want) {
+    return wb == w->data ? bl_tensor_nbytes(w) : dnnl_memory_desc_get_size(want);
 }
 
 bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const bl_tensor *x,
@@ -257,29 +317,30 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     onednn_wrote(dev, y);
     const void *src = x->data;
     void *dst = y->data;
+    size_t src_bytes = bl_tensor_nbytes(x), dst_bytes = bl_tensor_nbytes(y);
     if (e->blocked) {
         /* NHWC in, blocked through Winograd, NHWC out; the residual lands in the blocked y. */
-        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
+        char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         if (residual) BL_TRY(onednn_reorder_run(c, &e->reo[1], residual->data, yb, op));
-        src = xb;
-        dst = yb;
+        src = xb, src_bytes = route_x_bytes(e);
+        dst = yb, dst_bytes = route_y_bytes(e);
     } else if (residual) {
         onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, dst, op));
-    if (bias) BL_TRY(onednn_prim_bind(e, DNNL_ARG_BIAS, bias->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, weights_bytes(wb, w, want), op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, dst, dst_bytes, op));
+    if (bias) BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_BIAS, bias, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->blocked) BL_TRY(onednn_reorder_run(c, &e->reo[2], dst, y->data, op));
     return BL_OK;
 }
 
-/* A direct backward primitive descriptor (data or weights) from its initialized descriptor d
- * (init_status: how that initialization went), hinted by the training forward, with the
- * scratchpad the backend owns. */
-static bl_status direct_bwd_pd(onednn_ctx *c, const conv_mds *m, const dnnl_convolution_desc_t *d,
+/* A direct backward primitive descriptor (`kind`: data or weights) from its initialized
+ * descriptor d (init_status: how that initialization went), hinted by the training forward,
+ * with the scratchpad the backend owns. */
+static bl_status direct_bwd_pd(onednn_ctx *c, int kind, const conv_mds *m, const dnnl_convolution_desc_t *d,
                                dnnl_status_t init_status, dnnl_primitive_desc_t *pd, const char *op) {
     dnnl_primitive_desc_t hint;
     BL_TRY(fwd_pd(c, m, false, false, false, false, &hint, op));
@@ -287,7 +348,7 @@ static bl_status direct_bwd_pd(onednn_ctx *c, const conv_mds *m, const dnnl_conv
     dnnl_primitive_attr_t attr = NULL;
     if (st == dnnl_success) st = dnnl_primitive_attr_create(&attr);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, d, attr, c->engine, hint);
+    if (st == dnnl_success) st = create_ranked(pd, d, attr, c->engine, hint, kind, m, NULL);
     if (attr) dnnl_primitive_attr_destroy(attr);
     dnnl_primitive_desc_destroy(hint);
     if (st != dnnl_success)
@@ -310,7 +371,7 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
             dnnl_convolution_desc_t d;
             dnnl_status_t st = dnnl_convolution_backward_data_desc_init(
                 &d, dnnl_convolution_direct, &m.x, &m.w_any, &m.y, m.strides, m.pad_l, m.pad_r);
-            BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
+            BL_TRY(direct_bwd_pd(c, OK_CONV_BWD_DATA, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
         BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
@@ -323,15 +384,16 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
     onednn_wrote(dev, dx);
     const void *src = dy->data;
     void *dst = dx->data;
+    size_t src_bytes = bl_tensor_nbytes(dy), dst_bytes = bl_tensor_nbytes(dx);
     if (e->blocked) {
-        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
+        char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
-        src = yb;
-        dst = xb;
+        src = yb, src_bytes = route_y_bytes(e);
+        dst = xb, dst_bytes = route_x_bytes(e);
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dst, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, weights_bytes(wb, w, want), op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dst, dst_bytes, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->blocked) BL_TRY(onednn_reorder_run(c, &e->reo[2], dst, dx->data, op));
     return BL_OK;
@@ -340,9 +402,10 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
 /* Builds the blocked-to-OHWI reorder that follows the weight-gradient convolution. */
 static bl_status add_output_reorder(onednn_ctx *c, onednn_prim *e, const dnnl_memory_desc_t *from,
                                     const dnnl_memory_desc_t *to, const char *op) {
-    size_t bytes = dnnl_memory_desc_get_size(from);
-    e->wbuf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    size_t bytes = dnnl_memory_desc_get_size(from); /* the blocked layout, padding included */
+    e->wbuf = bl_host_buffer_alloc(bytes);
     if (!e->wbuf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: %zu bytes", op, bytes);
+    e->wbuf_bytes = bytes;
     return onednn_reorder_init(c, &e->wout, from, to, op);
 }
 
@@ -363,7 +426,7 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
             dnnl_convolution_desc_t d;
             dnnl_status_t st = dnnl_convolution_backward_weights_desc_init(
                 &d, dnnl_convolution_direct, &m.x, &m.w_any, NULL, &m.y, m.strides, m.pad_l, m.pad_r);
-            BL_TRY(direct_bwd_pd(c, &m, &d, st, &e->pd, op));
+            BL_TRY(direct_bwd_pd(c, OK_CONV_BWD_WEIGHTS, &m, &d, st, &e->pd, op));
         }
         int ids[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
         BL_TRY(onednn_prim_finish(c, e, 3, ids, op));
@@ -372,16 +435,20 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
     }
     onednn_wrote(dev, dw);
     const void *src = x->data, *ddst = dy->data;
+    size_t src_bytes = bl_tensor_nbytes(x), ddst_bytes = bl_tensor_nbytes(dy);
     if (e->blocked) {
-        char *xb = (char *)c->route + e->reo_off[0], *yb = (char *)c->route + e->reo_off[1];
+        char *route = onednn_route_of(c, e), *xb = route + e->reo_off[0], *yb = route + e->reo_off[1];
         BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
         BL_TRY(onednn_reorder_run(c, &e->reo[1], dy->data, yb, op));
-        src = xb;
-        ddst = yb;
+        src = xb, src_bytes = route_x_bytes(e);
+        ddst = yb, ddst_bytes = route_y_bytes(e);
     }
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, ddst, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->wout.prim ? e->wbuf : dw->data, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, src_bytes, op));
+    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, ddst, ddst_bytes, op));
+    if (e->wout.prim)
+        BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, e->wbuf, e->wbuf_bytes, op));
+    else
+        BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_WEIGHTS, dw, op));
     BL_TRY(onednn_prim_run(c, e, op));
     if (e->wout.prim) BL_TRY(onednn_reorder_run(c, &e->wout, e->wbuf, dw->data, op));
     return BL_OK;

@@ -67,10 +67,10 @@ bl_status onednn_linear_forward(bl_device *dev, const bl_tensor *x, const bl_ten
         BL_TRY(onednn_prim_finish(c, e, b ? 4 : 3, ids, op));
     }
     onednn_wrote(dev, y);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, w->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
-    if (b) BL_TRY(onednn_prim_bind(e, DNNL_ARG_BIAS, b->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_WEIGHTS, w, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DST, y, op));
+    if (b) BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_BIAS, b, op));
     return onednn_prim_run(c, e, op);
 }
 
@@ -113,17 +113,17 @@ bl_status onednn_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_t
     if (dx) {
         BL_TRY(get_bwd(c, OK_IP_BWD_DATA, x, w, false, &e, op));
         onednn_wrote(dev, dx);
-        BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
-        BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, w->data, op));
-        BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dx->data, op));
+        BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_DST, dy, op));
+        BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_WEIGHTS, w, op));
+        BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_SRC, dx, op));
         BL_TRY(onednn_prim_run(c, e, op));
     }
     BL_TRY(get_bwd(c, OK_IP_BWD_WEIGHTS, x, w, db != NULL, &e, op));
     onednn_wrote(dev, dw);
     onednn_wrote(dev, db);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_WEIGHTS, dw->data, op));
-    if (db) BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_BIAS, db->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_DST, dy, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_WEIGHTS, dw, op));
+    if (db) BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_BIAS, db, op));
     return onednn_prim_run(c, e, op);
 }

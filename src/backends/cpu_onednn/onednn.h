@@ -11,7 +11,13 @@
  * shape and kept in the handle, keyed by op + shapes + params + thread count; later calls only
  * swap data pointers, so a steady-state step creates nothing and allocates nothing in
  * beamlet (oneDNN itself may still allocate small bookkeeping per execute). Scratchpads are
- * user-managed (one buffer per handle, grown at first use of a shape). Blocked copies of
+ * user-managed (one buffer per handle, grown at first use of a shape), for reorders too.
+ *
+ * Buffer sizes: every buffer this backend hands to oneDNN is sized from the memory descriptor
+ * oneDNN reports for it (dnnl_memory_desc_get_size of the scratchpad, workspace, blocked
+ * weights or blocked activations descriptor, which includes the padding of blocked layouts),
+ * never from a logical shape; all of them come from bl_host_buffer_alloc, so
+ * BEAMLET_GUARD_PAGES=1 puts each one's end against an inaccessible page. Blocked copies of
  * inference weights (convolutions with a bias: the folded-BN path) are cached per source
  * pointer and dropped whenever this device writes or frees the source; training weights are
  * reordered every call (they change every step). */
@@ -57,6 +63,8 @@ typedef struct onednn_key {
 typedef struct onednn_reorder {
     dnnl_primitive_t prim;
     dnnl_memory_t from, to;
+    dnnl_memory_t scratch; /* its scratchpad (NULL when it needs none), in the handle's buffer */
+    size_t scratch_bytes;
 } onednn_reorder;
 
 /* One cached primitive with a memory object per argument (data handles set per call). */
@@ -66,17 +74,20 @@ typedef struct onednn_prim {
     dnnl_primitive_t prim;
     int nargs;
     dnnl_exec_arg_t args[ONEDNN_MAX_ARGS]; /* memories created with no data */
+    size_t arg_bytes[ONEDNN_MAX_ARGS];     /* what each touches: its descriptor's size */
     size_t scratch_bytes;
     /* The blocked route (Winograd reads and writes only nChw16c): reo[0] brings the x-side
      * activation in, reo[1] the y-side one (x, residual / dy), reo[2] takes the output out;
      * the blocked copies live in the handle's route buffer at reo_off. */
     onednn_reorder reo[3];
-    size_t reo_off[2]; /* offsets into the handle's shared route buffer */
+    size_t reo_off[2];  /* offsets into this entry's part of the handle's shared route buffer */
+    size_t route_bytes; /* the size of that part */
     bool blocked;
     void *buf; /* owned: max-pool backward's recomputed output and workspace */
     size_t buf_bytes;
     onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
     void *wbuf;
+    size_t wbuf_bytes;
 } onednn_prim;
 
 /* A blocked copy of a weight tensor, valid until its source is written or freed. */
@@ -84,9 +95,8 @@ typedef struct onednn_weights {
     const void *src;
     size_t src_bytes;
     dnnl_memory_desc_t src_md, dst_md;
-    dnnl_primitive_t reorder;
-    dnnl_memory_t msrc, mdst;
-    void *buf;
+    onednn_reorder first; /* src_md -> dst_md, or src_md -> plain OIHW in `mid` */
+    void *buf;            /* dnnl_memory_desc_get_size(dst_md) bytes */
     bool valid;
     /* When oneDNN cannot reorder OHWI straight into dst_md (Winograd's weight format), the
      * copy goes through plain OIHW in `mid`. */
@@ -123,14 +133,21 @@ int onednn_threads(void);
  * onednn_prim_add, fill pd, and onednn_prim_finish). */
 onednn_prim *onednn_prim_find(onednn_ctx *c, const onednn_key *key);
 bl_status onednn_prim_add(onednn_ctx *c, const onednn_key *key, onednn_prim **out);
-/* Creates the primitive from e->pd and one memory object per listed argument, sized from the
- * pd's own memory descriptors (queried with dnnl_primitive_desc_query_md per argument). */
+/* Creates the primitive from e->pd and one memory object per listed argument, described by
+ * the pd's own memory descriptors (queried with dnnl_primitive_desc_query_md per argument),
+ * and grows the handle's scratchpad to the pd's scratchpad descriptor. */
 bl_status onednn_prim_finish(onednn_ctx *c, onednn_prim *e, int nargs, const int *arg_ids, const char *op);
-/* Sets argument `arg_id`'s data pointer. */
-bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, const char *op);
+/* Sets argument `arg_id`'s data pointer to a buffer of `bytes`; refuses (BL_ERR_INTERNAL) a
+ * buffer smaller than the argument's memory descriptor, which is what oneDNN will touch. */
+bl_status onednn_prim_bind(onednn_prim *e, int arg_id, const void *data, size_t bytes, const char *op);
+static inline bl_status onednn_prim_bind_tensor(onednn_prim *e, int arg_id, const bl_tensor *t,
+                                                const char *op) {
+    return onednn_prim_bind(e, arg_id, t->data, bl_tensor_nbytes(t), op);
+}
 /* Executes with the handle's scratchpad. */
 bl_status onednn_prim_run(onednn_ctx *c, onednn_prim *e, const char *op);
 
+/* BL_ERR_UNSUPPORTED when oneDNN has no reorder between the two formats. */
 bl_status onednn_reorder_init(onednn_ctx *c, onednn_reorder *r, const dnnl_memory_desc_t *from,
                               const dnnl_memory_desc_t *to, const char *op);
 bl_status onednn_reorder_run(onednn_ctx *c, onednn_reorder *r, const void *from, void *to, const char *op);
@@ -151,6 +168,8 @@ static inline void onednn_wrote(bl_device *dev, const bl_tensor *t) {
 
 /* Grows the shared route buffer to `bytes` (only when a primitive is built). */
 bl_status onednn_route_reserve(onednn_ctx *c, size_t bytes, const char *op);
+/* Entry e's part of the route buffer (its end against the buffer's end). */
+char *onednn_route_of(onednn_ctx *c, const onednn_prim *e);
 
 /* Per-thread double reduction space of `len` doubles (grown on first use). */
 double *onednn_partials(onednn_ctx *c, size_t len);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backends/cpu_onednn/onednn.h"
+#include "backends/host/host_buffer.h"
 
 static onednn_key pool_key(int kind, const bl_pool_params *pp, const int64_t *x, const int64_t *y) {
     onednn_key k;
@@ -128,8 +129,8 @@ bl_status onednn_maxpool_forward(bl_device *dev, const bl_pool_params *pp, const
     onednn_prim *e;
     BL_TRY(get_fwd(c, OK_MAXPOOL_FWD, pp, x->shape, y->shape, false, &e, op));
     onednn_wrote(dev, y);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DST, y, op));
     return onednn_prim_run(c, e, op);
 }
 
@@ -142,23 +143,26 @@ bl_status onednn_maxpool_backward(bl_device *dev, const bl_pool_params *pp, cons
     BL_TRY(get_bwd(c, OK_MAXPOOL_BWD, pp, x->shape, dy->shape, &b, op));
     /* Adding the backward entry may have moved the cache: look the forward up again. */
     BL_TRY(get_fwd(c, OK_MAXPOOL_FWD, pp, x->shape, dy->shape, true, &f, op));
-    /* The backward entry owns the recomputed output and the workspace. */
+    /* The backward entry owns the recomputed output and the workspace, each sized from the
+     * descriptor the forward reports for it (the workspace's layout is oneDNN's own). */
+    const dnnl_memory_desc_t *ymd = dnnl_primitive_desc_query_md(f->pd, dnnl_query_dst_md, 0);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(f->pd, dnnl_query_workspace_md, 0);
-    size_t ybytes = (bl_tensor_nbytes(dy) + 63) & ~(size_t)63, wbytes = dnnl_memory_desc_get_size(wmd);
+    size_t ybytes = (dnnl_memory_desc_get_size(ymd) + 63) & ~(size_t)63,
+           wbytes = dnnl_memory_desc_get_size(wmd);
     if (!b->buf) {
-        b->buf = aligned_alloc(64, ybytes + ((wbytes + 63) & ~(size_t)63));
+        b->buf = bl_host_buffer_alloc(ybytes + wbytes);
         if (!b->buf) return bl_error(BL_ERR_OUT_OF_MEMORY, "onednn %s: workspace", op);
         b->buf_bytes = ybytes + wbytes;
     }
     char *ybuf = b->buf, *ws = ybuf + ybytes;
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_DST, ybuf, op));
-    BL_TRY(onednn_prim_bind(f, DNNL_ARG_WORKSPACE, ws, op));
+    BL_TRY(onednn_prim_bind_tensor(f, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind(f, DNNL_ARG_DST, ybuf, ybytes, op));
+    BL_TRY(onednn_prim_bind(f, DNNL_ARG_WORKSPACE, ws, wbytes, op));
     BL_TRY(onednn_prim_run(c, f, op));
     onednn_wrote(dev, dx);
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_DIFF_SRC, dx->data, op));
-    BL_TRY(onednn_prim_bind(b, DNNL_ARG_WORKSPACE, ws, op));
+    BL_TRY(onednn_prim_bind_tensor(b, DNNL_ARG_DIFF_DST, dy, op));
+    BL_TRY(onednn_prim_bind_tensor(b, DNNL_ARG_DIFF_SRC, dx, op));
+    BL_TRY(onednn_prim_bind(b, DNNL_ARG_WORKSPACE, ws, wbytes, op));
     return onednn_prim_run(c, b, op);
 }
 
@@ -169,8 +173,8 @@ bl_status onednn_global_avgpool_forward(bl_device *dev, const bl_tensor *x, bl_t
     onednn_prim *e;
     BL_TRY(get_fwd(c, OK_AVGPOOL_FWD, NULL, x->shape, ys, false, &e, op));
     onednn_wrote(dev, y);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, x->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DST, y->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_SRC, x, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DST, y, op));
     return onednn_prim_run(c, e, op);
 }
 
@@ -181,7 +185,7 @@ bl_status onednn_global_avgpool_backward(bl_device *dev, const bl_tensor *dy, bl
     onednn_prim *e;
     BL_TRY(get_bwd(c, OK_AVGPOOL_BWD, NULL, dx->shape, ys, &e, op));
     onednn_wrote(dev, dx);
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_DST, dy->data, op));
-    BL_TRY(onednn_prim_bind(e, DNNL_ARG_DIFF_SRC, dx->data, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_DST, dy, op));
+    BL_TRY(onednn_prim_bind_tensor(e, DNNL_ARG_DIFF_SRC, dx, op));
     return onednn_prim_run(c, e, op);
 }

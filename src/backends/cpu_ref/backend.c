@@ -6,9 +6,11 @@
 
 #include "backends/backends.h"
 #include "backends/cpu_ref/cpu_ref.h"
+#include "backends/host/host_buffer.h"
 
 static bl_status ref_open(int index, void **ctx, char *description, size_t size) {
     (void)index;
+    BL_TRY(bl_host_guard_pages_check_env());
     cpu_ref_ctx *c = calloc(1, sizeof *c);
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "cpu_ref: cannot allocate context");
     snprintf(description, size, "plain C reference, %d OpenMP threads", omp_get_max_threads());
@@ -19,36 +21,35 @@ static bl_status ref_open(int index, void **ctx, char *description, size_t size)
 static void ref_close(void *ctx) {
     cpu_ref_ctx *c = ctx;
     if (!c) return;
-    free(c->scratch);
+    bl_host_buffer_free(c->scratch);
     free(c);
 }
 
+/* Grow-only; contents are not kept across calls. Each call gets the buffer's tail, so with
+ * guard pages an overrun of what this call asked for faults. */
 float *cpu_ref_scratch(bl_device *dev, size_t floats) {
     cpu_ref_ctx *c = bl_device_ctx(dev);
-    if (floats > c->scratch_floats) {
-        float *grown = realloc(c->scratch, floats * sizeof(float));
-        if (!grown) {
-            bl_error(BL_ERR_OUT_OF_MEMORY, "cpu_ref: scratch of %zu bytes", floats * sizeof(float));
-            return NULL;
-        }
-        c->scratch = grown;
-        c->scratch_floats = floats;
+    size_t bytes = floats * sizeof(float), capacity = c->scratch_floats * sizeof(float);
+    c->scratch = bl_host_buffer_grow(c->scratch, &capacity, bytes);
+    c->scratch_floats = capacity / sizeof(float);
+    if (!c->scratch) {
+        bl_error(BL_ERR_OUT_OF_MEMORY, "cpu_ref: scratch of %zu bytes", bytes);
+        return NULL;
     }
-    return c->scratch;
+    return bl_host_buffer_tail(c->scratch, capacity, bytes);
 }
 
 static bl_status ref_alloc(void *ctx, size_t bytes, void **ptr) {
     (void)ctx;
-    /* 64-byte alignment: cache lines, and room for vector loads. */
-    size_t rounded = (bytes + 63) & ~(size_t)63;
-    *ptr = aligned_alloc(64, rounded ? rounded : 64);
+    /* 64-byte aligned (cache lines, room for vector loads); guard pages when switched on. */
+    *ptr = bl_host_buffer_alloc(bytes);
     if (!*ptr) return bl_error(BL_ERR_OUT_OF_MEMORY, "cpu_ref: cannot allocate %zu bytes", bytes);
     return BL_OK;
 }
 
 static void ref_free(void *ctx, void *ptr) {
     (void)ctx;
-    free(ptr);
+    bl_host_buffer_free(ptr);
 }
 
 static bl_status ref_copy(void *ctx, void *dst, const void *src, size_t bytes, int kind) {
