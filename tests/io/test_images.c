@@ -116,7 +116,8 @@ static void test_png_round_trip(void) {
     CHECK(img.channels == 3 && img.pixels && memcmp(img.pixels, want, 6) == 0);
     bl_image_free(&img);
     CHECK_ERR(bl_png_write_u8(p, 0, 1, 3, rgb), BL_ERR_INVALID_ARG, "0x1x3");
-    CHECK_ERR(bl_png_write_u8("/nonexistent/dir/x.png", 1, 1, 3, rgb), BL_ERR_IO, "/nonexistent/dir/x.png");
+    CHECK_ERR(bl_png_write_u8("/nonexistent/dir/x.png", 1, 1, 3, rgb), BL_ERR_NOT_FOUND,
+              "/nonexistent/dir/x.png");
 #endif
 }
 
@@ -321,7 +322,7 @@ static void test_undecodable(void) {
               "photo.jpg: not a JPEG or PNG file (first bytes 47 49 46 38)");
     write_file(tmp_path(p, sizeof p, "empty.png"), "", 0);
     CHECK_ERR(bl_image_read(p, &img), BL_ERR_FORMAT, "empty.png: empty file");
-    CHECK_ERR(bl_image_read(tmp_path(p, sizeof p, "missing.png"), &img), BL_ERR_IO,
+    CHECK_ERR(bl_image_read(tmp_path(p, sizeof p, "missing.png"), &img), BL_ERR_NOT_FOUND,
               "missing.png: cannot open");
     float out[3 * 4];
     write_file(tmp_path(p, sizeof p, "photo.jpg"), gif, sizeof gif - 1);

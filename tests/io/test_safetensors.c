@@ -276,7 +276,7 @@ static void test_malformed(void) {
     CHECK_ERR(bl_safetensors_open_memory(b, size, "model.safetensors", &f), BL_ERR_FORMAT,
               "header length 18446744073709551615 is absurd");
     free(b);
-    CHECK_ERR(bl_safetensors_open("/nonexistent/model.safetensors", &f), BL_ERR_IO,
+    CHECK_ERR(bl_safetensors_open("/nonexistent/model.safetensors", &f), BL_ERR_NOT_FOUND,
               "/nonexistent/model.safetensors: cannot open");
 
     /* The header as a whole. */
@@ -404,7 +404,7 @@ static void test_writer_errors(void) {
               "unknown dtype");
     CHECK_ERR(bl_safetensors_writer_set_metadata(w, "k", "bad\xc3"), BL_ERR_INVALID_ARG,
               "metadata 'k' is not valid UTF-8");
-    CHECK_ERR(bl_safetensors_writer_commit(w, "/nonexistent/dir/out.safetensors"), BL_ERR_IO,
+    CHECK_ERR(bl_safetensors_writer_commit(w, "/nonexistent/dir/out.safetensors"), BL_ERR_NOT_FOUND,
               "/nonexistent/dir/out.safetensors");
     /* The failed calls changed nothing. */
     void *img;
