@@ -23,6 +23,7 @@ static unsigned char *make_image(const char *header, uint64_t claimed_len, size_
 static bl_status open_header(const char *header, size_t data_len) {
     size_t size;
     unsigned char *b = make_image(header, strlen(header), data_len, &size);
+    bl_test_fuzz_seed("fuzz_safetensors", b, size);
     bl_safetensors *f = NULL;
     bl_status s = bl_safetensors_open_memory(b, size, "model.safetensors", &f);
     if (s == BL_OK && f == NULL) s = BL_ERR_INTERNAL;
@@ -466,6 +467,7 @@ static void exercise(const bl_safetensors *f, const unsigned char *img, size_t s
 static void test_truncation(void) {
     size_t size;
     unsigned char *img = valid_image(&size);
+    bl_test_fuzz_seed("fuzz_safetensors", img, size);
     bl_safetensors *f = NULL;
     CHECK_OK(bl_safetensors_open_memory(img, size, "valid", &f));
     CHECK(f && bl_safetensors_count(f) == 5);

@@ -199,8 +199,10 @@ static void test_hints(void) {
         {"min_ram=99999999999TB", "size too large"},
         {"min_ram=1GB;", "at position 10: min_ram: unknown size unit"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bl_test_fuzz_seed("fuzz_hints", bad[i].text, strlen(bad[i].text));
         CHECK_ERR(bl_hints_parse(bad[i].text, &h), BL_ERR_FORMAT, bad[i].want);
+    }
     /* Layering: the inner accelerator wins, min_ram takes the maximum. */
     bl_hints outer, inner;
     CHECK_OK(bl_hints_parse("accelerator=type:t4;count:1,min_ram=32GB", &outer));
@@ -315,6 +317,8 @@ static void test_fuzz_parsers(void) {
                                 bl_coder_kv(bl_coder_string(), bl_coder_iterable(bl_coder_int64())),
                                 bl_coder_iterable(bl_coder_kv(bl_coder_bytes(), bl_coder_double()))};
     int ok = 0, refused = 0;
+    for (size_t i = 0; i < sizeof hint_seeds / sizeof hint_seeds[0]; i++)
+        bl_test_fuzz_seed("fuzz_hints", hint_seeds[i], strlen(hint_seeds[i]));
     for (int iter = 0; iter < 20000; iter++) {
         char text[96];
         const char *base = hint_seeds[bl_rng_below(&rng, 3)];
