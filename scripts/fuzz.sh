@@ -6,7 +6,8 @@
 #    run with BEAMLET_FUZZ_SEEDS set and keep the inputs they build, valid and malformed
 #    (bl_test_fuzz_seed), in $FUZZ_BUILD/seeds/<target>/.
 # 2. Builds the targets with clang, ASan and UBSan in $FUZZ_BUILD (default build-fuzz;
-#    cmake/fuzz.cmake). libFuzzer's runtime is clang's compiler-rt (scripts/setup.sh).
+#    cmake/fuzz.cmake), and each with the clang line its header gives for building by hand.
+#    libFuzzer's runtime is clang's compiler-rt (scripts/setup.sh).
 # 3. Runs them, as many at a time as there are cores, each from its corpus
 #    ($FUZZ_BUILD/corpus/<target>, kept between runs) and the seeds. A crash, a sanitizer report,
 #    a leak or an input slower than 30 s fails the script, which prints the fuzzer's report and
@@ -41,6 +42,19 @@ cmake -S . -B "$fb" -DCMAKE_C_COMPILER=clang -DBEAMLET_FUZZ=ON -DBEAMLET_WITH_CU
   -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_FLAGS:-} > "$fb/logs/configure.log" ||
   { cat "$fb/logs/configure.log"; exit 1; }
 cmake --build "$fb" --target fuzz -j "$jobs"
+
+# The clang line each fuzz file's header gives for building it by hand still builds (it needs
+# a configured build's layer trees: the header's build/layers/... is this build's).
+for src in tests/fuzz/fuzz_*.c; do
+  t=$(basename "$src" .c)
+  line=$(sed -n '/^ \*   clang /,/-o \/tmp\//p' "$src" | sed 's/^ \*   *//; s/\\$//' | tr '\n' ' ')
+  if [[ -z "$line" ]]; then echo "fuzz: $src has no clang line in its header" >&2; exit 1; fi
+  line=${line//build\/layers/$fb\/layers}
+  line=$(echo "$line" | sed "s#-o /tmp/[^ ]*#-o $fb/byhand-$t#")
+  bash -c "$line" > "$fb/logs/byhand-$t.log" 2>&1 ||
+    { cat "$fb/logs/byhand-$t.log"; echo "fuzz: the command in $src's header fails: $line" >&2; exit 1; }
+done
+echo "fuzz: the clang lines in the fuzz files' headers build"
 
 # 3. Bounded runs, `jobs` at a time.
 run_one() { # TARGET
