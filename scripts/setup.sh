@@ -31,6 +31,8 @@ packages=(
   python3 python3-venv               # tools/, the docs-command test, .venv/
   clang-format git                   # the house style check (scripts/format.sh --check)
   valgrind                           # memcheck of the oneDNN backend's shape matrix (ctest)
+  clang libclang-rt-dev libomp-dev   # make fuzz: clang, its libFuzzer and sanitizer runtimes
+                                     # (compiler-rt), and OpenMP for clang
 )
 
 # The packages owning the shared libraries that the given programs load, one a line, then the

@@ -113,6 +113,22 @@ static inline int bl_test_rerun_signal(const char *arg) {
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
+/* Keeps `data` as a starting input of the libFuzzer target `target` (tests/fuzz/<target>.c)
+ * when BEAMLET_FUZZ_SEEDS names a folder: scripts/fuzz.sh runs the parser tests with it set, so
+ * the fuzzers start from the malformed and valid inputs the tests built by hand. One file per
+ * distinct input, named by its hash. */
+static inline void bl_test_fuzz_seed(const char *target, const void *data, size_t size) {
+    const char *root = getenv("BEAMLET_FUZZ_SEEDS");
+    if (!root || !*root) return;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < size; i++) h = (h ^ ((const unsigned char *)data)[i]) * 1099511628211ull;
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/%s", root, target);
+    snprintf(path, sizeof path, "%s/seed-%016llx", dir, (unsigned long long)h);
+    if (bl_mkdirs(dir) != BL_OK || bl_file_write_atomic(path, size ? data : "", size) != BL_OK)
+        fprintf(stderr, "  could not keep a fuzz seed in %s: %s\n", dir, bl_last_error());
+}
+
 static inline int bl_test_finish(void) {
     printf("%d passed, %d failed, %d skipped\n", bl_test_cases_passed, bl_test_cases_failed,
            bl_test_cases_skipped);

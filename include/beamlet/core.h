@@ -38,6 +38,15 @@ bl_status bl_error_context(bl_status status, const char *fmt, ...) __attribute__
 const char *bl_last_error(void);
 void bl_clear_error(void);
 const char *bl_status_name(bl_status status);
+/* Whether a failure may pass when tried again, so a runner retries it: an I/O error (a network
+ * filesystem's hiccup, a disk that was full), running out of memory, a device's failure (a
+ * retry sets the device up afresh). Invalid arguments, unsupported requests, missing or
+ * malformed files and broken invariants fail the same way every time and are not retried. */
+bool bl_status_transient(bl_status status);
+/* The status for a failed system call's errno on a path: a missing file or folder is
+ * BL_ERR_NOT_FOUND, one that can never be used as given (permissions, read-only, a file where
+ * a folder should be) BL_ERR_INVALID_ARG, ENOMEM BL_ERR_OUT_OF_MEMORY, the rest BL_ERR_IO. */
+bl_status bl_errno_status(int err);
 
 /* Propagate a failure unchanged. */
 #define BL_TRY(expr)                                                                                         \
@@ -138,6 +147,22 @@ bl_rng bl_rng_fork(const bl_rng *rng, uint64_t label);
  * Normals come from the ziggurat method; uniform values lie in [lo, hi). */
 void bl_fill_normal_f32(float *dst, int64_t n, uint64_t seed, uint64_t stream, double mean, double std);
 void bl_fill_uniform_f32(float *dst, int64_t n, uint64_t seed, uint64_t stream, double lo, double hi);
+
+/* ---- compute threads -------------------------------------------------------------------- */
+
+/* The budget runners give their workers (the local runner's threads, the MPI ranks of a node):
+ * workers x threads <= cores, because oneDNN's and our own parallel loops wait for their
+ * threads in spin barriers that collapse when the machine is oversubscribed. */
+
+/* Cores this process may run on: its affinity mask (taskset, cpusets, mpirun's binding). */
+int bl_cpu_cores(void);
+/* Each of `workers` sharing `cores` gets cores / workers threads, at least 1, and no more than
+ * OMP_NUM_THREADS when that is set; `requested` > 0 (the user's --threads_per_worker) wins. */
+int bl_thread_budget(int cores, int workers, int requested);
+/* Threads the calling thread's compute uses from now on (OpenMP's per-thread setting: the
+ * parallel regions it starts, hence every CPU op it issues). Set before a worker's first op. */
+void bl_compute_threads_set(int n);
+int bl_compute_threads(void);
 
 /* ---- time ------------------------------------------------------------------------------- */
 

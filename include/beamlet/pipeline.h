@@ -100,7 +100,8 @@ bl_status bl_coder_to_json(const bl_coder *coder, const void *value, bl_buf *out
 /* ---- options ---------------------------------------------------------------------------- */
 
 /* Beam-style `--name=value` flags. The pipeline's own flags are always known:
- *   --runner=direct|local|mpi  --num_workers=N  --resource_hints=H (repeatable)
+ *   --runner=direct|local|mpi  --num_workers=N  --threads_per_worker=N
+ *   --resource_hints=H (repeatable)
  *   --worker_accelerators=N or N0,N1,... (per worker: thread index, or mpi rank)
  *   --worker_ram=SIZE  --bundle_size=N
  *   --max_bundle_retries=N  --stall_timeout_s=S  --shuffle_seed=N (direct)  --worker_timeout_s=S
@@ -133,7 +134,8 @@ bl_status bl_options_get_double(const bl_options *opts, const char *name, double
 /* An integer in [lo, hi]; anything else is BL_ERR_INVALID_ARG naming the flag and the range. */
 bl_status bl_options_get_int_in(const bl_options *opts, const char *name, int64_t lo, int64_t hi,
                                 int64_t *out);
-/* "true" or "1", "false" or "0"; any other value is BL_ERR_INVALID_ARG naming the flag. */
+/* "true", "1" or "yes"; "false", "0" or "no"; any other value (case too) is BL_ERR_INVALID_ARG
+ * naming the flag. */
 bl_status bl_options_get_bool(const bl_options *opts, const char *name, bool *out);
 /* The usage text: every known flag with its default and help. Caller frees. */
 char *bl_options_usage(const bl_options *opts);
@@ -209,6 +211,10 @@ bl_status bl_pipeline_run(bl_pipeline *p);
 bool bl_pipeline_is_coordinator(const bl_pipeline *p);
 const char *bl_pipeline_runner_name(const bl_pipeline *p);
 int bl_pipeline_num_workers(const bl_pipeline *p);
+/* Compute threads each worker runs its ops with: --threads_per_worker, else the worker's share
+ * of the cores (local runner: cores / workers; mpi: cores / ranks on the node; at least 1, at
+ * most OMP_NUM_THREADS), else, on the direct runner, what the calling thread has. */
+int bl_pipeline_threads_per_worker(const bl_pipeline *p);
 /* Node-local rank of this process (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, else 0): the
  * index of the accelerator this process binds when it has several. */
 int bl_pipeline_worker_local_rank(void);

@@ -35,7 +35,9 @@ bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) 
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     if (n < 0 || (size_t)n >= sizeof tmp) return bl_error(BL_ERR_INVALID_ARG, "%s: path too long", path);
     int fd = mkstemp(tmp);
-    if (fd < 0) return bl_error(BL_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+    if (fd < 0)
+        return bl_error(bl_errno_status(errno), "%s: cannot create a temporary file: %s", path,
+                        strerror(errno));
     (void)fchmod(fd, 0644);
     const unsigned char *p = data;
     size_t left = size;
@@ -46,7 +48,8 @@ bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) 
             int e = errno;
             close(fd);
             unlink(tmp);
-            return bl_error(BL_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
+            /* Named by its final path: the temp file is gone, the file the user knows is not. */
+            return bl_error(bl_errno_status(e), "%s: write failed: %s", path, strerror(e));
         }
         p += w;
         left -= (size_t)w;
@@ -55,13 +58,13 @@ bl_status bl_file_write_atomic(const char *path, const void *data, size_t size) 
     int closed = close(fd), close_errno = errno;
     if (synced != 0 || closed != 0) {
         unlink(tmp);
-        return bl_error(BL_ERR_IO, "%s: flush failed: %s", tmp,
+        return bl_error(BL_ERR_IO, "%s: flush failed: %s", path,
                         strerror(synced != 0 ? sync_errno : close_errno));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return bl_error(BL_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
+        return bl_error(bl_errno_status(e), "%s: cannot rename into place: %s", path, strerror(e));
     }
     sync_parent(path);
     return BL_OK;
@@ -71,7 +74,7 @@ bl_status bl_file_read_all(const char *path, void **data, size_t *size) {
     *data = NULL;
     *size = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return bl_error(BL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return bl_error(bl_errno_status(errno), "%s: cannot open: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         return bl_error(BL_ERR_IO, "%s: cannot seek", path);
@@ -109,12 +112,12 @@ bl_status bl_mkdirs(const char *path) {
         char saved = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return bl_error(BL_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            return bl_error(bl_errno_status(errno), "%s: cannot create directory: %s", buf, strerror(errno));
         buf[i] = saved;
     }
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return bl_error(BL_ERR_IO, "%s: exists and is not a directory", path);
+        return bl_error(BL_ERR_INVALID_ARG, "%s: exists and is not a directory", path);
     return BL_OK;
 }
 

@@ -2,6 +2,7 @@
  * reason here, so callers add context on the way up and the CLI prints one clear line. */
 #include "beamlet/core.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,28 @@ const char *bl_status_name(bl_status status) {
         case BL_ERR_INTERNAL: return "internal error";
     }
     return "unknown status";
+}
+
+bool bl_status_transient(bl_status status) {
+    return status == BL_ERR_IO || status == BL_ERR_OUT_OF_MEMORY || status == BL_ERR_DEVICE;
+}
+
+bl_status bl_errno_status(int err) {
+    switch (err) {
+        case ENOENT:
+        case ENOTDIR: return BL_ERR_NOT_FOUND;
+        /* Paths that can never work as given: another try gets the same answer. */
+        case EACCES:
+        case EPERM:
+        case EROFS:
+        case EEXIST:
+        case EISDIR:
+        case ENAMETOOLONG:
+        case ELOOP:
+        case EINVAL: return BL_ERR_INVALID_ARG;
+        case ENOMEM: return BL_ERR_OUT_OF_MEMORY;
+        default: return BL_ERR_IO; /* EIO, ENOSPC, EDQUOT, EFBIG, EMFILE, EAGAIN, ...: may pass */
+    }
 }
 
 void bl_panic(const char *file, int line, const char *what) {

@@ -24,7 +24,7 @@ typedef struct infer_args {
     const char *dataset, *data_dir, *images, *device, *output, *hints;
     char weights[1024];
     bool fallback;
-    int64_t batch, min_batch, max_weight, limit, top_k, resize, crop, shards;
+    int64_t batch, min_batch, max_weight, limit, top_k, resize, crop, shards, max_pixels;
 } infer_args;
 
 bl_status bl_stage_infer_options(bl_options *o) {
@@ -48,6 +48,9 @@ bl_status bl_stage_infer_options(bl_options *o) {
     BL_TRY(bl_options_add(o, "top_k", "5", "classes kept per prediction"));
     BL_TRY(bl_options_add(o, "resize", "256", "folder photos: shorter side resized to this"));
     BL_TRY(bl_options_add(o, "crop", "224", "folder photos: centre crop to this square"));
+    BL_TRY(bl_options_add(o, "max_image_pixels", "0",
+                          "folder photos: a file declaring more pixels goes to the dead letters undecoded "
+                          "(0: $BEAMLET_MAX_IMAGE_PIXELS, else 2^27)"));
     BL_TRY(bl_options_add(o, "output", "beamlet-out/infer",
                           "folder for predictions, dead letters and summary.json"));
     return bl_options_add(o, "num_shards", "1", "prediction files");
@@ -70,6 +73,7 @@ static bl_status read_args(const bl_options *o, infer_args *a) {
     BL_TRY(bl_options_get_int_in(o, "resize", 1, 65536, &a->resize));
     BL_TRY(bl_options_get_int_in(o, "crop", 1, 65536, &a->crop));
     BL_TRY(bl_options_get_int_in(o, "num_shards", 1, 1024, &a->shards));
+    BL_TRY(bl_options_get_int_in(o, "max_image_pixels", 0, INT64_C(1) << 28, &a->max_pixels));
     if (a->min_batch > a->batch)
         return bl_error(BL_ERR_INVALID_ARG, "--min_batch_size=%lld is larger than --batch_size=%lld",
                         (long long)a->min_batch, (long long)a->batch);
@@ -101,7 +105,7 @@ typedef struct infer_figures {
     bl_accuracy acc;
     int64_t dead;
     double seconds;
-    int workers, accelerators, stage;
+    int workers, threads, accelerators, stage;
     const char *runner;
     const bl_device_choice *device;
 } infer_figures;
@@ -126,6 +130,7 @@ static bl_status write_summary(const infer_args *a, const infer_figures *f, cons
     KEY_INT("gpus", f->accelerators);
     KEY_STR("runner", f->runner);
     KEY_INT("workers", f->workers);
+    KEY_INT("threads_per_worker", f->threads);
     KEY_INT("images", f->r.inferences);
     KEY_NUM("seconds", f->seconds);
     KEY_NUM("images_per_s", f->seconds > 0 ? (double)f->r.inferences / f->seconds : 0.0);
@@ -159,9 +164,10 @@ static bl_status write_summary(const infer_args *a, const infer_figures *f, cons
 
 static void print_figures(const infer_args *a, const infer_figures *f) {
     const bl_inference_report *r = &f->r;
-    printf("stage %d, %s inference: %s on %s%s (%d accelerator(s) visible), %s runner with %d worker(s)\n",
+    printf("stage %d, %s inference: %s on %s%s (%d accelerator(s) visible), %s runner with %d worker(s) x %d "
+           "compute thread(s)\n",
            f->stage, f->stage == 1 ? "CPU" : "accelerated", a->weights, f->device->name,
-           f->device->fell_back ? " (CPU fallback)" : "", f->accelerators, f->runner, f->workers);
+           f->device->fell_back ? " (CPU fallback)" : "", f->accelerators, f->runner, f->workers, f->threads);
     printf(
         "  %lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
         (long long)r->inferences, f->seconds, f->seconds > 0 ? (double)r->inferences / f->seconds : 0.0,
@@ -224,6 +230,7 @@ static bl_status report(bl_pipeline *p, const infer_args *a, infer_figures *f, b
     f->dead = (int64_t)bl_pcoll_result_count(dead);
     f->runner = bl_pipeline_runner_name(p);
     f->workers = strcmp(f->runner, "direct") == 0 ? 1 : bl_pipeline_num_workers(p); /* direct: one thread */
+    f->threads = bl_pipeline_threads_per_worker(p);
     char path[1100];
     BL_TRY(stage_join(path, sizeof path, a->output, "summary.json"));
     BL_TRY(write_summary(a, f, path));
@@ -234,6 +241,8 @@ static bl_status report(bl_pipeline *p, const infer_args *a, infer_figures *f, b
 bl_status bl_stage_infer(const bl_options *opts) {
     infer_args a;
     BL_TRY(read_args(opts, &a));
+    /* The decoders' budget is the process's (every rank parses the same flags). */
+    if (a.max_pixels > 0) BL_TRY(bl_image_set_max_pixels(a.max_pixels));
     bl_resnet_config rc;
     BL_TRY(bl_model_handler_peek(a.weights, &rc));
     /* Where it runs is decided once, before anything is built: an absent accelerator stops here

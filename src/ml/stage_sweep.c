@@ -86,10 +86,10 @@ bl_status bl_stage_sweep(const bl_options *opts) {
     if (s == BL_OK && bl_pipeline_is_coordinator(p))
         printf(
             "stage 4: sweeping %d configs (--learning_rates=%s x --batch_sizes=%s x --models=%s) on %s, %s "
-            "runner, %d workers, %d accelerator(s)\n",
+            "runner, %d workers x %d compute thread(s), %d accelerator(s)\n",
             n, bl_options_get(opts, "learning_rates"), bl_options_get(opts, "batch_sizes"),
             bl_options_get(opts, "models"), where.name, bl_pipeline_runner_name(p),
-            bl_pipeline_num_workers(p), bl_accelerator_count());
+            bl_pipeline_num_workers(p), bl_pipeline_threads_per_worker(p), bl_accelerator_count());
     double t0 = bl_time_now();
     if (s == BL_OK) s = bl_pipeline_run(p);
 

@@ -40,10 +40,12 @@ bl_status bl_stage_train(const bl_options *opts) {
     if (s == BL_OK) s = stage_hint_accelerator(p, "TrainModel", &where);
     if (s == BL_OK) s = bl_write_text(p, "WriteResults", trained, results, ".jsonl", 1, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_collect(p, trained);
-    if (s == BL_OK)
-        printf("stage 3: training %s (%s, width %d) on %s for %d epochs, batch %d; checkpoints in %s/%s/\n",
-               config.experiment_id, config.model, config.width, where.name, config.epochs, config.batch_size,
-               config.output_dir, config.experiment_id);
+    if (s == BL_OK && bl_pipeline_is_coordinator(p))
+        printf("stage 3: training %s (%s, width %d) on %s with %d compute thread(s) for %d epochs, batch %d; "
+               "checkpoints in %s/%s/\n",
+               config.experiment_id, config.model, config.width, where.name,
+               bl_pipeline_threads_per_worker(p), config.epochs, config.batch_size, config.output_dir,
+               config.experiment_id);
     if (s == BL_OK) s = bl_pipeline_run(p);
 
     /* What the learner wants to see. */

@@ -319,7 +319,16 @@ bl_status bl_training_config_from_options(const bl_options *opts, bl_training_co
         char *end = NULL;
         switch (f->type) {
             case F_STR: bl_json_write_string(w, v); break;
-            case F_BOOL: bl_json_write_bool(w, strcmp(v, "true") == 0 || strcmp(v, "1") == 0); break;
+            case F_BOOL: {
+                bool x;
+                bl_status s = bl_options_get_bool(opts, f->name, &x);
+                if (s != BL_OK) {
+                    bl_json_writer_free(w);
+                    return s;
+                }
+                bl_json_write_bool(w, x);
+                break;
+            }
             case F_FLOAT:
             case F_DOUBLE: {
                 double x = strtod(v, &end);

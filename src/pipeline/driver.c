@@ -240,6 +240,10 @@ bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r) {
 bl_status bl_retry_or_fail(const bl_plan *plan, bl_task *task, bl_status status, const char *err,
                            int max_retries) {
     const bl_stage *st = &plan->s[task->stage];
+    /* A deterministic failure (a bad argument, a missing or malformed file, an unsupported
+     * device) would fail the same way again: fail now, once, with its own message. */
+    if (!bl_status_transient(status))
+        return bl_error(status, "'%s' failed (%s, not retried): %s", st->label, bl_status_name(status), err);
     if (task->attempt > max_retries)
         return bl_error(status, "'%s' failed after %d attempts of bundle %zu: %s", st->label, task->attempt,
                         task->index, err);

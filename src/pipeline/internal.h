@@ -112,8 +112,9 @@ typedef struct bl_scope {
 typedef struct bl_runopts {
     char runner[16];
     int num_workers;
-    bl_hints hints;     /* pipeline-wide */
-    int *worker_accels; /* per worker index (cycled) */
+    int threads_per_worker; /* --threads_per_worker: 0 = each worker's share of the cores */
+    bl_hints hints;         /* pipeline-wide */
+    int *worker_accels;     /* per worker index (cycled) */
     int n_worker_accels;
     int self_accels; /* set by bl_pipeline_set_worker_accelerators, -1 = unset */
     uint64_t worker_ram;
@@ -139,6 +140,7 @@ struct bl_pipeline {
     bool coordinator;
     bool has_run;
     int stall_warnings;
+    int threads; /* compute threads each worker runs its ops with (the budget, see core.h) */
 };
 
 bl_status bl_pipeline_fail(bl_pipeline *p, bl_status s); /* records a construction error */
@@ -260,13 +262,19 @@ typedef struct bl_runner {
     void *self;
 } bl_runner;
 
-/* After a failed attempt (message `err`): logs and bumps task->attempt, or, past max_retries,
- * returns the final error naming the stage, the attempts and the DoFn's message. */
+/* After a failed attempt (message `err`): when the status is transient (bl_status_transient)
+ * and attempts are left, logs and bumps task->attempt; otherwise returns the final error naming
+ * the stage and the DoFn's message (and the attempts, when it was retried). */
 bl_status bl_retry_or_fail(const bl_plan *plan, bl_task *task, bl_status status, const char *err,
                            int max_retries);
 
 /* The driver: validates placement, runs stages in order, commits text output, collects. */
 bl_status bl_execute(bl_pipeline *p, bl_plan *plan, bl_runner *r);
+
+/* Under --runner=mpi, at construction: joins MPI (initializing it once per process) so that
+ * before the run each rank knows whether it coordinates, how many workers there are, and its
+ * share of its node's cores. Without MPI in the build it does nothing (the run refuses). */
+bl_status bl_mpi_join(bl_pipeline *p);
 
 bl_status bl_run_direct(bl_pipeline *p);
 bl_status bl_run_local(bl_pipeline *p);

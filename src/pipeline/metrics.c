@@ -153,7 +153,9 @@ bl_status bl_pipeline_metrics_summary(const bl_pipeline *p, char **out) {
     bl_metrics_merge(&sorted, &p->metrics);
     if (sorted.n) qsort(sorted.e, sorted.n, sizeof *sorted.e, entry_cmp);
     bl_buf b = {0};
-    bl_buf_printf(&b, "metrics (%s runner, %d workers):\n", p->ro.runner, p->ro.num_workers);
+    int workers = strcmp(p->ro.runner, "direct") == 0 ? 1 : p->ro.num_workers;
+    bl_buf_printf(&b, "metrics (%s runner, %d worker%s x %d compute thread%s):\n", p->ro.runner, workers,
+                  workers == 1 ? "" : "s", p->threads, p->threads == 1 ? "" : "s");
     bl_buf_printf(&b, "  %-28s %-20s %12s %s\n", "transform", "metric", "value", "distribution");
     for (size_t i = 0; i < sorted.n; i++) {
         const bl_metric_entry *e = &sorted.e[i];

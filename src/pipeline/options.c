@@ -26,11 +26,16 @@ static const struct {
 } builtins[] = {
     {"runner", "direct", "direct (one thread), local (threads) or mpi (ranks)"},
     {"num_workers", "0", "worker threads for the local runner (0: one per core)"},
+    {"threads_per_worker", "0",
+     "compute threads of each worker (0: its share of the cores, so workers x threads <= cores; "
+     "OMP_NUM_THREADS caps the share)"},
     {"resource_hints", "", "pipeline-wide hints: accelerator=\"type:T;count:N\",min_ram=16GB"},
     {"worker_accelerators", "0", "accelerators per worker: N, or N0,N1,... per worker index"},
     {"worker_ram", "0", "RAM per worker (e.g. 64GB); 0: this machine's"},
     {"bundle_size", "0", "elements per bundle (0: automatic)"},
-    {"max_bundle_retries", "4", "retries of a failed bundle before the pipeline fails"},
+    {"max_bundle_retries", "4",
+     "retries of a bundle that failed with a transient error (I/O, memory, device) before the pipeline "
+     "fails; other errors are not retried"},
     {"stall_timeout_s", "60", "warn when no bundle completes for this long (local runner)"},
     {"shuffle_seed", "", "direct runner: shuffle element order with this seed"},
     {"worker_timeout_s", "600", "mpi runner: declare a rank dead after this long silent"},
@@ -136,6 +141,9 @@ static bl_status apply_builtin(bl_runopts *ro, const char *name, const char *v) 
     } else if (strcmp(name, "num_workers") == 0) {
         BL_TRY(parse_i64(name, v, 0, 1024, &i));
         ro->num_workers = (int)i;
+    } else if (strcmp(name, "threads_per_worker") == 0) {
+        BL_TRY(parse_i64(name, v, 0, 4096, &i));
+        ro->threads_per_worker = (int)i;
     } else if (strcmp(name, "resource_hints") == 0) {
         bl_hints h;
         BL_TRY(bl_error_context(bl_hints_parse(v, &h), "--resource_hints"));
@@ -288,14 +296,16 @@ bl_status bl_options_get_int_in(const bl_options *o, const char *name, int64_t l
 bl_status bl_options_get_bool(const bl_options *o, const char *name, bool *out) {
     const char *v = bl_options_get(o, name);
     if (!v) return unknown(o, name);
-    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
-        *out = true;
-    } else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
-        *out = false;
-    } else {
-        return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: expected true or false", name, v);
+    /* Exactly these spellings: a typo such as "ture" or "maybe" must not quietly mean one or
+     * the other. */
+    static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0", "no"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(v, yes[i]) == 0 || strcmp(v, no[i]) == 0) {
+            *out = strcmp(v, yes[i]) == 0;
+            return BL_OK;
+        }
     }
-    return BL_OK;
+    return bl_error(BL_ERR_INVALID_ARG, "--%s=%s: not a boolean (true, false, 1, 0, yes or no)", name, v);
 }
 
 char *bl_options_usage(const bl_options *o) {
@@ -331,10 +341,7 @@ bl_status bl_runopts_from_options(const bl_options *o, bl_runopts *ro) {
         long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
         ro->worker_ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
     }
-    if (ro->num_workers == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        ro->num_workers = c > 0 ? (int)c : 1;
-    }
+    if (ro->num_workers == 0) ro->num_workers = bl_cpu_cores();
     return BL_OK;
 }
 

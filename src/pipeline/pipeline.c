@@ -17,6 +17,18 @@ bl_status bl_pipeline_new(const bl_options *opts, bl_pipeline **out) {
         return bl_error_context(s, "pipeline options");
     }
     p->coordinator = true;
+    /* The thread budget: the direct runner's one worker is the calling thread, which keeps
+     * what it has unless --threads_per_worker says otherwise; the local runner's workers share
+     * the cores; MPI ranks share their node's (bl_mpi_join). */
+    if (strcmp(p->ro.runner, "direct") == 0)
+        p->threads = p->ro.threads_per_worker > 0 ? p->ro.threads_per_worker : bl_compute_threads();
+    else
+        p->threads = bl_thread_budget(bl_cpu_cores(), p->ro.num_workers, p->ro.threads_per_worker);
+    if (strcmp(p->ro.runner, "mpi") == 0) s = bl_mpi_join(p);
+    if (s != BL_OK) {
+        bl_pipeline_free(p);
+        return s;
+    }
     *out = p;
     return BL_OK;
 }
@@ -270,6 +282,7 @@ bl_status bl_pipeline_run(bl_pipeline *p) {
 bool bl_pipeline_is_coordinator(const bl_pipeline *p) { return p->coordinator; }
 const char *bl_pipeline_runner_name(const bl_pipeline *p) { return p->ro.runner; }
 int bl_pipeline_num_workers(const bl_pipeline *p) { return p->ro.num_workers; }
+int bl_pipeline_threads_per_worker(const bl_pipeline *p) { return p->threads; }
 int bl_pipeline_stall_warnings(const bl_pipeline *p) { return p->stall_warnings; }
 
 int bl_pipeline_worker_local_rank(void) {

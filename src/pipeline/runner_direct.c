@@ -38,7 +38,12 @@ bl_status bl_run_direct(bl_pipeline *p) {
     }
     d.w.roundtrip_check = true;
     bl_runner r = {direct_tasks, 1, &caps, &d};
+    /* The worker is the calling thread: only an explicit --threads_per_worker changes its
+     * threads, and only for the run. */
+    int caller_threads = bl_compute_threads();
+    if (p->ro.threads_per_worker > 0) bl_compute_threads_set(p->threads);
     s = bl_execute(p, &plan, &r);
+    bl_compute_threads_set(caller_threads);
     bl_worker_finish(&d.w);
     bl_metrics_merge(&p->metrics, &d.w.metrics);
     bl_metrics_clear(&d.w.metrics);
@@ -47,6 +52,11 @@ bl_status bl_run_direct(bl_pipeline *p) {
 }
 
 #ifndef BEAMLET_HAVE_MPI
+bl_status bl_mpi_join(bl_pipeline *p) {
+    (void)p;
+    return BL_OK; /* bl_run_mpi below says why it cannot run */
+}
+
 bl_status bl_run_mpi(bl_pipeline *p) {
     (void)p;
     return bl_error(BL_ERR_UNSUPPORTED,

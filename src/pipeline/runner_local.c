@@ -1,5 +1,6 @@
 /* The local runner: N worker threads that live for the whole run (so a DoFn is set up once per
- * thread, not per stage) and pull bundles from a shared queue. A failed bundle goes back on the
+ * thread, not per stage) and pull bundles from a shared queue. Each runs its ops with its share
+ * of the cores (the pipeline's thread budget). A failed bundle goes back on the
  * queue with its attempt number raised, after its worker tore the DoFns down. The driver thread
  * waits with a timeout and logs a stall warning, naming what is in flight, when no bundle has
  * completed for --stall_timeout_s. */
@@ -35,6 +36,7 @@ struct local {
     char fail_msg[1024];
     double last_progress;
     int max_retries;
+    int threads; /* each worker's compute threads (the pipeline's budget) */
     lworker *workers;
     int nworkers;
     bl_pipeline *p;
@@ -54,9 +56,12 @@ static long pick(local *L, lworker *lw) {
 static void *worker_main(void *arg) {
     lworker *lw = arg;
     local *L = lw->L;
+    /* Before the first op: a new thread starts from OpenMP's process-wide default (every
+     * core), which N workers would multiply by N. */
+    bl_compute_threads_set(L->threads);
     pthread_mutex_lock(&L->mu);
     for (;;) {
-        long ti;
+        long ti = -1;
         while (!L->shutdown && (ti = pick(L, lw)) < 0) pthread_cond_wait(&L->work, &L->mu);
         if (L->shutdown) break;
         bl_task *task = &L->tasks[ti];
@@ -153,7 +158,7 @@ bl_status bl_run_local(bl_pipeline *p) {
     bl_plan plan;
     BL_TRY(bl_plan_build(p, &plan));
     int nw = p->ro.num_workers > 0 ? p->ro.num_workers : 1;
-    local L = {.max_retries = p->ro.max_retries, .nworkers = nw, .p = p};
+    local L = {.max_retries = p->ro.max_retries, .threads = p->threads, .nworkers = nw, .p = p};
     pthread_mutex_init(&L.mu, NULL);
     pthread_cond_init(&L.work, NULL);
     pthread_cond_init(&L.done, NULL);

@@ -1,6 +1,7 @@
 /* Core: errors with context, dtype conversions, arena, RNG determinism, atomic files. */
 #include "bl_test.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 static bl_status fails_deep(void) { return bl_error(BL_ERR_IO, "disk full at offset %d", 42); }
@@ -90,8 +91,67 @@ static void test_atomic_file(void) {
     CHECK(size == 5 && memcmp(data, "hello", 5) == 0);
     free(data);
     unlink(path);
-    CHECK_ERR(bl_file_write_atomic("/nonexistent-dir/x", "a", 1), BL_ERR_IO, "/nonexistent-dir/x");
-    CHECK_ERR(bl_file_read_all("/nonexistent-dir/x", &data, &size), BL_ERR_IO, "cannot open");
+    CHECK_ERR(bl_file_write_atomic("/nonexistent-dir/x", "a", 1), BL_ERR_NOT_FOUND, "/nonexistent-dir/x");
+    CHECK_ERR(bl_file_read_all("/nonexistent-dir/x", &data, &size), BL_ERR_NOT_FOUND, "cannot open");
+}
+
+/* Which failures a runner may retry: only those that may pass on another try. */
+static void test_error_kinds(void) {
+    CHECK(bl_status_transient(BL_ERR_IO) && bl_status_transient(BL_ERR_OUT_OF_MEMORY) &&
+          bl_status_transient(BL_ERR_DEVICE));
+    CHECK(!bl_status_transient(BL_OK) && !bl_status_transient(BL_ERR_INVALID_ARG) &&
+          !bl_status_transient(BL_ERR_FORMAT) && !bl_status_transient(BL_ERR_UNSUPPORTED) &&
+          !bl_status_transient(BL_ERR_NOT_FOUND) && !bl_status_transient(BL_ERR_INTERNAL));
+    CHECK(bl_errno_status(ENOENT) == BL_ERR_NOT_FOUND && bl_errno_status(ENOTDIR) == BL_ERR_NOT_FOUND);
+    CHECK(bl_errno_status(EACCES) == BL_ERR_INVALID_ARG && bl_errno_status(EROFS) == BL_ERR_INVALID_ARG &&
+          bl_errno_status(EISDIR) == BL_ERR_INVALID_ARG);
+    CHECK(bl_errno_status(ENOMEM) == BL_ERR_OUT_OF_MEMORY);
+    CHECK(bl_errno_status(EIO) == BL_ERR_IO && bl_errno_status(ENOSPC) == BL_ERR_IO &&
+          bl_errno_status(EFBIG) == BL_ERR_IO);
+    /* A folder that cannot be made because a file stands in its way is not worth a retry. */
+    char dir[] = "/tmp/bl_core_kinds_XXXXXX", file[64], under[96];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(under, sizeof under, "%s/sub/deeper", file);
+    CHECK_OK(bl_file_write_atomic(file, "x", 1));
+    bl_status s = bl_mkdirs(under);
+    CHECK_MSG(s != BL_OK && !bl_status_transient(s), "%s: %s", bl_status_name(s), bl_last_error());
+    CHECK(strstr(bl_last_error(), "cannot create directory"));
+    CHECK_ERR(bl_mkdirs(file), BL_ERR_INVALID_ARG, "exists and is not a directory");
+    unlink(file);
+    rmdir(dir);
+}
+
+/* Workers x threads <= cores; at least one each; --threads_per_worker wins; OMP_NUM_THREADS
+ * caps the share. */
+static void test_thread_budget(void) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    char *saved = env ? strdup(env) : NULL;
+    unsetenv("OMP_NUM_THREADS");
+    CHECK(bl_thread_budget(16, 3, 0) == 5);
+    CHECK(bl_thread_budget(16, 1, 0) == 16);
+    CHECK(bl_thread_budget(2, 2, 0) == 1);
+    CHECK(bl_thread_budget(2, 3, 0) == 1);
+    CHECK(bl_thread_budget(2, 2, 4) == 4);
+    CHECK(bl_thread_budget(0, 0, 0) == 1);
+    setenv("OMP_NUM_THREADS", "2", 1);
+    CHECK(bl_thread_budget(16, 2, 0) == 2);
+    CHECK(bl_thread_budget(16, 16, 0) == 1);
+    CHECK(bl_thread_budget(16, 2, 6) == 6);
+    setenv("OMP_NUM_THREADS", "3,1", 1); /* nested levels: the first is ours */
+    CHECK(bl_thread_budget(16, 2, 0) == 3);
+    setenv("OMP_NUM_THREADS", "lots", 1); /* not a count: no cap */
+    CHECK(bl_thread_budget(16, 2, 0) == 8);
+    if (saved)
+        setenv("OMP_NUM_THREADS", saved, 1);
+    else
+        unsetenv("OMP_NUM_THREADS");
+    free(saved);
+    CHECK(bl_cpu_cores() >= 1);
+    int before = bl_compute_threads();
+    bl_compute_threads_set(3);
+    CHECK(bl_compute_threads() == 3);
+    bl_compute_threads_set(before);
 }
 
 static void test_timer_and_progress(void) {
@@ -110,6 +170,8 @@ int main(void) {
     RUN(test_arena);
     RUN(test_rng);
     RUN(test_atomic_file);
+    RUN(test_error_kinds);
+    RUN(test_thread_budget);
     RUN(test_timer_and_progress);
     return bl_test_finish();
 }

@@ -6,7 +6,10 @@
 
 #include <stdint.h>
 
-static bl_status parse_str(const char *s, bl_json **out) { return bl_json_parse(s, strlen(s), out); }
+static bl_status parse_str(const char *s, bl_json **out) {
+    bl_test_fuzz_seed("fuzz_json", s, strlen(s));
+    return bl_json_parse(s, strlen(s), out);
+}
 
 /* Expects `text` to be rejected with `needle` in the message. */
 #define CHECK_REJECT(text, needle)                                                                           \

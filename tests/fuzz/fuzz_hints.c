@@ -1,11 +1,20 @@
 /* libFuzzer target for the resource-hint parser and the option parser (the strings a user
- * types on the command line). Not part of the CMake build. From the repository root:
+ * types on the command line).
+ * Built by CMake with clang (cmake/fuzz.cmake) and run by scripts/fuzz.sh (`make fuzz`, in CI),
+ * whose corpus starts from the inputs the parser tests build. By hand, from the repository root:
  *
- *   clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *       tests/fuzz/fuzz_hints.c src/pipeline/[a-z]*.c src/core/[a-z]*.c -lm -lpthread -o /tmp/fuzz_hints
+ *   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DBEAMLET_FUZZ=ON -DBEAMLET_WITH_CUDA=OFF
+ *   cmake --build build-fuzz --target fuzz_hints
  *   mkdir -p /tmp/hints_corpus && printf 'accelerator="type:nvidia-tesla-t4;count:1;install-nvidia-driver",min_ram=16GB' \
  *       > /tmp/hints_corpus/seed
- *   /tmp/fuzz_hints -max_total_time=60 /tmp/hints_corpus
+ *   build-fuzz/fuzz/fuzz_hints -max_total_time=60 /tmp/hints_corpus
+ *
+ * or with clang alone, after any CMake configure has made the layers' include trees
+ * (build/layers/<layer>: the public headers a layer may use and its own internal ones):
+ *
+ *   clang -g -O1 -D_GNU_SOURCE -fopenmp -fsanitize=fuzzer,address,undefined -Ibuild/layers/core \
+ *       -Ibuild/layers/pipeline tests/fuzz/fuzz_hints.c src/pipeline/[a-z]*.c src/core/[a-z]*.c -lm \
+ *       -lpthread -o /tmp/fuzz_hints
  *
  * Any crash, sanitizer report or leak is a bug: a malformed hint or flag is an error that says
  * where and why. */

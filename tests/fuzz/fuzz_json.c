@@ -1,11 +1,17 @@
 /* libFuzzer target for the JSON parser and writer: whatever parses must survive a trip
- * through the writer and parse back to the same tree. Not part of the CMake build; from the
- * repository root:
+ * through the writer and parse back to the same tree.
+ * Built by CMake with clang (cmake/fuzz.cmake) and run by scripts/fuzz.sh (`make fuzz`, in CI),
+ * whose corpus starts from the inputs the parser tests build. By hand, from the repository root:
  *
- *   clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude \
- *       tests/fuzz/fuzz_json.c src/core/[a-z]*.c -lm -o /tmp/fuzz_json
+ *   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DBEAMLET_FUZZ=ON -DBEAMLET_WITH_CUDA=OFF
+ *   cmake --build build-fuzz --target fuzz_json
  *   mkdir -p /tmp/json_corpus && echo '{"a":[1,-2.5e3,"\u00e9",true,null,{}]}' > /tmp/json_corpus/seed
- *   /tmp/fuzz_json -dict=tests/fuzz/safetensors.dict -max_total_time=60 /tmp/json_corpus
+ *   build-fuzz/fuzz/fuzz_json -dict=tests/fuzz/safetensors.dict -max_total_time=60 /tmp/json_corpus
+ *
+ * or with clang alone, after any CMake configure has made the layers' include trees:
+ *
+ *   clang -g -O1 -D_GNU_SOURCE -fopenmp -fsanitize=fuzzer,address,undefined -Ibuild/layers/core \
+ *       tests/fuzz/fuzz_json.c src/core/[a-z]*.c -lm -o /tmp/fuzz_json
  */
 #include "beamlet/json.h"
 

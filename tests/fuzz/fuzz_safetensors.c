@@ -1,12 +1,19 @@
-/* libFuzzer target for the safetensors reader (and through it the JSON parser). Not part of
- * the CMake build: it needs clang's -fsanitize=fuzzer. From the repository root:
+/* libFuzzer target for the safetensors reader (and through it the JSON parser).
+ * Built by CMake with clang (cmake/fuzz.cmake) and run by scripts/fuzz.sh (`make fuzz`, in CI),
+ * whose corpus starts from the inputs the parser tests build. By hand, from the repository root:
  *
- *   clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude \
- *       tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/core/[a-z]*.c -lm -o /tmp/fuzz_st
+ *   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DBEAMLET_FUZZ=ON -DBEAMLET_WITH_CUDA=OFF
+ *   cmake --build build-fuzz --target fuzz_safetensors
  *   mkdir -p /tmp/st_corpus
  *   printf '\x38\0\0\0\0\0\0\0{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}  \1\2\3\4\5\6\7\10' \
  *       > /tmp/st_corpus/seed.safetensors
- *   /tmp/fuzz_st -dict=tests/fuzz/safetensors.dict -max_total_time=60 /tmp/st_corpus
+ *   build-fuzz/fuzz/fuzz_safetensors -dict=tests/fuzz/safetensors.dict -max_total_time=60 /tmp/st_corpus
+ *
+ * or with clang alone, after any CMake configure has made the layers' include trees:
+ *
+ *   clang -g -O1 -D_GNU_SOURCE -fopenmp -fsanitize=fuzzer,address,undefined -Ibuild/layers/core \
+ *       -Ibuild/layers/io tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/core/[a-z]*.c -lm \
+ *       -o /tmp/fuzz_st
  *
  * Any crash, sanitizer report or leak is a bug: the reader must reject every malformed input
  * with BL_ERR_FORMAT. */

@@ -26,6 +26,7 @@ static void sub_dir(char *out, size_t cap, const char *name) {
 }
 
 static void write_file(const char *path, const void *data, size_t size) {
+    if (strstr(path, "idx")) bl_test_fuzz_seed("fuzz_idx", data, size);
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     if (!f) return;
@@ -40,6 +41,11 @@ static void write_gz(const char *path, const void *data, size_t size) {
     if (!g) return;
     CHECK(gzwrite(g, data, (unsigned)size) == (int)size);
     gzclose(g);
+    void *gz = NULL;
+    size_t gz_size = 0;
+    if (strstr(path, "idx") && bl_file_read_all(path, &gz, &gz_size) == BL_OK)
+        bl_test_fuzz_seed("fuzz_idx", gz, gz_size);
+    free(gz);
 #else
     (void)path, (void)data, (void)size;
 #endif

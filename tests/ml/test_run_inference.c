@@ -549,6 +549,23 @@ static void test_cli_infer(void) {
     char path[300];
     snprintf(path, sizeof path, "%s/cli2/summary.json", tmpdir);
     CHECK(bl_file_exists(path));
+    /* --max_image_pixels: photos over the budget go to the dead letters, saying why. */
+    snprintf(cmd, sizeof cmd,
+             "%s infer --dataset=folder --images=%s/photos --weights=%s --resize=36 --crop=32 "
+             "--max_image_pixels=1199 --output=%s/cli3 2>&1",
+             prog, tmpdir, rgb_weights, tmpdir);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "0 images in") &&
+                  strstr(out, "4 dead letters"),
+              "%s", out);
+    snprintf(path, sizeof path, "%s/cli3/dead_letter-00000-of-00001.jsonl", tmpdir);
+    void *dead = NULL;
+    size_t dead_size = 0;
+    CHECK_OK(bl_file_read_all(path, &dead, &dead_size));
+    CHECK_MSG(dead && strstr(dead, "40x30 PNG declares 1200 pixels, over the image pixel budget of 1199"),
+              "%s", dead ? (char *)dead : "");
+    free(dead);
+    snprintf(cmd, sizeof cmd, "%s infer --max_image_pixels=-5 --weights=%s 2>&1", prog, gray_weights);
+    CHECK_MSG(run_cmd(cmd, out, sizeof out) == 2 && strstr(out, "--max_image_pixels=-5"), "%s", out);
     if (have_gpu()) SKIP("this machine has a GPU");
     snprintf(cmd, sizeof cmd, "%s infer --device=gpu --weights=%s --data_dir=%s/fashion 2>&1", prog,
              gray_weights, tmpdir);

@@ -120,7 +120,7 @@ static void test_conversions_and_refusals(void) {
     CHECK(truncate(path, 1000) == 0);
     CHECK_ERR(bl_model_load(b, path), BL_ERR_FORMAT, path);
     unlink(path);
-    CHECK_ERR(bl_model_load(b, "/nonexistent/weights.safetensors"), BL_ERR_IO,
+    CHECK_ERR(bl_model_load(b, "/nonexistent/weights.safetensors"), BL_ERR_NOT_FOUND,
               "/nonexistent/weights.safetensors");
     bl_model_free(a);
     bl_model_free(b);

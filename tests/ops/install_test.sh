@@ -3,10 +3,13 @@
 # the layout (bin/, lib/ static and shared, include/beamlet/, share/beamlet/models/), the
 # installed `beamlet devices` and `beamlet infer` with the shipped model found beside it (no
 # --weights), and a small program built against the installed headers and libbeamlet.so.
-#   tests/ops/install_test.sh BUILD_DIR C_COMPILER
+#   tests/ops/install_test.sh BUILD_DIR C_COMPILER [FLAGS]
+# FLAGS: what a program linking this build's library also needs (the sanitizer build's
+# -fsanitize=..., cmake/sanitize.cmake), as one word-split string.
 set -euo pipefail
-BUILD=${1:?usage: $0 BUILD_DIR C_COMPILER}
+BUILD=${1:?usage: $0 BUILD_DIR C_COMPILER [FLAGS]}
 CC=${2:-cc}
+read -r -a FLAGS <<< "${3:-}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -50,7 +53,8 @@ int main(void) {
 }
 PROGRAM
 check "a program builds against the installed headers and libbeamlet.so" \
-  "$CC" -std=c11 -Wall -Werror -I"$prefix/include" "$tmp/user.c" -L"$libdir" -lbeamlet -Wl,-rpath,"$libdir" -o "$tmp/user"
+  "$CC" -std=c11 -Wall -Werror "${FLAGS[@]}" -I"$prefix/include" "$tmp/user.c" -L"$libdir" -lbeamlet \
+  -Wl,-rpath,"$libdir" -o "$tmp/user"
 check "... and runs" "$tmp/user"
 echo "install_test: $fails failed"
 exit $((fails > 0))

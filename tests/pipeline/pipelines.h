@@ -4,6 +4,7 @@
 #ifndef BL_TEST_PIPELINES_H
 #define BL_TEST_PIPELINES_H
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -324,6 +325,84 @@ static bl_status tp_flaky(const char *const *flags, bool always, char **result) 
         snprintf(*result, 256, "sum=%s in=%lld setups>=3:%d setup_eq_teardown:%d", x,
                  (long long)tp_counter(p, "Flaky", "elements_in"), su >= 3, su == td);
         free(x);
+    }
+    bl_pipeline_free(p);
+    return s;
+}
+
+/* ---- a DoFn failing with a given status: retried only when it is transient ---------------- */
+
+static bl_status failing_process(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
+    const bl_status *status = bl_dofn_user(c);
+    if (*(const int64_t *)e == 7)
+        return bl_error(*status, "element 7 failed with %s (attempt %d)", bl_status_name(*status),
+                        bl_dofn_attempt(c));
+    return bl_emit(out, e);
+}
+
+/* Runs 20 numbers through a DoFn that fails on 7 with `status`: the run fails with the DoFn's
+ * message, whose attempt number says how often the bundle ran. */
+static bl_status tp_failing(const char *const *flags, bl_status status) {
+    bl_pipeline *p;
+    BL_TRY(tp_new(flags, &p));
+    int64_t v[20];
+    const void *ptrs[20];
+    for (int i = 0; i < 20; i++) v[i] = i, ptrs[i] = &v[i];
+    bl_dofn fn = {.process = failing_process, .out_coder = bl_coder_int64(), .user = &status};
+    bl_pcoll *in, *out;
+    bl_status s = bl_create(p, "Numbers", bl_coder_int64(), ptrs, 20, &in);
+    if (s == BL_OK) s = bl_pardo(p, "Failing", in, &fn, &out);
+    if (s == BL_OK) s = bl_pipeline_run(p);
+    bl_pipeline_free(p);
+    return s;
+}
+
+/* ---- the thread budget: the OpenMP team a worker's parallel region really gets ------------- */
+
+static bl_status team_setup(bl_dofn_ctx *c) {
+    int team = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+    }
+    bl_metric_observe(c, "team_at_setup", team);
+    return BL_OK;
+}
+
+static bl_status team_process(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
+    int team = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+    }
+    bl_metric_observe(c, "team", team);
+    return bl_emit(out, e);
+}
+
+/* Runs 64 elements through a DoFn whose setup and process each start an OpenMP parallel region
+ * (as a CPU op does) and observe its team's size; *lo and *hi are the smallest and largest
+ * seen (on the coordinator; -1 elsewhere), *budget what the pipeline reports. */
+static bl_status tp_team(const char *const *flags, int *lo, int *hi, int *budget) {
+    bl_pipeline *p;
+    BL_TRY(tp_new(flags, &p));
+    *lo = *hi = -1;
+    *budget = bl_pipeline_threads_per_worker(p);
+    int64_t v[64];
+    const void *ptrs[64];
+    for (int i = 0; i < 64; i++) v[i] = i, ptrs[i] = &v[i];
+    bl_dofn fn = {.setup = team_setup, .process = team_process, .out_coder = bl_coder_int64()};
+    bl_pcoll *in, *spread, *out;
+    bl_status s = bl_create(p, "Numbers", bl_coder_int64(), ptrs, 64, &in);
+    if (s == BL_OK) s = bl_reshuffle(p, "Spread", in, &spread);
+    if (s == BL_OK) s = bl_pardo(p, "Team", spread, &fn, &out);
+    if (s == BL_OK) s = bl_pipeline_run(p);
+    bl_metric_result a, b;
+    if (s == BL_OK && bl_pipeline_is_coordinator(p) && bl_pipeline_metric(p, "Team", "team", &a) == BL_OK &&
+        bl_pipeline_metric(p, "Team", "team_at_setup", &b) == BL_OK) {
+        *lo = (int)(a.min < b.min ? a.min : b.min);
+        *hi = (int)(a.max > b.max ? a.max : b.max);
     }
     bl_pipeline_free(p);
     return s;

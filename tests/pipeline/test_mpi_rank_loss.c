@@ -21,11 +21,12 @@ static bl_status maybe_lose_rank(bl_dofn_ctx *c, const void *e, bl_emitter *out)
 
 static int child(const char *mode, int argc, char **argv) {
     child_mode = mode;
-    bl_options *o;
-    bl_pipeline *p;
+    bl_options *o = NULL;
+    bl_pipeline *p = NULL;
     if (bl_options_new(&o) != BL_OK || bl_options_add(o, "output", "", "prefix") != BL_OK ||
         bl_options_parse(o, argc, argv) != BL_OK || bl_pipeline_new(o, &p) != BL_OK) {
         fprintf(stderr, "child: %s\n", bl_last_error());
+        bl_options_free(o);
         return 2;
     }
     int64_t v[60];
@@ -40,10 +41,10 @@ static int child(const char *mode, int argc, char **argv) {
     if (s == BL_OK)
         s = bl_write_text(p, "Write", out, bl_options_get(o, "output"), ".jsonl", 2, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_run(p);
-    if (s != BL_OK) {
-        fprintf(stderr, "child: run failed: %s\n", bl_last_error());
-        return 1;
-    }
+    if (s != BL_OK) fprintf(stderr, "child: run failed: %s\n", bl_last_error());
+    bl_pipeline_free(p);
+    bl_options_free(o);
+    if (s != BL_OK) return 1;
     printf("child: run succeeded\n");
     return 0;
 }

@@ -110,6 +110,37 @@ static void test_options(void) {
     bl_options_free(o);
 }
 
+/* Booleans take exactly true/false, 1/0 or yes/no (and a bare --flag is true); anything else
+ * is refused naming the flag, never read as one or the other. */
+static void test_options_strict_booleans(void) {
+    bl_options *o;
+    CHECK_OK(bl_options_new_plain(&o));
+    CHECK_OK(bl_options_add(o, "allow_cpu_fallback", "false", "a boolean"));
+    const char *yes[] = {"true", "1", "yes"}, *no[] = {"false", "0", "no"};
+    for (int i = 0; i < 3; i++) {
+        bool b = false;
+        CHECK_OK(bl_options_set(o, "allow_cpu_fallback", yes[i]));
+        CHECK_OK(bl_options_get_bool(o, "allow_cpu_fallback", &b));
+        CHECK_MSG(b, "%s", yes[i]);
+        CHECK_OK(bl_options_set(o, "allow_cpu_fallback", no[i]));
+        CHECK_OK(bl_options_get_bool(o, "allow_cpu_fallback", &b));
+        CHECK_MSG(!b, "%s", no[i]);
+    }
+    char *bare[] = {"prog", "--allow_cpu_fallback"};
+    bool b = false;
+    CHECK_OK(bl_options_parse(o, 2, bare));
+    CHECK_OK(bl_options_get_bool(o, "allow_cpu_fallback", &b));
+    CHECK(b);
+    const char *bad[] = {"maybe", "", "TRUE", "Yes", "2", "-1", "on", "off", "t", "truex", " true"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "--allow_cpu_fallback=%s: not a boolean", bad[i]);
+        CHECK_OK(bl_options_set(o, "allow_cpu_fallback", bad[i]));
+        CHECK_ERR(bl_options_get_bool(o, "allow_cpu_fallback", &b), BL_ERR_INVALID_ARG, want);
+    }
+    bl_options_free(o);
+}
+
 /* Whether a flag was given, as opposed to left at its default: a program that takes a value
  * from elsewhere (the sweep's grid) can refuse a flag it would otherwise ignore. */
 static void test_options_given(void) {
@@ -168,8 +199,10 @@ static void test_hints(void) {
         {"min_ram=99999999999TB", "size too large"},
         {"min_ram=1GB;", "at position 10: min_ram: unknown size unit"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bl_test_fuzz_seed("fuzz_hints", bad[i].text, strlen(bad[i].text));
         CHECK_ERR(bl_hints_parse(bad[i].text, &h), BL_ERR_FORMAT, bad[i].want);
+    }
     /* Layering: the inner accelerator wins, min_ram takes the maximum. */
     bl_hints outer, inner;
     CHECK_OK(bl_hints_parse("accelerator=type:t4;count:1,min_ram=32GB", &outer));
@@ -284,6 +317,8 @@ static void test_fuzz_parsers(void) {
                                 bl_coder_kv(bl_coder_string(), bl_coder_iterable(bl_coder_int64())),
                                 bl_coder_iterable(bl_coder_kv(bl_coder_bytes(), bl_coder_double()))};
     int ok = 0, refused = 0;
+    for (size_t i = 0; i < sizeof hint_seeds / sizeof hint_seeds[0]; i++)
+        bl_test_fuzz_seed("fuzz_hints", hint_seeds[i], strlen(hint_seeds[i]));
     for (int iter = 0; iter < 20000; iter++) {
         char text[96];
         const char *base = hint_seeds[bl_rng_below(&rng, 3)];
@@ -346,6 +381,7 @@ static void test_fuzz_parsers(void) {
 int main(void) {
     RUN(test_coders);
     RUN(test_options);
+    RUN(test_options_strict_booleans);
     RUN(test_options_given);
     RUN(test_hints);
     RUN(test_graph);

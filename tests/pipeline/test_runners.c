@@ -85,6 +85,67 @@ static void test_flaky_all_runners(void) {
     bl_log_set_level(old);
 }
 
+/* Only transient failures (I/O, memory, a device) are retried; the rest fail on their first
+ * attempt with the DoFn's own message, on every runner. */
+static void test_errors_by_kind_all_runners(void) {
+    bl_log_level old = bl_log_get_level();
+    bl_log_set_level(BL_LOG_ERROR);
+    const bl_status once[] = {BL_ERR_INVALID_ARG, BL_ERR_UNSUPPORTED, BL_ERR_NOT_FOUND, BL_ERR_FORMAT,
+                              BL_ERR_INTERNAL};
+    const bl_status retried[] = {BL_ERR_IO, BL_ERR_OUT_OF_MEMORY, BL_ERR_DEVICE};
+    for (int r = 0; r < NRUNNERS; r++) {
+        for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
+            CHECK_ERR(tp_failing(RUNNERS[r], once[i]), once[i], "(attempt 1)");
+            CHECK_MSG(strstr(bl_last_error(), "not retried") != NULL, "runner %d: %s", r, bl_last_error());
+        }
+        for (size_t i = 0; i < sizeof retried / sizeof retried[0]; i++) {
+            CHECK_ERR(tp_failing(RUNNERS[r], retried[i]), retried[i], "(attempt 5)");
+            CHECK_MSG(strstr(bl_last_error(), "failed after 5 attempts") != NULL, "runner %d: %s", r,
+                      bl_last_error());
+        }
+    }
+    bl_log_set_level(old);
+}
+
+/* Each local worker's parallel regions get its share of the cores (workers x threads <=
+ * cores), or --threads_per_worker when given; the direct runner leaves the calling thread as it
+ * was. The summary says what each worker had. */
+static void test_thread_budget(void) {
+    int cores = bl_cpu_cores(), share = cores / 2 > 1 ? cores / 2 : 1;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0 && atoi(env) < share) share = atoi(env);
+    fprintf(stderr, "  %d cores, OMP_NUM_THREADS=%s: 2 local workers get %d thread(s) each\n", cores,
+            env ? env : "(unset)", share);
+    int lo, hi, budget;
+    const char *two[] = {"--runner=local", "--num_workers=2", NULL};
+    CHECK_OK(tp_team(two, &lo, &hi, &budget));
+    CHECK_MSG(lo == share && hi == share && budget == share, "teams of %d..%d threads, budget %d, want %d",
+              lo, hi, budget, share);
+    const char *three[] = {"--runner=local", "--num_workers=2", "--threads_per_worker=3", NULL};
+    CHECK_OK(tp_team(three, &lo, &hi, &budget));
+    CHECK_MSG(lo == 3 && hi == 3 && budget == 3, "teams of %d..%d threads, budget %d, want 3", lo, hi,
+              budget);
+    int caller = omp_get_max_threads();
+    const char *direct[] = {"--runner=direct", "--threads_per_worker=3", NULL};
+    CHECK_OK(tp_team(direct, &lo, &hi, &budget));
+    CHECK_MSG(lo == 3 && hi == 3 && budget == 3, "direct: teams of %d..%d threads, budget %d", lo, hi,
+              budget);
+    CHECK(omp_get_max_threads() == caller);
+    const char *plain[] = {"--runner=direct", NULL};
+    CHECK_OK(tp_team(plain, &lo, &hi, &budget));
+    CHECK_MSG(lo == caller && hi == caller && budget == caller, "direct: %d..%d, budget %d, caller %d", lo,
+              hi, budget, caller);
+    bl_pipeline *p;
+    CHECK_OK(tp_new(three, &p));
+    char *summary;
+    CHECK_OK(bl_pipeline_metrics_summary(p, &summary));
+    CHECK_MSG(strstr(summary, "local runner, 2 workers x 3 compute threads") != NULL, "%s", summary);
+    free(summary);
+    bl_pipeline_free(p);
+    CHECK_ERR(tp_new((const char *[]){"--threads_per_worker=-1", NULL}, &p), BL_ERR_INVALID_ARG,
+              "--threads_per_worker=-1");
+}
+
 static void test_reshuffle_all_runners(void) {
     char *want = NULL;
     for (int r = 0; r < NRUNNERS; r++) {
@@ -537,6 +598,8 @@ int main(void) {
     RUN(test_group_combine_all_runners);
     RUN(test_lifecycle_all_runners);
     RUN(test_flaky_all_runners);
+    RUN(test_errors_by_kind_all_runners);
+    RUN(test_thread_budget);
     RUN(test_reshuffle_all_runners);
     RUN(test_hint_placement);
     RUN(test_batch_elements);

@@ -24,9 +24,18 @@ void cpu_ref_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
                 const float *b = B + j * ldb;
                 float acc = 0.0f;
                 if (!trans_a) {
+                    /* Eight partial sums added in a fixed order: the compiler may vectorize
+                     * this without changing the result. (A `omp simd` reduction rounds by the
+                     * vector width the compiler picks, so the oracle's answers would change
+                     * with the build's flags; the sanitizer build's did.) */
                     const float *a = A + i * lda;
-#pragma omp simd reduction(+ : acc)
-                    for (int64_t p = 0; p < K; p++) acc += a[p] * b[p];
+                    float part[8] = {0};
+                    int64_t p = 0;
+                    for (; p + 8 <= K; p += 8)
+                        for (int l = 0; l < 8; l++) part[l] += a[p + l] * b[p + l];
+                    acc = ((part[0] + part[1]) + (part[2] + part[3])) +
+                          ((part[4] + part[5]) + (part[6] + part[7]));
+                    for (; p < K; p++) acc += a[p] * b[p];
                 } else {
                     for (int64_t p = 0; p < K; p++) acc += A[p * lda + i] * b[p];
                 }

@@ -4,7 +4,8 @@
  * Combine), hands one task at a time to each idle worker rank (a slow rank simply gets fewer),
  * and joins results. Each rank binds one accelerator by its node-local rank and reports it.
  * Every MPI call is checked (MPI_ERRORS_RETURN); a rank that stops answering for
- * --worker_timeout_s fails the run with its number, and no text output is committed. */
+ * --worker_timeout_s fails the run with its number, and no text output is committed. The ranks
+ * of a node share its cores: each runs its ops with cores / (ranks on the node) threads. */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ typedef struct mpi_ctx {
     bl_worker self;  /* rank 0 works itself only when it is alone */
     int max_retries;
     double timeout_s;
-    bool *dead; /* per rank, on rank 0: presumed dead after --worker_timeout_s of silence */
+    bool *dead;     /* per rank, on rank 0: presumed dead after --worker_timeout_s of silence */
+    int node_ranks; /* ranks on this rank's node, itself included */
 } mpi_ctx;
 
 /* Receives one whole message matching (src, tag) into a malloc'ed buffer. */
@@ -313,8 +315,10 @@ static bl_status describe_ranks(mpi_ctx *m, const bl_pipeline *p) {
     MPI_TRY(MPI_Comm_split_type(m->comm, MPI_COMM_TYPE_SHARED, m->rank, MPI_INFO_NULL, &node));
     int local = 0;
     int rc = MPI_Comm_rank(node, &local);
+    int rc1 = MPI_Comm_size(node, &m->node_ranks);
     int rc2 = MPI_Comm_free(&node);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_rank(node)");
+    if (rc1 != MPI_SUCCESS) return mpi_fail(rc1, "MPI_Comm_size(node)");
     if (rc2 != MPI_SUCCESS) return mpi_fail(rc2, "MPI_Comm_free(node)");
     bl_worker_caps caps = bl_runopts_caps(&p->ro, m->rank);
     rank_info me = {caps.accelerators, local, caps.ram, ""};
@@ -329,8 +333,9 @@ static bl_status describe_ranks(mpi_ctx *m, const bl_pipeline *p) {
     return BL_OK;
 }
 
-static void report_ranks(const mpi_ctx *m) {
-    bl_log_info("mpi runner: %d ranks; rank 0 coordinates%s", m->size, m->size == 1 ? " and works" : "");
+static void report_ranks(const mpi_ctx *m, int threads) {
+    bl_log_info("mpi runner: %d ranks; rank 0 coordinates%s; %d compute thread(s) per rank", m->size,
+                m->size == 1 ? " and works" : "", threads);
     for (int r = 0; r < m->size; r++) {
         const rank_info *i = &m->info[r];
         if (i->accelerators > 0)
@@ -343,7 +348,9 @@ static void report_ranks(const mpi_ctx *m) {
 
 static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
     BL_TRY(describe_ranks(m, p));
-    if (m->rank == 0) report_ranks(m);
+    /* The node's own count of its ranks settles the budget (bl_mpi_join read the launcher's). */
+    p->threads = bl_thread_budget(bl_cpu_cores(), m->node_ranks, p->ro.threads_per_worker);
+    if (m->rank == 0) report_ranks(m, p->threads);
     int nw = m->size > 1 ? m->size - 1 : 1;
     bl_worker_caps *caps = calloc((size_t)nw, sizeof *caps);
     if (!caps) return bl_error(BL_ERR_OUT_OF_MEMORY, "caps");
@@ -358,6 +365,9 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         return s;
     }
     bl_worker_bind(&m->self, mine->local_rank);
+    /* This rank's ops run on this thread: its share of the node's cores, for the run. */
+    int caller_threads = bl_compute_threads();
+    bl_compute_threads_set(p->threads);
     bl_status final = BL_OK;
     char msg[1024] = "";
     if (m->rank == 0) {
@@ -397,18 +407,47 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
         bl_buf_free(&b);
     }
     bl_metrics_clear(&m->self.metrics);
+    bl_compute_threads_set(caller_threads);
     free(caps);
     if (s != BL_OK) return s;
     return final == BL_OK ? BL_OK : bl_error(final, "%s", msg);
 }
 
-bl_status bl_run_mpi(bl_pipeline *p) {
+static bl_status init_once(void) {
     int init = 0;
     MPI_TRY(MPI_Initialized(&init));
     if (!init) {
         MPI_TRY(MPI_Init(NULL, NULL));
         atexit(finalize_at_exit); /* pipelines may run several times; finalize once, at exit */
     }
+    return BL_OK;
+}
+
+/* Ranks on this node as the launcher says (Open MPI's local size, MPICH's), or 0. */
+static int launcher_node_ranks(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 0;
+}
+
+bl_status bl_mpi_join(bl_pipeline *p) {
+    BL_TRY(init_once());
+    int rank = 0, size = 1;
+    MPI_TRY(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    MPI_TRY(MPI_Comm_size(MPI_COMM_WORLD, &size));
+    /* What a program prints before its run (a header, its plan) now appears once, on rank 0. */
+    p->coordinator = rank == 0;
+    p->ro.num_workers = size > 1 ? size - 1 : 1;
+    int node = launcher_node_ranks();
+    p->threads = bl_thread_budget(bl_cpu_cores(), node > 0 ? node : size, p->ro.threads_per_worker);
+    return BL_OK;
+}
+
+bl_status bl_run_mpi(bl_pipeline *p) {
+    BL_TRY(init_once());
     if (comm_broken)
         return bl_error(BL_ERR_IO, "mpi runner: an earlier run lost a rank; MPI cannot be used again");
     MPI_TRY(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));

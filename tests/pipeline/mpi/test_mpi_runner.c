@@ -1,6 +1,7 @@
 /* The shared pipelines under the mpi runner (ctest runs this as `mpirun -np 3`): every rank
  * builds and runs the same pipelines; rank 0 compares the results with the direct runner's. */
 #include <dirent.h>
+#include <mpi.h>
 #include <time.h>
 
 #include "pipeline/pipelines.h"
@@ -167,6 +168,50 @@ static void test_slow_rank_gets_fewer_bundles(void) {
     bl_pipeline_free(p);
 }
 
+/* Every rank knows before its run whether it coordinates (a program's header prints once), and
+ * how many workers there are. */
+static void test_coordinator_known_before_run(void) {
+    bl_pipeline *p;
+    CHECK_OK(tp_new(MPI_FLAGS, &p));
+    int rank = -1, size = 0, coordinators = 0, mine = bl_pipeline_is_coordinator(p);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Allreduce(&mine, &coordinators, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    CHECK_MSG(coordinators == 1 && mine == (rank == 0), "rank %d: coordinator %d, %d coordinators", rank,
+              mine, coordinators);
+    CHECK(bl_pipeline_num_workers(p) == (size > 1 ? size - 1 : 1));
+    bl_pipeline_free(p);
+}
+
+/* Deterministic failures are not retried on the ranks either; transient ones are. */
+static void test_errors_by_kind(void) {
+    bl_log_level old = bl_log_get_level();
+    bl_log_set_level(BL_LOG_ERROR);
+    CHECK_ERR(tp_failing(MPI_FLAGS, BL_ERR_NOT_FOUND), BL_ERR_NOT_FOUND, "(attempt 1)");
+    CHECK(strstr(bl_last_error(), "not retried") != NULL);
+    CHECK_ERR(tp_failing(MPI_FLAGS, BL_ERR_FORMAT), BL_ERR_FORMAT, "(attempt 1)");
+    CHECK_ERR(tp_failing(MPI_FLAGS, BL_ERR_IO), BL_ERR_IO, "(attempt 5)");
+    bl_log_set_level(old);
+}
+
+/* The ranks of a node share its cores: each rank's parallel regions get cores / (ranks on the
+ * node), at most OMP_NUM_THREADS (ctest sets 1), or --threads_per_worker. */
+static void test_thread_budget(void) {
+    int lo, hi, budget;
+    const char *env = getenv("OMP_NUM_THREADS"), *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int node = local && atoi(local) > 0 ? atoi(local) : 3, share = bl_cpu_cores() / node;
+    if (share < 1) share = 1;
+    if (env && atoi(env) > 0 && atoi(env) < share) share = atoi(env);
+    CHECK_OK(tp_team(MPI_FLAGS, &lo, &hi, &budget));
+    CHECK_MSG(budget == share, "budget %d, want %d (%d cores, %d ranks on the node)", budget, share,
+              bl_cpu_cores(), node);
+    if (lo >= 0) CHECK_MSG(lo == share && hi == share, "teams of %d..%d threads, want %d", lo, hi, share);
+    const char *two[] = {"--runner=mpi", "--threads_per_worker=2", NULL};
+    CHECK_OK(tp_team(two, &lo, &hi, &budget));
+    CHECK(budget == 2);
+    if (lo >= 0) CHECK_MSG(lo == 2 && hi == 2, "teams of %d..%d threads, want 2", lo, hi);
+}
+
 int main(void) {
     bl_log_set_level(BL_LOG_WARN);
     RUN(test_wordcount);
@@ -177,5 +222,8 @@ int main(void) {
     RUN(test_reshuffle);
     RUN(test_no_partial_output);
     RUN(test_slow_rank_gets_fewer_bundles);
+    RUN(test_coordinator_known_before_run);
+    RUN(test_errors_by_kind);
+    RUN(test_thread_budget);
     return bl_test_finish();
 }

@@ -1,0 +1,43 @@
+# -DBEAMLET_SANITIZE=ON: every C file built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (LeakSanitizer comes with ASan on Linux), and every test run with leak checking on, so the
+# whole suite doubles as a memory-error and leak check. `make sanitize` builds and runs it in
+# build-sanitize/; CI runs it after `make test`.
+#
+# Any report fails the test that triggered it: UBSan does not recover, ASan and LSan exit
+# non-zero. LeakSanitizer reads tests/sanitize/lsan.supp, which may only name leaks we
+# understand in third-party libraries, each with the reason beside it.
+#
+# What sanitizers cannot see: the oneDNN backend's JIT-generated kernels are not instrumented
+# (valgrind and BEAMLET_GUARD_PAGES cover those), and CUDA device code is not built here.
+option(BEAMLET_SANITIZE "Build with ASan + UBSan and run the tests with leak checking" OFF)
+
+if(BEAMLET_SANITIZE)
+  set(BEAMLET_SANITIZE_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_compile_options("$<$<COMPILE_LANGUAGE:C>:${BEAMLET_SANITIZE_FLAGS}>")
+  add_link_options(-fsanitize=address,undefined)
+  # What a program outside this build needs to link the sanitized libbeamlet (ops/install).
+  set(BEAMLET_SANITIZE_USER_FLAGS "-fsanitize=address,undefined")
+  # A test's children (the programs that tests/apps and tests/ops run) read the same settings.
+  set(BEAMLET_SANITIZE_ENV
+      "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1"
+      "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/sanitize/lsan.supp:print_suppressions=0"
+      "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
+# Appends the sanitizer settings to the environment of every test defined so far in this
+# directory. Called once, after the last add_test.
+function(beamlet_sanitize_tests)
+  if(NOT BEAMLET_SANITIZE)
+    return()
+  endif()
+  get_property(tests DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} PROPERTY TESTS)
+  foreach(t ${tests})
+    set(env ${BEAMLET_SANITIZE_ENV})
+    if(t MATCHES "(^mpi/|mpi_)")
+      # Open MPI's libraries have no frame pointers: only the slow unwinder sees the MPI_Init
+      # or MPI_Finalize frame that tests/sanitize/lsan.supp names.
+      list(TRANSFORM env REPLACE "^ASAN_OPTIONS=" "ASAN_OPTIONS=fast_unwind_on_malloc=0:")
+    endif()
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT ${env})
+  endforeach()
+endfunction()
