@@ -53,8 +53,9 @@ for ((r = 1; r <= rounds; r++)); do
   (( r % 2 == 0 )) && order=(pypi debian)
   for lib in "${order[@]}"; do
     echo "round $r: $lib ($(uptime | sed 's/.*load/load/'))" >&2
-    OMP_NUM_THREADS=$threads OMP_PROC_BIND=close OMP_PLACES=cores \
-      taskset -c "0-$((threads - 1))" "$bin/$lib" --threads="$threads" --min-seconds="$min_seconds" \
+    # No OMP_PROC_BIND: with it, oneDNN 3.2's dnnl_primitive_desc_next_impl calls a null
+    # pointer after the brg_fwd backward-data implementation (seen 2026-12-06).
+    OMP_NUM_THREADS=$threads taskset -c "0-$((threads - 1))" "$bin/$lib" --threads="$threads" --min-seconds="$min_seconds" \
       ${only:+--only="$only"} | sed "s/^{/{\"round\":$r,/" >> "$raw"
   done
 done
