@@ -1,21 +1,32 @@
 #!/usr/bin/env python3
-"""beamlet's CPU backend against PyTorch eager on the same machine, in one run.
+"""beamlet's CPU backend against today's CPU engines on the same machine, in one run.
 
-Runs bench_cpu (beamlet) and the same workloads in PyTorch with the same thread count, each
-in its own process, alternating beamlet / PyTorch (NCHW) / PyTorch (channels-last) for
-`--rounds` rounds and keeping each side's best, because the development machine is shared and
-its load changes by the minute. Ratios are beamlet over the faster PyTorch layout. Also
-measures time to first prediction (process start to first logits, including the imports)
-and peak RSS for one 224x224 image, and the CPU's f32 FMA peak, to say how far each result is
-from it. Prints a table and saves bench/results/cpu-<date>.json.
+Engines: beamlet (build/bench_cpu, f32), PyTorch eager (NCHW and channels-last), torch.compile,
+ONNX Runtime and OpenVINO (inference only), each in f32 and bf16 where it offers bf16, on
+CIFAR ResNet-18 inference at batch 64, ResNet-18 224x224 inference at batch 16 and 1, and CIFAR
+ResNet-18 training at batch 128 (SGD, Nesterov momentum). Every engine runs with the same thread
+count on the same cores, bound alike (--pin). The development machine is shared, so the run
+alternates engines in rounds (the order rotates each round), keeps each engine's best round,
+and records the load: uptime, and for every timed run how many cores other processes used
+meanwhile. Prints each engine's images/s and beamlet over the best other engine, measures
+time to first prediction (process start to logits of one 224x224 image) for beamlet and
+PyTorch, and the CPU's f32 and bf16 peaks (bench_cpu_ops --peak), and saves
+bench/results/cpu-<date>.json.
 
-    /usr/bin/python3 bench/compare_cpu.py [--build=build] [--threads=N] [--rounds=2]
+    .venv/bin/python bench/compare_cpu.py [--threads=2] [--rounds=3] [--min-seconds=2]
+        [--workloads=TAG,...] [--engines=NAME,...] [--precisions=f32,bf16] [--first-rounds=7]
+        [--pin=cores|none] [--build=build] [--out=FILE]
+
+Needs the benchmark venv (scripts/setup.sh --bench) and a build (bench_cpu, bench_cpu_ops).
 """
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -23,245 +34,365 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import cpu_engines  # noqa: E402  (the engine workers; also run as their own processes)
 
-WORKLOADS = [  # (name, batch, train)
-    ("cifar_resnet18_infer", 1, False),
-    ("cifar_resnet18_infer", 64, False),
-    ("imagenet_resnet18_infer", 1, False),
-    ("imagenet_resnet18_infer", 16, False),
-    ("cifar_resnet18_train", 128, True),
-]
-
-
-# ---- the PyTorch side (run in a child process: `compare_cpu.py --torch-worker ...`) ----------
-
-def torch_model(name):
-    import torch
-    import torchvision
-    if name.startswith("cifar"):
-        m = torchvision.models.resnet18(num_classes=10)
-        # The CIFAR stem beamlet's BL_RESNET_STEM_CIFAR builds: 3x3/1 convolution, no max-pool.
-        m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        m.maxpool = torch.nn.Identity()
-        return m, 32, 10
-    return torchvision.models.resnet18(num_classes=1000), 224, 1000
+WORKLOADS = ["cifar_resnet18_infer_b64", "imagenet_resnet18_infer_b16", "imagenet_resnet18_infer_b1",
+             "cifar_resnet18_train_b128"]
+ALL_ENGINES = ("beamlet",) + cpu_engines.ENGINES
+LABELS = {"beamlet": "beamlet", "pytorch_eager_nchw": "PyTorch eager NCHW",
+          "pytorch_eager_channels_last": "PyTorch eager channels-last", "torch_compile": "torch.compile",
+          "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
-def torch_worker(args):
-    import torch
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    m, hw, classes = torch_model(args.workload)
-    x = torch.randn(args.batch, 3, hw, hw)
-    if args.channels_last:
-        m = m.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    if args.train:
-        m.train()
-        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
-        y = torch.arange(args.batch) % classes
+# ---- the machine and its load ------------------------------------------------------------------
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(m(x), y)
-            loss.backward()
-            opt.step()
-    else:
-        m.eval()
-
-        def step():
-            with torch.inference_mode():
-                m(x)
-    for _ in range(2):
-        step()
-    iters, start, cpu_start = 0, time.perf_counter(), time.process_time()
-    while True:
-        step()
-        iters += 1
-        elapsed = time.perf_counter() - start
-        if iters >= 3 and elapsed >= args.min_seconds:
-            break
-    per = elapsed / iters
-    cpu_per = (time.process_time() - cpu_start) / iters
-    print(json.dumps({"impl": "pytorch", "layout": "channels_last" if args.channels_last else "nchw",
-                      "workload": args.workload, "batch": args.batch, "threads": args.threads,
-                      "iters": iters, "ms_per_step": 1e3 * per, "img_per_s": args.batch / per,
-                      "cpu_ms_per_step": 1e3 * cpu_per, "img_per_cpu_s": args.batch / cpu_per}), flush=True)
-
-
-def torch_first(args):
-    """Process start to the first prediction: imports, model build, one 224x224 image."""
-    import resource
-    import torch
-    import torchvision
-    torch.set_num_threads(args.threads)
-    m = torchvision.models.resnet18(num_classes=1000).eval()
-    x = torch.randn(1, 3, 224, 224)
-    with torch.inference_mode():
-        best = int(m(x).argmax())
-    print(json.dumps({"impl": "pytorch", "workload": "first_prediction", "class": best,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}), flush=True)
-
-
-# ---- the driver ------------------------------------------------------------------------------
-
-def run_json(cmd, env=None):
-    """Runs cmd, returns (last JSON line, seconds from spawn to that line)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    line, t_line = None, None
-    for raw in p.stdout:
-        if raw.startswith("{"):
-            line, t_line = json.loads(raw), time.perf_counter() - t0
-    if p.wait() != 0:
-        sys.exit(f"compare_cpu: {' '.join(cmd)} failed with status {p.returncode}")
-    return line, t_line
-
-
-def cpu_model():
+def run_text(cmd):
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for l in out.splitlines():
-            if l.startswith("Model name:"):
-                return l.split(":", 1)[1].strip()
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
     except OSError:
-        pass
-    return platform.processor()
+        return ""
 
 
-def versions():
-    import torch
-    import torchvision
-    git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
-                         text=True).stdout.strip()
-    return {"beamlet": git, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torch_mkldnn": torch.backends.mkldnn.is_available(), "python": platform.python_version(),
-            "onednn": "libdnnl " + (subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libdnnl2"],
-                                                 capture_output=True, text=True).stdout or "?")}
+def machine():
+    lscpu = {}
+    for line in run_text(["lscpu"]).splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            lscpu[k.strip()] = v.strip()
+    flags = set(lscpu.get("Flags", "").split())
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {"cpu": lscpu.get("Model name", platform.processor()), "logical_cpus": os.cpu_count(),
+            "threads_per_core": lscpu.get("Thread(s) per core"), "hypervisor": lscpu.get("Hypervisor vendor"),
+            "l2": lscpu.get("L2 cache"), "l3": lscpu.get("L3 cache"), "memory_gib": round(mem_kb / 2**20, 1),
+            "isa": sorted(flags & {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                                   "amx_bf16", "amx_tile", "avx512_fp16"}),
+            "kernel": platform.release()}
+
+
+def load_now():
+    return {"uptime": run_text(["uptime"]), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+# ---- running things alike ----------------------------------------------------------------------
+
+class Runner:
+    """Starts every process with the same cores, thread count and binding."""
+
+    def __init__(self, args):
+        allowed = sorted(os.sched_getaffinity(0))
+        if args.threads > len(allowed):
+            sys.exit(f"compare_cpu: --threads={args.threads} but only {len(allowed)} CPUs are available")
+        self.cpus = allowed[:args.threads]
+        self.threads = args.threads
+        self.pin = args.pin
+        self.env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), BEAMLET_NUM_THREADS=str(args.threads),
+                        CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+        if args.pin == "cores":
+            # OpenMP engines (beamlet, PyTorch, inductor's code) bind one thread per core;
+            # ONNX Runtime and OpenVINO get the same through their own options (cpu_engines.py).
+            self.env.update(OMP_PROC_BIND="close", OMP_PLACES="cores")
+
+    def describe(self):
+        how = ("one thread per core: OMP_PROC_BIND=close OMP_PLACES=cores (beamlet, PyTorch, torch.compile), "
+               "ONNX Runtime session.intra_op_thread_affinities, OpenVINO ENABLE_CPU_PINNING"
+               if self.pin == "cores" else "not bound (the OS schedules threads within the cpu set)")
+        return {"count": self.threads, "cpus": self.cpus, "binding": how,
+                "per_engine": {"beamlet": "BEAMLET_NUM_THREADS / bl_cpu_set_num_threads (OpenMP)",
+                               "pytorch": "torch.set_num_threads (OpenMP)",
+                               "onnxruntime": "intra_op_num_threads, inter_op_num_threads=1, sequential",
+                               "openvino": "INFERENCE_NUM_THREADS, NUM_STREAMS=1 (TBB)"}}
+
+    def popen(self, cmd, **kw):
+        cpus = set(self.cpus)
+        return subprocess.Popen(cmd, env=self.env, preexec_fn=lambda: os.sched_setaffinity(0, cpus), **kw)
+
+
+def read_tagged(proc, tag, what):
+    """Reads the worker's stdout up to its next line starting with `tag`; dies if it exits."""
+    for line in proc.stdout:
+        if line.startswith(tag + " "):
+            return json.loads(line[len(tag) + 1:])
+        if line.startswith("@error"):
+            sys.exit(f"compare_cpu: {what}: {line.strip()}")
+    proc.wait()
+    sys.exit(f"compare_cpu: {what} exited with status {proc.returncode} before answering")
+
+
+def last_json_line(runner, cmd, what):
+    """Runs cmd to completion; returns (its last JSON line, seconds from spawn to that line,
+    cores other processes used meanwhile)."""
+    busy0, _ = cpu_engines.cpu_jiffies()
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = runner.popen(cmd, stdout=subprocess.PIPE, text=True)
+    res, t_line = None, None
+    for line in p.stdout:
+        if line.startswith("{") or line.startswith("@result "):
+            res, t_line = json.loads(line[line.index("{"):]), time.perf_counter() - t0
+    if p.wait() != 0 or res is None:
+        sys.exit(f"compare_cpu: {what}: {shlex.join(cmd)} failed with status {p.returncode}")
+    wall = time.perf_counter() - t0
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy1, _ = cpu_engines.cpu_jiffies()
+    own = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+    others = max(0.0, ((busy1 - busy0) / os.sysconf("SC_CLK_TCK") - own) / wall)
+    return res, t_line, others
+
+
+class Worker:
+    """One engine's long-lived process for one workload (cpu_engines.py)."""
+
+    def __init__(self, runner, engine, workload, precisions, onnx):
+        cmd = [sys.executable, os.path.join(HERE, "cpu_engines.py"), f"--engine={engine}",
+               f"--workload={workload}", f"--precisions={','.join(precisions)}", f"--threads={runner.threads}",
+               f"--pin={runner.pin}"]
+        if onnx:
+            cmd.append(f"--onnx={onnx}")
+        self.name = f"{engine} {workload}"
+        self.proc = runner.popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ready(self):
+        return read_tagged(self.proc, "@ready", self.name)
+
+    def ask(self, command, tag="@result"):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return read_tagged(self.proc, tag, self.name)
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.proc.wait()
+
+
+# ---- the comparison ----------------------------------------------------------------------------
+
+def onnx_for(args, runner, w):
+    os.makedirs(args.models, exist_ok=True)
+    path = os.path.join(args.models, f"{w['stem']}_resnet18_opset17_f32.onnx")
+    if not os.path.exists(path):
+        print(f"exporting {path}", file=sys.stderr)
+        p = runner.popen([sys.executable, os.path.join(HERE, "cpu_engines.py"), f"--workload={w['tag']}",
+                          f"--export-onnx={path}"])
+        if p.wait() != 0:
+            sys.exit(f"compare_cpu: exporting {path} failed")
+    return path
+
+
+def measure_workload(args, runner, tag, versions):
+    w = cpu_engines.parse_workload(tag)
+    bench = os.path.join(args.build, "bench_cpu")
+    entries, workers, ready = [], {}, {}
+    for engine in args.engines:
+        if w["train"] and engine in cpu_engines.INFERENCE_ONLY:
+            continue
+        precs = [p for p in cpu_engines.PRECISIONS[engine] if p in args.precisions]
+        if not precs:
+            continue
+        entries += [(engine, p) for p in precs]
+        if engine != "beamlet":
+            onnx = onnx_for(args, runner, w) if engine in cpu_engines.INFERENCE_ONLY else None
+            workers[engine] = Worker(runner, engine, tag, precs, onnx)
+    try:
+        for engine, wk in workers.items():  # they prepare concurrently; nothing is timed yet
+            ready[engine] = wk.ready()
+            versions.setdefault(engine, ready[engine]["versions"])
+            print(f"  ready: {tag} {engine}", file=sys.stderr)
+        runs = {e: [] for e in entries}
+        for r in range(args.rounds):
+            k = r % len(entries)
+            for engine, prec in entries[k:] + entries[:k]:
+                if engine == "beamlet":
+                    res, _, others = last_json_line(runner, [bench, f"--threads={runner.threads}",
+                                                             f"--min-seconds={args.min_seconds}", f"--only={tag}"],
+                                                    "bench_cpu")
+                    res.update(precision="f32", others_cores=others, load1=os.getloadavg()[0])
+                else:
+                    res = workers[engine].ask(f"run {prec} {args.min_seconds}")
+                runs[(engine, prec)].append(res)
+                print(f"  round {r + 1} {tag:28s} {engine:28s} {prec:4s} {res['img_per_s']:8.1f} img/s  "
+                      f"(others used {res['others_cores']:.2f} cores, load {res['load1']:.1f})", file=sys.stderr)
+    finally:
+        for wk in workers.values():
+            wk.close()
+    return summarize(args, w, entries, runs, ready)
+
+
+def summarize(args, w, entries, runs, ready):
+    key = args.key
+    gflop_per_img = cpu_engines.gflop_per_image(w)
+    out = {"workload": w["tag"], "batch": w["batch"], "train": w["train"], "gflop_per_img": gflop_per_img,
+           "engines": {}}
+    best = {}
+    for engine, prec in entries:
+        rs = runs[(engine, prec)]
+        b = max(rs, key=lambda r: r[key])
+        best[(engine, prec)] = b[key]
+        rec = {"img_per_s": b[key], "ms_per_step": b["ms_per_step"], "img_per_s_all_rounds": [r[key] for r in rs],
+               "others_cores_in_best_round": round(b["others_cores"], 3),
+               "others_cores_all_rounds": [round(r["others_cores"], 3) for r in rs]}
+        if engine == "beamlet":
+            rec["precision_ran"] = "f32"
+            rec["new_primitives_in_timed_steps"] = b.get("new_primitives_in_timed_steps")
+        else:
+            rec.update(ready[engine]["precisions"][prec])
+        rec["gflops"] = b[key] * gflop_per_img
+        out["engines"].setdefault(engine, {})[prec] = rec
+    bl = best.get(("beamlet", "f32"))
+    for prec in ("f32", "bf16"):
+        others = [(v, e) for (e, p), v in best.items() if e != "beamlet" and p == prec]
+        if others:
+            v, e = max(others)
+            out[f"best_other_{prec}"] = {"engine": e, "img_per_s": v}
+            if bl:
+                out[f"beamlet_f32_over_best_other_{prec}"] = bl / v
+    return out
+
+
+def first_prediction(args, runner):
+    """Process start to logits for one 224x224 image, alternating beamlet and PyTorch launches."""
+    bench = os.path.join(args.build, "bench_cpu")
+    cmds = {"beamlet": [bench, "--first"],
+            "pytorch": [sys.executable, os.path.join(HERE, "cpu_engines.py"), "--engine=pytorch_first_prediction",
+                        f"--threads={runner.threads}"]}
+    launches = {k: [] for k in cmds}
+    best = {}
+    for r in range(args.first_rounds):
+        for impl in (("beamlet", "pytorch") if r % 2 == 0 else ("pytorch", "beamlet")):
+            res, secs, others = last_json_line(runner, cmds[impl], f"first prediction ({impl})")
+            res["seconds_to_first_prediction"] = secs
+            res["others_cores"] = others
+            launches[impl].append(round(secs, 4))
+            if impl not in best or secs < best[impl]["seconds_to_first_prediction"]:
+                best[impl] = res
+            print(f"  first prediction {impl:8s} {secs:.3f} s (others used {others:.2f} cores)", file=sys.stderr)
+    for impl, secs in launches.items():
+        best[impl]["all_launches_s"] = secs
+        best[impl]["median_s"] = statistics.median(secs)
+    best["speedup_best"] = best["pytorch"]["seconds_to_first_prediction"] / best["beamlet"]["seconds_to_first_prediction"]
+    best["speedup_of_medians"] = best["pytorch"]["median_s"] / best["beamlet"]["median_s"]
+    best["memory_ratio"] = best["pytorch"]["peak_rss_mb"] / best["beamlet"]["peak_rss_mb"]
+    return best
+
+
+def measure_peaks(args, runner):
+    res, _, others = last_json_line(runner, [os.path.join(args.build, "bench_cpu_ops"), "--peak",
+                                             f"--threads={runner.threads}"], "bench_cpu_ops --peak")
+    res["others_cores"] = others
+    return res
+
+
+# ---- printing ----------------------------------------------------------------------------------
+
+def fmt(v, width=8):
+    return f"{v:{width}.1f}" if isinstance(v, (int, float)) else f"{'-':>{width}s}"
+
+
+def print_report(report):
+    pk = report["peak_gflops"]
+    print(f"\nbeamlet against today's CPU engines: {report['threads']['count']} threads on cpus "
+          f"{report['threads']['cpus']}, {report['machine']['cpu']}, images/s (wall), best of "
+          f"{report['rounds']} rounds")
+    print(f"measured peak: f32 {pk['f32']:.0f} GFLOP/s, bf16 {pk['bf16'] or 0:.0f} GFLOP/s; load "
+          f"{report['load_start']['load_average']} -> {report['load_end']['load_average']}")
+    for r in report["results"]:
+        print(f"\n{r['workload']} (batch {r['batch']}, {r['gflop_per_img']:.2f} GFLOP/img)")
+        print(f"  {'engine':30s} {'f32':>8s} {'bf16':>8s} {'%peak':>6s}  precision ran (f32 / bf16), "
+              f"others' cores in best round")
+        for engine, precs in r["engines"].items():
+            f, b = precs.get("f32", {}), precs.get("bf16", {})
+            pct = f.get("pct_of_peak")
+            ran = " / ".join(p.get("precision_ran", "-") for p in (f, b) if p)
+            others = " / ".join(f"{p['others_cores_in_best_round']:.2f}" for p in (f, b) if p)
+            print(f"  {LABELS[engine]:30s} {fmt(f.get('img_per_s'))} {fmt(b.get('img_per_s'))} "
+                  f"{fmt(pct, 5)}%  {ran}; {others}")
+        for prec in ("f32", "bf16"):
+            if f"beamlet_f32_over_best_other_{prec}" in r:
+                bo = r[f"best_other_{prec}"]
+                print(f"  beamlet f32 / best other {prec}: {r[f'beamlet_f32_over_best_other_{prec}']:.2f}x "
+                      f"({LABELS[bo['engine']]}, {bo['img_per_s']:.1f} img/s)")
+    fp = report.get("first_prediction")
+    if fp:
+        print(f"\nfirst prediction (224x224, process start to logits): beamlet "
+              f"{fp['beamlet']['seconds_to_first_prediction']:.3f} s best / {fp['beamlet']['median_s']:.3f} s median, "
+              f"PyTorch {fp['pytorch']['seconds_to_first_prediction']:.3f} / {fp['pytorch']['median_s']:.3f} s: "
+              f"{fp['speedup_best']:.1f}x best, {fp['speedup_of_medians']:.1f}x medians; peak RSS "
+              f"{fp['beamlet']['peak_rss_mb']:.0f} MB vs {fp['pytorch']['peak_rss_mb']:.0f} MB")
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--min-seconds", type=float, default=3.0)
-    ap.add_argument("--only", default=None, help="substring of workload_bN to run, or first_prediction")
-    ap.add_argument("--metric", choices=["wall", "cpu"], default=None,
-                    help="throughput from wall time or, for one thread on a shared machine, from CPU "
-                         "time (default: cpu for --threads=1, else wall)")
+    ap.add_argument("--models", default=None, help="where the exported ONNX files go (default BUILD/bench_models)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per engine per round")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--engines", default=",".join(ALL_ENGINES))
+    ap.add_argument("--precisions", default="f32,bf16")
+    ap.add_argument("--pin", choices=["cores", "none"], default="cores")
+    ap.add_argument("--metric", choices=["wall", "cpu"], default="wall",
+                    help="throughput per second of wall time, or per CPU-second of the process")
+    ap.add_argument("--first-rounds", type=int, default=7,
+                    help="launches per side for time to first prediction (0: skip)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--first-rounds", type=int, default=5,
-                    help="process launches per side for time to first prediction, best kept (a VM's "
-                         "first launch after a pause is often 2-3x slower for both sides)")
-    ap.add_argument("--ghz", type=float, default=3.7,
-                    help="clock for the nominal peak (AMD EPYC Zen 4: 3.7 GHz boost)")
-    ap.add_argument("--flops-per-cycle", type=float, default=32.0,
-                    help="f32 FLOPs per cycle per core (Zen 4: two 256-bit FMA pipes = 32)")
-    # Worker modes (internal).
-    ap.add_argument("--torch-worker", action="store_true")
-    ap.add_argument("--torch-first", action="store_true")
-    ap.add_argument("--workload")
-    ap.add_argument("--batch", type=int)
-    ap.add_argument("--train", action="store_true")
-    ap.add_argument("--channels-last", action="store_true")
     args = ap.parse_args()
-    if args.torch_worker:
-        return torch_worker(args)
-    if args.torch_first:
-        return torch_first(args)
+    args.models = args.models or os.path.join(args.build, "bench_models")
+    args.engines = [e for e in args.engines.split(",") if e]
+    args.precisions = [p for p in args.precisions.split(",") if p]
+    args.key = "img_per_cpu_s" if args.metric == "cpu" else "img_per_s"
+    for e in args.engines:
+        if e not in ALL_ENGINES:
+            ap.error(f"--engines: unknown engine {e!r} (known: {', '.join(ALL_ENGINES)})")
+    for tool in ("bench_cpu", "bench_cpu_ops"):
+        if not os.access(os.path.join(args.build, tool), os.X_OK):
+            sys.exit(f"compare_cpu: {args.build}/{tool} not found; build first (cmake --build {args.build})")
+    missing = [m for m in ("torch", "torchvision", "onnx", "onnxruntime", "openvino")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f"compare_cpu: {sys.executable} lacks {', '.join(missing)}; run scripts/setup.sh --bench and "
+                 f"use .venv/bin/python")
 
-    metric = args.metric or ("cpu" if args.threads == 1 else "wall")
-    key = "img_per_cpu_s" if metric == "cpu" else "img_per_s"
-    bench = os.path.join(args.build, "bench_cpu")
-    py = sys.executable
-    me = os.path.abspath(__file__)
-    t = args.threads
-    env = dict(os.environ, BEAMLET_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t))
-    load_start = os.getloadavg()
+    runner = Runner(args)
     started = datetime.datetime.now(datetime.timezone.utc)
-
-    # The nominal peak (cores x clock x FLOPs/cycle) is the yardstick; the measured FMA loop is
-    # recorded beside it but reads low whenever the shared machine is busy.
-    measured_peak = max(run_json([bench, "--peak", f"--threads={t}"], env)[0]["gflops"] for _ in range(3))
-    peak = t * args.ghz * args.flops_per_cycle
-    rows = []
-    for name, batch, train in WORKLOADS:
-        tag = f"{name}_b{batch}"
-        if args.only and args.only not in tag:
-            continue
-        best = {}
-        for r in range(args.rounds):
-            runs = {
-                "beamlet": [bench, f"--threads={t}", f"--min-seconds={args.min_seconds}", f"--only={tag}"],
-                "pytorch_nchw": [py, me, "--torch-worker", f"--workload={name}", f"--batch={batch}",
-                                 f"--threads={t}", f"--min-seconds={args.min_seconds}"] + (["--train"] if train else []),
-            }
-            runs["pytorch_channels_last"] = runs["pytorch_nchw"] + ["--channels-last"]
-            for impl, cmd in runs.items():
-                res, _ = run_json(cmd, env)
-                print(f"  round {r + 1} {tag:30s} {impl:22s} {res['img_per_s']:9.1f} img/s wall "
-                      f"{res['img_per_cpu_s']:9.1f} img/cpu-s", file=sys.stderr)
-                if impl not in best or res[key] > best[impl][key]:
-                    best[impl] = res
-        b = best["beamlet"]
-        torch_best = max(best["pytorch_nchw"][key], best["pytorch_channels_last"][key])
-        rows.append({"workload": name, "batch": batch, "train": train, "metric": key,
-                     "beamlet_img_per_s": b[key],
-                     "pytorch_nchw_img_per_s": best["pytorch_nchw"][key],
-                     "pytorch_channels_last_img_per_s": best["pytorch_channels_last"][key],
-                     "ratio_vs_best_pytorch": b[key] / torch_best,
-                     "beamlet_wall_img_per_s": b["img_per_s"],
-                     "pytorch_best_wall_img_per_s": max(best["pytorch_nchw"]["img_per_s"],
-                                                        best["pytorch_channels_last"]["img_per_s"]),
-                     "gflop_per_img": b["gflop_per_img"], "beamlet_gflops": b[key] * b["gflop_per_img"],
-                     "beamlet_pct_of_peak": 100.0 * b[key] * b["gflop_per_img"] / peak,
-                     "pytorch_best_pct_of_peak": 100.0 * torch_best * b["gflop_per_img"] / peak,
-                     "new_primitives_in_timed_steps": b["new_primitives_in_timed_steps"]})
-
-    first = {}
-    if not args.only or args.only == "first_prediction":
-        launches = {"beamlet": [], "pytorch": []}
-        for r in range(args.first_rounds):
-            for impl, cmd in (("beamlet", [bench, "--first"]), ("pytorch", [py, me, "--torch-first", f"--threads={t}"])):
-                res, secs = run_json(cmd, env)
-                res["seconds_to_first_prediction"] = secs
-                launches[impl].append(secs)
-                if impl not in first or secs < first[impl]["seconds_to_first_prediction"]:
-                    first[impl] = res
-        for impl, secs in launches.items():
-            first[impl]["all_launches_s"] = secs
-            first[impl]["median_s"] = statistics.median(secs)
-        first["speedup"] = first["pytorch"]["seconds_to_first_prediction"] / first["beamlet"]["seconds_to_first_prediction"]
-        first["speedup_of_medians"] = first["pytorch"]["median_s"] / first["beamlet"]["median_s"]
-        first["memory_ratio"] = first["pytorch"]["peak_rss_mb"] / first["beamlet"]["peak_rss_mb"]
-
+    load_start = load_now()
+    peaks = [measure_peaks(args, runner)]
+    versions = {"beamlet": run_text(["git", "-C", ROOT, "describe", "--always", "--dirty"]),
+                "beamlet_onednn": "libdnnl " + (run_text(["dpkg-query", "-W", "-f=${Version}", "libdnnl2"]) or "?")}
+    results = []
+    for tag in [t for t in args.workloads.split(",") if t]:
+        results.append(measure_workload(args, runner, tag, versions))
+    first = first_prediction(args, runner) if args.first_rounds > 0 else None
+    peaks.append(measure_peaks(args, runner))
+    peak = {"f32": max(p["f32_gflops"] for p in peaks), "bf16": max((p["bf16_gflops"] or 0) for p in peaks) or None,
+            "measured_by": "bench_cpu_ops --peak (AVX-512 FMA loop; vdpbf16ps loop), best of the start and end "
+                           "of the run", "runs": peaks}
+    # % of peak against the best peak seen in the run (the start one may read low under load).
+    for r in results:
+        for engine, precs in r["engines"].items():
+            for prec, rec in precs.items():
+                if rec.get("gflops") and peak.get(prec):
+                    rec["pct_of_peak"] = 100.0 * rec["gflops"] / peak[prec]
     report = {"date": started.isoformat(timespec="seconds"),
-              "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "kernel": platform.release()},
-              "versions": versions(), "threads": t, "rounds": args.rounds,
-              "metric": f"{key}: images per {'CPU-second of the process (all threads)' if metric == 'cpu' else 'second of wall time'}, best of the rounds",
-              "load_average_start": load_start, "load_average_end": os.getloadavg(),
-              "peak_f32_gflops_nominal": peak,
-              "peak_nominal_basis": f"{t} cores x {args.ghz} GHz x {args.flops_per_cycle:g} FLOP/cycle",
-              "peak_f32_gflops_measured": measured_peak,
-              "flops_note": "FLOPs = 2 x multiply-adds of convolutions and classifier (the quoted 0.56 / 1.82 "
-                            "'GFLOPs' of CIFAR / ImageNet ResNet-18 are multiply-adds); training = 3 x forward",
-              "results": rows, "first_prediction": first}
-    print(f"\nbeamlet vs PyTorch {report['versions']['torch']} eager, {t} threads, {key}, {report['machine']['cpu']}, "
-          f"f32 peak {peak:.0f} GFLOP/s nominal ({measured_peak:.0f} measured), load {load_start[0]:.1f} -> {report['load_average_end'][0]:.1f}")
-    print(f"{'workload':26s} {'batch':>5s} {'beamlet':>9s} {'pt nchw':>9s} {'pt cl':>9s} {'ratio':>6s} "
-          f"{'bl %peak':>8s} {'pt %peak':>8s}")
-    for r in rows:
-        print(f"{r['workload']:26s} {r['batch']:5d} {r['beamlet_img_per_s']:9.1f} {r['pytorch_nchw_img_per_s']:9.1f} "
-              f"{r['pytorch_channels_last_img_per_s']:9.1f} {r['ratio_vs_best_pytorch']:6.2f} "
-              f"{r['beamlet_pct_of_peak']:7.1f}% {r['pytorch_best_pct_of_peak']:7.1f}%")
-    if first:
-        print(f"first prediction (224x224, process start to logits): beamlet "
-              f"{first['beamlet']['seconds_to_first_prediction']:.3f} s, PyTorch "
-              f"{first['pytorch']['seconds_to_first_prediction']:.3f} s ({first['speedup']:.1f}x; medians "
-              f"{first['beamlet']['median_s']:.3f} vs {first['pytorch']['median_s']:.3f} s, "
-              f"{first['speedup_of_medians']:.1f}x); peak RSS "
-              f"{first['beamlet']['peak_rss_mb']:.0f} MB vs {first['pytorch']['peak_rss_mb']:.0f} MB")
+              "command": shlex.join([os.path.relpath(sys.executable, ROOT)] + sys.argv),
+              "machine": machine(), "load_start": load_start, "load_end": load_now(),
+              "note": "Shared development machine: engines alternate in rounds and each keeps its best round; "
+                      "others_cores is the CPU other processes used during a timed run (in cores).",
+              "threads": runner.describe(), "versions": versions, "rounds": args.rounds,
+              "min_seconds": args.min_seconds,
+              "metric": f"{args.key}: images per {'CPU-second of the process' if args.metric == 'cpu' else 'second of wall time'}, best of the rounds",
+              "flops_note": "FLOPs = 2 x multiply-adds of convolutions and classifier; training = 3 x forward. "
+                            "pct_of_peak uses the f32 peak for f32 runs and the bf16 peak for bf16 runs.",
+              "peak_gflops": peak, "results": results, "first_prediction": first}
+    print_report(report)
     out = args.out or os.path.join(HERE, "results", f"cpu-{started.strftime('%Y-%m-%d')}.json")
     tmp = out + ".tmp"
     with open(tmp, "w") as f:
