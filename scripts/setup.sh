@@ -73,18 +73,22 @@ venv_nodeps=(lammps-jax-pjrt-cpu)        # the second PJRT CPU plugin (it pins a
 venv_dev=()
 venv_bench=()
 
-case "${1:-}" in
-  "") ;;
-  --dev) packages+=(python3-torch python3-torchvision); venv_dev+=(libtpu) ;;
-  --bench) venv_bench+=(torch torchvision onnx onnxruntime openvino) ;;
-  --runtime-list) shift; runtime_list "$@"; exit $? ;;
-  --runtime)
-    if [[ $# -ne 2 || ! -r "$2" ]]; then echo "setup: --runtime needs a readable FILE" >&2; exit 2; fi
-    mapfile -t packages < <(grep -v '^[[:space:]]*\(#\|$\)' "$2")
-    ;;
-  -h|--help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
-esac
+# Flags combine (`--dev --bench`); --runtime-list and --runtime stand alone.
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dev) packages+=(python3-torch python3-torchvision); venv_dev+=(libtpu) ;;
+    --bench) venv_bench+=(torch torchvision onnx onnxruntime openvino) ;;
+    --runtime-list) shift; runtime_list "$@"; exit $? ;;
+    --runtime)
+      if [[ $# -ne 2 || ! -r "$2" ]]; then echo "setup: --runtime needs a readable FILE" >&2; exit 2; fi
+      mapfile -t packages < <(grep -v '^[[:space:]]*\(#\|$\)' "$2")
+      shift
+      ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "setup: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
 
 missing=()
 for p in "${packages[@]}"; do
