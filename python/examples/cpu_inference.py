@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beamlet import BeamletError
+from beamlet import BeamletError, shipped_model
 from beamlet.beam import (AcceleratorError, AccuracyFn, BeamletModelHandler, ReadFashionMnist,
                           dead_letter_to_dict, fashion_mnist_example, prediction_to_dict, validate_pipeline_options)
 
@@ -41,8 +41,9 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 def parse(argv):
     parser = argparse.ArgumentParser(description="Stage 1: Fashion-MNIST through RunInference with beamlet on the "
                                                  "CPU. Beam's options (--runner, ...) pass through.")
-    parser.add_argument("--weights", default="models/fashion-resnet18-w8.safetensors",
-                        help="the model: a torchvision-layout ResNet as safetensors (local or gs://)")
+    parser.add_argument("--weights", default="",
+                        help="the model: a torchvision-layout ResNet as safetensors (local or gs://); "
+                             "default: the shipped model (beamlet.shipped_model())")
     parser.add_argument("--data_dir", default="", help="Fashion-MNIST folder (default: its standard place)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test images (0 = all 10,000)")
     parser.add_argument("--batch_size", type=int, default=64,
@@ -58,9 +59,14 @@ def parse(argv):
 def main(argv=None):
     args, options = parse(argv)
     validate_pipeline_options(options, device="cpu")  # Beam checks no accelerator strings: we do
+    if not args.weights:
+        try:
+            args.weights = shipped_model()
+        except BeamletError as e:
+            sys.exit(f"cpu_inference: {e}")
     if "://" not in args.weights and not os.path.exists(args.weights):
-        sys.exit(f"cpu_inference: no model at {args.weights}; train one with `build/beamlet train --width=8 "
-                 "--epochs=4 --experiment_id=fashion-resnet18-w8`, or pass --weights=PATH")
+        sys.exit(f"cpu_inference: no model at {args.weights}; pass --weights=PATH (a safetensors file that "
+                 "`beamlet train` wrote, or a torchvision ResNet state_dict saved as safetensors)")
     start = time.time()
     with beam.Pipeline(options=options) as p:
         # 1. The model: batched by RunInference, loaded once per worker process, run on the CPU.

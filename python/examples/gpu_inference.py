@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beamlet import BeamletError
+from beamlet import BeamletError, shipped_model
 from beamlet.beam import (DEFAULT_HINTS, AcceleratorError, AccuracyFn, BeamletModelHandler, ReadFashionMnist,
                           dead_letter_to_dict, fashion_mnist_example, prediction_to_dict, validate_accelerator,
                           validate_pipeline_options)
@@ -38,8 +38,9 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 def parse(argv):
     parser = argparse.ArgumentParser(description="Stage 2: Fashion-MNIST through RunInference with beamlet on a "
                                                  "GPU. Beam's options (--runner, ...) pass through.")
-    parser.add_argument("--weights", default="models/fashion-resnet18-w8.safetensors",
-                        help="the model: a torchvision-layout ResNet as safetensors (local or gs://)")
+    parser.add_argument("--weights", default="",
+                        help="the model: a torchvision-layout ResNet as safetensors (local or gs://); "
+                             "default: the shipped model (beamlet.shipped_model())")
     parser.add_argument("--data_dir", default="", help="Fashion-MNIST folder (default: its standard place)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test images (0 = all 10,000)")
     parser.add_argument("--batch_size", type=int, default=256,
@@ -65,9 +66,14 @@ def main(argv=None):
     known = not args.allow_unknown_accelerator
     validate_accelerator(args.accelerator, args.device, known_types_only=known)
     validate_pipeline_options(options, device=args.device, known_types_only=known)
+    if not args.weights:
+        try:
+            args.weights = shipped_model()
+        except BeamletError as e:
+            sys.exit(f"gpu_inference: {e}")
     if "://" not in args.weights and not os.path.exists(args.weights):
-        sys.exit(f"gpu_inference: no model at {args.weights}; pass --weights=PATH")
-    start = time.time()
+        sys.exit(f"gpu_inference: no model at {args.weights}; pass --weights=PATH (a safetensors file that "
+                 "`beamlet train` wrote, or a torchvision ResNet state_dict saved as safetensors)")
     with beam.Pipeline(options=options) as p:
         handler = BeamletModelHandler(args.weights, device=args.device, accelerator=args.accelerator,
                                       known_accelerator_types_only=known, allow_cpu_fallback=args.allow_cpu_fallback,

@@ -24,7 +24,10 @@ assert "beamlet/libbeamlet.so" in names, f"no beamlet/libbeamlet.so in {wheel}: 
 import beamlet
 assert beamlet.__file__.startswith(site), beamlet.__file__
 assert beamlet.library_path() == os.path.join(site, "beamlet", "libbeamlet.so"), beamlet.library_path()
-model = beamlet.Model(os.path.join(root, "models", "fashion-resnet18-w8.safetensors"))
+assert "beamlet/models/fashion-resnet18-w8.safetensors" in names, f"no shipped model in {wheel}"
+assert beamlet.shipped_model() == os.path.join(site, "beamlet", "models", "fashion-resnet18-w8.safetensors"), \
+    beamlet.shipped_model()
+model = beamlet.Model(beamlet.shipped_model())
 logits = model.predict(np.zeros((2, 1, 32, 32), np.float32))
 assert logits.shape == (2, 10) and np.isfinite(logits).all()
 import beamlet.beam  # the Beam half imports from the wheel too

@@ -20,6 +20,10 @@ target_link_options(beamlet_capi_shared PRIVATE "LINKER:--version-script=${CMAKE
 # The wheel (python/pyproject.toml, scikit-build-core) installs it next to the package; a plain
 # `cmake --install` leaves it out (the project's libbeamlet.so goes to lib/).
 install(TARGETS beamlet_capi_shared LIBRARY DESTINATION beamlet COMPONENT python EXCLUDE_FROM_ALL)
+# The shipped model travels in the wheel too (0.7 MB), so `python python/examples/cpu_inference.py`
+# finds it from any folder, as the C programs find share/beamlet/models/ (beamlet.shipped_model()).
+install(FILES ${CMAKE_SOURCE_DIR}/models/fashion-resnet18-w8.safetensors DESTINATION beamlet/models
+        COMPONENT python EXCLUDE_FROM_ALL)
 
 # The ABI's own C test links the wheel's library alone, as the Python package sees it: the
 # generic test loop linked it with the capi layer's static library, so that link is replaced.

@@ -3,7 +3,7 @@
 ModelHandler, a training DoFn, the sweep's best-model selection and deployment).
 
     import beamlet
-    model = beamlet.Model("models/fashion-resnet18-w8.safetensors", device="cpu")
+    model = beamlet.Model(beamlet.shipped_model(), device="cpu")
     logits = model.predict(beamlet.examples_from_records("fashion-mnist", images))
 """
 from beamlet._native import ABI_VERSION, library_path
@@ -16,6 +16,25 @@ from beamlet.training import default_config, sweep_grid, train, training_config
 
 __version__ = "0.1.0"
 
+SHIPPED_MODEL = "fashion-resnet18-w8.safetensors"
+
+
+def shipped_model():
+    """The path of the model beamlet ships (models/README.md), found as the C programs find it:
+    $BEAMLET_MODEL_DIR when set, else the copy inside the installed package, else the source
+    checkout this package was imported from (PYTHONPATH=python/src)."""
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = os.environ.get("BEAMLET_MODEL_DIR")
+    places = ([os.path.join(env, SHIPPED_MODEL)] if env else []) + [
+        os.path.join(here, "models", SHIPPED_MODEL),
+        os.path.normpath(os.path.join(here, "..", "..", "..", "models", SHIPPED_MODEL))]
+    for path in places:
+        if os.path.isfile(path):
+            return path
+    raise NotFoundError(f"beamlet: the shipped model {SHIPPED_MODEL} is in none of {', '.join(places)}: "
+                        "reinstall the package (`pip install ./python`), set BEAMLET_MODEL_DIR, or pass a path")
+
 
 def library_version():
     """The version of the libbeamlet.so in use (it must speak ABI_VERSION, checked on load)."""
@@ -26,5 +45,5 @@ def library_version():
 __all__ = ["ABI_VERSION", "AbiMismatchError", "BeamletError", "BeamletIOError", "Dataset", "Device", "DeviceError",
            "FormatError", "InternalError", "InvalidArgumentError", "Model", "NotFoundError", "OutOfMemoryError",
            "UnsupportedError", "default_config", "devices", "example_shape", "examples_from_records",
-           "image_example", "library_path", "library_version", "load_dataset", "peek_model", "sweep_grid", "train",
+           "image_example", "library_path", "library_version", "load_dataset", "peek_model", "shipped_model", "sweep_grid", "train",
            "training_config"]
