@@ -74,6 +74,7 @@ def main(argv=None):
     if "://" not in args.weights and not os.path.exists(args.weights):
         sys.exit(f"gpu_inference: no model at {args.weights}; pass --weights=PATH (a safetensors file that "
                  "`beamlet train` wrote, or a torchvision ResNet state_dict saved as safetensors)")
+    start = time.time()
     with beam.Pipeline(options=options) as p:
         handler = BeamletModelHandler(args.weights, device=args.device, accelerator=args.accelerator,
                                       known_accelerator_types_only=known, allow_cpu_fallback=args.allow_cpu_fallback,

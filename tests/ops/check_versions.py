@@ -19,7 +19,7 @@ line, these must agree with versions.env:
   runs-on: ubuntu-...       GH_RUNNER; a self-hosted runs-on must carry GPU_RUNNER_LABEL
   Debian N, Ubuntu N.N      DEBIAN_VERSION, UBUNTU_VERSION
   CUDA N.N[.N], cuDNN N     a prefix of CUDA_VERSION, CUDNN_MAJOR
-  PyTorch V, torchvision V  TORCH_DEBIAN12 or TORCH_GPU, TORCHVISION_DEBIAN12 or TORCHVISION_GPU
+  PyTorch V, torchvision V  TORCH_DEBIAN12, TORCH_GPU or PYPI_TORCH; TORCHVISION_DEBIAN12, _GPU or PYPI_TORCHVISION
   oneDNN V, Open MPI V      ONEDNN_DEBIAN12, OPENMPI_DEBIAN12 (distribution versions)
   apache-beam X.Y.Z         PYPI_APACHE_BEAM
   beamlet X.Y.Z, project(beamlet VERSION ...), cmake_minimum_required(VERSION ...)
@@ -135,8 +135,8 @@ def check_line(v, rel, n, line, stages, errors, used):
         (r"\bCUDA (\d+\.\d+(?:\.\d+)?)\b", ["CUDA_VERSION"],
          lambda f: (v["CUDA_VERSION"] + ".").startswith(f + ".")),
         (r"\bcuDNN (\d+)(?:\.\d+)*\b", ["CUDNN_MAJOR"], None),
-        (r"\bPyTorch (\d+\.\d+(?:\.\d+)?)\b", ["TORCH_DEBIAN12", "TORCH_GPU"], None),
-        (r"\btorchvision (\d+\.\d+(?:\.\d+)?)\b", ["TORCHVISION_DEBIAN12", "TORCHVISION_GPU"], None),
+        (r"\bPyTorch (\d+\.\d+(?:\.\d+)?)\b", ["TORCH_DEBIAN12", "TORCH_GPU", "PYPI_TORCH"], None),
+        (r"\btorchvision (\d+\.\d+(?:\.\d+)?)\b", ["TORCHVISION_DEBIAN12", "TORCHVISION_GPU", "PYPI_TORCHVISION"], None),
         (r"\boneDNN (\d+\.\d+(?:\.\d+)?)\b", ["ONEDNN_DEBIAN12"], None),
         (r"\bOpen ?MPI (\d+\.\d+(?:\.\d+)?)\b", ["OPENMPI_DEBIAN12"], None),
         (r"\bapache-beam (\d+\.\d+\.\d+)\b", ["PYPI_APACHE_BEAM"], None),
