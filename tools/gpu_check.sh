@@ -216,6 +216,12 @@ dry_run() {
   ok() { echo "  ok    $*"; }
   bad() { echo "  FAIL  $*"; fails=$((fails + 1)); }
   echo "gpu_check quick --dry-run (build: $BUILD)"
+  if [ ! -x "$BUILD/beamlet" ]; then
+    # One line instead of one failure per program and flag below.
+    echo "gpu_check: no beamlet build in $BUILD: point BUILD at a build with the CUDA backend" \
+         "(e.g. BUILD=build, as \`make build\` configures it where the CUDA toolkit is installed)" >&2
+    return 2
+  fi
   bash -n "$0" && ok "script syntax" || bad "script syntax"
   for f in q_build q_ops q_fixtures q_stage2 q_stage3 q_bench q_compare q_compile; do
     declare -F "$f" >/dev/null && ok "step $f defined" || bad "step $f missing"
