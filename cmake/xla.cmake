@@ -55,3 +55,29 @@ function(beamlet_xla_backend)
     BEAMLET_PJRT_CUDA_PLUGIN="${BEAMLET_PJRT_CUDA_PLUGIN}")
   beamlet_layer_link(backends ${CMAKE_DL_LIBS})
 endfunction()
+
+# The XLA tests run on every CPU plugin configure found: the plain runs of the parity table, the
+# PyTorch fixtures and the device test use the first (the default), and each further plugin gets
+# its own runs of them, restricted to xla:cpu (BEAMLET_TEST_DEVICE).
+function(beamlet_xla_tests)
+  if(NOT BEAMLET_HAVE_XLA)
+    return()
+  endif()
+  set_property(TEST backends/test_xla_device APPEND PROPERTY ENVIRONMENT
+               "BEAMLET_TEST_LIBTPU=${BEAMLET_PJRT_TPU_PLUGIN}")
+  string(REPLACE ":" ";" plugins "${BEAMLET_PJRT_CPU_PLUGINS}")
+  list(LENGTH plugins count)
+  if(count LESS 2)
+    return()
+  endif()
+  list(SUBLIST plugins 1 -1 others)
+  foreach(plugin ${others})
+    get_filename_component(tag ${plugin} NAME_WE)
+    foreach(test backends/test_backend_parity nn/test_fixtures backends/test_xla_device)
+      get_filename_component(exe ${test} NAME)
+      add_test(NAME ${test}_${tag} COMMAND ${exe})
+      set_tests_properties(${test}_${tag} PROPERTIES TIMEOUT 900 ENVIRONMENT
+        "BEAMLET_PJRT_PLUGIN=${plugin};BEAMLET_TEST_DEVICE=xla:cpu;BEAMLET_SOURCE_DIR=${CMAKE_SOURCE_DIR};BEAMLET_FIXTURES=${CMAKE_SOURCE_DIR}/tests/fixtures;OMP_WAIT_POLICY=PASSIVE")
+    endforeach()
+  endforeach()
+endfunction()

@@ -387,6 +387,11 @@ bl_status xla_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *con
 
 /* ---- batch normalization ---- */
 
+/* 1 / sqrt(v), correctly rounded steps (XLA's rsqrt may be an approximation). */
+static int inverse_sqrt(prog *P, int v, const int64_t *C) {
+    return binary(P, "divide", splat(P, 1.0, 1, C), unary(P, "sqrt", v, 1, C), 1, C);
+}
+
 /* y = act(x * scale[c] + shift[c] + residual). */
 static int bn_apply(prog *P, int x, const int64_t *s, int scale, int shift, int res, bool act) {
     int64_t C[1] = {s[1]};
@@ -414,7 +419,7 @@ bl_status xla_batchnorm_forward_train(bl_device *dev, const bl_batchnorm_params 
     int d = binary(P, "subtract", vx, bcast(P, mean, 1, C, "1", 4, s), 4, s);
     int var = binary(P, "divide", reduce(P, "add", binary(P, "multiply", d, d, 4, s), 4, s, "0, 2, 3", 1, C),
                      splat(P, M, 1, C), 1, C);
-    int invstd = unary(P, "rsqrt", binary(P, "add", var, splat(P, p->eps, 1, C), 1, C), 1, C);
+    int invstd = inverse_sqrt(P, binary(P, "add", var, splat(P, p->eps, 1, C), 1, C), C);
     int keep = splat(P, 1.0 - p->momentum, 1, C), mom = splat(P, p->momentum, 1, C);
     int new_rm =
         binary(P, "add", binary(P, "multiply", keep, rm, 1, C), binary(P, "multiply", mom, mean, 1, C), 1, C);
@@ -442,7 +447,7 @@ bl_status xla_batchnorm_forward_eval(bl_device *dev, const bl_batchnorm_params *
     int vx = arg(P, x), vg = arg(P, gamma), vb = arg(P, beta);
     int vr = residual ? arg(P, residual) : -1;
     int rm = arg(P, running_mean), rv = arg(P, running_var);
-    int invstd = unary(P, "rsqrt", binary(P, "add", rv, splat(P, p->eps, 1, C), 1, C), 1, C);
+    int invstd = inverse_sqrt(P, binary(P, "add", rv, splat(P, p->eps, 1, C), 1, C), C);
     int scale = binary(P, "multiply", vg, invstd, 1, C);
     int shift = binary(P, "subtract", vb, binary(P, "multiply", rm, scale, 1, C), 1, C);
     result(P, bn_apply(P, vx, s, scale, shift, vr, act), y);

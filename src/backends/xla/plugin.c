@@ -197,7 +197,9 @@ static bl_status load(xla_family f, const char *path, xla_plugin **out) {
     pthread_mutex_init(&p->lock, NULL);
     snprintf(p->path, sizeof p->path, "%s", path);
     bl_status s = BL_OK;
-    if (f == XLA_TPU) setenv("TPU_SKIP_MDS_QUERY", "1", 0); /* no metadata-server retries */
+    /* No TPU here (libtpu named explicitly): do not ask a metadata server, with retries, about
+     * a TPU VM this is not. On a TPU machine libtpu asks as usual. */
+    if (f == XLA_TPU && !has_google_pci_device()) setenv("TPU_SKIP_MDS_QUERY", "1", 0);
     void *h = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         s = bl_error(BL_ERR_NOT_FOUND, "cannot load PJRT plugin %s: %s%s", p->path, dlerror(),
