@@ -14,8 +14,8 @@ static char root[64], bin[512];
 /* Runs infer on `device`; returns the exit status and fills the summary line "accuracy ...". */
 static int infer(const char *device, int limit, char *accuracy, size_t size) {
     char cmd[2048], line[1024];
-    snprintf(cmd, sizeof cmd, "cd %s && %s/beamlet infer --device=%s --limit=%d --output=%s/%s 2>&1", root, bin,
-             device, limit, root, device);
+    snprintf(cmd, sizeof cmd, "cd %s && %s/beamlet infer --device=%s --limit=%d --output=%s/%s 2>&1", root,
+             bin, device, limit, root, device);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     accuracy[0] = 0;
@@ -59,8 +59,8 @@ static void test_same_accuracy_as_cpu(void) {
     CHECK_MSG(infer("cpu", limit, acc_cpu, sizeof acc_cpu) == 0, "infer on cpu failed");
     CHECK_MSG(infer("xla:cpu", limit, acc_xla, sizeof acc_xla) == 0, "infer on xla:cpu failed");
     fprintf(stderr, "  cpu:     %s  xla:cpu: %s", acc_cpu, acc_xla);
-    CHECK_MSG(acc_cpu[0] && strcmp(acc_cpu, acc_xla) == 0, "accuracy differs: cpu '%s', xla:cpu '%s'", acc_cpu,
-              acc_xla);
+    CHECK_MSG(acc_cpu[0] && strcmp(acc_cpu, acc_xla) == 0, "accuracy differs: cpu '%s', xla:cpu '%s'",
+              acc_cpu, acc_xla);
     int n = limit ? limit : 10000;
     int *a = malloc(sizeof(int) * (size_t)n), *b = malloc(sizeof(int) * (size_t)n);
     int na = top_classes("cpu", a, n), nb = top_classes("xla:cpu", b, n);
