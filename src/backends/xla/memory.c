@@ -208,15 +208,17 @@ bl_status xla_mem_read(xla_ctx *c, const void *ptr, size_t len, xla_buf **out) {
         pc[np++] = (piece){k, from, stop - at};
         at = stop;
     }
-    if (at < end) pc[np++] = (piece){-1, 0, end - at};
+    if (at < end || np == 0) pc[np++] = (piece){-1, 0, end - at}; /* an empty range: u8[0] */
     bl_status s = gather(c, n, in, np, pc, len, out);
     free(in);
     free(pc);
     if (s != BL_OK) return s;
     /* Keep the gathered range as a segment: the next read of it is exact. A range that only
      * slices one segment stays a view of it (a weight read out of the flat parameters). */
-    if (n > 1 || (n == 0)) return put(c, r, off, len, xla_buf_ref(*out));
-    return BL_OK;
+    if (len == 0 || n == 1) return BL_OK;
+    bl_status st = put(c, r, off, len, xla_buf_ref(*out));
+    if (st != BL_OK) xla_buf_unref(*out), *out = NULL;
+    return st;
 }
 
 bl_status xla_mem_write(xla_ctx *c, void *ptr, xla_buf *b) {
