@@ -27,7 +27,8 @@ typedef enum bl_layout {
 
 typedef enum bl_device_kind {
     BL_DEVICE_CPU = 0,
-    BL_DEVICE_CUDA
+    BL_DEVICE_CUDA,
+    BL_DEVICE_XLA /* a PJRT device: TPU, XLA's CPU or its GPU */
 } bl_device_kind;
 
 typedef struct bl_device bl_device;

@@ -13,6 +13,11 @@ const bl_backend *bl_backend_onednn(void);
 #ifdef BEAMLET_HAVE_CUDA
 const bl_backend *bl_backend_cuda(void);
 #endif
+#ifdef BEAMLET_HAVE_XLA
+const bl_backend *bl_backend_xla_cpu(void);
+const bl_backend *bl_backend_xla_tpu(void);
+const bl_backend *bl_backend_xla_cuda(void);
+#endif
 
 /* The backends of this build and the device names they claim, for the resolver. */
 const bl_backend_registry *bl_backends(void);

@@ -8,10 +8,13 @@ static const bl_backend_claim claims[] = {
 #ifdef BEAMLET_HAVE_ONEDNN
     {"cpu", bl_backend_onednn}, /* first: the fastest CPU backend serves "cpu" */
 #endif
-    {"cpu", bl_backend_cpu_ref},
-    {"cpu_ref", bl_backend_cpu_ref},
+    {"cpu", bl_backend_cpu_ref},     {"cpu_ref", bl_backend_cpu_ref},
 #ifdef BEAMLET_HAVE_CUDA
     {"cuda", bl_backend_cuda},
+#endif
+#ifdef BEAMLET_HAVE_XLA
+    {"tpu", bl_backend_xla_tpu}, /* PJRT plugins, loaded when first asked for */
+    {"xla:cpu", bl_backend_xla_cpu}, {"xla:cuda", bl_backend_xla_cuda},
 #endif
 };
 

@@ -33,6 +33,9 @@ typedef struct bl_backend {
     bl_device_kind kind;
     /* Devices this backend can open (indices 0..n-1); NULL means one (the host's CPU). */
     int (*device_count)(void);
+    /* Why device_count is 0 (a plugin's load error), for the resolver's message; NULL: the
+     * name table's generic reason. */
+    const char *(*unavailable)(void);
     bl_layout preferred_layout;
     unsigned layouts; /* bit (1 << bl_layout) for each 4-D layout the ops accept */
     /* Opens the backend's per-handle state (scratch, streams) for device `index`. */

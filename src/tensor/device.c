@@ -138,7 +138,8 @@ static bl_status resolve(const bl_backend_registry *reg, const bl_device_request
     if (count == 0) {
         char why[256];
         if (b)
-            snprintf(why, sizeof why, "the backend sees none (%s)", e->none);
+            snprintf(why, sizeof why, "the backend sees none (%s)",
+                     b->unavailable ? b->unavailable() : e->none);
         else
             snprintf(why, sizeof why, "this beamlet was built without %s", e->needs);
         if (!req->allow_cpu_fallback)
@@ -237,8 +238,10 @@ bl_status bl_device_list_in(const bl_backend_registry *reg, char *buf, size_t si
             bl_device_release(dev);
         }
         if (count == 0)
-            used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "(%s: %s)\n", e->name,
-                                     b ? "none visible" : "not in this build");
+            used +=
+                (size_t)snprintf(buf + used, used < size ? size - used : 0, "(%s: %s%s%s)\n", e->name,
+                                 b ? "none visible" : "not in this build", b && b->unavailable ? ": " : "",
+                                 b && b->unavailable ? b->unavailable() : "");
     }
     return BL_OK;
 }

@@ -1,6 +1,7 @@
 /* One table of op cases, run on every backend against the cpu_ref oracle.
  *
- * For each case and each target device ("cpu" when it is not cpu_ref, "cuda" when present) and
+ * For each case and each target device ("cpu" when it is not cpu_ref, "cuda" and "xla:cpu" when
+ * present) and
  * each activation dtype the target supports: inputs are drawn from a fixed seed, outputs are
  * poisoned with NaN before the run, the target runs in its preferred layout, and every output
  * is compared with the reference by normalized squared error
@@ -416,6 +417,9 @@ static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype ac
 
 static void check_device(const char *name, bool allow_ref) {
     bl_device *dev, *ref;
+    /* BEAMLET_TEST_DEVICE: one device only (CTest runs the XLA cases once per PJRT plugin). */
+    const char *only = getenv("BEAMLET_TEST_DEVICE");
+    if (only && *only && strcmp(only, name) != 0) SKIP("BEAMLET_TEST_DEVICE=%s", only);
     if (bl_device_get(name, &dev) != BL_OK) SKIP("device %s: %s", name, bl_last_error());
     if (!allow_ref && strcmp(bl_device_backend_name(dev), "cpu_ref") == 0) {
         bl_device_release(dev);
@@ -442,6 +446,7 @@ static void check_device(const char *name, bool allow_ref) {
 static void test_reference_self_check(void) { check_device("cpu_ref", true); }
 static void test_cpu_backend(void) { check_device("cpu", false); }
 static void test_cuda_backend(void) { check_device("cuda", false); }
+static void test_xla_backend(void) { check_device("xla:cpu", false); }
 
 /* The op front ends reject malformed calls before any backend sees them. */
 static void test_front_end_validation(void) {
@@ -487,5 +492,6 @@ int main(void) {
     RUN(test_reference_self_check);
     RUN(test_cpu_backend);
     RUN(test_cuda_backend);
+    RUN(test_xla_backend);
     return bl_test_finish();
 }

@@ -168,7 +168,13 @@ static void run_train_fixture(const char *device) {
         const char *prefix = k == 0 ? "sgd3/" : "adamw3/";
         char key[64];
         snprintf(key, sizeof key, "%s_torch_f32_vs_f64", k == 0 ? "sgd3" : "adamw3");
-        double tol_step = fmax(TOL_STEP_FLOOR, 4 * meta_num(&fx, key));
+        /* XLA: 8x. Its first step matches as closely as every backend's (gradients 2e-6), but
+         * three steps amplify summation-order differences through ReLU masks near zero (cpu vs
+         * cpu_ref: 3e-5 apart after 2 steps, 3e-3 after 3); XLA's orders are furthest from
+         * PyTorch's oneDNN ones (measured 4.2e-3 on sgd3/layer2.1.bn1.bias against a 3e-3 4x
+         * bound; AdamW: 4.9e-4, closer than cpu_ref). */
+        double factor = strncmp(device, "xla:", 4) == 0 ? 8 : 4;
+        double tol_step = fmax(TOL_STEP_FLOOR, factor * meta_num(&fx, key));
         fprintf(stderr, "  %s: PyTorch f32 vs f64 after 3 steps %.2e, tolerance %.2e\n", prefix,
                 meta_num(&fx, key), tol_step);
         bl_optimizer *opt;
@@ -241,7 +247,7 @@ static bool other_backend(const char *device) {
     return other;
 }
 
-static const char *devices[] = {"cpu_ref", "cpu", "cuda"};
+static const char *devices[] = {"cpu_ref", "cpu", "cuda", "xla:cpu"};
 static const char *current;
 
 static void test_train_fixture(void) { run_train_fixture(current); }
@@ -280,8 +286,11 @@ static void test_strict_loading(void) {
 
 int main(void) {
     RUN(test_strict_loading);
+    /* BEAMLET_TEST_DEVICE: one device only (CTest runs xla:cpu once per PJRT plugin). */
+    const char *only = getenv("BEAMLET_TEST_DEVICE");
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         current = devices[i];
+        if (only && *only && strcmp(only, current) != 0) continue;
         if (i > 0 && !other_backend(current)) {
             fprintf(stderr, "device %s: skipped (absent, or the cpu_ref backend itself in this build)\n",
                     current);

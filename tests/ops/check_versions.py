@@ -176,7 +176,7 @@ def check(root):
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 check_line(v, rel, n, line, stages, errors, used)
-    for must in ["docker/Dockerfile.cpu", "docker/Dockerfile.gpu"]:
+    for must in ["docker/Dockerfile.cpu", "docker/Dockerfile.gpu", "docker/Dockerfile.tpu"]:
         if not os.path.isfile(os.path.join(root, must)):
             errors.append(f"{must}: missing")
     for e in errors:
@@ -196,6 +196,7 @@ def selftest(root):
             shutil.copy(os.path.join(root, rel), os.path.join(tmp, rel))
         shutil.copy(os.path.join(root, "docker/Dockerfile.gpu"), os.path.join(tmp, "docker/Dockerfile.gpu"))
         shutil.copy(os.path.join(root, "docker/Dockerfile.beam"), os.path.join(tmp, "docker/Dockerfile.beam"))
+        shutil.copy(os.path.join(root, "docker/Dockerfile.tpu"), os.path.join(tmp, "docker/Dockerfile.tpu"))
         os.makedirs(os.path.join(tmp, "python"))
         shutil.copy(os.path.join(root, "python/pyproject.toml"), os.path.join(tmp, "python/pyproject.toml"))
 
@@ -212,6 +213,7 @@ def selftest(root):
             (plant("docker/Dockerfile.gpu", "cudnn-runtime-ubuntu24.04\n", "cudnn-runtime-ubuntu22.04\n"), "CUDA_RUNTIME_IMAGE="),
             (plant("docker/Dockerfile.beam", "_sdk:2.78.0\n", "_sdk:2.77.0\n"), "BEAM_SDK_IMAGE="),
             (plant("python/pyproject.toml", "scikit-build-core==", "scikit-build-core==0."), "PYPI_SCIKIT_BUILD_CORE="),
+            (plant("docker/Dockerfile.tpu", "libtpu==0.0.52", "libtpu==0.0.51"), "PYPI_LIBTPU="),
         ]
         with open(os.path.join(tmp, "README.md"), "a", encoding="utf-8") as f:
             f.write("\nMeasured against PyTorch 2.9 on the GPU machine.\n")
