@@ -333,17 +333,17 @@ static void test_gpu_without_gpu(void) {
     if (have_gpu()) SKIP("this machine has a GPU");
     /* The resolver's answers for RunInference's names (tests/tensor has the whole table). */
     bl_device_choice where;
-    bl_device_request gpu = {"gpu", -1, false};
+    bl_device_request gpu = {"gpu", -1, false, BL_F32};
     CHECK_ERR(bl_device_resolve(&gpu, &where), where_missing(),
               "pass --allow_cpu_fallback to run on the CPU instead");
     CHECK(strstr(bl_last_error(), "no NVIDIA GPU") != NULL);
     gpu.allow_cpu_fallback = true;
     CHECK_OK(bl_device_resolve(&gpu, &where));
     CHECK(strcmp(where.name, "cpu") == 0 && where.fell_back && !where.accelerator);
-    bl_device_request any = {"auto", -1, false};
+    bl_device_request any = {"auto", -1, false, BL_F32};
     CHECK_OK(bl_device_resolve(&any, &where));
     CHECK(!where.fell_back && !where.accelerator);
-    bl_device_request bad = {"tpu2", -1, false};
+    bl_device_request bad = {"tpu2", -1, false, BL_F32};
     CHECK_ERR(bl_device_resolve(&bad, &where), BL_ERR_INVALID_ARG, "unknown device");
 
     /* RunInference refuses before the pipeline runs ... */
