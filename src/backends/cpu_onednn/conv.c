@@ -308,8 +308,13 @@ static bl_status build_bf16(onednn_ctx *c, onednn_prim *e, const conv_mds *m, bo
         return bl_error(BL_ERR_DEVICE, "onednn %s: no bf16 convolution implementation (%s)", op,
                         onednn_status_name(st));
     size_t xbytes = (dnnl_memory_desc_get_size(&xb) + 63) & ~(size_t)63;
-    BL_TRY(onednn_route_reserve(c, xbytes, op));
-    BL_TRY(onednn_reorder_init(c, &e->reo[0], &m->x, &xb, op));
+    bl_status s = onednn_route_reserve(c, xbytes, op);
+    if (s == BL_OK) s = onednn_reorder_init(c, &e->reo[0], &m->x, &xb, op);
+    if (s != BL_OK) {
+        dnnl_primitive_desc_destroy(e->pd);
+        e->pd = NULL;
+        return s;
+    }
     e->bf16 = true;
     e->reo_off[0] = 0;
     e->reo_off[1] = xbytes;
