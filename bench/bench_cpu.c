@@ -2,9 +2,11 @@
  * machine's measured f32 peak, and time to first prediction. Prints one JSON object per line;
  * bench/compare_cpu.py runs the same workloads in PyTorch in the same run and prints ratios.
  *
- *   bench_cpu [--device=cpu] [--threads=N] [--min-seconds=S] [--only=NAME]   throughput
+ *   bench_cpu [--device=cpu] [--threads=N] [--min-seconds=S] [--only=NAME] [--precision=P]
+ *                                       throughput; P = f32 (default) or bf16 (bf16 convolutions,
+ *                                       inference only: training workloads are skipped)
  *   bench_cpu --peak [--threads=N]      f32 FMA peak of the CPU (AVX-512 or AVX2 loop)
- *   bench_cpu --first [--device=cpu]    one 224x224 image through a fresh torchvision-shaped
+ *   bench_cpu --first [--device=cpu] [--precision=P]   one 224x224 image through a fresh torchvision-shaped
  *                                       ResNet-18: seconds since process start, peak RSS
  *
  * Timed regions hold only the model calls (input already on the device, in its layout), as
@@ -84,9 +86,17 @@ typedef struct workload {
     bool train;
 } workload;
 
-static void run_workload(const char *device, const workload *w, double min_seconds, int threads) {
+/* Opens `device` computing in `precision` (bl_device_set_precision). */
+static bl_device *open_device(const char *device, bl_dtype precision) {
     bl_device *dev;
-    DIE_IF(bl_device_get(device, &dev));
+    bl_device_request req = {device, -1, false, precision};
+    DIE_IF(bl_device_open(&req, &dev));
+    return dev;
+}
+
+static void run_workload(const char *device, bl_dtype precision, const workload *w, double min_seconds,
+                         int threads) {
+    bl_device *dev = open_device(device, precision);
     bl_resnet_config cfg = bl_resnet_config_default();
     cfg.stem = w->stem;
     cfg.num_classes = w->classes;
@@ -139,12 +149,14 @@ static void run_workload(const char *device, const workload *w, double min_secon
     double per_step = elapsed / iters,
            flops = resnet18_flops(w->stem, w->hw, w->classes) * (w->train ? 3 : 1);
     double img_s = w->batch / per_step;
-    printf("{\"impl\":\"beamlet\",\"device\":\"%s\",\"backend\":\"%s\",\"workload\":\"%s\",\"batch\":%d,"
+    printf("{\"impl\":\"beamlet\",\"device\":\"%s\",\"backend\":\"%s\",\"precision\":\"%s\","
+           "\"workload\":\"%s\",\"batch\":%d,"
            "\"threads\":%d,\"iters\":%d,\"ms_per_step\":%.3f,\"img_per_s\":%.2f,\"gflop_per_img\":%.4f,"
            "\"gflops\":%.1f,\"cpu_ms_per_step\":%.3f,\"img_per_cpu_s\":%.2f,\"new_primitives_in_timed_"
            "steps\":%lld}\n",
-           device, bl_device_backend_name(dev), w->name, w->batch, threads, iters, 1e3 * per_step, img_s,
-           flops / 1e9, img_s * flops / 1e9, 1e3 * cpu_per_step, w->batch / cpu_per_step,
+           device, bl_device_backend_name(dev), bl_dtype_name(precision), w->name, w->batch, threads, iters,
+           1e3 * per_step, img_s, flops / 1e9, img_s * flops / 1e9, 1e3 * cpu_per_step,
+           w->batch / cpu_per_step,
            (long long)(prims_end >= 0 && prims_after_warmup >= 0 ? prims_end - prims_after_warmup : -1));
     fflush(stdout);
     bl_optimizer_free(opt);
@@ -196,11 +208,10 @@ static void run_peak(int threads) {
 
 /* Time to first prediction: from process start (the caller measures wall time around the
  * whole process too) to logits on the host, building a fresh ResNet-18 and one 224x224 image. */
-static void run_first(const char *device, double t_main) {
+static void run_first(const char *device, bl_dtype precision, double t_main) {
     double t[6];
     t[0] = now();
-    bl_device *dev;
-    DIE_IF(bl_device_get(device, &dev));
+    bl_device *dev = open_device(device, precision);
     bl_resnet_config cfg = bl_resnet_config_default();
     cfg.num_classes = 1000;
     bl_model *m;
@@ -226,11 +237,12 @@ static void run_first(const char *device, double t_main) {
     double total = now() - t_main;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\":\"beamlet\",\"workload\":\"first_prediction\",\"device\":\"%s\",\"class\":%d,"
+    printf("{\"impl\":\"beamlet\",\"workload\":\"first_prediction\",\"device\":\"%s\",\"precision\":\"%s\","
+           "\"class\":%d,"
            "\"seconds_in_main\":%.4f,\"peak_rss_mb\":%.1f,\"phases_s\":{\"open_device\":%.4f,"
            "\"build_and_init\":%.4f,\"plan_and_input\":%.4f,\"fold_bn\":%.4f,\"first_forward\":%.4f}}\n",
-           device, best, total, ru.ru_maxrss / 1024.0, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3],
-           t[5] - t[4]);
+           device, bl_dtype_name(precision), best, total, ru.ru_maxrss / 1024.0, t[1] - t[0], t[2] - t[1],
+           t[3] - t[2], t[4] - t[3], t[5] - t[4]);
     fflush(stdout);
     free(host);
     bl_tensor_release(&x);
@@ -244,8 +256,11 @@ int main(int argc, char **argv) {
     int threads = 0;
     double min_seconds = 3.0;
     bool peak = false, first = false;
+    bl_dtype precision = BL_F32;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--device=", 9) == 0)
+        if (strncmp(argv[i], "--precision=", 12) == 0)
+            DIE_IF(bl_precision_parse(argv[i] + 12, &precision));
+        else if (strncmp(argv[i], "--device=", 9) == 0)
             device = argv[i] + 9;
         else if (strncmp(argv[i], "--threads=", 10) == 0)
             threads = atoi(argv[i] + 10);
@@ -259,12 +274,12 @@ int main(int argc, char **argv) {
             first = true;
         else {
             fprintf(stderr, "usage: bench_cpu [--device=cpu] [--threads=N] [--min-seconds=S] [--only=NAME] "
-                            "[--peak | --first]\n");
+                            "[--precision=f32|bf16] [--peak | --first]\n");
             return 2;
         }
     }
     if (first) {
-        run_first(device, t_main);
+        run_first(device, precision, t_main);
         return 0;
     }
     if (threads <= 0) threads = omp_get_num_procs();
@@ -289,7 +304,11 @@ int main(int argc, char **argv) {
         char tag[64];
         snprintf(tag, sizeof tag, "%s_b%d", list[i].name, list[i].batch);
         if (only && strcmp(tag, only) != 0) continue; /* exact: "_b1" is a prefix of "_b16" */
-        run_workload(device, &list[i], min_seconds, threads);
+        if (list[i].train && precision != BL_F32) {
+            fprintf(stderr, "bench_cpu: %s skipped: training is f32 only (bf16 is inference-only)\n", tag);
+            continue;
+        }
+        run_workload(device, precision, &list[i], min_seconds, threads);
     }
     return 0;
 }

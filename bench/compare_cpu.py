@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """beamlet's CPU backend against today's CPU engines on the same machine, in one run.
 
-Engines: beamlet (build/bench_cpu, f32), PyTorch eager (NCHW and channels-last), torch.compile,
+Engines: beamlet (build/bench_cpu, f32, and bf16 for inference: --precision=bf16 runs its
+convolutions in bf16 with f32 accumulation, on CPUs with AVX512-BF16 or AMX), PyTorch eager (NCHW and channels-last), torch.compile,
 ONNX Runtime and OpenVINO (inference only), each in f32 and bf16 where it offers bf16, on
 CIFAR ResNet-18 inference at batch 64, ResNet-18 224x224 inference at batch 16 and 1, and CIFAR
 ResNet-18 training at batch 128 (SGD, Nesterov momentum). Every engine runs with the same thread
@@ -195,6 +196,8 @@ def measure_workload(args, runner, tag, versions):
         if w["train"] and engine in cpu_engines.INFERENCE_ONLY:
             continue
         precs = [p for p in cpu_engines.PRECISIONS[engine] if p in args.precisions]
+        if engine == "beamlet" and w["train"]:
+            precs = [p for p in precs if p == "f32"]  # beamlet's bf16 is inference-only
         if not precs:
             continue
         entries += [(engine, p) for p in precs]
@@ -212,9 +215,11 @@ def measure_workload(args, runner, tag, versions):
             for engine, prec in entries[k:] + entries[:k]:
                 if engine == "beamlet":
                     res, _, others = last_json_line(runner, [bench, f"--threads={runner.threads}",
-                                                             f"--min-seconds={args.min_seconds}", f"--only={tag}"],
+                                                             f"--min-seconds={args.min_seconds}", f"--only={tag}",
+                                                             f"--precision={prec}"],
                                                     "bench_cpu")
-                    res.update(precision="f32", others_cores=others, load1=os.getloadavg()[0])
+                    res.setdefault("precision", "f32")  # what bench_cpu says it ran
+                    res.update(others_cores=others, load1=os.getloadavg()[0])
                 else:
                     res = workers[engine].ask(f"run {prec} {args.min_seconds}")
                 runs[(engine, prec)].append(res)
@@ -240,7 +245,7 @@ def summarize(args, w, entries, runs, ready):
                "others_cores_in_best_round": round(b["others_cores"], 3),
                "others_cores_all_rounds": [round(r["others_cores"], 3) for r in rs]}
         if engine == "beamlet":
-            rec["precision_ran"] = "f32"
+            rec["precision_ran"] = b["precision"]
             rec["new_primitives_in_timed_steps"] = b.get("new_primitives_in_timed_steps")
         else:
             rec.update(ready[engine]["precisions"][prec])
@@ -254,6 +259,8 @@ def summarize(args, w, entries, runs, ready):
             out[f"best_other_{prec}"] = {"engine": e, "img_per_s": v}
             if bl:
                 out[f"beamlet_f32_over_best_other_{prec}"] = bl / v
+            if prec != "f32" and best.get(("beamlet", prec)):
+                out[f"beamlet_{prec}_over_best_other_{prec}"] = best[("beamlet", prec)] / v
     return out
 
 
@@ -314,10 +321,10 @@ def print_report(report):
             others = " / ".join(f"{p['others_cores_in_best_round']:.2f}" for p in (f, b) if p)
             print(f"  {LABELS[engine]:30s} {fmt(f.get('img_per_s'))} {fmt(b.get('img_per_s'))} "
                   f"{fmt(pct, 5)}%  {ran}; {others}")
-        for prec in ("f32", "bf16"):
-            if f"beamlet_f32_over_best_other_{prec}" in r:
+        for ours, prec in (("f32", "f32"), ("f32", "bf16"), ("bf16", "bf16")):
+            if f"beamlet_{ours}_over_best_other_{prec}" in r:
                 bo = r[f"best_other_{prec}"]
-                print(f"  beamlet f32 / best other {prec}: {r[f'beamlet_f32_over_best_other_{prec}']:.2f}x "
+                print(f"  beamlet {ours} / best other {prec}: {r[f'beamlet_{ours}_over_best_other_{prec}']:.2f}x "
                       f"({LABELS[bo['engine']]}, {bo['img_per_s']:.1f} img/s)")
     fp = report.get("first_prediction")
     if fp:

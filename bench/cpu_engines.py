@@ -28,7 +28,7 @@ import time
 
 ENGINES = ("pytorch_eager_nchw", "pytorch_eager_channels_last", "torch_compile", "onnxruntime", "openvino")
 # Precisions each engine can run; beamlet's CPU backend is f32 only.
-PRECISIONS = {"beamlet": ("f32",), "pytorch_eager_nchw": ("f32", "bf16"), "pytorch_eager_channels_last": ("f32", "bf16"),
+PRECISIONS = {"beamlet": ("f32", "bf16"), "pytorch_eager_nchw": ("f32", "bf16"), "pytorch_eager_channels_last": ("f32", "bf16"),
               "torch_compile": ("f32", "bf16"), "onnxruntime": ("f32",), "openvino": ("f32", "bf16")}
 INFERENCE_ONLY = ("onnxruntime", "openvino")
 

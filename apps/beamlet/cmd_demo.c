@@ -41,7 +41,7 @@ static bl_status options(bl_options *o) {
 static bl_status run(const bl_options *o) {
     int64_t steps, batch, width, seed;
     double lr;
-    bl_device_request req = {bl_options_get(o, "device"), -1, false};
+    bl_device_request req = {bl_options_get(o, "device"), -1, false, BL_F32};
     BL_TRY(bl_options_get_int_in(o, "steps", 1, 100000, &steps));
     BL_TRY(bl_options_get_int_in(o, "batch_size", 2, 4096, &batch));
     BL_TRY(bl_options_get_int_in(o, "width", 1, 512, &width));

@@ -17,7 +17,7 @@ static bl_status run(const bl_options *o) {
     BL_TRY(bl_device_list(buf, sizeof buf));
     fputs(buf, stdout);
     int64_t accel;
-    bl_device_request req = {bl_options_get(o, "device"), -1, false};
+    bl_device_request req = {bl_options_get(o, "device"), -1, false, BL_F32};
     BL_TRY(bl_options_get_int_in(o, "accelerator", -1, 1024, &accel));
     BL_TRY(bl_options_get_bool(o, "allow_cpu_fallback", &req.allow_cpu_fallback));
     req.accelerator = (int)accel;

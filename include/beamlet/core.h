@@ -105,6 +105,16 @@ uint16_t bl_f32_to_bf16(float v); /* round to nearest even; NaN stays NaN */
 float bl_f16_to_f32(uint16_t v);
 uint16_t bl_f32_to_f16(float v); /* round to nearest even; overflow gives inf */
 
+/* Compute precision, as every --precision flag and config field spells it: "f32" or "bf16"
+ * (f32 tensors either way; bf16 means the device convolves in bf16 with f32 accumulation, see
+ * bl_device_set_precision). The one parser: strict, an unknown value is BL_ERR_INVALID_ARG
+ * naming it and the valid ones. */
+#define BL_PRECISION_NAMES "f32, bf16"
+#define BL_PRECISION_FLAG_HELP                                                                               \
+    "compute precision: f32, or bf16 (bf16 convolutions with f32 accumulation, on CPUs with "                \
+    "AVX512-BF16 or AMX; refused elsewhere)"
+bl_status bl_precision_parse(const char *text, bl_dtype *out);
+
 /* ---- arena allocator -------------------------------------------------------------------- */
 
 /* A bump allocator over one block: many allocations, one free. Used for plans and scratch

@@ -33,7 +33,7 @@ typedef struct bl_training_config {
     uint64_t seed;
     char device[32];                 /* any device name: "auto", "cpu", "gpu", "cuda:1", "tpu", ... */
     bool allow_cpu_fallback;         /* an absent accelerator: warn loudly and train on the CPU */
-    char precision[8];               /* "f32" ("bf16" is planned for the CUDA backend) */
+    char precision[8];               /* "f32" (bf16 is inference-only: bl_device_set_precision) */
     char dataset[32];                /* "fashion-mnist" or "cifar10" */
     char data_dir[BL_ML_PATH_MAX];   /* "" = the dataset's default location */
     char output_dir[BL_ML_PATH_MAX]; /* checkpoints go to <output_dir>/<experiment_id>/ */

@@ -94,7 +94,8 @@ typedef struct bl_model_handler bl_model_handler;
 /* Reads a ResNet's architecture from a torchvision-layout safetensors file without building it.
  * A missing file is BL_ERR_NOT_FOUND naming the path. */
 bl_status bl_model_handler_peek(const char *weights_path, bl_resnet_config *out);
-/* Returns the process's model for (weights_path, the device `req` resolves to, height, width)
+/* Returns the process's model for (weights_path, the device `req` resolves to, its precision,
+ * height, width)
  * planned for at least max_batch images, loading it on first use (then *loaded is set and
  * *load_seconds says how long it took; both may be NULL). Every acquire is matched by a
  * release; the last release frees the model. Thread-safe. */
@@ -117,6 +118,8 @@ typedef struct bl_run_inference_config {
     const char *weights_path;     /* torchvision-layout ResNet-18/34 safetensors */
     const char *device;           /* any device name (see above); NULL = "cpu" */
     bool allow_cpu_fallback;      /* an absent accelerator: warn and run on the CPU */
+    bl_dtype precision;           /* compute precision (bl_device_set_precision); BL_F32 by default.
+                                   * A device that cannot refuses before the pipeline runs */
     int min_batch_size;           /* BatchElements; 0 = 1 */
     int max_batch_size;           /* 0 = 32; also the batch the model is planned for */
     size_t max_batch_weight;      /* 0 = no limit */

@@ -63,6 +63,8 @@ typedef struct bl_device_request {
     const char *name;
     int accelerator;         /* the worker's accelerator index, or -1 for none */
     bool allow_cpu_fallback; /* an accelerator name with none present: warn and use "cpu" */
+    bl_dtype precision;      /* compute precision applied when opened (bl_device_set_precision);
+                              * BL_F32, the zero value, is the default */
 } bl_device_request;
 
 /* Where a request lands, decided without opening anything. */
@@ -84,6 +86,14 @@ const char *bl_device_backend_name(const bl_device *dev); /* "cpu_ref", "onednn"
 bl_device_kind bl_device_get_kind(const bl_device *dev);
 /* The layout the backend runs fastest on; models allocate activations in it. */
 bl_layout bl_device_preferred_layout(const bl_device *dev);
+/* The compute precision of a handle's convolutions, f32 tensors either way. BL_BF16: inputs and
+ * weights are rounded to bf16 inside the convolution, products accumulate in f32, outputs and
+ * the fused bias/residual/ReLU stay f32 (inference only: backward convolutions on a bf16 handle
+ * are refused). A backend that cannot (no bf16 kernels, or a CPU without AVX512-BF16 or AMX)
+ * refuses with BL_ERR_UNSUPPORTED saying why; nothing falls back silently. Set it before the
+ * handle runs anything. BL_F32 always succeeds. */
+bl_status bl_device_set_precision(bl_device *dev, bl_dtype precision);
+bl_dtype bl_device_precision(const bl_device *dev);
 
 bl_status bl_device_alloc(bl_device *dev, size_t bytes, void **ptr);
 void bl_device_free(bl_device *dev, void *ptr);

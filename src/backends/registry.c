@@ -31,7 +31,7 @@ bl_status bl_device_open(const bl_device_request *req, bl_device **out) {
 }
 
 bl_status bl_device_get(const char *name, bl_device **out) {
-    bl_device_request req = {name, -1, false};
+    bl_device_request req = {name, -1, false, BL_F32};
     return bl_device_open_in(&registry, &req, out);
 }
 

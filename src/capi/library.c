@@ -47,12 +47,12 @@ int bl_capi_device_open(const char *name, int allow_cpu_fallback, bl_capi_device
     if (!name || !*name) return bl_error(BL_ERR_INVALID_ARG, "no device name given");
     /* The resolver decides what the name means (and announces a fallback); the device opened
      * is the one it chose, so the handle can say whether the CPU stood in. */
-    bl_device_request req = {name, -1, allow_cpu_fallback != 0};
+    bl_device_request req = {name, -1, allow_cpu_fallback != 0, BL_F32};
     bl_device_choice choice;
     BL_TRY(bl_device_resolve(&req, &choice));
     bl_capi_device *d = calloc(1, sizeof *d);
     if (!d) return bl_error(BL_ERR_OUT_OF_MEMORY, "device handle");
-    bl_device_request chosen = {choice.name, -1, false};
+    bl_device_request chosen = {choice.name, -1, false, BL_F32};
     bl_status s = bl_device_open(&chosen, &d->dev);
     if (s != BL_OK) {
         free(d);

@@ -43,7 +43,7 @@ int bl_capi_model_load(const bl_capi_device *device, const char *weights_path, i
     bl_capi_model *m = calloc(1, sizeof *m);
     if (!m) return bl_error(BL_ERR_OUT_OF_MEMORY, "model handle");
     /* The device is already resolved ("cpu", "cuda:0"): the handler keys its cache by that name. */
-    bl_device_request req = {bl_capi_device_name(device), -1, false};
+    bl_device_request req = {bl_capi_device_name(device), -1, false, BL_F32};
     bl_status s =
         bl_model_handler_acquire(weights_path, &req, max_batch, height, width, &m->handler, NULL, NULL);
     if (s != BL_OK) {

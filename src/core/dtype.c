@@ -79,3 +79,16 @@ uint16_t bl_f32_to_f16(float v) {
     uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
     return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));
 }
+
+bl_status bl_precision_parse(const char *text, bl_dtype *out) {
+    if (text && strcmp(text, "f32") == 0) {
+        *out = BL_F32;
+        return BL_OK;
+    }
+    if (text && strcmp(text, "bf16") == 0) {
+        *out = BL_BF16;
+        return BL_OK;
+    }
+    return bl_error(BL_ERR_INVALID_ARG, "precision '%s': expected one of %s", text ? text : "(null)",
+                    BL_PRECISION_NAMES);
+}

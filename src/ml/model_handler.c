@@ -18,6 +18,7 @@
 struct bl_model_handler {
     char *path;
     char device_name[32];
+    bl_dtype precision;
     int max_batch, height, width;
     int refs;
     pthread_mutex_t lock; /* serializes inference on the single-threaded model */
@@ -52,8 +53,8 @@ static void handler_free(bl_model_handler *h) {
     free(h);
 }
 
-static bl_status load(const char *path, const char *device, int max_batch, int height, int width,
-                      bl_model_handler **out) {
+static bl_status load(const char *path, const char *device, bl_dtype precision, int max_batch, int height,
+                      int width, bl_model_handler **out) {
     /* `device` is a resolved name ("cpu", "cuda:1"): opening it takes no further choices. */
     bl_model_handler *h = calloc(1, sizeof *h);
     if (!h) return bl_error(BL_ERR_OUT_OF_MEMORY, "model handler");
@@ -61,12 +62,14 @@ static bl_status load(const char *path, const char *device, int max_batch, int h
     h->path = strdup(path);
     snprintf(h->device_name, sizeof h->device_name, "%s", device);
     h->max_batch = max_batch, h->height = height, h->width = width;
+    h->precision = precision;
     bl_safetensors *f = NULL;
     bl_resnet_config rc;
     bl_status s = h->path ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "model handler");
     if (s == BL_OK) s = bl_safetensors_open(path, &f);
     if (s == BL_OK) s = bl_resnet_config_from_safetensors(f, "", &rc);
     if (s == BL_OK) s = bl_device_get(device, &h->dev);
+    if (s == BL_OK) s = bl_device_set_precision(h->dev, precision);
     if (s == BL_OK) s = bl_resnet_new(h->dev, &rc, 0, &h->model);
     if (s == BL_OK) s = bl_model_load_state(h->model, f, "");
     if (s == BL_OK) s = bl_model_plan(h->model, max_batch, height, width, false);
@@ -79,7 +82,7 @@ static bl_status load(const char *path, const char *device, int max_batch, int h
     if (f) bl_safetensors_close(f);
     if (s != BL_OK) {
         handler_free(h);
-        return bl_error_context(s, "loading %s on %s", path, device);
+        return bl_error_context(s, "loading %s on %s (%s)", path, device, bl_dtype_name(precision));
     }
     *out = h;
     return BL_OK;
@@ -102,20 +105,21 @@ bl_status bl_model_handler_acquire(const char *weights_path, const bl_device_req
     bl_model_handler *h = cache;
     for (; h; h = h->next)
         if (strcmp(h->path, weights_path) == 0 && strcmp(h->device_name, device) == 0 &&
-            h->height == height && h->width == width && h->max_batch >= max_batch)
+            h->precision == req->precision && h->height == height && h->width == width &&
+            h->max_batch >= max_batch)
             break;
     bl_status s = BL_OK;
     if (!h) {
         double t0 = bl_time_now();
-        s = load(weights_path, device, max_batch, height, width, &h);
+        s = load(weights_path, device, req->precision, max_batch, height, width, &h);
         if (s == BL_OK) {
             h->next = cache;
             cache = h;
             loads++;
             if (loaded) *loaded = true;
             if (load_seconds) *load_seconds = bl_time_now() - t0;
-            bl_log_debug("model handler: loaded %s on %s for batches of %d at %dx%d", weights_path, device,
-                         max_batch, height, width);
+            bl_log_debug("model handler: loaded %s on %s (%s) for batches of %d at %dx%d", weights_path,
+                         device, bl_dtype_name(req->precision), max_batch, height, width);
         }
     }
     if (s == BL_OK) {

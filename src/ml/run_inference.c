@@ -23,6 +23,7 @@ typedef struct ri_conf {
     char device[40]; /* the name each worker resolves with its accelerator ("cpu" after a fallback) */
     char model_id[128];
     int max_batch, channels, height, width, classes, top_k;
+    bl_dtype precision;
     int64_t progress_total;
     int num_names;
     char (*names)[BL_CLASS_NAME_MAX];
@@ -42,9 +43,10 @@ static void conf_free(ri_conf *c) {
 
 static bl_status conf_key(ri_conf *c) {
     bl_buf b = {0};
-    bl_status s = bl_buf_printf(&b, "%s\n%s\n%s\n%d %d %d %d %d %d %lld %d\n", c->weights, c->device,
-                                c->model_id, c->max_batch, c->channels, c->height, c->width, c->classes,
-                                c->top_k, (long long)c->progress_total, c->num_names);
+    bl_status s =
+        bl_buf_printf(&b, "%s\n%s\n%s\n%d %d %d %d %d %d %lld %d %s\n", c->weights, c->device, c->model_id,
+                      c->max_batch, c->channels, c->height, c->width, c->classes, c->top_k,
+                      (long long)c->progress_total, c->num_names, bl_dtype_name(c->precision));
     for (int i = 0; s == BL_OK && i < c->num_names; i++) s = bl_buf_printf(&b, "%s\n", c->names[i]);
     if (s != BL_OK || !b.data) {
         bl_buf_free(&b);
@@ -138,7 +140,7 @@ static bl_status ri_setup(bl_dofn_ctx *ctx) {
     if (!st) return bl_error(BL_ERR_OUT_OF_MEMORY, "RunInference state");
     bl_dofn_set_state(ctx, st);
     /* On an accelerator worker each instance uses the accelerator the runner assigned it. */
-    bl_device_request req = {c->device, bl_dofn_accelerator(ctx), false};
+    bl_device_request req = {c->device, bl_dofn_accelerator(ctx), false, c->precision};
     bool loaded;
     double seconds;
     bl_status s = bl_model_handler_acquire(c->weights, &req, c->max_batch, c->height, c->width, &st->h,
@@ -274,6 +276,7 @@ static bl_status make_conf(const char *name, const bl_run_inference_config *cfg,
     k = k < c->classes ? k : c->classes;
     c->top_k = k < BL_PREDICTION_MAX_TOP_K ? k : BL_PREDICTION_MAX_TOP_K;
     c->progress_total = cfg->progress_total;
+    c->precision = cfg->precision;
     c->num_names =
         cfg->class_names ? (cfg->num_class_names < c->classes ? cfg->num_class_names : c->classes) : 0;
     c->names = calloc((size_t)(c->num_names ? c->num_names : 1), sizeof *c->names);
@@ -334,10 +337,18 @@ bl_status bl_run_inference(bl_pipeline *p, const char *name, bl_pcoll *in, const
     /* Resolved here, so a missing accelerator fails before the pipeline runs. The workers resolve
      * the same name again with the accelerator each one is assigned; after a fallback, "cpu". */
     const char *asked = cfg->device ? cfg->device : "cpu";
-    bl_device_request req = {asked, -1, cfg->allow_cpu_fallback};
+    bl_device_request req = {asked, -1, cfg->allow_cpu_fallback, BL_F32};
     bl_device_choice device;
     char hints[160];
     BL_TRY(bl_error_context(bl_device_resolve(&req, &device), "RunInference '%s'", name));
+    if (cfg->precision != BL_F32) {
+        /* Whether the device computes in that precision is the backend's (and the CPU's) to say:
+         * ask it now, so a refusal stops the run before the pipeline does anything. */
+        bl_device_request probe = {device.name, -1, false, cfg->precision};
+        bl_device *dev;
+        BL_TRY(bl_error_context(bl_device_open(&probe, &dev), "RunInference '%s'", name));
+        bl_device_release(dev);
+    }
     BL_TRY(step_hints(name, cfg->hints, &device, hints, sizeof hints));
     const ri_conf *c = NULL;
     BL_TRY(make_conf(name, cfg, device.fell_back ? "cpu" : asked, &c));

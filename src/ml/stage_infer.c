@@ -24,6 +24,7 @@ typedef struct infer_args {
     const char *dataset, *data_dir, *images, *device, *output, *hints;
     char weights[1024];
     bool fallback;
+    bl_dtype precision;
     int64_t batch, min_batch, max_weight, limit, top_k, resize, crop, shards, max_pixels;
 } infer_args;
 
@@ -39,6 +40,7 @@ bl_status bl_stage_infer_options(bl_options *o) {
                           "fashion-resnet18-w8 ($BEAMLET_MODEL_DIR, else beside the program)"));
     BL_TRY(bl_options_add(o, "device", "auto", BL_DEVICE_FLAG_HELP));
     BL_TRY(bl_options_add(o, "allow_cpu_fallback", "false", BL_FALLBACK_FLAG_HELP));
+    BL_TRY(bl_options_add(o, "precision", "f32", BL_PRECISION_FLAG_HELP));
     BL_TRY(
         bl_options_add(o, "inference_hints", "",
                        "resource hints on the RunInference step, e.g. accelerator=type:nvidia-h100;count:1"));
@@ -65,6 +67,7 @@ static bl_status read_args(const bl_options *o, infer_args *a) {
     a->output = bl_options_get(o, "output");
     a->hints = bl_options_get(o, "inference_hints");
     BL_TRY(bl_options_get_bool(o, "allow_cpu_fallback", &a->fallback));
+    BL_TRY(bl_precision_parse(bl_options_get(o, "precision"), &a->precision));
     BL_TRY(bl_options_get_int_in(o, "batch_size", 1, 65536, &a->batch));
     BL_TRY(bl_options_get_int_in(o, "min_batch_size", 1, 65536, &a->min_batch));
     BL_TRY(bl_options_get_int_in(o, "max_batch_weight", 0, INT64_C(1) << 40, &a->max_weight));
@@ -127,6 +130,7 @@ static bl_status write_summary(const infer_args *a, const infer_figures *f, cons
     KEY_STR("requested_device", a->device);
     KEY_BOOL("allow_cpu_fallback", a->fallback);
     KEY_BOOL("fell_back", f->device->fell_back);
+    KEY_STR("precision", bl_dtype_name(a->precision));
     KEY_INT("gpus", f->accelerators);
     KEY_STR("runner", f->runner);
     KEY_INT("workers", f->workers);
@@ -164,10 +168,12 @@ static bl_status write_summary(const infer_args *a, const infer_figures *f, cons
 
 static void print_figures(const infer_args *a, const infer_figures *f) {
     const bl_inference_report *r = &f->r;
-    printf("stage %d, %s inference: %s on %s%s (%d accelerator(s) visible), %s runner with %d worker(s) x %d "
-           "compute thread(s)\n",
-           f->stage, f->stage == 1 ? "CPU" : "accelerated", a->weights, f->device->name,
-           f->device->fell_back ? " (CPU fallback)" : "", f->accelerators, f->runner, f->workers, f->threads);
+    printf(
+        "stage %d, %s inference: %s on %s%s in %s (%d accelerator(s) visible), %s runner with %d worker(s) "
+        "x %d compute thread(s)\n",
+        f->stage, f->stage == 1 ? "CPU" : "accelerated", a->weights, f->device->name,
+        f->device->fell_back ? " (CPU fallback)" : "", bl_dtype_name(a->precision), f->accelerators,
+        f->runner, f->workers, f->threads);
     printf(
         "  %lld images in %.2f s: %.0f images/s (the model alone: %.0f images/s; %lld batches, mean %.1f)\n",
         (long long)r->inferences, f->seconds, f->seconds > 0 ? (double)r->inferences / f->seconds : 0.0,
@@ -256,6 +262,7 @@ bl_status bl_stage_infer(const bl_options *opts) {
     cfg.weights_path = a.weights;
     cfg.device = a.device;
     cfg.allow_cpu_fallback = a.fallback;
+    cfg.precision = a.precision;
     cfg.max_batch_size = (int)a.batch;
     cfg.min_batch_size = (int)a.min_batch;
     cfg.max_batch_weight = (size_t)a.max_weight;

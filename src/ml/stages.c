@@ -25,7 +25,7 @@ bl_status stage_hint_accelerator(bl_pipeline *p, const char *step, const bl_devi
 }
 
 bl_status stage_resolve(const char *device, bool allow_cpu_fallback, bl_device_choice *out) {
-    bl_device_request req = {device, -1, allow_cpu_fallback};
+    bl_device_request req = {device, -1, allow_cpu_fallback, BL_F32};
     return bl_device_resolve(&req, out);
 }
 

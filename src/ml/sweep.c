@@ -132,7 +132,7 @@ static bl_status train_process(bl_dofn_ctx *ctx, const void *element, bl_emitter
     /* An accelerator request means the one the runner bound to this worker (its local rank or
      * thread), so the workers of a multi-GPU machine do not all pile onto the first; the
      * resolver decides, and the config carries its answer. */
-    bl_device_request req = {c.device, bl_dofn_accelerator(ctx), c.allow_cpu_fallback};
+    bl_device_request req = {c.device, bl_dofn_accelerator(ctx), c.allow_cpu_fallback, BL_F32};
     bl_device_choice where;
     BL_TRY(bl_error_context(bl_device_resolve(&req, &where), "training %s", c.experiment_id));
     snprintf(c.device, sizeof c.device, "%s", where.name);

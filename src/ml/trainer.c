@@ -74,7 +74,7 @@ static bl_status join_path(char dst[BL_ML_PATH_MAX], const char *a, const char *
 
 static bl_status setup(trainer *t) {
     const bl_training_config *c = t->c;
-    bl_device_request req = {c->device, -1, c->allow_cpu_fallback};
+    bl_device_request req = {c->device, -1, c->allow_cpu_fallback, BL_F32};
     BL_TRY(bl_device_open(&req, &t->dev));
     bl_resnet_config rc = bl_resnet_config_default();
     rc.depth = strcmp(c->model, "resnet34") == 0 ? 34 : 18;

@@ -55,10 +55,15 @@ bl_status bl_training_config_validate(const bl_training_config *c) {
         return bl_error(BL_ERR_INVALID_ARG, "weight decay %g not in [0, 1)", (double)c->weight_decay);
     if (!(c->label_smoothing >= 0 && c->label_smoothing < 1))
         return bl_error(BL_ERR_INVALID_ARG, "label smoothing %g not in [0, 1)", (double)c->label_smoothing);
-    if (strcmp(c->precision, "f32") != 0)
+    bl_dtype precision;
+    BL_TRY(bl_precision_parse(c->precision, &precision));
+    /* bf16 convolutions exist for inference only (bl_device_set_precision): oneDNN 2.6.3
+     * ignores fpmath_mode=bf16 for f32 primitives, so mixed-precision training would need bf16
+     * copies of weights, activations and gradients through every backward convolution. */
+    if (precision != BL_F32)
         return bl_error(BL_ERR_UNSUPPORTED,
-                        "precision '%s': only f32 training is implemented so far "
-                        "(bf16 mixed precision is planned for the CUDA backend)",
+                        "precision '%s': training is f32 only so far (bf16 is implemented for inference: "
+                        "beamlet infer --precision=bf16); use --precision=f32",
                         c->precision);
     if (!bl_dataset_known(c->dataset))
         return bl_error(BL_ERR_INVALID_ARG, "dataset '%s' is not supported (%s)", c->dataset,
@@ -273,7 +278,7 @@ static const struct {
     {"seed", "seed for weights, data order and augmentation"},
     {"device", BL_DEVICE_FLAG_HELP},
     {"allow_cpu_fallback", BL_FALLBACK_FLAG_HELP},
-    {"precision", "f32"},
+    {"precision", "f32 (bf16 is inference-only so far: beamlet infer --precision=bf16)"},
     {"dataset", BL_DATASET_NAMES},
     {"data_dir", "dataset location (empty: its standard place)"},
     {"output_dir", "where checkpoints, metrics and weights go"},

@@ -54,6 +54,9 @@ typedef struct bl_backend {
     bl_status (*synchronize)(void *ctx);
     /* Which activation dtypes an op accepts; NULL means f32 only for every op present. */
     bool (*supports_dtype)(bl_op op, bl_dtype dtype);
+    /* Switches the handle's compute precision (bl_device_set_precision); NULL: f32 only. A
+     * refusal is BL_ERR_UNSUPPORTED with the reason. */
+    bl_status (*set_precision)(void *ctx, bl_dtype precision);
     bl_backend_ops ops;
 } bl_backend;
 
@@ -69,6 +72,7 @@ struct bl_device {
     int index;
     char name[32];
     char description[128];
+    bl_dtype precision; /* compute precision (bl_device_set_precision), BL_F32 unless set */
 };
 
 static inline void *bl_device_ctx(const bl_device *dev) { return dev->ctx; }

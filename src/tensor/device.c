@@ -170,7 +170,7 @@ static bl_status resolve(const bl_backend_registry *reg, const bl_device_request
 bl_status bl_device_resolve_in(const bl_backend_registry *reg, const bl_device_request *req,
                                bl_device_choice *out) {
     memset(out, 0, sizeof *out);
-    bl_device_request none = {NULL, -1, false};
+    bl_device_request none = {NULL, -1, false, BL_F32};
     if (!req) req = &none;
     return resolve(reg, req, req->name, out);
 }
@@ -189,9 +189,30 @@ bl_status bl_device_open_in(const bl_backend_registry *reg, const bl_device_requ
         free(dev);
         return bl_error_context(s, "opening device %s", c.name);
     }
+    if (req->precision != BL_F32 && (s = bl_device_set_precision(dev, req->precision)) != BL_OK) {
+        bl_device_release(dev);
+        return s;
+    }
     *out = dev;
     return BL_OK;
 }
+
+bl_status bl_device_set_precision(bl_device *dev, bl_dtype precision) {
+    if (precision != BL_F32 && precision != BL_BF16)
+        return bl_error(BL_ERR_INVALID_ARG, "device %s: precision %s: expected one of %s", dev->name,
+                        bl_dtype_name(precision), BL_PRECISION_NAMES);
+    if (precision == dev->precision) return BL_OK;
+    if (!dev->backend->set_precision)
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "device %s: --precision=%s is not supported by backend %s (it computes in f32 "
+                        "only); use --precision=f32",
+                        dev->name, bl_dtype_name(precision), dev->backend->name);
+    BL_TRY(dev->backend->set_precision(dev->ctx, precision));
+    dev->precision = precision;
+    return BL_OK;
+}
+
+bl_dtype bl_device_precision(const bl_device *dev) { return dev->precision; }
 
 int bl_device_count_in(const bl_backend_registry *reg, const char *name) {
     const device_name *e = NULL;
@@ -232,7 +253,7 @@ bl_status bl_device_list_in(const bl_backend_registry *reg, char *buf, size_t si
             else
                 snprintf(name, sizeof name, "%s", e->serves);
             bl_device *dev;
-            bl_device_request r = {name, -1, false};
+            bl_device_request r = {name, -1, false, BL_F32};
             BL_TRY(bl_device_open_in(reg, &r, &dev));
             used = put_line(buf, size, used, dev);
             bl_device_release(dev);

@@ -64,7 +64,7 @@ static int run(const entry *e, const char *name, const char *extra, char *out, s
 /* What the resolver says about `name` on this machine, in-process: the verdict every entry
  * point must agree with. */
 static bl_status verdict(const char *name, char *message, size_t size) {
-    bl_device_request r = {name, -1, false};
+    bl_device_request r = {name, -1, false, BL_F32};
     bl_device_choice c;
     bl_status s = bl_device_resolve(&r, &c);
     snprintf(message, size, "%s", s == BL_OK ? "" : bl_last_error());

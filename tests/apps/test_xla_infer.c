@@ -51,7 +51,7 @@ static void test_same_accuracy_as_cpu(void) {
     if (access("/usr/share/datasets/fashion-mnist", R_OK) != 0)
         SKIP("no Fashion-MNIST at /usr/share/datasets/fashion-mnist (scripts/setup.sh installs it)");
     bl_device_choice c;
-    bl_device_request r = {"xla:cpu", -1, false};
+    bl_device_request r = {"xla:cpu", -1, false, BL_F32};
     if (bl_device_resolve(&r, &c) != BL_OK) SKIP("%s", bl_last_error());
     const char *env = getenv("BEAMLET_XLA_INFER_LIMIT");
     int limit = env ? atoi(env) : 512;

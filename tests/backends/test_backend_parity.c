@@ -7,7 +7,10 @@
  * is compared with the reference by normalized squared error
  *     nmse = sum (out - ref)^2 / sum ref^2
  * against a threshold per precision. NaN or Inf in an output fails. Reference inputs for a
- * bf16 run are the bf16-rounded values, so the threshold measures the op, not input rounding. */
+ * bf16 run are the bf16-rounded values, so the threshold measures the op, not input rounding.
+ *
+ * A device set to bf16 compute (bl_device_set_precision: f32 tensors, bf16 convolutions) runs
+ * the table too: see test_cpu_bf16_compute. */
 #include "bl_test.h"
 
 #include <stddef.h>
@@ -20,6 +23,14 @@
 /* f32: backends must compute in f32 (no TF32): only summation order differs.
  * bf16: operands and outputs in bf16 with f32 accumulation: a few ulps of 2^-8. */
 static double threshold(bl_dtype dt) { return dt == BL_F32 ? 1e-9 : 2e-4; }
+
+/* bf16 compute on f32 inputs that are not bf16 values: each product carries the rounding of
+ * both operands, a relative error of up to 2^-8 each (bf16 keeps 8 significant bits), so
+ * nmse = E[(relative error of a product)^2] is at most 2 * (2^-8)^2 / 3 ~ 1e-5 for sums of
+ * products of random signs (measured 2.3e-6..8.0e-6 over the table's convolutions, AMX Xeon).
+ * 1e-4 leaves more than ten times the largest and still fails a wrong conversion (a bf16
+ * truncation of the output, or a lost residual, gives 1e-3 and more). */
+#define BF16_COMPUTE_THRESHOLD 1e-4
 
 typedef enum {
     ARG_ACT,
@@ -257,6 +268,7 @@ static void build_cases(void) {
     add_conv_cases(3, 5, 9, 7, 6, 3, 2, 1);   /* odd sizes, stride 2 */
     add_conv_cases(2, 8, 6, 6, 16, 1, 2, 0);  /* 1x1 downsample */
     add_conv_cases(1, 3, 17, 15, 8, 7, 2, 3); /* ImageNet stem shape */
+    add_conv_cases(1, 1, 5, 4, 2, 3, 1, 1);   /* a width-1 ResNet's stem: one input channel, batch 1 */
     add_bn_cases(4, 6, 5, 5, false, false);
     add_bn_cases(3, 8, 4, 3, true, true);
     add_bn_cases(2, 5, 7, 7, true, false);
@@ -366,7 +378,17 @@ static double nmse(const float *out, const float *ref, int64_t n, int *bad) {
     return den > 0 ? num / den : num;
 }
 
-static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype act, bl_rng *rng) {
+/* How a case runs: `act` is the activation dtype; `round_bf16` rounds the activation inputs to
+ * bf16 values on both sides (as an act == BL_BF16 run does); `act_threshold` > 0 replaces the
+ * activation outputs' threshold. */
+typedef struct run_mode {
+    bl_dtype act;
+    bool round_bf16;
+    double act_threshold;
+} run_mode;
+
+static void run_mode_on(bl_device *ref, bl_device *dev, const op_case *c, const run_mode *m, bl_rng *rng) {
+    bl_dtype act = m->act;
     float *host[MAX_T];
     bl_tensor tr[MAX_T], td[MAX_T];
     for (int i = 0; i < c->nargs; i++) {
@@ -378,7 +400,8 @@ static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype ac
             if (a->kind == ARG_POS) v = 0.5f + fabsf(v);
             if (a->kind == ARG_LABELS) v = (float)bl_rng_below(rng, (uint64_t)c->labels_range);
             /* Round activations to the run's dtype so both sides see the same inputs. */
-            if (a->kind == ARG_ACT && act == BL_BF16) v = bl_bf16_to_f32(bl_f32_to_bf16(v));
+            if (a->kind == ARG_ACT && (act == BL_BF16 || m->round_bf16))
+                v = bl_bf16_to_f32(bl_f32_to_bf16(v));
             if (a->output && !a->in_out) v = NAN; /* poison: every output must be written */
             host[i][j] = v;
         }
@@ -402,9 +425,11 @@ static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype ac
         int bad;
         double e = nmse(out, want, n, &bad);
         double thr = a->kind == ARG_ACT ? threshold(act) : threshold(act == BL_F32 ? BL_F32 : BL_BF16);
-        CHECK_MSG(bad == 0 && e <= thr, "%s %s %s: nmse %.3g (threshold %.1g), %d non-finite", c->name,
-                  bl_dtype_name(act), a->name, e, thr, bad);
-        fprintf(stderr, "  %-26s %-5s %-12s nmse %.2e%s\n", c->name, bl_dtype_name(act), a->name, e,
+        if (a->kind == ARG_ACT && m->act_threshold > 0) thr = m->act_threshold;
+        const char *how = bl_device_precision(dev) == BL_BF16 ? (m->round_bf16 ? "bf16c/r" : "bf16c") : "";
+        CHECK_MSG(bad == 0 && e <= thr, "%s %s%s %s: nmse %.3g (threshold %.1g), %d non-finite", c->name,
+                  bl_dtype_name(act), how, a->name, e, thr, bad);
+        fprintf(stderr, "  %-26s %-5s%-7s %-12s nmse %.2e%s\n", c->name, bl_dtype_name(act), how, a->name, e,
                 bad ? " NON-FINITE" : "");
         free(out), free(want);
     }
@@ -413,6 +438,11 @@ static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype ac
         bl_tensor_release(&td[i]);
         free(host[i]);
     }
+}
+
+static void run_on(bl_device *ref, bl_device *dev, const op_case *c, bl_dtype act, bl_rng *rng) {
+    run_mode m = {act, false, 0};
+    run_mode_on(ref, dev, c, &m, rng);
 }
 
 static void check_device(const char *name, bool allow_ref) {
@@ -440,6 +470,82 @@ static void check_device(const char *name, bool allow_ref) {
         }
     bl_device_release(ref);
     bl_device_release(dev);
+}
+
+/* The "cpu" device with bf16 compute (f32 tensors; forward convolutions in bf16 with f32
+ * accumulation), against the f32 reference:
+ *   - forward convolutions on bf16-representable inputs: the conversions lose nothing, so only
+ *     summation order differs and the f32 threshold (1e-9) holds; this proves f32 accumulation
+ *     and an f32 bias/residual/ReLU epilogue;
+ *   - forward convolutions on plain f32 inputs: BF16_COMPUTE_THRESHOLD (above);
+ *   - every other op runs in f32 on the bf16 handle: f32 threshold;
+ *   - backward convolutions are refused, with the message saying to train in f32.
+ * A CPU without AVX512-BF16 or AMX refuses the precision: then this test checks that refusal
+ * and skips the rest. */
+static void test_cpu_bf16_compute(void) {
+    bl_device *dev, *ref;
+    bl_device_request req = {"cpu", -1, false, BL_BF16};
+    if (bl_device_get("cpu", &dev) != BL_OK) SKIP("device cpu: %s", bl_last_error());
+    bool onednn = strcmp(bl_device_backend_name(dev), "onednn") == 0;
+    bl_device_release(dev);
+    bl_status s = bl_device_open(&req, &dev);
+    if (!onednn) {
+        CHECK_MSG(s == BL_ERR_UNSUPPORTED, "bf16 on a backend without it: %s", bl_last_error());
+        SKIP("the cpu device is not oneDNN in this build: bf16 refused (%s)", bl_last_error());
+    }
+    if (s == BL_ERR_UNSUPPORTED && strstr(bl_last_error(), "AVX512-BF16 or AMX"))
+        SKIP("this CPU has no bf16 convolutions: %s", bl_last_error());
+    CHECK_OK(s);
+    if (s != BL_OK) return;
+    CHECK(bl_device_precision(dev) == BL_BF16);
+    CHECK_OK(bl_device_get("cpu_ref", &ref));
+    bl_rng rng;
+    bl_rng_seed(&rng, SEED);
+    int convs = 0;
+    for (int k = 0; k < ncases; k++) {
+        const op_case *c = &cases[k];
+        if (c->op == BL_OP_CONV2D_BACKWARD_DATA || c->op == BL_OP_CONV2D_BACKWARD_FILTER) {
+            bl_tensor t[MAX_T];
+            for (int i = 0; i < c->nargs; i++)
+                CHECK_OK(bl_tensor_alloc(dev, BL_F32, 4, c->a[i].shape, &t[i]));
+            CHECK_ERR(run_case(dev, c, t), BL_ERR_UNSUPPORTED, "train with --precision=f32");
+            for (int i = 0; i < c->nargs; i++) bl_tensor_release(&t[i]);
+            continue;
+        }
+        run_mode exact = {BL_F32, c->op == BL_OP_CONV2D_FORWARD, 0};
+        run_mode_on(ref, dev, c, &exact, &rng);
+        if (c->op != BL_OP_CONV2D_FORWARD) continue;
+        run_mode rounded = {BL_F32, false, BF16_COMPUTE_THRESHOLD};
+        run_mode_on(ref, dev, c, &rounded, &rng);
+        convs++;
+    }
+    CHECK(convs >= 10);
+    /* The same handle back in f32 gives f32 results (primitives are keyed by precision). */
+    CHECK_OK(bl_device_set_precision(dev, BL_F32));
+    for (int k = 0; k < ncases; k++)
+        if (cases[k].op == BL_OP_CONV2D_FORWARD) run_on(ref, dev, &cases[k], BL_F32, &rng);
+    bl_device_release(ref);
+    bl_device_release(dev);
+}
+
+/* bf16 compute where there is none: cpu_ref refuses with one line naming what to use. */
+static void test_bf16_refused(void) {
+    bl_device *dev;
+    bl_device_request req = {"cpu_ref", -1, false, BL_BF16};
+    CHECK_ERR(
+        bl_device_open(&req, &dev), BL_ERR_UNSUPPORTED,
+        "device cpu_ref: --precision=bf16 is not supported by backend cpu_ref (it computes in f32 only); "
+        "use --precision=f32");
+    CHECK_OK(bl_device_get("cpu_ref", &dev));
+    CHECK_ERR(bl_device_set_precision(dev, BL_F16), BL_ERR_INVALID_ARG,
+              "precision f16: expected one of f32, bf16");
+    CHECK_OK(bl_device_set_precision(dev, BL_F32));
+    bl_device_release(dev);
+    bl_dtype p;
+    CHECK_ERR(bl_precision_parse("BF16", &p), BL_ERR_INVALID_ARG,
+              "precision 'BF16': expected one of f32, bf16");
+    CHECK_OK(bl_precision_parse("bf16", &p));
+    CHECK(p == BL_BF16);
 }
 
 /* The harness against itself: every case runs, every poisoned output gets written. */
@@ -493,5 +599,7 @@ int main(void) {
     RUN(test_cpu_backend);
     RUN(test_cuda_backend);
     RUN(test_xla_backend);
+    RUN(test_cpu_bf16_compute);
+    RUN(test_bf16_refused);
     return bl_test_finish();
 }

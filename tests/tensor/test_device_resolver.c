@@ -41,7 +41,7 @@ static const bl_backend_registry cpu_only = {cpu_claims, 2};
 
 static bl_device_choice resolve_ok(const bl_backend_registry *reg, const char *name, int accel,
                                    bool fallback) {
-    bl_device_request r = {name, accel, fallback};
+    bl_device_request r = {name, accel, fallback, BL_F32};
     bl_device_choice c;
     memset(&c, 0, sizeof c);
     CHECK_OK(bl_device_resolve_in(reg, &r, &c));
@@ -59,7 +59,7 @@ static void expect(const bl_backend_registry *reg, const char *name, int accel, 
 
 static void expect_err(const bl_backend_registry *reg, const char *name, bool fallback, bl_status want,
                        const char *needle) {
-    bl_device_request r = {name, -1, fallback};
+    bl_device_request r = {name, -1, fallback, BL_F32};
     bl_device_choice c;
     CHECK_ERR(bl_device_resolve_in(reg, &r, &c), want, needle);
 }
@@ -144,7 +144,7 @@ static void test_missing_accelerators(void) {
     gpus = 2;
     expect_err(&full, "cuda:2", true, BL_ERR_NOT_FOUND,
                "cuda:2 asked for, but only 2 NVIDIA GPUs are visible (cuda:0..cuda:1)");
-    bl_device_request r = {"gpu", 5, false};
+    bl_device_request r = {"gpu", 5, false, BL_F32};
     CHECK_ERR(bl_device_resolve_in(&full, &r, &c), BL_ERR_NOT_FOUND, "cuda:5 asked for");
 }
 
@@ -161,7 +161,7 @@ static void test_bad_names(void) {
 
 static void test_open_and_list(void) {
     gpus = 2, tpus = 0;
-    bl_device_request r = {"gpu", 1, false};
+    bl_device_request r = {"gpu", 1, false, BL_F32};
     bl_device *dev;
     CHECK_OK(bl_device_open_in(&full, &r, &dev));
     CHECK(strcmp(bl_device_name(dev), "cuda:1") == 0 &&

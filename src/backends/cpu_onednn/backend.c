@@ -164,6 +164,25 @@ static bl_status dnnl_memset_zero(void *ctx, void *dst, size_t bytes) {
     return BL_OK;
 }
 
+/* bf16 convolutions need AVX512-BF16 (or AMX) in the instruction set oneDNN will use: its
+ * effective ISA honours ONEDNN_MAX_CPU_ISA, and on plain AVX-512 or AVX2 oneDNN would emulate
+ * bf16 slower than f32, so those are refused rather than slowed down. */
+static bool isa_has_bf16(dnnl_cpu_isa_t isa) {
+    return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+static bl_status dnnl_set_precision(void *ctx, bl_dtype precision) {
+    onednn_ctx *c = ctx;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (precision == BL_BF16 && !isa_has_bf16(isa))
+        return bl_error(BL_ERR_UNSUPPORTED,
+                        "--precision=bf16 needs a CPU with AVX512-BF16 or AMX; oneDNN uses %s here "
+                        "(use --precision=f32)",
+                        isa_name(isa));
+    c->bf16 = precision == BL_BF16;
+    return BL_OK;
+}
+
 static bl_status dnnl_sync(void *ctx) {
     onednn_ctx *c = ctx;
     DNNL_CHECK(dnnl_stream_wait(c->stream), "synchronize");
@@ -183,7 +202,8 @@ static const bl_backend onednn_backend = {
     .memset_zero = dnnl_memset_zero,
     .host_written = dnnl_host_written,
     .synchronize = dnnl_sync,
-    .supports_dtype = NULL, /* f32 only */
+    .supports_dtype = NULL, /* f32 tensors only */
+    .set_precision = dnnl_set_precision,
     .ops = BL_BACKEND_OPS(onednn),
 };
 

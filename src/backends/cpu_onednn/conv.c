@@ -19,12 +19,13 @@ enum {
     F_RELU = 4
 };
 
-static onednn_key conv_key(int kind, const bl_conv2d_params *p, const bl_tensor *x, const bl_tensor *w,
-                           const bl_tensor *y, int flags) {
+static onednn_key conv_key(onednn_ctx *c, int kind, const bl_conv2d_params *p, const bl_tensor *x,
+                           const bl_tensor *w, const bl_tensor *y, int flags) {
     onednn_key k;
     memset(&k, 0, sizeof k);
     k.kind = kind;
     k.threads = onednn_threads();
+    k.d[15] = c->bf16;
     for (int i = 0; i < 4; i++) {
         k.d[i] = x->shape[i];
         k.d[4 + i] = w->shape[i];
@@ -280,6 +281,55 @@ static bool build_winograd(onednn_ctx *c, onednn_prim *e, int kind, const conv_m
     return true;
 }
 
+/* bf16 compute (bl_device_set_precision): oneDNN 2.6.3 ignores fpmath_mode=bf16 for f32
+ * convolutions (the probe of 2026-12-07: the same brgconv:avx512_core f32 kernel and time with
+ * and without it), so the conversion is explicit. The input is reordered f32 NHWC -> bf16 NHWC
+ * into the route buffer, the weights f32 OHWI -> the kernel's bf16 format (cached once per
+ * weight on the folded-BN inference path, as in f32), and the primitive takes bf16 source and
+ * weights, accumulates in f32 and writes f32 NHWC with the fused bias, residual (`sum`, y first
+ * holds the residual) and ReLU, so every tensor between layers stays f32. oneDNN has no bf16
+ * Winograd: these run on the direct kernels (brgconv / jit with AVX512-BF16 or AMX), which
+ * beat f32 Winograd by far where it counts (bench/results/bf16-probe-2026-12-07.json). */
+static bl_status build_bf16(onednn_ctx *c, onednn_prim *e, const conv_mds *m, bool bias, bool residual,
+                            bool relu, const char *op) {
+    dnnl_memory_desc_t xb, wb;
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&xb, 4, m->x.dims, dnnl_bf16, dnnl_nhwc), op);
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wb, 4, m->w_any.dims, dnnl_bf16, dnnl_format_tag_any), op);
+    dnnl_convolution_desc_t d;
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, bias ? dnnl_forward_inference : dnnl_forward_training,
+                                                  dnnl_convolution_direct, &xb, &wb, bias ? &m->b : NULL,
+                                                  &m->y, m->strides, m->pad_l, m->pad_r),
+               op);
+    dnnl_primitive_attr_t attr;
+    BL_TRY(make_attr(&attr, residual, relu, op));
+    dnnl_status_t st = create_ranked(&e->pd, &d, attr, c->engine, NULL, OK_CONV_FWD, m, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return bl_error(BL_ERR_DEVICE, "onednn %s: no bf16 convolution implementation (%s)", op,
+                        onednn_status_name(st));
+    size_t xbytes = (dnnl_memory_desc_get_size(&xb) + 63) & ~(size_t)63;
+    bl_status s = onednn_route_reserve(c, xbytes, op);
+    if (s == BL_OK) s = onednn_reorder_init(c, &e->reo[0], &m->x, &xb, op);
+    if (s != BL_OK) {
+        dnnl_primitive_desc_destroy(e->pd);
+        e->pd = NULL;
+        return s;
+    }
+    e->bf16 = true;
+    e->reo_off[0] = 0;
+    e->reo_off[1] = xbytes;
+    e->route_bytes = xbytes;
+    return BL_OK;
+}
+
+/* Backward convolutions are f32 training math; a bf16 handle is for inference. */
+static bl_status refuse_bf16_backward(const char *op) {
+    return bl_error(BL_ERR_UNSUPPORTED,
+                    "onednn %s: bf16 compute is inference-only on the CPU (no bf16 training yet); "
+                    "train with --precision=f32",
+                    op);
+}
+
 /* The sizes of the two blocked activations in the route (x side, y side), as built from their
  * descriptors in build_winograd. */
 static size_t route_x_bytes(const onednn_prim *e) { return e->reo_off[1] - e->reo_off[0]; }
@@ -297,14 +347,16 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
     static const char op[] = "conv2d_forward";
     onednn_ctx *c = onednn_of(dev);
     int flags = (bias ? F_BIAS : 0) | (residual ? F_RESIDUAL : 0) | (relu ? F_RELU : 0);
-    onednn_key key = conv_key(OK_CONV_FWD, p, x, w, y, flags);
+    onednn_key key = conv_key(c, OK_CONV_FWD, p, x, w, y, flags);
     onednn_prim *e = onednn_prim_find(c, &key);
     if (!e) {
         conv_mds m;
         BL_TRY(conv_mds_init(&m, p, x, w, y, op));
         BL_TRY(onednn_prim_add(c, &key, &e));
-        if (!(winograd_wanted(x, w, p, bias != NULL) &&
-              build_winograd(c, e, OK_CONV_FWD, &m, bias != NULL, residual != NULL, relu, op)))
+        if (c->bf16)
+            BL_TRY(build_bf16(c, e, &m, bias != NULL, residual != NULL, relu, op));
+        else if (!(winograd_wanted(x, w, p, bias != NULL) &&
+                   build_winograd(c, e, OK_CONV_FWD, &m, bias != NULL, residual != NULL, relu, op)))
             BL_TRY(fwd_pd(c, &m, bias != NULL, residual != NULL, relu, bias != NULL, &e->pd, op));
         int ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
         BL_TRY(onednn_prim_finish(c, e, bias ? 4 : 3, ids, op));
@@ -325,8 +377,13 @@ bl_status onednn_conv2d_forward(bl_device *dev, const bl_conv2d_params *p, const
         if (residual) BL_TRY(onednn_reorder_run(c, &e->reo[1], residual->data, yb, op));
         src = xb, src_bytes = route_x_bytes(e);
         dst = yb, dst_bytes = route_y_bytes(e);
-    } else if (residual) {
-        onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
+    } else {
+        if (e->bf16) {
+            char *xb = onednn_route_of(c, e) + e->reo_off[0];
+            BL_TRY(onednn_reorder_run(c, &e->reo[0], x->data, xb, op));
+            src = xb, src_bytes = route_x_bytes(e);
+        }
+        if (residual) onednn_parallel_copy(y->data, residual->data, bl_tensor_nbytes(y));
     }
     BL_TRY(onednn_prim_bind(e, DNNL_ARG_SRC, src, src_bytes, op));
     BL_TRY(onednn_prim_bind(e, DNNL_ARG_WEIGHTS, wb, weights_bytes(wb, w, want), op));
@@ -360,7 +417,8 @@ bl_status onednn_conv2d_backward_data(bl_device *dev, const bl_conv2d_params *p,
                                       const bl_tensor *w, bl_tensor *dx) {
     static const char op[] = "conv2d_backward_data";
     onednn_ctx *c = onednn_of(dev);
-    onednn_key key = conv_key(OK_CONV_BWD_DATA, p, dx, w, dy, 0);
+    if (c->bf16) return refuse_bf16_backward(op);
+    onednn_key key = conv_key(c, OK_CONV_BWD_DATA, p, dx, w, dy, 0);
     onednn_prim *e = onednn_prim_find(c, &key);
     if (!e) {
         conv_mds m;
@@ -413,7 +471,8 @@ bl_status onednn_conv2d_backward_filter(bl_device *dev, const bl_conv2d_params *
                                         const bl_tensor *dy, bl_tensor *dw) {
     static const char op[] = "conv2d_backward_filter";
     onednn_ctx *c = onednn_of(dev);
-    onednn_key key = conv_key(OK_CONV_BWD_WEIGHTS, p, x, dw, dy, 0);
+    if (c->bf16) return refuse_bf16_backward(op);
+    onednn_key key = conv_key(c, OK_CONV_BWD_WEIGHTS, p, x, dw, dy, 0);
     onednn_prim *e = onednn_prim_find(c, &key);
     dnnl_memory_desc_t wmd;
     BL_TRY(onednn_md4(&wmd, dw->shape, op));

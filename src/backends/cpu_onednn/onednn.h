@@ -83,6 +83,9 @@ typedef struct onednn_prim {
     size_t reo_off[2];  /* offsets into this entry's part of the handle's shared route buffer */
     size_t route_bytes; /* the size of that part */
     bool blocked;
+    /* The bf16 route (a bf16 handle's forward convolution): reo[0] rounds the f32 NHWC input
+     * to bf16 NHWC in the route buffer at reo_off[0]; the output stays f32 in y. */
+    bool bf16;
     void *buf; /* owned: max-pool backward's recomputed output and workspace */
     size_t buf_bytes;
     onednn_reorder wout; /* blocked diff weights (in wbuf) -> the user's OHWI */
@@ -120,6 +123,8 @@ typedef struct onednn_ctx {
     int64_t reorders; /* weight reorders executed */
     double *partials; /* per-thread reduction space for batch norm */
     size_t partials_bytes;
+    bool bf16;        /* compute precision bf16 (bl_device_set_precision): forward convolutions
+                       * in bf16 with f32 accumulation and f32 outputs; backward ones refused */
     float *bn_floats; /* batch norm's per-channel coefficients and per-thread block sums: on
                         * the heap, since a ResNet may have 32768 channels (width 4096) */
     size_t bn_floats_bytes;
