@@ -23,6 +23,13 @@ if [[ ! -x "$py" ]] || ! "$py" -c 'import torch, onnxruntime, openvino' 2>/dev/n
   echo "measure_cpu: the benchmark venv is missing; run scripts/setup.sh --bench" >&2
   exit 1
 fi
+# With the kernel's autogroup scheduling on, CPU time is shared between sessions before nice is
+# looked at, so a `nice 19` build in another terminal still takes up to half the cores from the
+# timed engines (seen on the 2-core VM, 2026-12-07). Say so; turning it off needs root.
+if [[ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" == 1 ]]; then
+  echo "measure_cpu: note: autogroup scheduling is on, so niced jobs in other sessions still compete;" \
+       "for a quiet window run nothing else, or (as root) echo 0 > /proc/sys/kernel/sched_autogroup_enabled" >&2
+fi
 [[ -f "$root/build/CMakeCache.txt" ]] || cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$root/build" -j"$threads" --target bench_cpu bench_cpu_ops
 
