@@ -3,6 +3,7 @@
  * this machine's devices: a name it can run on runs (tiny configurations), an accelerator it
  * does not have stops with the resolver's message (exit 1) unless --allow_cpu_fallback, which
  * runs on the CPU and says so loudly, and a misspelled name is a usage error (exit 2). */
+#include "apps/app_test.h"
 #include "bl_test.h"
 
 #include <sys/wait.h>
@@ -118,29 +119,15 @@ static void test_misspelled_name(void) {
 }
 
 int main(void) {
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
-    if (n <= 0) return 1;
-    bin[n] = 0;
-    *strrchr(bin, '/') = 0;
-    char probe[600];
-    snprintf(probe, sizeof probe, "%s/beamlet", bin);
-    if (access(probe, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", probe);
-        return 0;
-    }
+    int ready = app_test_begin("names", bin, sizeof bin, root, sizeof root);
+    if (ready != 0) return ready < 0;
     /* Tiny models: one thread is fastest on a loaded machine. */
     setenv("OMP_NUM_THREADS", "1", 0);
-    unsetenv("BEAMLET_DEVICE");
-    snprintf(root, sizeof root, "/tmp/beamlet_names_XXXXXX");
-    if (!mkdtemp(root)) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", root);
     if (write_stage_dataset(data_dir, 48, 16) != 0) return 1;
     make_entries();
     RUN(test_every_entry_every_name);
     RUN(test_fallback_everywhere);
     RUN(test_misspelled_name);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    return bl_test_finish();
+    return app_test_finish(root);
 }

@@ -3,6 +3,7 @@
  * boolean flag refuses anything but true/false/1/0/yes/no, naming itself; and the failures that
  * would fail the same way again (a device this build lacks, a missing data folder, an output
  * folder that cannot be created) stop at once, with one line, after one attempt. */
+#include "apps/app_test.h"
 #include "bl_test.h"
 
 #include <sys/wait.h>
@@ -144,27 +145,13 @@ static void test_deterministic_failures_fail_once(void) {
 }
 
 int main(void) {
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
-    if (n <= 0) return 1;
-    bin[n] = 0;
-    *strrchr(bin, '/') = 0;
-    char probe[600];
-    snprintf(probe, sizeof probe, "%s/beamlet", bin);
-    if (access(probe, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", probe);
-        return 0;
-    }
+    int ready = app_test_begin("exits", bin, sizeof bin, root, sizeof root);
+    if (ready != 0) return ready < 0;
     setenv("OMP_NUM_THREADS", "1", 0); /* tiny models: one thread is fastest on a loaded machine */
-    unsetenv("BEAMLET_DEVICE");
-    snprintf(root, sizeof root, "/tmp/beamlet_exits_XXXXXX");
-    if (!mkdtemp(root)) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", root);
     if (write_stage_dataset(data_dir, 48, 16) != 0) return 1;
     RUN(test_help_and_usage_errors);
     RUN(test_strict_booleans);
     RUN(test_deterministic_failures_fail_once);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    return bl_test_finish();
+    return app_test_finish(root);
 }

@@ -7,6 +7,7 @@
  *
  * Tiny configurations on cpu_ref with one thread per worker, so a run is seconds and the
  * weights are the same bits every time (tests/ml/test_trainer.c). */
+#include "apps/app_test.h"
 #include "bl_test.h"
 
 #include <signal.h>
@@ -236,28 +237,14 @@ static void test_full_disk_at_checkpoint(void) {
 }
 
 int main(void) {
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
-    if (n <= 0) return 1;
-    bin[n] = 0;
-    *strrchr(bin, '/') = 0;
-    char probe[600];
-    snprintf(probe, sizeof probe, "%s/beamlet", bin);
-    if (access(probe, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", probe);
-        return 0;
-    }
+    int ready = app_test_begin("kill", bin, sizeof bin, root, sizeof root);
+    if (ready != 0) return ready < 0;
     /* One thread: the same bits on every run, and the fastest on a loaded machine. */
     setenv("OMP_NUM_THREADS", "1", 1);
-    unsetenv("BEAMLET_DEVICE");
-    snprintf(root, sizeof root, "/tmp/beamlet_kill_XXXXXX");
-    if (!mkdtemp(root)) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", root);
     if (write_stage_dataset(data_dir, 96, 32) != 0) return 1;
     RUN(test_full_disk_at_checkpoint);
     RUN(test_train_killed_anywhere);
     RUN(test_sweep_killed_anywhere);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    return bl_test_finish();
+    return app_test_finish(root);
 }

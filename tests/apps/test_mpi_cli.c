@@ -1,6 +1,7 @@
 /* The programs under `mpirun -np 3`, as a user runs them: what the coordinator prints (a stage's
  * header, its results, the metrics summary with each rank's compute threads) appears once, not
  * once per rank. A plain test that launches mpirun itself (a test inside mpirun cannot). */
+#include "apps/app_test.h"
 #include "bl_test.h"
 
 #include <sys/wait.h>
@@ -67,23 +68,15 @@ int main(void) {
         fprintf(stderr, "SKIP: mpirun is not on PATH\n");
         return 0;
     }
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
-    if (n <= 0) return 1;
-    bin[n] = 0;
-    *strrchr(bin, '/') = 0;
+    int ready = app_test_begin("mpi_cli", bin, sizeof bin, root, sizeof root);
+    if (ready != 0) return ready < 0;
     setenv("OMP_NUM_THREADS", "1", 0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-    unsetenv("BEAMLET_DEVICE");
-    snprintf(root, sizeof root, "/tmp/beamlet_mpi_cli_XXXXXX");
-    if (!mkdtemp(root)) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", root);
     if (write_stage_dataset(data_dir, 48, 16) != 0) return 1;
     RUN(test_sweep_prints_once);
     RUN(test_train_prints_once);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    return bl_test_finish();
+    return app_test_finish(root);
 }

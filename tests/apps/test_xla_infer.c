@@ -2,6 +2,7 @@
  * the shipped model: the same accuracy and the same top class for every image. A subset keeps
  * the suite short (BEAMLET_XLA_INFER_LIMIT, default 512; 0 is the whole split of 10,000, whose
  * figure the issue quotes: 91.35% on both). Skips when the dataset or the XLA device is absent. */
+#include "apps/app_test.h"
 #include "bl_test.h"
 
 #include <sys/wait.h>
@@ -73,22 +74,8 @@ static void test_same_accuracy_as_cpu(void) {
 }
 
 int main(void) {
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
-    if (n <= 0) return 1;
-    bin[n] = 0;
-    *strrchr(bin, '/') = 0;
-    char probe[600];
-    snprintf(probe, sizeof probe, "%s/beamlet", bin);
-    if (access(probe, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", probe);
-        return 0;
-    }
-    unsetenv("BEAMLET_DEVICE");
-    snprintf(root, sizeof root, "/tmp/beamlet_xla_infer_XXXXXX");
-    if (!mkdtemp(root)) return 1;
+    int ready = app_test_begin("xla_infer", bin, sizeof bin, root, sizeof root);
+    if (ready != 0) return ready < 0;
     RUN(test_same_accuracy_as_cpu);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-    if (bl_test_cases_failed == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    return bl_test_finish();
+    return app_test_finish(root);
 }
