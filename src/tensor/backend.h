@@ -60,6 +60,11 @@ typedef struct bl_backend {
     bl_backend_ops ops;
 } bl_backend;
 
+/* The mixed-precision rule, for a backend's supports_dtype: f32 for every op, bf16 activations
+ * for every op but the loss and the optimizers (their tensors, like batch norm's parameters,
+ * stay f32). The CUDA and XLA backends follow it. */
+bool bl_op_mixed_bf16(bl_op op, bl_dtype dtype);
+
 enum {
     BL_COPY_H2D = 0,
     BL_COPY_D2H = 1,

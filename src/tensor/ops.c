@@ -23,6 +23,17 @@ static const void *op_entry(const bl_backend *b, bl_op op) {
     }
 }
 
+bool bl_op_mixed_bf16(bl_op op, bl_dtype dtype) {
+    if (dtype == BL_F32) return true;
+    if (dtype != BL_BF16) return false;
+    switch (op) {
+        case BL_OP_SOFTMAX_CROSS_ENTROPY:
+        case BL_OP_SGD_UPDATE:
+        case BL_OP_ADAMW_UPDATE: return false;
+        default: return true;
+    }
+}
+
 bool bl_device_supports_op(const bl_device *dev, bl_op op, bl_dtype dtype) {
     if (!op_entry(dev->backend, op)) return false;
     if (dev->backend->supports_dtype) return dev->backend->supports_dtype(op, dtype);

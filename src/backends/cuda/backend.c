@@ -256,18 +256,6 @@ static bl_status cuda_synchronize(void *ctx) {
     return BL_OK;
 }
 
-/* bf16 for activation ops; batch-norm parameters, the loss and the optimizers stay f32. */
-static bool cuda_supports_dtype(bl_op op, bl_dtype dtype) {
-    if (dtype == BL_F32) return true;
-    if (dtype != BL_BF16) return false;
-    switch (op) {
-        case BL_OP_SOFTMAX_CROSS_ENTROPY:
-        case BL_OP_SGD_UPDATE:
-        case BL_OP_ADAMW_UPDATE: return false;
-        default: return true;
-    }
-}
-
 static const bl_backend cuda_backend = {
     .name = "cuda",
     .kind = BL_DEVICE_CUDA,
@@ -281,7 +269,7 @@ static const bl_backend cuda_backend = {
     .copy = cuda_copy,
     .memset_zero = cuda_memset_zero,
     .synchronize = cuda_synchronize,
-    .supports_dtype = cuda_supports_dtype,
+    .supports_dtype = bl_op_mixed_bf16, /* bf16 activations, f32 loss and optimizers */
     .ops = BL_BACKEND_OPS(cuda),
 };
 

@@ -73,7 +73,7 @@ static bl_status xla_synchronize(void *ctx) { return xla_mem_sync(ctx); }
         .copy = xla_copy,                                                                                    \
         .memset_zero = xla_memset_zero,                                                                      \
         .synchronize = xla_synchronize,                                                                      \
-        .supports_dtype = xla_supports_dtype,                                                                \
+        .supports_dtype = bl_op_mixed_bf16,                                                                  \
         .ops = BL_BACKEND_OPS(xla),                                                                          \
     };                                                                                                       \
     const bl_backend *bl_backend_xla_##lower(void) { return &backend_##lower; }

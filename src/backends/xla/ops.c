@@ -711,14 +711,3 @@ bl_status xla_adamw_update(bl_device *dev, const bl_adamw_params *p, bl_tensor *
     result(P, v, exp_avg_sq);
     return finish(P);
 }
-
-bool xla_supports_dtype(bl_op op, bl_dtype dtype) {
-    if (dtype == BL_F32) return true;
-    if (dtype != BL_BF16) return false;
-    switch (op) {
-        case BL_OP_SOFTMAX_CROSS_ENTROPY:
-        case BL_OP_SGD_UPDATE:
-        case BL_OP_ADAMW_UPDATE: return false;
-        default: return true;
-    }
-}

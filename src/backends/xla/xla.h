@@ -113,6 +113,5 @@ const char *xla_elem(bl_dtype dt);
 
 /* ---- ops (ops.c) ---- */
 BL_BACKEND_DECLARE_OPS(xla)
-bool xla_supports_dtype(bl_op op, bl_dtype dtype);
 
 #endif
