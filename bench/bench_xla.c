@@ -15,6 +15,9 @@
 
 #include "beamlet/devices.h"
 #include "beamlet/nn.h"
+#ifdef BEAMLET_HAVE_XLA
+#include "beamlet/xla.h"
+#endif
 
 #define DIE_IF(expr)                                                                                         \
     do {                                                                                                     \
@@ -51,13 +54,38 @@ static void host_batch(float *x, int32_t *labels) {
     for (int i = 0; i < BATCH; i++) labels[i] = (int32_t)bl_rng_below(&rng, 10);
 }
 
-static void report(const char *device, const char *backend, const char *workload, double first, int iters,
-                   double seconds) {
-    printf("{\"device\": \"%s\", \"backend\": \"%s\", \"workload\": \"%s\", \"batch\": %d, \"image\": "
-           "\"1x%dx%d\", "
-           "\"model\": \"resnet18-w8\", \"first_call_s\": %.4f, \"steady_s_per_batch\": %.5f, "
-           "\"steady_images_per_s\": %.1f, \"iterations\": %d}\n",
-           device, backend, workload, BATCH, HW, HW, first, seconds / iters, iters * BATCH / seconds, iters);
+/* XLA's counters (zero elsewhere): compiles and executions, to report compile time apart. */
+typedef struct counters {
+    double compiled, compile_s, executions, programs;
+} counters;
+
+static counters count(void) {
+    counters c = {0};
+#ifdef BEAMLET_HAVE_XLA
+    bl_xla_stats st;
+    bl_xla_stats_get(&st);
+    c = (counters){(double)st.compiled, st.compile_seconds, (double)st.executions, (double)st.whole_programs};
+#endif
+    return c;
+}
+
+/* "whole_step" on a device that runs programs (XLA), else "op_by_op". */
+static const char *mode_of(const bl_device *dev) {
+    const char *obo = getenv("BEAMLET_OP_BY_OP");
+    return bl_device_get_kind(dev) == BL_DEVICE_XLA && !(obo && strcmp(obo, "1") == 0) ? "whole_step"
+                                                                                       : "op_by_op";
+}
+
+static void report(const bl_device *dev, const char *name, const char *workload, double first, int iters,
+                   double seconds, counters c0, counters c1, counters c2) {
+    printf("{\"device\": \"%s\", \"backend\": \"%s\", \"mode\": \"%s\", \"workload\": \"%s\", \"batch\": "
+           "%d, \"image\": \"1x%dx%d\", \"model\": \"resnet18-w8\", \"first_call_s\": %.4f, "
+           "\"first_call_compiles\": %.0f, \"first_call_compile_s\": %.4f, \"steady_s_per_batch\": %.5f, "
+           "\"steady_images_per_s\": %.1f, \"iterations\": %d, \"steady_compiles\": %.0f, "
+           "\"steady_executions_per_batch\": %.1f}\n",
+           name, bl_device_backend_name(dev), mode_of(dev), workload, BATCH, HW, HW, first,
+           c1.compiled - c0.compiled, c1.compile_s - c0.compile_s, seconds / iters, iters * BATCH / seconds,
+           iters, c2.compiled - c1.compiled, (c2.executions - c1.executions) / iters);
     fflush(stdout);
 }
 
@@ -73,10 +101,12 @@ static void bench_infer(const char *name, double min_seconds, const float *host)
     DIE_IF(bl_tensor_alloc(dev, BL_F32, 4, shape, &x));
     DIE_IF(bl_tensor_upload_nchw_f32(&x, host));
     DIE_IF(bl_device_synchronize(dev));
+    counters c0 = count();
     double t0 = now();
     DIE_IF(bl_model_forward(m, &x, BL_FORWARD_INFER, &logits));
     DIE_IF(bl_device_synchronize(dev));
     double first = now() - t0;
+    counters c1 = count();
     int iters = 0;
     t0 = now();
     do {
@@ -84,7 +114,8 @@ static void bench_infer(const char *name, double min_seconds, const float *host)
         DIE_IF(bl_device_synchronize(dev));
         iters++;
     } while (now() - t0 < min_seconds);
-    report(name, bl_device_backend_name(dev), "inference", first, iters, now() - t0);
+    double seconds = now() - t0;
+    report(dev, name, "inference", first, iters, seconds, c0, c1, count());
     bl_tensor_release(&x);
     bl_model_free(m);
     bl_device_release(dev);
@@ -104,10 +135,12 @@ static void bench_train(const char *name, double min_seconds, const float *host,
     DIE_IF(bl_train_batch_alloc(dev, BATCH, 1, HW, HW, &b));
     DIE_IF(bl_train_batch_upload(&b, host, labels, BATCH));
     DIE_IF(bl_device_synchronize(dev));
+    counters c0 = count();
     double t0 = now();
     DIE_IF(bl_train_step(m, opt, &b, 0.1f, oc.lr));
     DIE_IF(bl_device_synchronize(dev));
     double first = now() - t0;
+    counters c1 = count();
     int iters = 0;
     t0 = now();
     do {
@@ -115,9 +148,11 @@ static void bench_train(const char *name, double min_seconds, const float *host,
         DIE_IF(bl_device_synchronize(dev));
         iters++;
     } while (now() - t0 < min_seconds);
+    double seconds = now() - t0;
+    counters c2 = count();
     float loss;
     DIE_IF(bl_train_batch_loss(&b, &loss));
-    report(name, bl_device_backend_name(dev), "train_step_sgd", first, iters, now() - t0);
+    report(dev, name, "train_step_sgd", first, iters, seconds, c0, c1, c2);
     fprintf(stderr, "bench_xla: %s: loss after %d steps %.4f\n", name, iters + 1, loss);
     bl_train_batch_release(&b);
     bl_optimizer_free(opt);

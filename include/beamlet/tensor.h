@@ -99,6 +99,22 @@ bl_status bl_device_alloc(bl_device *dev, size_t bytes, void **ptr);
 void bl_device_free(bl_device *dev, void *ptr);
 bl_status bl_device_synchronize(bl_device *dev);
 
+/* Marks the ops issued between begin and end as one program: a backend that compiles (XLA)
+ * lowers them to one module, compiled once per shapes and run as one execution, so its compiler
+ * fuses across ops; the others run each op as it is issued. Results are those of the ops one by
+ * one (the op-by-op path is the oracle); a host read of a tensor written inside runs what was
+ * issued so far. Pairs nest: the outermost pair is the program (a training step holds its
+ * forward pass). BEAMLET_OP_BY_OP=1 turns programs off, to compare against the op-by-op path.
+ * End always runs what was issued, also after an op failed, so memory holds what the ops that
+ * succeeded wrote. */
+bl_status bl_device_program_begin(bl_device *dev);
+bl_status bl_device_program_end(bl_device *dev);
+/* Says that the contents of [ptr, ptr + bytes) of device memory are no longer needed (a model's
+ * activations once the step has used them): a device that compiles programs then keeps the
+ * values that were to be stored there inside the program instead of writing them out. Later
+ * reads see unspecified contents until the memory is written again. Others ignore it. */
+void bl_device_discard(bl_device *dev, void *ptr, size_t bytes);
+
 /* ---- tensors ----------------------------------------------------------------------------- */
 
 int64_t bl_tensor_numel(const bl_tensor *t);

@@ -183,11 +183,14 @@ bl_status bl_model_plan(bl_model *m, int max_batch, int height, int width, bool 
     for (int i = 0; i < m->nnodes; i++)
         if (m->nodes[i].kind == NODE_BN) stat_floats += 2 * m->values[m->nodes[i].out].c;
     size_t bytes = (size_t)total * sizeof(float);
+    m->activation_bytes = bytes;
+    m->stat_bytes = (size_t)(stat_floats ? stat_floats : 1) * sizeof(float);
     BL_TRY(bl_device_alloc(m->dev, bytes, &m->activations));
-    BL_TRY(bl_device_alloc(m->dev, (size_t)(stat_floats ? stat_floats : 1) * sizeof(float), &m->stats));
+    BL_TRY(bl_device_alloc(m->dev, m->stat_bytes, &m->stats));
     if (training) {
         /* One gradient per value, two scratch gradients, and dlogits (a value gradient). */
-        BL_TRY(bl_device_alloc(m->dev, (size_t)(total + 2 * largest) * sizeof(float), &m->activation_grads));
+        m->activation_grad_bytes = (size_t)(total + 2 * largest) * sizeof(float);
+        BL_TRY(bl_device_alloc(m->dev, m->activation_grad_bytes, &m->activation_grads));
     }
     float *act = m->activations, *grad = m->activation_grads, *stats = m->stats;
     for (int i = 1; i < m->nvalues; i++) {
@@ -259,6 +262,20 @@ static bl_status forward_node(bl_model *m, node *n, bl_forward_mode mode) {
     return bl_error(BL_ERR_INTERNAL, "model: unknown node kind");
 }
 
+void bl_model_discard_scratch(bl_model *m, bool keep_logits) {
+    char *act = m->activations;
+    if (keep_logits) {
+        const bl_tensor *l = &m->values[m->logits_value].t;
+        char *from = l->data, *to = from + bl_tensor_nbytes(l);
+        bl_device_discard(m->dev, act, (size_t)(from - act));
+        bl_device_discard(m->dev, to, m->activation_bytes - (size_t)(to - act));
+    } else {
+        bl_device_discard(m->dev, act, m->activation_bytes);
+    }
+    bl_device_discard(m->dev, m->activation_grads, m->activation_grad_bytes);
+    bl_device_discard(m->dev, m->stats, m->stat_bytes);
+}
+
 bl_status bl_model_forward(bl_model *m, const bl_tensor *x, bl_forward_mode mode, bl_tensor *logits) {
     BL_TRY(check_input(m, x));
     if (mode == BL_FORWARD_TRAIN && !m->planned_training)
@@ -266,10 +283,20 @@ bl_status bl_model_forward(bl_model *m, const bl_tensor *x, bl_forward_mode mode
     if (mode == BL_FORWARD_INFER && !m->folded_valid) BL_TRY(bl_model_fold_batchnorm(m));
     if ((int)x->shape[0] != m->current_batch) set_batch(m, (int)x->shape[0]);
     m->values[0].t = *x;
+    /* One program (bl_device_program_begin): inside a training step, part of the step's. */
+    BL_TRY(bl_device_program_begin(m->dev));
     for (int i = 0; i < m->nnodes; i++) {
         bl_status s = forward_node(m, &m->nodes[i], mode);
-        if (s != BL_OK) return bl_error_context(s, "model forward, layer %d", i);
+        if (s != BL_OK) {
+            s = bl_error_context(s, "model forward, layer %d", i);
+            (void)bl_device_program_end(m->dev);
+            return s;
+        }
     }
+    /* An inference pass leaves only its logits for the caller (the program then stores
+     * nothing else); a training pass keeps its activations for the backward pass. */
+    if (mode != BL_FORWARD_TRAIN) bl_model_discard_scratch(m, true);
+    BL_TRY(bl_device_program_end(m->dev));
     if (mode == BL_FORWARD_TRAIN) {
         m->batches_tracked++;
         /* Parameters may change after this step: folded weights go stale. */

@@ -69,6 +69,7 @@ struct bl_model {
     int max_batch, height, width;
     bool planned, planned_training;
     void *activations, *activation_grads, *stats, *folded;
+    size_t activation_bytes, activation_grad_bytes, stat_bytes;
     bl_tensor grad_scratch[2]; /* where a second gradient for a value is formed before adding */
     bl_tensor loss_grad;       /* dlogits */
     bool folded_valid;
@@ -82,5 +83,9 @@ int bl_model_add_param(bl_model *m, const char *name, bl_param_kind kind, int nd
 int bl_model_add_node(bl_model *m, node n, int c, int h, int w, bool is_2d);
 /* Allocates the parameter storage once every parameter is registered. */
 bl_status bl_model_alloc_params(bl_model *m);
+/* Tells the device that the planned activations, their gradients and the batch statistics are
+ * no longer needed (bl_device_discard), the logits excepted when asked: inside a program, XLA
+ * then keeps them in the program instead of storing every one. */
+void bl_model_discard_scratch(bl_model *m, bool keep_logits);
 
 #endif

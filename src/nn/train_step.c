@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "beamlet/nn.h"
+#include "nn/model_internal.h"
 
 bl_status bl_train_batch_alloc(bl_device *dev, int capacity, int channels, int height, int width,
                                bl_train_batch *out) {
@@ -33,6 +34,11 @@ void bl_train_batch_release(bl_train_batch *b) {
 bl_status bl_train_batch_upload(bl_train_batch *b, const float *x, const int32_t *labels, int n) {
     if (n < 1 || n > b->capacity)
         return bl_error(BL_ERR_INVALID_ARG, "train batch: %d images for a batch of up to %d", n, b->capacity);
+    /* The previous batch is done with: a smaller batch then replaces it instead of being
+     * written over part of it (on XLA, that would keep the old tail by a program). */
+    size_t image_bytes = bl_tensor_nbytes(&b->x) / (size_t)b->x.shape[0];
+    bl_device_discard(b->x.device, b->x.data, image_bytes * (size_t)b->capacity);
+    bl_device_discard(b->labels.device, b->labels.data, sizeof(int32_t) * (size_t)b->capacity);
     b->x.shape[0] = n;
     b->labels.shape[0] = n;
     BL_TRY(bl_tensor_upload_nchw_f32(&b->x, x));
@@ -41,10 +47,21 @@ bl_status bl_train_batch_upload(bl_train_batch *b, const float *x, const int32_t
 
 bl_status bl_train_step(bl_model *model, bl_optimizer *opt, bl_train_batch *b, float label_smoothing,
                         float lr) {
+    /* One program: on XLA the forward pass, loss, backward pass and update compile to one
+     * module per batch shape (bl_device_program_begin). */
+    bl_device *dev = bl_model_device(model);
+    BL_TRY(bl_device_program_begin(dev));
     bl_tensor logits;
-    BL_TRY(bl_model_forward(model, &b->x, BL_FORWARD_TRAIN, &logits));
-    BL_TRY(bl_model_backward(model, &b->labels, label_smoothing, &b->loss));
-    return bl_optimizer_step(opt, lr);
+    bl_status s = bl_model_forward(model, &b->x, BL_FORWARD_TRAIN, &logits);
+    if (s == BL_OK) s = bl_model_backward(model, &b->labels, label_smoothing, &b->loss);
+    if (s == BL_OK) s = bl_optimizer_step(opt, lr);
+    /* What the step computed on the way is not needed after it (the program keeps it inside). */
+    if (s == BL_OK) bl_model_discard_scratch(model, false);
+    if (s != BL_OK) {
+        (void)bl_device_program_end(dev); /* runs what was issued; the first error is the one to report */
+        return s;
+    }
+    return bl_device_program_end(dev);
 }
 
 bl_status bl_train_batch_loss(const bl_train_batch *b, float *loss) {

@@ -57,6 +57,12 @@ typedef struct bl_backend {
     /* Switches the handle's compute precision (bl_device_set_precision); NULL: f32 only. A
      * refusal is BL_ERR_UNSUPPORTED with the reason. */
     bl_status (*set_precision)(void *ctx, bl_dtype precision);
+    /* The outermost bl_device_program_begin / _end pair (the resolver counts the nesting);
+     * NULL: ops run as issued. */
+    bl_status (*program_begin)(void *ctx);
+    bl_status (*program_end)(void *ctx);
+    /* bl_device_discard; NULL: ignored. */
+    void (*discard)(void *ctx, void *ptr, size_t bytes);
     bl_backend_ops ops;
 } bl_backend;
 
@@ -78,6 +84,7 @@ struct bl_device {
     char name[32];
     char description[128];
     bl_dtype precision; /* compute precision (bl_device_set_precision), BL_F32 unless set */
+    int program_depth;  /* open bl_device_program_begin calls */
 };
 
 static inline void *bl_device_ctx(const bl_device *dev) { return dev->ctx; }

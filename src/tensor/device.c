@@ -298,6 +298,29 @@ void bl_device_free(bl_device *dev, void *ptr) {
     if (ptr) dev->backend->free(dev->ctx, ptr);
 }
 
+bl_status bl_device_program_begin(bl_device *dev) {
+    if (dev->program_depth++ > 0 || !dev->backend->program_begin) return BL_OK;
+    bl_status s = dev->backend->program_begin(dev->ctx);
+    if (s != BL_OK) {
+        dev->program_depth--;
+        return bl_error_context(s, "%s: program begin", dev->name);
+    }
+    return BL_OK;
+}
+
+bl_status bl_device_program_end(bl_device *dev) {
+    if (dev->program_depth <= 0)
+        return bl_error(BL_ERR_INVALID_ARG, "%s: bl_device_program_end without a matching begin", dev->name);
+    if (--dev->program_depth > 0 || !dev->backend->program_end) return BL_OK;
+    bl_status s = dev->backend->program_end(dev->ctx);
+    if (s != BL_OK) return bl_error_context(s, "%s: program", dev->name);
+    return BL_OK;
+}
+
+void bl_device_discard(bl_device *dev, void *ptr, size_t bytes) {
+    if (ptr && bytes && dev->backend->discard) dev->backend->discard(dev->ctx, ptr, bytes);
+}
+
 bl_status bl_device_synchronize(bl_device *dev) {
     bl_status s = dev->backend->synchronize(dev->ctx);
     if (s != BL_OK) return bl_error_context(s, "%s: synchronize", dev->name);

@@ -10,71 +10,27 @@
  * vs eager on the GPU: 1e-5 relative (the same kernels, up to non-deterministic cuDNN
  * algorithms). The weights are copied from the cpu_ref model in logical order so both start
  * from identical values whatever each device's memory layout. */
-#include "bl_test.h"
-
-#include "beamlet/nn.h"
+#include "training_curve.h"
 #ifdef BEAMLET_HAVE_CUDA
 #include "beamlet/cuda.h"
 #endif
 
-#define SEED 2024u
 #define STEPS 30
 #define BATCH 16
-#define BATCHES 4
-#define HW 32
-#define CLASSES 10
+#define WIDTH 8
 
 #ifdef BEAMLET_HAVE_CUDA
-typedef struct run {
-    bl_device *dev;
-    bl_model *model;
-    bl_optimizer *opt;
-    bl_train_batch io;
-} run;
+typedef curve_run run;
 
-static float images[BATCHES][BATCH * 3 * HW * HW];
-static int32_t targets[BATCHES][BATCH];
-
-static float lr_at(int step) { /* warm up, then decay: the rate changes every step */
-    return step < 5 ? 0.02f * (float)(step + 1) : 0.1f * (float)(STEPS - step) / (float)STEPS;
-}
+static float lr_at(int step) { return curve_lr(step, STEPS); }
 
 static bl_status setup(run *r, const char *device, const bl_model *copy_from) {
-    BL_TRY(bl_device_get(device, &r->dev));
-    bl_resnet_config cfg = bl_resnet_config_default();
-    cfg.width = 8;
-    cfg.num_classes = CLASSES;
-    cfg.stem = BL_RESNET_STEM_CIFAR;
-    BL_TRY(bl_resnet_new(r->dev, &cfg, SEED, &r->model));
-    if (copy_from) {
-        /* Logical-order copy: the same numbers whatever the layouts. */
-        for (int i = 0; i < bl_model_param_count(r->model); i++) {
-            const bl_param_info *src = bl_model_param(copy_from, i), *dst = bl_model_param(r->model, i);
-            int64_t n = bl_tensor_numel(&src->value);
-            float *h = malloc(sizeof(float) * (size_t)n);
-            bl_status s = bl_tensor_download_f32(&src->value, h);
-            bl_tensor v = dst->value;
-            if (s == BL_OK) s = bl_tensor_upload_nchw_f32(&v, h);
-            free(h);
-            BL_TRY(s);
-        }
-    }
-    BL_TRY(bl_model_plan(r->model, BATCH, HW, HW, true));
-    bl_optimizer_config oc = bl_optimizer_config_sgd(0.1f, 0.9f, 5e-4f, true);
-    BL_TRY(bl_optimizer_new(r->model, &oc, &r->opt));
-    return bl_train_batch_alloc(r->dev, BATCH, 3, HW, HW, &r->io);
+    return curve_setup(r, device, WIDTH, BATCH, copy_from);
 }
 
-static void teardown(run *r) {
-    bl_train_batch_release(&r->io);
-    bl_optimizer_free(r->opt);
-    bl_model_free(r->model);
-    bl_device_release(r->dev);
-}
+static void teardown(run *r) { curve_teardown(r); }
 
-static bl_status load_batch(run *r, int step) {
-    return bl_train_batch_upload(&r->io, images[step % BATCHES], targets[step % BATCHES], BATCH);
-}
+static bl_status load_batch(run *r, int step) { return curve_load(r, step, BATCH); }
 
 static bl_status train_step(run *r, int step) {
     return bl_train_step(r->model, r->opt, &r->io, 0.1f, lr_at(step));
@@ -125,12 +81,7 @@ static void test_gpu_follows_cpu_ref(void) {
     SKIP("built without the CUDA backend (BEAMLET_HAVE_CUDA undefined)");
 #else
     if (bl_device_count("cuda") == 0) SKIP("no CUDA GPU visible (bl_device_count(\"cuda\") == 0)");
-    bl_rng rng;
-    bl_rng_seed(&rng, SEED);
-    for (int b = 0; b < BATCHES; b++) {
-        for (int i = 0; i < BATCH * 3 * HW * HW; i++) images[b][i] = (float)bl_rng_normal(&rng);
-        for (int i = 0; i < BATCH; i++) targets[b][i] = (int32_t)bl_rng_below(&rng, CLASSES);
-    }
+    curve_make_data();
     run ref, gpu, gpu_graph;
     float ref_curve[STEPS], gpu_curve[STEPS], graph_curve_v[STEPS];
     CHECK_OK(setup(&ref, "cpu_ref", NULL));
@@ -164,7 +115,7 @@ static void test_gpu_follows_cpu_ref(void) {
 }
 
 int main(void) {
-    fprintf(stderr, "seed %u\n", SEED);
+    fprintf(stderr, "seed %u\n", CURVE_SEED);
     RUN(test_gpu_follows_cpu_ref);
     return bl_test_finish();
 }

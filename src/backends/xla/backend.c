@@ -18,6 +18,8 @@ static bl_status open_family(xla_family f, int index, void **ctx, char *descript
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "xla: cannot allocate context");
     c->plugin = p;
     c->index = index;
+    const char *obo = getenv("BEAMLET_OP_BY_OP");
+    c->op_by_op = obo && strcmp(obo, "1") == 0;
     xla_plugin_describe(p, index, description, size);
     *ctx = c;
     return BL_OK;
@@ -26,6 +28,7 @@ static bl_status open_family(xla_family f, int index, void **ctx, char *descript
 static void xla_close(void *ctx) {
     xla_ctx *c = ctx;
     if (!c) return;
+    (void)xla_capture_end(c);
     xla_mem_free_all(c);
     free(c);
 }
@@ -51,7 +54,16 @@ static bl_status xla_copy(void *ctx, void *dst, const void *src, size_t bytes, i
 
 static bl_status xla_memset_zero(void *ctx, void *dst, size_t bytes) { return xla_mem_zero(ctx, dst, bytes); }
 
-static bl_status xla_synchronize(void *ctx) { return xla_mem_sync(ctx); }
+static bl_status xla_synchronize(void *ctx) {
+    BL_TRY(xla_capture_flush(ctx));
+    return xla_mem_sync(ctx);
+}
+
+static bl_status xla_program_begin(void *ctx) { return xla_capture_begin(ctx); }
+
+static bl_status xla_program_end(void *ctx) { return xla_capture_end(ctx); }
+
+static void xla_discard(void *ctx, void *ptr, size_t bytes) { xla_mem_discard(ctx, ptr, bytes); }
 
 #define XLA_FAMILY(fam, lower)                                                                               \
     static bl_status open_##lower(int index, void **ctx, char *description, size_t size) {                   \
@@ -73,6 +85,9 @@ static bl_status xla_synchronize(void *ctx) { return xla_mem_sync(ctx); }
         .copy = xla_copy,                                                                                    \
         .memset_zero = xla_memset_zero,                                                                      \
         .synchronize = xla_synchronize,                                                                      \
+        .program_begin = xla_program_begin,                                                                  \
+        .program_end = xla_program_end,                                                                      \
+        .discard = xla_discard,                                                                              \
         .supports_dtype = bl_op_mixed_bf16,                                                                  \
         .ops = BL_BACKEND_OPS(xla),                                                                          \
     };                                                                                                       \

@@ -238,6 +238,24 @@ bl_status xla_mem_zero(xla_ctx *c, void *ptr, size_t len) {
     return xla_mem_write(c, ptr, z);
 }
 
+void xla_mem_discard(xla_ctx *c, void *ptr, size_t len) {
+    xla_region *r = NULL;
+    size_t off = 0;
+    if (find(c, ptr, len, &r, &off) != BL_OK) {
+        bl_clear_error();
+        return;
+    }
+    int w = 0;
+    for (int i = 0; i < r->nsegs; i++) {
+        xla_seg *s = &r->segs[i];
+        if (s->off >= off && s->off + s->len <= off + len)
+            xla_buf_unref(s->buf);
+        else
+            r->segs[w++] = *s;
+    }
+    r->nsegs = w;
+}
+
 bl_status xla_mem_sync(xla_ctx *c) {
     for (int i = 0; i < c->nregions; i++)
         for (int k = 0; k < c->regions[i].nsegs; k++) BL_TRY(xla_buf_await(c, c->regions[i].segs[k].buf));

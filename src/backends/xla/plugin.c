@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "backends/xla/xla.h"
+#include "beamlet/xla.h"
 #include "pjrt_c_api.h"
 
 #ifndef BEAMLET_PJRT_CPU_PLUGINS
@@ -61,7 +62,7 @@ static struct {
     xla_plugin *loaded[XLA_FAMILIES];
     int nloaded;
     char why[XLA_FAMILIES][512];
-    int64_t compiled, cached;
+    int64_t compiled, cached, executed;
     double compile_seconds;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -369,6 +370,10 @@ static const PJRT_Api *buf_api; /* set at the first transfer: buffers outlive no
 
 void xla_buf_unref(xla_buf *b) {
     if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    if (!b->pjrt) { /* a placeholder never filled (capture.c) */
+        free(b);
+        return;
+    }
     /* PJRT frees the memory once the executions still reading it are done. */
     PJRT_Buffer_Destroy_Args d = {.struct_size = PJRT_Buffer_Destroy_Args_STRUCT_SIZE, .buffer = b->pjrt};
     PJRT_Error *e = buf_api->PJRT_Buffer_Destroy(&d);
@@ -405,6 +410,7 @@ bl_status xla_buf_from_host(xla_ctx *c, const void *src, size_t len, xla_buf **o
 
 bl_status xla_buf_to_host(xla_ctx *c, xla_buf *b, void *dst) {
     xla_plugin *p = c->plugin;
+    BL_TRY(xla_buf_ready(c, b));
     PJRT_Buffer_ToHostBuffer_Args a = {.struct_size = PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE,
                                        .src = b->pjrt,
                                        .dst = dst,
@@ -415,6 +421,7 @@ bl_status xla_buf_to_host(xla_ctx *c, xla_buf *b, void *dst) {
 
 bl_status xla_buf_await(xla_ctx *c, xla_buf *b) {
     xla_plugin *p = c->plugin;
+    BL_TRY(xla_buf_ready(c, b));
     PJRT_Buffer_ReadyEvent_Args a = {.struct_size = PJRT_Buffer_ReadyEvent_Args_STRUCT_SIZE,
                                      .buffer = b->pjrt};
     PJ(p, PJRT_Buffer_ReadyEvent, &a);
@@ -511,10 +518,19 @@ void xla_program_stats(int64_t *compiled, int64_t *cached, double *compile_secon
     if (compile_seconds) *compile_seconds = g.compile_seconds;
 }
 
-bl_status xla_run(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout, const size_t *out_len,
-                  xla_buf **out) {
+void bl_xla_stats_get(bl_xla_stats *out) {
+    *out = (bl_xla_stats){.compiled = g.compiled,
+                          .cached = g.cached,
+                          .compile_seconds = g.compile_seconds,
+                          .executions = __atomic_load_n(&g.executed, __ATOMIC_RELAXED),
+                          .whole_programs = xla_program_executions()};
+}
+
+bl_status xla_execute(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout,
+                      const size_t *out_len, xla_buf **out) {
     xla_plugin *p = c->plugin;
     buf_api = p->api;
+    for (int i = 0; i < nin; i++) BL_TRY(xla_buf_ready(c, in[i]));
     program *prog;
     BL_TRY(lookup(p, text, &prog));
     if ((int)prog->nout != nout)
@@ -537,6 +553,7 @@ bl_status xla_run(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int
                                             .output_lists = out_lists};
     PJRT_Error *e = p->api->PJRT_LoadedExecutable_Execute(&a);
     free(args);
+    __atomic_add_fetch(&g.executed, 1, __ATOMIC_RELAXED);
     if (e) return free(outs), fail(p->api, e, base_name(p->path), "PJRT_LoadedExecutable_Execute");
     bl_status s = BL_OK;
     for (int i = 0; i < nout; i++) {

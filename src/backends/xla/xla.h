@@ -34,7 +34,7 @@ typedef struct xla_plugin xla_plugin; /* one loaded plugin and its client, per f
 
 /* A device buffer shared by the segments and op arguments that hold it. */
 typedef struct xla_buf {
-    void *pjrt; /* PJRT_Buffer * */
+    void *pjrt; /* PJRT_Buffer *; NULL: a value of a program still being recorded (capture.c) */
     size_t len; /* bytes */
     int refs;
 } xla_buf;
@@ -51,9 +51,13 @@ typedef struct xla_region {
     int nsegs, cap;
 } xla_region;
 
+typedef struct xla_capture xla_capture;
+
 typedef struct xla_ctx {
     xla_plugin *plugin;
     int index;
+    bool op_by_op;        /* BEAMLET_OP_BY_OP=1: programs off */
+    xla_capture *capture; /* the program being recorded, between begin and end */
     xla_region *regions;
     int nregions, cap;
 } xla_ctx;
@@ -78,10 +82,24 @@ void xla_buf_unref(xla_buf *b);
 
 /* Compiles (once) and runs a program of `nin` u8 inputs and `nout` u8 outputs whose sizes are
  * given; the outputs are new buffers with one reference each. */
-bl_status xla_run(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout, const size_t *out_len,
-                  xla_buf **out);
+bl_status xla_execute(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout,
+                      const size_t *out_len, xla_buf **out);
 /* Compiles and runs counted, for the tests and benchmarks. */
 void xla_program_stats(int64_t *compiled, int64_t *cached, double *compile_seconds);
+
+/* ---- whole programs (capture.c) ---- */
+/* What every op and gather calls: xla_execute, or while a program is being recorded, a call
+ * recorded into it whose outputs are placeholders. */
+bl_status xla_run(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout, const size_t *out_len,
+                  xla_buf **out);
+bl_status xla_capture_begin(xla_ctx *c);
+/* Compiles (once per text) and runs what was recorded, as one execution; recording goes on. */
+bl_status xla_capture_flush(xla_ctx *c);
+bl_status xla_capture_end(xla_ctx *c);
+/* Makes sure `b` holds a PJRT buffer (running the recording it comes from). */
+bl_status xla_buf_ready(xla_ctx *c, xla_buf *b);
+/* Whole programs run, for the tests and benchmarks. */
+int64_t xla_program_executions(void);
 
 /* ---- memory (memory.c) ---- */
 bl_status xla_mem_alloc(xla_ctx *c, size_t bytes, void **ptr);
@@ -93,6 +111,8 @@ bl_status xla_mem_read(xla_ctx *c, const void *ptr, size_t len, xla_buf **out);
 /* Makes `b` (len bytes, a reference the store takes over) the contents of [ptr, ptr+len). */
 bl_status xla_mem_write(xla_ctx *c, void *ptr, xla_buf *b);
 bl_status xla_mem_zero(xla_ctx *c, void *ptr, size_t len);
+/* Drops the segments inside [ptr, ptr+len) (bl_device_discard); those it only overlaps stay. */
+void xla_mem_discard(xla_ctx *c, void *ptr, size_t len);
 bl_status xla_mem_sync(xla_ctx *c);
 int xla_mem_segment_count(xla_ctx *c, const void *ptr);
 
