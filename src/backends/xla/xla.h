@@ -12,7 +12,11 @@
  *
  * Programs. Every op is StableHLO text generated for its shapes and dtypes; the text is the
  * cache key, so a program is compiled once per process and reused. Inputs and outputs are the
- * raw u8 segments; a program bitcasts them to its element types first and back at the end. */
+ * raw u8 segments; a program bitcasts them to its element types first and back at the end.
+ *
+ * Whole programs. Between bl_device_program_begin and _end (a training step, an inference
+ * pass) the op programs are not run one by one but recorded as calls of one module, run as one
+ * execution at the end (capture.c); the segments meanwhile hold placeholders. */
 #ifndef BEAMLET_BACKENDS_XLA_H
 #define BEAMLET_BACKENDS_XLA_H
 
