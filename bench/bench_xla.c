@@ -83,7 +83,8 @@ static void report(const bl_device *dev, const char *name, const char *workload,
                    int iters, double seconds, counters c0, counters c1, counters c2) {
     printf("{\"device\": \"%s\", \"backend\": \"%s\", \"mode\": \"%s\", \"workload\": \"%s\", \"batch\": "
            "%d, \"image\": \"1x%dx%d\", \"model\": \"resnet18-w8\", \"warmup_calls\": %d, "
-           "\"warmup_s\": %.4f, \"warmup_compiles\": %.0f, \"warmup_compile_s\": %.4f, \"steady_s_per_batch\": %.5f, "
+           "\"warmup_s\": %.4f, \"warmup_compiles\": %.0f, \"warmup_compile_s\": %.4f, "
+           "\"steady_s_per_batch\": %.5f, "
            "\"steady_images_per_s\": %.1f, \"iterations\": %d, \"steady_compiles\": %.0f, "
            "\"steady_executions_per_batch\": %.1f}\n",
            name, bl_device_backend_name(dev), mode_of(dev), workload, BATCH, HW, HW, warmup, first,

@@ -136,7 +136,10 @@ static void test_compiled_once(void) {
 
 /* Random uploads, device copies (within and across allocations, overlapping ranges), zeroing and
  * reads of byte ranges, mirrored on the host. */
-static void test_memory_model(void) {
+/* The random sequence; with `programs`, runs of it are recorded as whole programs
+ * (bl_device_program_begin / _end at random points), where a read in the middle runs what was
+ * recorded so far. */
+static void memory_model(bool programs) {
     bl_device *dev = open_xla();
     if (!dev) SKIP("xla:cpu: %s", bl_last_error());
     /* Ranges on a 256-byte grid: every distinct slice is a program to compile, so the grid
@@ -153,8 +156,14 @@ static void test_memory_model(void) {
         mirror[k] = calloc(1, N); /* never-written bytes read as zero */
         CHECK_OK(bl_device_alloc(dev, N, &d[k]));
     }
-    int reads = 0;
+    int reads = 0, recorded = 0;
+    bool in_program = false;
     for (int step = 0; step < 150; step++) {
+        if (programs && bl_rng_below(&rng, 4) == 0) {
+            CHECK_OK(in_program ? bl_device_program_end(dev) : bl_device_program_begin(dev));
+            in_program = !in_program;
+            recorded += in_program;
+        }
         int k = (int)bl_rng_below(&rng, 2), op = (int)bl_rng_below(&rng, 4);
         size_t off = G * bl_rng_below(&rng, N / G), len = G * (1 + bl_rng_below(&rng, (N - off) / G));
         uint8_t *dst = (uint8_t *)d[k] + off;
@@ -178,6 +187,7 @@ static void test_memory_model(void) {
             reads++;
         }
     }
+    if (in_program) CHECK_OK(bl_device_program_end(dev));
     for (int k = 0; k < 2; k++) {
         CHECK_OK(dev->backend->copy(dev->ctx, back, d[k], N, BL_COPY_D2H));
         CHECK(memcmp(back, mirror[k], N) == 0);
@@ -186,12 +196,16 @@ static void test_memory_model(void) {
         bl_device_free(dev, d[k]);
         free(mirror[k]);
     }
-    fprintf(stderr, "  150 operations, %d reads matched the host copy\n", reads);
+    fprintf(stderr, "  150 operations (%d programs), %d reads matched the host copy\n", recorded, reads);
     CHECK_OK(bl_device_synchronize(dev));
     free(tmp);
     free(back);
     bl_device_release(dev);
 }
+
+static void test_memory_model(void) { memory_model(false); }
+
+static void test_memory_model_in_programs(void) { memory_model(true); }
 #endif
 
 int main(void) {
@@ -202,6 +216,7 @@ int main(void) {
     RUN(test_bad_program_is_an_error);
     RUN(test_compiled_once);
     RUN(test_memory_model);
+    RUN(test_memory_model_in_programs);
 #endif
     return bl_test_finish();
 }

@@ -24,6 +24,7 @@
 #define BATCH 8
 #define SMALL 4 /* the last, smaller batch */
 #define WIDTH 4
+#define EVAL_AFTER 3
 
 #ifdef BEAMLET_HAVE_XLA
 static bl_status open_op_by_op(curve_run *r, const bl_model *copy_from) {
@@ -33,14 +34,24 @@ static bl_status open_op_by_op(curve_run *r, const bl_model *copy_from) {
     return s;
 }
 
-/* Steps 0..STEPS-1 at BATCH, then one at SMALL: loss per step in curve[0..STEPS]. */
-static bl_status train(curve_run *r, float *curve, bl_xla_stats *after_step) {
+static bl_status forward(curve_run *r, bl_forward_mode mode, int batch, float *logits) {
+    bl_tensor y;
+    BL_TRY(curve_load(r, batch, BATCH));
+    BL_TRY(bl_model_forward(r->model, &r->io.x, mode, &y));
+    return bl_tensor_download_f32(&y, logits);
+}
+
+/* Steps 0..STEPS-1 at BATCH, then one at SMALL: loss per step in curve[0..STEPS], the XLA
+ * counters before and after each step, and after step EVAL_AFTER an evaluation pass (running
+ * statistics, as the trainer's test pass between epochs) whose logits go to eval_logits. */
+static bl_status train(curve_run *r, float *curve, bl_xla_stats *before, bl_xla_stats *after,
+                       float *eval_logits) {
     for (int step = 0; step <= STEPS; step++) {
+        if (before) bl_xla_stats_get(&before[step]);
         BL_TRY(curve_load(r, step, step < STEPS ? BATCH : SMALL));
         BL_TRY(curve_step(r, step, STEPS, &curve[step]));
-#ifdef BEAMLET_HAVE_XLA
-        if (after_step) bl_xla_stats_get(&after_step[step]);
-#endif
+        if (after) bl_xla_stats_get(&after[step]);
+        if (step == EVAL_AFTER) BL_TRY(forward(r, BL_FORWARD_EVAL, 1, eval_logits));
     }
     return BL_OK;
 }
@@ -64,11 +75,13 @@ static double weights_nmse(const bl_model *a, const bl_model *b) {
     return num / (den > 0 ? den : 1);
 }
 
-static bl_status infer(curve_run *r, float *logits) {
-    bl_tensor y;
-    BL_TRY(curve_load(r, 0, BATCH));
-    BL_TRY(bl_model_forward(r->model, &r->io.x, BL_FORWARD_INFER, &y));
-    return bl_tensor_download_f32(&y, logits);
+static bl_status infer(curve_run *r, float *logits) { return forward(r, BL_FORWARD_INFER, 0, logits); }
+
+static double nmse(const float *a, const float *b, int n) {
+    double num = 0, den = 0;
+    for (int k = 0; k < n; k++)
+        num += ((double)a[k] - b[k]) * ((double)a[k] - b[k]), den += (double)b[k] * b[k];
+    return num / (den > 0 ? den : 1);
 }
 #endif
 
@@ -80,33 +93,35 @@ static void test_whole_step_follows_cpu_ref(void) {
     curve_make_data();
     curve_run ref, whole, obo;
     float ref_curve[STEPS + 1], whole_curve[STEPS + 1], obo_curve[STEPS + 1];
-    bl_xla_stats st0, st[STEPS + 1];
+    bl_xla_stats st0[STEPS + 1], st[STEPS + 1];
+    float eval_whole[BATCH * CURVE_CLASSES], eval_obo[BATCH * CURVE_CLASSES], eval_ref[BATCH * CURVE_CLASSES];
     CHECK_OK(curve_setup(&ref, "cpu_ref", WIDTH, BATCH, NULL));
     CHECK_OK(curve_setup(&whole, "xla:cpu", WIDTH, BATCH, ref.model));
     CHECK_OK(open_op_by_op(&obo, ref.model));
     if (bl_test_checks_failed) return;
-    CHECK_OK(train(&ref, ref_curve, NULL));
-    bl_xla_stats_get(&st0);
-    CHECK_OK(train(&whole, whole_curve, st));
-    CHECK_OK(train(&obo, obo_curve, NULL));
+    CHECK_OK(train(&ref, ref_curve, NULL, NULL, eval_ref));
+    CHECK_OK(train(&whole, whole_curve, st0, st, eval_whole));
+    CHECK_OK(train(&obo, obo_curve, NULL, NULL, eval_obo));
     if (bl_test_checks_failed) return;
     double worst_ref = 0, worst_obo = 0;
     for (int s = 0; s <= STEPS; s++) {
-        const bl_xla_stats *before = s ? &st[s - 1] : &st0;
+        const bl_xla_stats *before = &st0[s];
         int64_t compiled = st[s].compiled - before->compiled, runs = st[s].executions - before->executions,
                 programs = st[s].whole_programs - before->whole_programs;
         fprintf(stderr,
                 "  step %d  batch %d  lr %.4f  cpu_ref %.6f  xla whole step %.6f  xla op by op %.6f  "
                 "(compiled %lld, %.2f s; executions %lld)\n",
-                s, s < STEPS ? BATCH : SMALL, (double)curve_lr(s, STEPS), ref_curve[s], whole_curve[s], obo_curve[s],
-                (long long)compiled, st[s].compile_seconds - before->compile_seconds, (long long)runs);
-        CHECK_MSG(curve_close(whole_curve[s], ref_curve[s], 2e-3, 1e-4), "step %d: xla %.6f vs cpu_ref %.6f", s,
-                  whole_curve[s], ref_curve[s]);
-        CHECK_MSG(curve_close(whole_curve[s], obo_curve[s], 1e-4, 1e-6), "step %d: whole %.6f vs op by op %.6f",
-                  s, whole_curve[s], obo_curve[s]);
+                s, s < STEPS ? BATCH : SMALL, (double)curve_lr(s, STEPS), ref_curve[s], whole_curve[s],
+                obo_curve[s], (long long)compiled, st[s].compile_seconds - before->compile_seconds,
+                (long long)runs);
+        CHECK_MSG(curve_close(whole_curve[s], ref_curve[s], 2e-3, 1e-4), "step %d: xla %.6f vs cpu_ref %.6f",
+                  s, whole_curve[s], ref_curve[s]);
+        CHECK_MSG(curve_close(whole_curve[s], obo_curve[s], 1e-4, 1e-6),
+                  "step %d: whole %.6f vs op by op %.6f", s, whole_curve[s], obo_curve[s]);
         /* One program per step, and nothing else run. */
-        CHECK_MSG(programs == 1 && runs == 1, "step %d: %lld whole programs, %lld executions (expected 1 and 1)",
-                  s, (long long)programs, (long long)runs);
+        CHECK_MSG(programs == 1 && runs == 1,
+                  "step %d: %lld whole programs, %lld executions (expected 1 and 1)", s, (long long)programs,
+                  (long long)runs);
         /* Compiled: step 0 (parameters as uploaded), step 1 (the steady layout), the small
          * batch; no other step compiles. */
         bool compiles = s == 0 || s == 1 || s == STEPS;
@@ -117,12 +132,29 @@ static void test_whole_step_follows_cpu_ref(void) {
         if (rel > worst_ref) worst_ref = rel;
         if (relo > worst_obo) worst_obo = relo;
     }
-    double nmse = weights_nmse(whole.model, obo.model);
-    fprintf(stderr, "  worst relative difference: vs cpu_ref %.2e, vs op by op %.2e; final weights nmse %.2e\n",
-            worst_ref, worst_obo, nmse);
-    CHECK_MSG(nmse <= 1e-4, "final weights: whole step vs op by op nmse %.3g", nmse);
-    CHECK_MSG(ref_curve[STEPS - 1] < 0.8 * ref_curve[0], "loss %.4f -> %.4f: training did not learn", ref_curve[0],
-              ref_curve[STEPS - 1]);
+    double ew = nmse(eval_whole, eval_obo, BATCH * CURVE_CLASSES),
+           er = nmse(eval_whole, eval_ref, BATCH * CURVE_CLASSES);
+    fprintf(stderr, "  evaluation pass after step %d: logits nmse whole vs op by op %.2e, vs cpu_ref %.2e\n",
+            EVAL_AFTER, ew, er);
+    CHECK_MSG(ew <= 1e-8 && er <= 1e-6, "evaluation pass between steps: nmse %.3g (op by op), %.3g (cpu_ref)",
+              ew, er);
+    double wn = weights_nmse(whole.model, obo.model);
+    fprintf(stderr,
+            "  worst relative difference: vs cpu_ref %.2e, vs op by op %.2e; final weights nmse %.2e\n",
+            worst_ref, worst_obo, wn);
+    CHECK_MSG(wn <= 1e-4, "final weights: whole step vs op by op nmse %.3g", wn);
+    CHECK_MSG(ref_curve[STEPS - 1] < 0.8 * ref_curve[0], "loss %.4f -> %.4f: training did not learn",
+              ref_curve[0], ref_curve[STEPS - 1]);
+
+    /* Evaluation passes (running statistics, as the trainer's test pass) between steps. */
+    for (int k = 0; k < 2; k++) {
+        float a[BATCH * CURVE_CLASSES], b[BATCH * CURVE_CLASSES];
+        CHECK_OK(forward(&whole, BL_FORWARD_EVAL, k + 1, a));
+        CHECK_OK(forward(&obo, BL_FORWARD_EVAL, k + 1, b));
+        double e = nmse(a, b, BATCH * CURVE_CLASSES);
+        fprintf(stderr, "  evaluation pass %d logits, whole vs op by op: nmse %.2e\n", k, e);
+        CHECK_MSG(e <= 1e-8, "evaluation pass %d: logits nmse %.3g", k, e);
+    }
 
     /* Inference: one program, the logits of the op-by-op path (both models hold the same
      * weights up to the nmse above). */

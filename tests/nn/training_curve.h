@@ -35,7 +35,8 @@ static inline void curve_make_data(void) {
     for (int b = 0; b < CURVE_BATCHES; b++) {
         for (int i = 0; i < CURVE_MAX_BATCH * 3 * CURVE_HW * CURVE_HW; i++)
             curve_images[b][i] = (float)bl_rng_normal(&rng);
-        for (int i = 0; i < CURVE_MAX_BATCH; i++) curve_targets[b][i] = (int32_t)bl_rng_below(&rng, CURVE_CLASSES);
+        for (int i = 0; i < CURVE_MAX_BATCH; i++)
+            curve_targets[b][i] = (int32_t)bl_rng_below(&rng, CURVE_CLASSES);
     }
 }
 
@@ -76,8 +77,8 @@ static inline void curve_teardown(curve_run *r) {
 
 /* Batch `step` of the data set, its first n images (n <= the planned batch). */
 static inline bl_status curve_load(curve_run *r, int step, int n) {
-    return bl_train_batch_upload(&r->io, curve_images[step % CURVE_BATCHES], curve_targets[step % CURVE_BATCHES],
-                                 n);
+    return bl_train_batch_upload(&r->io, curve_images[step % CURVE_BATCHES],
+                                 curve_targets[step % CURVE_BATCHES], n);
 }
 
 /* The learning rate warms up, then decays: it changes every step of a `steps`-step run. */

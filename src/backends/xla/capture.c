@@ -115,7 +115,8 @@ static bl_status record(xla_ctx *c, const char *text, int nin, xla_buf *const *i
         xla_text_add(&k->body, "  %%c%d = func.call @f%d(", call, f);
     for (int i = 0; i < nin; i++) {
         const char *name = in[i]->pjrt ? NULL : value_name(k, in[i]);
-        if (!in[i]->pjrt && !name) return bl_error(BL_ERR_INTERNAL, "xla: a placeholder of another recording");
+        if (!in[i]->pjrt && !name)
+            return bl_error(BL_ERR_INTERNAL, "xla: a placeholder of another recording");
         if (name) {
             xla_text_add(&k->body, "%s%s", i ? ", " : "", name);
         } else {
@@ -207,7 +208,8 @@ bl_status xla_capture_flush(xla_ctx *c) {
     size_t *len = malloc(sizeof *len * (size_t)(k->nvalues + 1));
     xla_buf **bufs = calloc((size_t)k->nvalues + 1, sizeof *bufs);
     bool *taken = calloc((size_t)k->nvalues + 1, sizeof *taken);
-    bl_status s = results && alias && len && bufs && taken ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "xla: program");
+    bl_status s =
+        results && alias && len && bufs && taken ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "xla: program");
     int nresults = 0;
     if (s == BL_OK) {
         for (int i = 0; i < k->nvalues; i++)
@@ -271,6 +273,7 @@ bl_status xla_capture_end(xla_ctx *c) {
 bl_status xla_buf_ready(xla_ctx *c, xla_buf *b) {
     if (!b->pjrt && c->capture) BL_TRY(xla_capture_flush(c));
     if (!b->pjrt)
-        return bl_error(BL_ERR_INTERNAL, "xla: a value of a program that failed to run (see the error before)");
+        return bl_error(BL_ERR_INTERNAL,
+                        "xla: a value of a program that failed to run (see the error before)");
     return BL_OK;
 }
