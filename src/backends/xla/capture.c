@@ -45,7 +45,7 @@ struct xla_capture {
 
 static int64_t executed_programs;
 
-int64_t xla_program_executions(void) { return executed_programs; }
+int64_t xla_program_executions(void) { return __atomic_load_n(&executed_programs, __ATOMIC_RELAXED); }
 
 static uint64_t hash_text(const char *s) {
     uint64_t h = 1469598103934665603ull;
@@ -116,7 +116,8 @@ static bl_status record(xla_ctx *c, const char *text, int nin, xla_buf *const *i
     for (int i = 0; i < nin; i++) {
         const char *name = in[i]->pjrt ? NULL : value_name(k, in[i]);
         if (!in[i]->pjrt && !name)
-            return bl_error(BL_ERR_INTERNAL, "xla: a placeholder of another recording");
+            return bl_error(BL_ERR_INTERNAL,
+                            "xla: a value of a program that failed to run (see the error before)");
         if (name) {
             xla_text_add(&k->body, "%s%s", i ? ", " : "", name);
         } else {
@@ -203,7 +204,7 @@ bl_status xla_capture_flush(xla_ctx *c) {
         if (k) release(k);
         return BL_OK;
     }
-    int *results = malloc(sizeof *results * (size_t)k->nvalues);
+    int *results = malloc(sizeof *results * (size_t)(k->nvalues + 1));
     int *alias = malloc(sizeof *alias * (size_t)(k->nparams + 1));
     size_t *len = malloc(sizeof *len * (size_t)(k->nvalues + 1));
     xla_buf **bufs = calloc((size_t)k->nvalues + 1, sizeof *bufs);
@@ -243,7 +244,7 @@ bl_status xla_capture_flush(xla_ctx *c) {
     if (s == BL_OK) s = xla_execute(c, t.s, k->nparams, k->params, nresults, len, bufs);
     xla_text_free(&t);
     if (s == BL_OK) {
-        executed_programs++;
+        __atomic_add_fetch(&executed_programs, 1, __ATOMIC_RELAXED);
         /* The placeholders become the results: every segment holding one now holds them. */
         for (int r = 0; r < nresults; r++) {
             xla_buf *v = k->values[results[r]].buf;
