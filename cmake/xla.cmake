@@ -73,7 +73,7 @@ function(beamlet_xla_tests)
   list(SUBLIST plugins 1 -1 others)
   foreach(plugin ${others})
     get_filename_component(tag ${plugin} NAME_WE)
-    foreach(test backends/test_backend_parity nn/test_fixtures backends/test_xla_device)
+    foreach(test backends/test_backend_parity nn/test_fixtures backends/test_xla_device nn/test_xla_training)
       get_filename_component(exe ${test} NAME)
       add_test(NAME ${test}_${tag} COMMAND ${exe})
       set_tests_properties(${test}_${tag} PROPERTIES TIMEOUT 900 ENVIRONMENT

@@ -11,6 +11,7 @@
 
 #include "beamlet/devices.h"
 #ifdef BEAMLET_HAVE_XLA
+#include "backends/backends.h"
 #include "backends/xla/xla.h"
 #endif
 
@@ -205,6 +206,43 @@ static void memory_model(bool programs) {
 
 static void test_memory_model(void) { memory_model(false); }
 
+/* Device N of a plugin (tpu:N on a TPU VM, one chip per sweep worker): programs compile once as
+ * portable executables and run on the device an execution names. The CPU plugin makes several
+ * devices of the host (the resolver shows one, "xla:cpu"); the backend's index N is opened here
+ * directly, and an op on it must give device 0's result from the same compiled program. */
+static void test_second_device(void) {
+    int n = xla_plugin_device_count(XLA_CPU, false);
+    if (n < 2) SKIP("the CPU plugin has %d device(s)", n);
+    const bl_backend *b = bl_backend_xla_cpu();
+    bl_device devs[2] = {{.backend = b, .index = 0}, {.backend = b, .index = 1}};
+    float host[64], out[2][64];
+    for (int i = 0; i < 64; i++) host[i] = (float)(i % 7) - 3.0f;
+    int64_t compiled[2];
+    for (int d = 0; d < 2; d++) {
+        CHECK_OK(b->open(d, &devs[d].ctx, devs[d].description, sizeof devs[d].description));
+        if (bl_test_checks_failed) return;
+        snprintf(devs[d].name, sizeof devs[d].name, "xla:cpu#%d", d);
+        int64_t shape[2] = {8, 8};
+        bl_tensor x, y;
+        CHECK_OK(bl_tensor_alloc(&devs[d], BL_F32, 2, shape, &x));
+        CHECK_OK(bl_tensor_alloc(&devs[d], BL_F32, 2, shape, &y));
+        CHECK_OK(bl_tensor_copy_from_host(&x, host));
+        CHECK_OK(bl_op_relu_forward(&devs[d], &x, &y));
+        CHECK_OK(bl_tensor_copy_to_host(&y, out[d]));
+        xla_program_stats(&compiled[d], NULL, NULL);
+        bl_tensor_release(&x);
+        bl_tensor_release(&y);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0);
+    for (int i = 0; i < 64; i++) CHECK(out[1][i] == (host[i] > 0 ? host[i] : 0.0f));
+    CHECK_MSG(compiled[1] == compiled[0], "device 1 compiled %lld more programs",
+              (long long)(compiled[1] - compiled[0]));
+    fprintf(stderr, "  %d devices; device 1 ran device 0's program: %s\n", n, devs[1].description);
+    for (int d = 0; d < 2; d++) b->close(devs[d].ctx);
+    char buf[64];
+    CHECK_ERR(b->open(n, &devs[0].ctx, buf, sizeof buf), BL_ERR_INVALID_ARG, "device index");
+}
+
 static void test_memory_model_in_programs(void) { memory_model(true); }
 #endif
 
@@ -217,6 +255,7 @@ int main(void) {
     RUN(test_compiled_once);
     RUN(test_memory_model);
     RUN(test_memory_model_in_programs);
+    RUN(test_second_device);
 #endif
     return bl_test_finish();
 }

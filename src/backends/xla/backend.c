@@ -10,10 +10,10 @@
 static bl_status open_family(xla_family f, int index, void **ctx, char *description, size_t size) {
     xla_plugin *p;
     BL_TRY(xla_plugin_get(f, &p));
-    if (index != 0)
-        return bl_error(BL_ERR_UNSUPPORTED,
-                        "xla: device index %d: this backend runs programs on a plugin's first device only",
-                        index);
+    int n = xla_plugin_device_count(f, false);
+    if (index < 0 || index >= n)
+        return bl_error(BL_ERR_INVALID_ARG, "xla: device index %d: the plugin has %d device(s) (0..%d)",
+                        index, n, n - 1);
     xla_ctx *c = calloc(1, sizeof *c);
     if (!c) return bl_error(BL_ERR_OUT_OF_MEMORY, "xla: cannot allocate context");
     c->plugin = p;

@@ -442,9 +442,11 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* CompileOptionsProto { executable_build_options { num_replicas: 1 num_partitions: 1 } }: empty
- * options abort the plugin's process ("replica_count > 0"). */
-static const char compile_options[] = {0x1A, 0x04, 0x20, 0x01, 0x28, 0x01};
+/* CompileOptionsProto { executable_build_options { num_replicas: 1 num_partitions: 1 }
+ * compile_portable_executable: true }: empty options abort the plugin's process
+ * ("replica_count > 0"); a portable executable runs on whichever device an execution names
+ * (execute_device), so one compiled program serves every chip of a plugin (tpu:N). */
+static const char compile_options[] = {0x1A, 0x04, 0x20, 0x01, 0x28, 0x01, 0x20, 0x01};
 
 static bl_status compile(xla_plugin *p, const char *text, program *prog) {
     PJRT_Program code = {.struct_size = PJRT_Program_STRUCT_SIZE,
@@ -550,7 +552,8 @@ bl_status xla_execute(xla_ctx *c, const char *text, int nin, xla_buf *const *in,
                                             .argument_lists = arg_lists,
                                             .num_devices = 1,
                                             .num_args = (size_t)nin,
-                                            .output_lists = out_lists};
+                                            .output_lists = out_lists,
+                                            .execute_device = p->devices[c->index]};
     PJRT_Error *e = p->api->PJRT_LoadedExecutable_Execute(&a);
     free(args);
     __atomic_add_fetch(&g.executed, 1, __ATOMIC_RELAXED);
