@@ -7,7 +7,8 @@
  * promised: one execution per step, compiled once per batch shape (the first step compiles
  * its own, as the parameters then still lie as separately uploaded tensors; every later step
  * reuses the second), a smaller last batch compiles once more, and an inference pass is one
- * program returning the logits of the op-by-op path. Skips without an XLA CPU plugin.
+ * program returning the logits of the op-by-op path; a label outside the classes makes the
+ * step's loss NaN without splitting the program. Skips without an XLA CPU plugin.
  *
  * Tolerances (stated here, printed by the test): whole step vs cpu_ref, per step
  * |loss - loss_ref| <= 2e-3 * |loss_ref| + 1e-4, as for the GPU (test_cuda_training): XLA's
@@ -98,15 +99,17 @@ static void test_whole_step_follows_cpu_ref(void) {
         fprintf(stderr,
                 "  step %d  batch %d  lr %.4f  cpu_ref %.6f  xla whole step %.6f  xla op by op %.6f  "
                 "(compiled %lld, %.2f s; executions %lld)\n",
-                s, s < STEPS ? BATCH : SMALL, (double)curve_lr(s, STEPS), ref_curve[s], whole_curve[s], obo_curve[s],
-                (long long)compiled, st[s].compile_seconds - before->compile_seconds, (long long)runs);
-        CHECK_MSG(curve_close(whole_curve[s], ref_curve[s], 2e-3, 1e-4), "step %d: xla %.6f vs cpu_ref %.6f", s,
-                  whole_curve[s], ref_curve[s]);
-        CHECK_MSG(curve_close(whole_curve[s], obo_curve[s], 1e-4, 1e-6), "step %d: whole %.6f vs op by op %.6f",
-                  s, whole_curve[s], obo_curve[s]);
+                s, s < STEPS ? BATCH : SMALL, (double)curve_lr(s, STEPS), ref_curve[s], whole_curve[s],
+                obo_curve[s], (long long)compiled, st[s].compile_seconds - before->compile_seconds,
+                (long long)runs);
+        CHECK_MSG(curve_close(whole_curve[s], ref_curve[s], 2e-3, 1e-4), "step %d: xla %.6f vs cpu_ref %.6f",
+                  s, whole_curve[s], ref_curve[s]);
+        CHECK_MSG(curve_close(whole_curve[s], obo_curve[s], 1e-4, 1e-6),
+                  "step %d: whole %.6f vs op by op %.6f", s, whole_curve[s], obo_curve[s]);
         /* One program per step, and nothing else run. */
-        CHECK_MSG(programs == 1 && runs == 1, "step %d: %lld whole programs, %lld executions (expected 1 and 1)",
-                  s, (long long)programs, (long long)runs);
+        CHECK_MSG(programs == 1 && runs == 1,
+                  "step %d: %lld whole programs, %lld executions (expected 1 and 1)", s, (long long)programs,
+                  (long long)runs);
         /* Compiled: step 0 (parameters as uploaded), step 1 (the steady layout), the small
          * batch; no other step compiles. */
         bool compiles = s == 0 || s == 1 || s == STEPS;
@@ -118,11 +121,12 @@ static void test_whole_step_follows_cpu_ref(void) {
         if (relo > worst_obo) worst_obo = relo;
     }
     double nmse = weights_nmse(whole.model, obo.model);
-    fprintf(stderr, "  worst relative difference: vs cpu_ref %.2e, vs op by op %.2e; final weights nmse %.2e\n",
+    fprintf(stderr,
+            "  worst relative difference: vs cpu_ref %.2e, vs op by op %.2e; final weights nmse %.2e\n",
             worst_ref, worst_obo, nmse);
     CHECK_MSG(nmse <= 1e-4, "final weights: whole step vs op by op nmse %.3g", nmse);
-    CHECK_MSG(ref_curve[STEPS - 1] < 0.8 * ref_curve[0], "loss %.4f -> %.4f: training did not learn", ref_curve[0],
-              ref_curve[STEPS - 1]);
+    CHECK_MSG(ref_curve[STEPS - 1] < 0.8 * ref_curve[0], "loss %.4f -> %.4f: training did not learn",
+              ref_curve[0], ref_curve[STEPS - 1]);
 
     /* Inference: one program, the logits of the op-by-op path (both models hold the same
      * weights up to the nmse above). */
@@ -140,6 +144,29 @@ static void test_whole_step_follows_cpu_ref(void) {
     for (int k = 0; k < BATCH * CURVE_CLASSES; k++) num += (a[k] - b[k]) * (a[k] - b[k]), den += b[k] * b[k];
     fprintf(stderr, "  inference logits, whole vs op by op: nmse %.2e\n", num / den);
     CHECK_MSG(num <= 1e-4 * den, "inference logits nmse %.3g", num / den);
+
+    /* A label outside 0..classes-1 (10 of 10 classes) in a whole step: the step stays one
+     * program (the labels are not read back to check them) and its loss is NaN, so a bad label
+     * cannot train silently (the trainer stops on a non-finite loss). */
+    int32_t bad[BATCH];
+    memcpy(bad, curve_targets[0], sizeof bad);
+    bad[3] = CURVE_CLASSES;
+    bl_xla_stats b0, b1;
+    float bad_loss = 0;
+    CHECK_OK(bl_train_batch_upload(&whole.io, curve_images[0], bad, BATCH));
+    bl_xla_stats_get(&b0);
+    CHECK_OK(bl_train_step(whole.model, whole.opt, &whole.io, 0.1f, 0.01f));
+    bl_xla_stats_get(&b1);
+    CHECK_OK(bl_train_batch_loss(&whole.io, &bad_loss));
+    fprintf(stderr,
+            "  label %d of %d classes in a whole step: loss %g (whole programs %lld, executions %lld)\n",
+            bad[3], CURVE_CLASSES, (double)bad_loss, (long long)(b1.whole_programs - b0.whole_programs),
+            (long long)(b1.executions - b0.executions));
+    CHECK_MSG(!isfinite(bad_loss), "label %d of %d classes: loss %g, expected non-finite", bad[3],
+              CURVE_CLASSES, (double)bad_loss);
+    CHECK_MSG(b1.whole_programs - b0.whole_programs == 1 && b1.executions - b0.executions == 1,
+              "the step with a bad label: %lld whole programs, %lld executions (expected 1 and 1)",
+              (long long)(b1.whole_programs - b0.whole_programs), (long long)(b1.executions - b0.executions));
     curve_teardown(&ref);
     curve_teardown(&whole);
     curve_teardown(&obo);
