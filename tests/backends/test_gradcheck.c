@@ -14,8 +14,8 @@
  * (CTest runs the xla:cpu checks once more per further PJRT CPU plugin that way).
  *
  * The tolerances are the same on every device: all compute in f32, and the differences divide
- * f32 rounding of L by 2*eps on every backend alike (measured on xla:cpu: worst relative error
- * within 2x of cpu_ref's, see the log). */
+ * the f32 rounding of L by 2*eps on every backend alike. Worst relative error over all checks
+ * (printed per check): cpu_ref 2.9e-3, cpu (oneDNN) 2.9e-3, xla:cpu 1.9e-3, against 2e-2. */
 #include "bl_test.h"
 
 #include "beamlet/devices.h"
