@@ -57,8 +57,8 @@ function(beamlet_xla_backend)
 endfunction()
 
 # The XLA tests run on every CPU plugin configure found: the plain runs of the parity table, the
-# PyTorch fixtures and the device test use the first (the default), and each further plugin gets
-# its own runs of them, restricted to xla:cpu (BEAMLET_TEST_DEVICE).
+# gradient checks, the PyTorch fixtures and the device test use the first (the default), and each
+# further plugin gets its own runs of them, restricted to xla:cpu (BEAMLET_TEST_DEVICE).
 function(beamlet_xla_tests)
   if(NOT BEAMLET_HAVE_XLA)
     return()
@@ -73,7 +73,8 @@ function(beamlet_xla_tests)
   list(SUBLIST plugins 1 -1 others)
   foreach(plugin ${others})
     get_filename_component(tag ${plugin} NAME_WE)
-    foreach(test backends/test_backend_parity nn/test_fixtures backends/test_xla_device nn/test_xla_training)
+    foreach(test backends/test_backend_parity backends/test_gradcheck nn/test_fixtures backends/test_xla_device
+                 nn/test_xla_training)
       get_filename_component(exe ${test} NAME)
       add_test(NAME ${test}_${tag} COMMAND ${exe})
       set_tests_properties(${test}_${tag} PROPERTIES TIMEOUT 900 ENVIRONMENT

@@ -342,8 +342,9 @@ static bl_status train_epoch(trainer *t, int epoch, const bl_lr_schedule *sched,
         if (!isfinite(l))
             return bl_error(BL_ERR_INVALID_ARG,
                             "%s: the loss became %g at epoch %d step %lld (learning rate %g "
-                            "too high?)",
-                            c->experiment_id, (double)l, epoch + 1, (long long)s + 1, (double)lr);
+                            "too high, or a label outside 0..%d?)",
+                            c->experiment_id, (double)l, epoch + 1, (long long)s + 1, (double)lr,
+                            t->train.num_classes - 1);
         sum += l;
         if (!c->quiet) {
             char suffix[48];

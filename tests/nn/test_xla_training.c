@@ -7,7 +7,8 @@
  * promised: one execution per step, compiled once per batch shape (the first step compiles
  * its own, as the parameters then still lie as separately uploaded tensors; every later step
  * reuses the second), a smaller last batch compiles once more, and an inference pass is one
- * program returning the logits of the op-by-op path. Skips without an XLA CPU plugin.
+ * program returning the logits of the op-by-op path; a label outside the classes makes the
+ * step's loss NaN without splitting the program. Skips without an XLA CPU plugin.
  *
  * Tolerances (stated here, printed by the test): whole step vs cpu_ref, per step
  * |loss - loss_ref| <= 2e-3 * |loss_ref| + 1e-4, as for the GPU (test_cuda_training): XLA's
@@ -172,6 +173,29 @@ static void test_whole_step_follows_cpu_ref(void) {
     for (int k = 0; k < BATCH * CURVE_CLASSES; k++) num += (a[k] - b[k]) * (a[k] - b[k]), den += b[k] * b[k];
     fprintf(stderr, "  inference logits, whole vs op by op: nmse %.2e\n", num / den);
     CHECK_MSG(num <= 1e-4 * den, "inference logits nmse %.3g", num / den);
+
+    /* A label outside 0..classes-1 (10 of 10 classes) in a whole step: the step stays one
+     * program (the labels are not read back to check them) and its loss is NaN, so a bad label
+     * cannot train silently (the trainer stops on a non-finite loss). */
+    int32_t bad[BATCH];
+    memcpy(bad, curve_targets[0], sizeof bad);
+    bad[3] = CURVE_CLASSES;
+    bl_xla_stats b0, b1;
+    float bad_loss = 0;
+    CHECK_OK(bl_train_batch_upload(&whole.io, curve_images[0], bad, BATCH));
+    bl_xla_stats_get(&b0);
+    CHECK_OK(bl_train_step(whole.model, whole.opt, &whole.io, 0.1f, 0.01f));
+    bl_xla_stats_get(&b1);
+    CHECK_OK(bl_train_batch_loss(&whole.io, &bad_loss));
+    fprintf(stderr,
+            "  label %d of %d classes in a whole step: loss %g (whole programs %lld, executions %lld)\n",
+            bad[3], CURVE_CLASSES, (double)bad_loss, (long long)(b1.whole_programs - b0.whole_programs),
+            (long long)(b1.executions - b0.executions));
+    CHECK_MSG(!isfinite(bad_loss), "label %d of %d classes: loss %g, expected non-finite", bad[3],
+              CURVE_CLASSES, (double)bad_loss);
+    CHECK_MSG(b1.whole_programs - b0.whole_programs == 1 && b1.executions - b0.executions == 1,
+              "the step with a bad label: %lld whole programs, %lld executions (expected 1 and 1)",
+              (long long)(b1.whole_programs - b0.whole_programs), (long long)(b1.executions - b0.executions));
     curve_teardown(&ref);
     curve_teardown(&whole);
     curve_teardown(&obo);

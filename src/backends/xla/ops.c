@@ -193,8 +193,11 @@ static bl_status finish(prog *P) {
 
 static int splat(prog *P, double value, int ndim, const int64_t *shape) {
     int v = fresh(P);
-    if (isinf(value))
-        EMIT("  %%v%d = stablehlo.constant dense<%s> : %s\n", v, value < 0 ? "0xFF800000" : "0x7F800000",
+    if (isinf(value) || isnan(value))
+        EMIT("  %%v%d = stablehlo.constant dense<%s> : %s\n", v,
+             isnan(value) ? "0x7FC00000"
+             : value < 0  ? "0xFF800000"
+                          : "0x7F800000",
              T(P, ndim, shape));
     else
         EMIT("  %%v%d = stablehlo.constant dense<%.9e> : %s\n", v, value, T(P, ndim, shape));
@@ -628,6 +631,9 @@ bl_status xla_linear_backward(bl_device *dev, const bl_tensor *dy, const bl_tens
 
 /* ---- loss ---- */
 
+/* A label outside [0, C) cannot be reported without reading the labels back to the host, which
+ * would split a training step's program in two; that example's loss and gradient row become NaN
+ * instead (as on cuda), so the batch loss is NaN and the trainer stops on it. */
 bl_status xla_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, const bl_tensor *labels,
                                     float label_smoothing, bl_tensor *loss, bl_tensor *dlogits) {
     prog Pv, *P = &Pv;
@@ -652,14 +658,27 @@ bl_status xla_softmax_cross_entropy(bl_device *dev, const bl_tensor *logits, con
     EMIT("  %%v%d = stablehlo.broadcast_in_dim %%v%d, dims = [0] : (%s) -> %s\n", lb, lab, lt, it);
     EMIT("  %%v%d = stablehlo.compare EQ, %%v%d, %%v%d : (%s, %s) -> %s\n", hot, io, lb, it, it, bt);
     int target = select_(P, hot, splat(P, 1.0 - eps + eps / C, 2, s), splat(P, eps / C, 2, s), 2, s);
-    int per = reduce(P, "add", binary(P, "multiply", target, nll, 2, s), 2, s, "0, 1", 0, NULL);
+    /* valid = 0 <= label < C, per example, and broadcast along the classes */
+    char nb[64];
+    xla_type(nb, sizeof nb, 1, N, "i1");
+    int zero = fresh(P), classes = fresh(P), ge = fresh(P), below = fresh(P), valid = fresh(P),
+        valid2 = fresh(P);
+    EMIT("  %%v%d = stablehlo.constant dense<0> : %s\n", zero, lt);
+    EMIT("  %%v%d = stablehlo.constant dense<%lld> : %s\n", classes, (long long)s[1], lt);
+    EMIT("  %%v%d = stablehlo.compare GE, %%v%d, %%v%d : (%s, %s) -> %s\n", ge, lab, zero, lt, lt, nb);
+    EMIT("  %%v%d = stablehlo.compare LT, %%v%d, %%v%d : (%s, %s) -> %s\n", below, lab, classes, lt, lt, nb);
+    EMIT("  %%v%d = stablehlo.and %%v%d, %%v%d : %s\n", valid, ge, below, nb);
+    EMIT("  %%v%d = stablehlo.broadcast_in_dim %%v%d, dims = [0] : (%s) -> %s\n", valid2, valid, nb, bt);
+    int row = reduce(P, "add", binary(P, "multiply", target, nll, 2, s), 2, s, "1", 1, N);
+    row = select_(P, valid, row, splat(P, NAN, 1, N), 1, N);
+    int per = reduce(P, "add", row, 1, N, "0", 0, NULL);
     int mean = binary(P, "divide", per, splat(P, (double)s[0], 0, NULL), 0, NULL);
     result(P, reshape(P, mean, 0, NULL, 1, one), loss);
     if (dlogits) {
         int sm = binary(P, "divide", e, bcast(P, sum, 1, N, "0", 2, s), 2, s);
         int g =
             binary(P, "divide", binary(P, "subtract", sm, target, 2, s), splat(P, (double)s[0], 2, s), 2, s);
-        result(P, g, dlogits);
+        result(P, select_(P, valid2, g, splat(P, NAN, 2, s), 2, s), dlogits);
     }
     return finish(P);
 }
