@@ -206,7 +206,11 @@ typedef struct bl_adamw_params {
  * softmax_cross_entropy   mean softmax cross-entropy with label smoothing (PyTorch's):
  *                           loss = mean_n [ (1-s) * -log p[n,label] + s * mean_c -log p[n,c] ]
  *                         logits (N,C) f32, labels (N) i32, loss (1) f32 on the device, dlogits
- *                         (N,C) or NULL: the gradient of the mean loss.
+ *                         (N,C) or NULL: the gradient of the mean loss. A label outside
+ *                         0..C-1 is an error naming the example where labels are host memory
+ *                         (cpu_ref, oneDNN); where they live on a device (cuda, xla) it makes
+ *                         the loss and that example's gradient row NaN (no host read: a step
+ *                         stays one program), which the trainer reports.
  * sgd_update, adamw_update  one optimizer update of flat f32 buffers (bl_sgd_params,
  *                         bl_adamw_params above). */
 #define BL_OP_LIST(X, u)                                                                                     \
