@@ -102,7 +102,8 @@ bl_status bl_coder_to_json(const bl_coder *coder, const void *value, bl_buf *out
 /* Beam-style `--name=value` flags. The pipeline's own flags are always known:
  *   --runner=direct|local|mpi  --num_workers=N  --threads_per_worker=N
  *   --resource_hints=H (repeatable)
- *   --worker_accelerators=N or N0,N1,... (per worker: thread index, or mpi rank)
+ *   --worker_accelerators=N or N0,N1,... (per worker: thread index, or mpi rank); an entry
+ *     N or gpu:N is N GPUs, tpu:N is N TPU chips (a TPU hint fits only TPU workers)
  *   --worker_ram=SIZE  --bundle_size=N
  *   --max_bundle_retries=N  --stall_timeout_s=S  --shuffle_seed=N (direct)  --worker_timeout_s=S
  * A program adds its own with bl_options_add before parsing. Unknown flags are errors that
@@ -162,12 +163,26 @@ int bl_command_main(const bl_command *cmd, const char *program, const char *cons
 
 /* ---- resource hints --------------------------------------------------------------------- */
 
-/* `accelerator=type:<name>;count:<n>[;install-nvidia-driver]` and `min_ram=<size>` (e.g.
- * 16GB, 4GiB, 512MB), comma-separated; a value may be double-quoted. */
+/* The kind of accelerator a hint asks for and a worker has. A GPU does not serve a TPU hint,
+ * nor a TPU a GPU hint. */
+typedef enum bl_accel_kind {
+    BL_ACCEL_GPU = 0,
+    BL_ACCEL_TPU = 1
+} bl_accel_kind;
+
+/* `accelerator=...` and `min_ram=<size>` (e.g. 16GB, 4GiB, 512MB), comma-separated; a value may
+ * be double-quoted. The accelerator, fields separated by ';' (Beam's and Dataflow's syntax):
+ *   GPU  type:<name>;count:<n>[;install-nvidia-driver]     (any type not starting with "tpu")
+ *   TPU  type:tpu[-<generation>];topology:<AxB[xC]>[;count:<n>]   e.g.
+ *        type:tpu-v5-lite-podslice;topology:1x1
+ * A TPU's size is its topology; count, when given, must be its number of chips. This build runs
+ * one chip per worker, so a topology of more than one chip (2x2, 2x2x1) is refused. */
 typedef struct bl_hints {
     bool has_accelerator;
     char accelerator_type[64];
-    int accelerator_count;
+    bl_accel_kind accelerator_kind; /* from the type: "tpu" or "tpu-..." is BL_ACCEL_TPU */
+    int accelerator_count;          /* a TPU: the chips of its topology */
+    char accelerator_topology[16];  /* as given ("1x1"), "" for none */
     bool install_nvidia_driver;
     uint64_t min_ram; /* bytes; 0 = no hint */
 } bl_hints;
@@ -194,8 +209,9 @@ bl_status bl_pipeline_begin_composite(bl_pipeline *p, const char *name, const ch
 bl_status bl_pipeline_end_composite(bl_pipeline *p);
 /* Attaches hints to one transform by its (full) name. */
 bl_status bl_pipeline_set_hints(bl_pipeline *p, const char *transform, const char *hints);
-/* Accelerators this process's workers have (what `--worker_accelerators` says otherwise). */
-void bl_pipeline_set_worker_accelerators(bl_pipeline *p, int count);
+/* Accelerators this process's workers have, and their kind (what `--worker_accelerators`
+ * says otherwise). */
+void bl_pipeline_set_worker_accelerators(bl_pipeline *p, bl_accel_kind kind, int count);
 
 /* The graph as text (one transform a line) or Graphviz dot. Caller frees. */
 bl_status bl_pipeline_to_text(const bl_pipeline *p, char **out);

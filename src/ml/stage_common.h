@@ -4,12 +4,18 @@
 
 #include "beamlet/stages.h"
 
-/* The stage's pipeline from its options, told how many accelerators each worker has: the ones
- * visible here unless --worker_accelerators was given. */
-bl_status stage_pipeline(const bl_options *opts, bl_pipeline **out);
+/* The accelerators each worker has: those of the stage's device (`where`) when it is one, else
+ * those "auto" would use, else none. A TPU worker has one chip (the proposal's topology:1x1:
+ * one trial per chip; run one process per chip to use every chip of a host). */
+void stage_worker_accelerators(const bl_device_choice *where, bl_accel_kind *kind, int *count);
+
+/* The stage's pipeline from its options, told which accelerators each worker has
+ * (stage_worker_accelerators) unless --worker_accelerators was given. */
+bl_status stage_pipeline(const bl_options *opts, const bl_device_choice *where, bl_pipeline **out);
 
 /* Puts an accelerator hint on `step` when the stage's device is an accelerator, so the runner
- * places the step on a worker that has one (stage 2's concept, reused by stages 3 and 4). */
+ * places the step on a worker that has one (stage 2's concept, reused by stages 3 and 4):
+ * "accelerator=type:tpu;count:1;topology:1x1" for a TPU, "type:<family>;count:1" for a GPU. */
 bl_status stage_hint_accelerator(bl_pipeline *p, const char *step, const bl_device_choice *where);
 
 /* Where a stage's device request lands (its --device and --allow_cpu_fallback), decided before

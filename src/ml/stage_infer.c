@@ -275,7 +275,7 @@ bl_status bl_stage_infer(const bl_options *opts) {
     BL_TRY(stage_join(dead_prefix, sizeof dead_prefix, a.output, "dead_letter"));
     BL_TRY(bl_mkdirs(a.output));
     bl_pipeline *p;
-    BL_TRY(stage_pipeline(opts, &p));
+    BL_TRY(stage_pipeline(opts, &device, &p));
     const char *names[1000] = {0};
     bl_pcoll *images, *decode_dead, *pred, *infer_dead, *dead, *accuracy;
     bl_status s = read_examples(p, &a, &rc, &cfg, names, &images, &decode_dead);

@@ -67,7 +67,7 @@ bl_status bl_stage_sweep(const bl_options *opts) {
     BL_TRY(bl_sweep_grid_from_options(opts, &base, &grid, &n));
     const void **elements = malloc(sizeof *elements * (size_t)n);
     bl_pipeline *p = NULL;
-    bl_status s = elements ? stage_pipeline(opts, &p) : bl_error(BL_ERR_OUT_OF_MEMORY, "sweep grid");
+    bl_status s = elements ? stage_pipeline(opts, &where, &p) : bl_error(BL_ERR_OUT_OF_MEMORY, "sweep grid");
 
     /* 2. The pipeline. */
     for (int i = 0; s == BL_OK && i < n; i++) elements[i] = &grid[i];
@@ -83,13 +83,17 @@ bl_status bl_stage_sweep(const bl_options *opts) {
     if (s == BL_OK) s = bl_write_text(p, "WriteResults", results, results_prefix, ".jsonl", 1, BL_TEXT_JSON);
     if (s == BL_OK) s = bl_pipeline_collect(p, results);
     if (s == BL_OK) s = bl_pipeline_collect(p, deployed);
+    bl_accel_kind kind;
+    int accels;
+    stage_worker_accelerators(&where, &kind, &accels);
     if (s == BL_OK && bl_pipeline_is_coordinator(p))
         printf(
             "stage 4: sweeping %d configs (--learning_rates=%s x --batch_sizes=%s x --models=%s) on %s, %s "
-            "runner, %d workers x %d compute thread(s), %d accelerator(s)\n",
+            "runner, %d workers x %d compute thread(s), %d %s per worker\n",
             n, bl_options_get(opts, "learning_rates"), bl_options_get(opts, "batch_sizes"),
             bl_options_get(opts, "models"), where.name, bl_pipeline_runner_name(p),
-            bl_pipeline_num_workers(p), bl_pipeline_threads_per_worker(p), bl_accelerator_count());
+            bl_pipeline_num_workers(p), bl_pipeline_threads_per_worker(p), accels,
+            kind == BL_ACCEL_TPU ? "TPU chip(s)" : "accelerator(s)");
     double t0 = bl_time_now();
     if (s == BL_OK) s = bl_pipeline_run(p);
 

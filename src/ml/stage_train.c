@@ -31,7 +31,7 @@ bl_status bl_stage_train(const bl_options *opts) {
     BL_TRY(stage_resolve(config.device, config.allow_cpu_fallback, &where));
 
     bl_pipeline *p;
-    BL_TRY(stage_pipeline(opts, &p));
+    BL_TRY(stage_pipeline(opts, &where, &p));
     const void *elements[] = {&config};
     bl_pcoll *configs, *trained;
     bl_dofn train = bl_train_model_dofn();

@@ -7,11 +7,32 @@
 
 #include "ml/stage_common.h"
 
-bl_status stage_pipeline(const bl_options *opts, bl_pipeline **out) {
+static bool is_tpu(const bl_device_choice *c) { return c->accelerator && strcmp(c->family, "tpu") == 0; }
+
+void stage_worker_accelerators(const bl_device_choice *where, bl_accel_kind *kind, int *count) {
+    bl_device_choice c = *where;
+    if (!c.accelerator) {
+        bl_device_request req = {"auto", -1, false, BL_F32};
+        if (bl_device_resolve(&req, &c) != BL_OK) {
+            bl_clear_error();
+            c = *where;
+        }
+    }
+    *kind = is_tpu(&c) ? BL_ACCEL_TPU : BL_ACCEL_GPU;
+    *count = c.accelerator ? bl_device_count(c.family) : 0;
+    /* One chip per worker process: a process's TPU programs run on the plugin's first device. */
+    if (*kind == BL_ACCEL_TPU && *count > 1) *count = 1;
+}
+
+bl_status stage_pipeline(const bl_options *opts, const bl_device_choice *where, bl_pipeline **out) {
     BL_TRY(bl_pipeline_new(opts, out));
     /* What the runner assigns: each worker thread or rank gets one of these (beamlet/pipeline.h). */
-    if (!bl_options_given(opts, "worker_accelerators"))
-        bl_pipeline_set_worker_accelerators(*out, bl_accelerator_count());
+    if (!bl_options_given(opts, "worker_accelerators")) {
+        bl_accel_kind kind;
+        int count;
+        stage_worker_accelerators(where, &kind, &count);
+        bl_pipeline_set_worker_accelerators(*out, kind, count);
+    }
     return BL_OK;
 }
 
@@ -20,7 +41,14 @@ bl_status stage_pipeline(const bl_options *opts, bl_pipeline **out) {
 bl_status stage_hint_accelerator(bl_pipeline *p, const char *step, const bl_device_choice *where) {
     if (!where->accelerator) return BL_OK;
     char hint[64];
-    snprintf(hint, sizeof hint, "accelerator=type:%s;count:1", where->family);
+    if (is_tpu(where)) {
+        snprintf(hint, sizeof hint, "accelerator=type:tpu;count:1;topology:1x1");
+    } else {
+        /* A hint's type holds no ':' ("xla:cuda" is written "xla-cuda"). */
+        int n = snprintf(hint, sizeof hint, "accelerator=type:%s;count:1", where->family);
+        for (int i = (int)strlen("accelerator=type:"); i < n && hint[i] != ';'; i++)
+            if (hint[i] == ':') hint[i] = '-';
+    }
     return bl_pipeline_set_hints(p, step, hint);
 }
 

@@ -17,28 +17,44 @@ static bl_status check_placement(const bl_plan *plan, const bl_runner *r) {
     for (int si = 0; si < plan->ns; si++) {
         const bl_stage *s = &plan->s[si];
         if (!is_task_stage(s->kind)) continue;
+        const bl_hints *h = &s->hints;
         bool ok = false;
-        int max_acc = 0;
+        int max_acc = 0, other = 0; /* the most accelerators of the hint's kind; workers with the other */
         uint64_t max_ram = 0;
         for (int w = 0; w < r->num_workers; w++) {
-            ok = ok || bl_caps_fit(&r->caps[w], &s->hints);
-            if (r->caps[w].accelerators > max_acc) max_acc = r->caps[w].accelerators;
-            if (r->caps[w].ram > max_ram) max_ram = r->caps[w].ram;
+            const bl_worker_caps *c = &r->caps[w];
+            ok = ok || bl_caps_fit(c, h);
+            if (c->accelerator_kind == h->accelerator_kind && c->accelerators > max_acc)
+                max_acc = c->accelerators;
+            if (c->accelerator_kind != h->accelerator_kind && c->accelerators > 0) other++;
+            if (c->ram > max_ram) max_ram = c->ram;
         }
         if (ok) continue;
         const char *name = plan->p->t[s->t[0]]->name;
-        if (s->hints.has_accelerator && max_acc < s->hints.accelerator_count)
-            return bl_error(BL_ERR_UNSUPPORTED,
-                            "transform '%s' needs accelerator type:%s count:%d, "
-                            "but no worker has %s (the most any of the %d workers has is %d; set "
-                            "--worker_accelerators); the pipeline did not start",
-                            name, s->hints.accelerator_type, s->hints.accelerator_count,
-                            s->hints.accelerator_count > 1 ? "that many" : "one", r->num_workers, max_acc);
+        if (h->has_accelerator && max_acc < h->accelerator_count) {
+            bool tpu = h->accelerator_kind == BL_ACCEL_TPU;
+            char others[96] = "";
+            if (other)
+                snprintf(others, sizeof others, "; %d %s %s, which do not serve a %s hint", other,
+                         other == 1 ? "worker has" : "workers have", tpu ? "GPUs" : "TPU chips",
+                         tpu ? "TPU" : "GPU");
+            return bl_error(
+                BL_ERR_UNSUPPORTED,
+                "transform '%s' needs accelerator type:%s count:%d%s%s, but no worker has %s (the "
+                "most %s any of the %d workers has is %d%s; set --worker_accelerators%s); the "
+                "pipeline did not start",
+                name, h->accelerator_type, h->accelerator_count,
+                h->accelerator_topology[0] ? " topology:" : "", h->accelerator_topology,
+                h->accelerator_count > 1 ? "that many"
+                : tpu                    ? "a TPU"
+                                         : "one",
+                tpu ? "TPU chips" : "GPUs", r->num_workers, max_acc, others,
+                tpu ? "=tpu:1 on a TPU host" : "");
+        }
         return bl_error(BL_ERR_UNSUPPORTED,
                         "transform '%s' needs min_ram=%llu bytes but the largest "
                         "of the %d workers has %llu (set --worker_ram); the pipeline did not start",
-                        name, (unsigned long long)s->hints.min_ram, r->num_workers,
-                        (unsigned long long)max_ram);
+                        name, (unsigned long long)h->min_ram, r->num_workers, (unsigned long long)max_ram);
     }
     return BL_OK;
 }

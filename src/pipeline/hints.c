@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pipeline/internal.h"
 
@@ -70,25 +71,78 @@ bl_status bl_parse_size(const char *s, uint64_t *out) {
                         (size_t)(pos) + 1, why_);                                                            \
     } while (0)
 
-/* The accelerator value: "type:<name>;count:<n>[;install-nvidia-driver]" starting at text+off. */
+/* "AxB" or "AxBxC" of positive integers at text+off (n characters): its chips in *chips, or the
+ * offset of the first wrong character in *bad. */
+static bool parse_topology(const char *text, size_t off, size_t n, long *chips, size_t *bad) {
+    int dims = 0;
+    size_t i = off, end = off + n;
+    *chips = 1;
+    for (;;) {
+        size_t d = i;
+        long v = 0;
+        while (i < end && isdigit((unsigned char)text[i]) && v <= 1024) v = v * 10 + (text[i++] - '0');
+        if (i == d || v < 1 || v > 1024 || ++dims > 3) {
+            *bad = d;
+            return false;
+        }
+        *chips *= v;
+        if (i == end) break;
+        if (text[i] != 'x') {
+            *bad = i;
+            return false;
+        }
+        i++;
+    }
+    *bad = end;
+    return dims >= 2;
+}
+
+/* The accelerator value at text+off (n characters): "type:<name>;count:<n>[;install-nvidia-driver]"
+ * for a GPU, "type:tpu[-<generation>];topology:<AxB[xC]>[;count:<n>]" for a TPU. */
 static bl_status parse_accelerator(const char *text, size_t off, size_t n, bl_hints *h) {
-    bool have_type = false, have_count = false;
+    size_t type_at = 0, count_at = 0, topo_at = 0, driver_at = 0; /* 1 + offset of the field, 0 = absent */
+    long chips = 0;
     size_t i = off, end = off + n;
     while (i < end) {
         size_t j = i;
         while (j < end && text[j] != ';') j++;
         const char *part = text + i;
         size_t len = j - i;
+        size_t *seen = NULL;
+        const char *field = NULL;
         if (len == 0) HINT_FAIL(i, "empty accelerator field");
         if (len > 5 && strncmp(part, "type:", 5) == 0) {
+            seen = &type_at, field = "type";
+        } else if (len >= 6 && strncmp(part, "count:", 6) == 0) {
+            seen = &count_at, field = "count";
+        } else if (len >= 9 && strncmp(part, "topology:", 9) == 0) {
+            seen = &topo_at, field = "topology";
+        } else if (len == 21 && strncmp(part, "install-nvidia-driver", 21) == 0) {
+            seen = &driver_at, field = "install-nvidia-driver";
+        } else {
+            HINT_FAIL(i,
+                      "unknown accelerator field '%.*s' (valid: type:<name>, count:<n>, topology:<AxB>, "
+                      "install-nvidia-driver)",
+                      (int)len, part);
+        }
+        if (*seen) HINT_FAIL(i, "%s given twice", field);
+        *seen = i + 1;
+        if (seen == &type_at) {
             if (len - 5 >= sizeof h->accelerator_type) HINT_FAIL(i + 5, "accelerator type too long");
             for (size_t k = 5; k < len; k++)
                 if (!isalnum((unsigned char)part[k]) && part[k] != '-' && part[k] != '_')
                     HINT_FAIL(i + k, "accelerator type may hold letters, digits, '-' and '_'");
             memcpy(h->accelerator_type, part + 5, len - 5);
             h->accelerator_type[len - 5] = 0;
-            have_type = true;
-        } else if (len >= 6 && strncmp(part, "count:", 6) == 0) {
+            /* "tpu" or "tpu-<generation>" is a TPU; a near miss ("TPU-v4", "tpuv4") would
+             * otherwise be taken for a GPU and placed on the wrong machine. */
+            const char *t = h->accelerator_type;
+            bool tpu = strncmp(t, "tpu", 3) == 0 && (t[3] == 0 || (t[3] == '-' && t[4]));
+            if (!tpu && strncasecmp(t, "tpu", 3) == 0)
+                HINT_FAIL(i + 5,
+                          "a TPU type is tpu or tpu-<generation> in lower case (e.g. tpu-v5-lite-podslice)");
+            h->accelerator_kind = tpu ? BL_ACCEL_TPU : BL_ACCEL_GPU;
+        } else if (seen == &count_at) {
             long v = 0;
             if (len == 6) HINT_FAIL(i + 6, "count needs a positive integer");
             for (size_t k = 6; k < len; k++) {
@@ -98,20 +152,37 @@ static bl_status parse_accelerator(const char *text, size_t off, size_t n, bl_hi
             }
             if (v < 1) HINT_FAIL(i + 6, "count must be at least 1");
             h->accelerator_count = (int)v;
-            have_count = true;
-        } else if (len == 21 && strncmp(part, "install-nvidia-driver", 21) == 0) {
-            h->install_nvidia_driver = true;
+        } else if (seen == &topo_at) {
+            size_t bad;
+            if (!parse_topology(text, i + 9, len - 9, &chips, &bad))
+                HINT_FAIL(bad, "topology needs AxB or AxBxC of positive integers (e.g. topology:1x1)");
+            if (len - 9 >= sizeof h->accelerator_topology) HINT_FAIL(i + 9, "topology too long");
+            memcpy(h->accelerator_topology, part + 9, len - 9);
+            h->accelerator_topology[len - 9] = 0;
         } else {
-            HINT_FAIL(i,
-                      "unknown accelerator field '%.*s' (valid: type:<name>, count:<n>, "
-                      "install-nvidia-driver)",
-                      (int)len, part);
+            h->install_nvidia_driver = true;
         }
         i = j + 1;
         if (j < end && i == end) HINT_FAIL(j, "trailing ';'");
     }
-    if (!have_type) HINT_FAIL(off, "accelerator needs type:<name>");
-    if (!have_count) HINT_FAIL(off, "accelerator needs count:<n>");
+    if (!type_at) HINT_FAIL(off, "accelerator needs type:<name>");
+    if (h->accelerator_kind == BL_ACCEL_GPU) {
+        if (topo_at) HINT_FAIL(topo_at - 1, "topology is for TPUs (type:tpu-...); a GPU takes count:<n>");
+        if (!count_at) HINT_FAIL(off, "accelerator needs count:<n>");
+    } else {
+        if (driver_at) HINT_FAIL(driver_at - 1, "install-nvidia-driver is for GPUs, not a TPU");
+        if (!topo_at)
+            HINT_FAIL(off, "a TPU needs topology:<AxB> (topology:1x1 for one chip, what this build runs)");
+        if (chips != 1)
+            HINT_FAIL(topo_at + 8,
+                      "topology:%s is %ld TPU chips, but this build runs one chip per worker (use "
+                      "topology:1x1 and more workers)",
+                      h->accelerator_topology, chips);
+        if (count_at && h->accelerator_count != chips)
+            HINT_FAIL(count_at + 5, "count:%d disagrees with topology:%s, which is %ld chip%s",
+                      h->accelerator_count, h->accelerator_topology, chips, chips == 1 ? "" : "s");
+        h->accelerator_count = (int)chips;
+    }
     h->has_accelerator = true;
     return BL_OK;
 }
@@ -164,7 +235,9 @@ void bl_hints_merge(bl_hints *outer, const bl_hints *inner) {
     if (inner->has_accelerator) {
         outer->has_accelerator = true;
         memcpy(outer->accelerator_type, inner->accelerator_type, sizeof outer->accelerator_type);
+        outer->accelerator_kind = inner->accelerator_kind;
         outer->accelerator_count = inner->accelerator_count;
+        memcpy(outer->accelerator_topology, inner->accelerator_topology, sizeof outer->accelerator_topology);
         outer->install_nvidia_driver = inner->install_nvidia_driver;
     }
     outer->min_ram = ram;
@@ -174,14 +247,17 @@ void bl_hints_format(const bl_hints *h, char *out, size_t size) {
     int n = 0;
     out[0] = 0;
     if (h->has_accelerator)
-        n = snprintf(out, size, "accelerator=type:%s;count:%d%s", h->accelerator_type, h->accelerator_count,
-                     h->install_nvidia_driver ? ";install-nvidia-driver" : "");
+        n = snprintf(out, size, "accelerator=type:%s;count:%d%s%s%s", h->accelerator_type,
+                     h->accelerator_count, h->accelerator_topology[0] ? ";topology:" : "",
+                     h->accelerator_topology, h->install_nvidia_driver ? ";install-nvidia-driver" : "");
     if (h->min_ram && n >= 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, "%smin_ram=%lluB", n ? "," : "", (unsigned long long)h->min_ram);
 }
 
 bool bl_caps_fit(const bl_worker_caps *caps, const bl_hints *h) {
-    if (h->has_accelerator && caps->accelerators < h->accelerator_count) return false;
+    if (h->has_accelerator &&
+        (caps->accelerators < h->accelerator_count || caps->accelerator_kind != h->accelerator_kind))
+        return false;
     if (h->min_ram && caps->ram < h->min_ram) return false;
     return true;
 }

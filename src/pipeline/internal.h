@@ -115,8 +115,10 @@ typedef struct bl_runopts {
     int threads_per_worker; /* --threads_per_worker: 0 = each worker's share of the cores */
     bl_hints hints;         /* pipeline-wide */
     int *worker_accels;     /* per worker index (cycled) */
+    bl_accel_kind *worker_accel_kinds;
     int n_worker_accels;
     int self_accels; /* set by bl_pipeline_set_worker_accelerators, -1 = unset */
+    bl_accel_kind self_accel_kind;
     uint64_t worker_ram;
     int64_t bundle_size; /* 0 = automatic */
     int max_retries;
@@ -204,6 +206,7 @@ void bl_plan_free(bl_plan *plan);
 typedef struct bl_worker_caps {
     int accelerators;
     uint64_t ram;
+    bl_accel_kind accelerator_kind; /* of its accelerators: a hint of another kind does not fit */
 } bl_worker_caps;
 
 bool bl_caps_fit(const bl_worker_caps *caps, const bl_hints *h);

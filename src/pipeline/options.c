@@ -30,7 +30,8 @@ static const struct {
      "compute threads of each worker (0: its share of the cores, so workers x threads <= cores; "
      "OMP_NUM_THREADS caps the share)"},
     {"resource_hints", "", "pipeline-wide hints: accelerator=\"type:T;count:N\",min_ram=16GB"},
-    {"worker_accelerators", "0", "accelerators per worker: N, or N0,N1,... per worker index"},
+    {"worker_accelerators", "0",
+     "accelerators per worker: N GPUs, or tpu:N TPU chips; or a list N0,tpu:N1,... per worker index"},
     {"worker_ram", "0", "RAM per worker (e.g. 64GB); 0: this machine's"},
     {"bundle_size", "0", "elements per bundle (0: automatic)"},
     {"max_bundle_retries", "4",
@@ -152,23 +153,32 @@ static bl_status apply_builtin(bl_runopts *ro, const char *name, const char *v) 
         int n = 1;
         for (const char *c = v; *c; c++) n += *c == ',';
         int *a = calloc((size_t)n, sizeof *a);
-        if (!a) return bl_error(BL_ERR_OUT_OF_MEMORY, "worker_accelerators");
+        bl_accel_kind *kinds = calloc((size_t)n, sizeof *kinds);
         char *copy = strdup(v), *save = NULL;
         int k = 0;
-        bl_status s = copy ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "worker_accelerators");
+        bl_status s = a && kinds && copy ? BL_OK : bl_error(BL_ERR_OUT_OF_MEMORY, "worker_accelerators");
         for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && s == BL_OK;
              tok = strtok_r(NULL, ",", &save)) {
-            s = parse_i64(name, tok, 0, 1024, &i);
+            /* "N" or "gpu:N" (GPUs), "tpu:N" (TPU chips) */
+            kinds[k] = strncmp(tok, "tpu:", 4) == 0 ? BL_ACCEL_TPU : BL_ACCEL_GPU;
+            const char *num = strncmp(tok, "tpu:", 4) == 0 || strncmp(tok, "gpu:", 4) == 0 ? tok + 4 : tok;
+            if (num == tok && strchr(tok, ':'))
+                s = bl_error(BL_ERR_INVALID_ARG, "--%s=%s: '%s': expected N, gpu:N or tpu:N", name, v, tok);
+            else
+                s = parse_i64(name, num, 0, 1024, &i);
             a[k++] = (int)i;
         }
         free(copy);
         if (s == BL_OK && k != n) s = bl_error(BL_ERR_INVALID_ARG, "--%s=%s: empty entry", name, v);
         if (s != BL_OK) {
             free(a);
+            free(kinds);
             return s;
         }
         free(ro->worker_accels);
+        free(ro->worker_accel_kinds);
         ro->worker_accels = a;
+        ro->worker_accel_kinds = kinds;
         ro->n_worker_accels = n;
     } else if (strcmp(name, "worker_ram") == 0) {
         BL_TRY(bl_error_context(bl_parse_size(v, &ro->worker_ram), "--worker_ram"));
@@ -318,7 +328,9 @@ char *bl_options_usage(const bl_options *o) {
 
 void bl_runopts_free(bl_runopts *ro) {
     free(ro->worker_accels);
+    free(ro->worker_accel_kinds);
     ro->worker_accels = NULL;
+    ro->worker_accel_kinds = NULL;
 }
 
 bl_status bl_runopts_from_options(const bl_options *o, bl_runopts *ro) {
@@ -346,8 +358,14 @@ bl_status bl_runopts_from_options(const bl_options *o, bl_runopts *ro) {
 }
 
 bl_worker_caps bl_runopts_caps(const bl_runopts *ro, int worker) {
-    bl_worker_caps c = {0, ro->worker_ram};
-    if (ro->n_worker_accels > 0) c.accelerators = ro->worker_accels[worker % ro->n_worker_accels];
-    if (ro->self_accels >= 0) c.accelerators = ro->self_accels;
+    bl_worker_caps c = {0, ro->worker_ram, BL_ACCEL_GPU};
+    if (ro->n_worker_accels > 0) {
+        c.accelerators = ro->worker_accels[worker % ro->n_worker_accels];
+        c.accelerator_kind = ro->worker_accel_kinds[worker % ro->n_worker_accels];
+    }
+    if (ro->self_accels >= 0) {
+        c.accelerators = ro->self_accels;
+        c.accelerator_kind = ro->self_accel_kind;
+    }
     return c;
 }

@@ -196,8 +196,9 @@ bl_status bl_pipeline_set_hints(bl_pipeline *p, const char *transform, const cha
     return BL_OK;
 }
 
-void bl_pipeline_set_worker_accelerators(bl_pipeline *p, int count) {
+void bl_pipeline_set_worker_accelerators(bl_pipeline *p, bl_accel_kind kind, int count) {
     p->ro.self_accels = count < 0 ? 0 : count;
+    p->ro.self_accel_kind = kind;
 }
 
 static void effective_hints(const bl_pipeline *p, const bl_transform *t, bl_hints *h) {

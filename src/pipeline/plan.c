@@ -9,7 +9,8 @@
 
 static bool same_hints(const bl_hints *a, const bl_hints *b) {
     return a->has_accelerator == b->has_accelerator && a->accelerator_count == b->accelerator_count &&
-           strcmp(a->accelerator_type, b->accelerator_type) == 0 && a->min_ram == b->min_ram;
+           strcmp(a->accelerator_type, b->accelerator_type) == 0 &&
+           strcmp(a->accelerator_topology, b->accelerator_topology) == 0 && a->min_ram == b->min_ram;
 }
 
 static bl_stage *add_stage(bl_plan *pl, bl_skind kind, const bl_transform *t, int in_slot) {

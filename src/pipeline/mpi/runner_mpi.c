@@ -43,6 +43,7 @@ static bl_status mpi_fail(int rc, const char *what) {
 
 typedef struct rank_info {
     int accelerators;
+    int accelerator_kind; /* bl_accel_kind */
     int local_rank;
     uint64_t ram;
     char host[64];
@@ -321,7 +322,7 @@ static bl_status describe_ranks(mpi_ctx *m, const bl_pipeline *p) {
     if (rc1 != MPI_SUCCESS) return mpi_fail(rc1, "MPI_Comm_size(node)");
     if (rc2 != MPI_SUCCESS) return mpi_fail(rc2, "MPI_Comm_free(node)");
     bl_worker_caps caps = bl_runopts_caps(&p->ro, m->rank);
-    rank_info me = {caps.accelerators, local, caps.ram, ""};
+    rank_info me = {caps.accelerators, (int)caps.accelerator_kind, local, caps.ram, ""};
     int len = 0;
     char host[MPI_MAX_PROCESSOR_NAME];
     MPI_TRY(MPI_Get_processor_name(host, &len));
@@ -339,8 +340,10 @@ static void report_ranks(const mpi_ctx *m, int threads) {
     for (int r = 0; r < m->size; r++) {
         const rank_info *i = &m->info[r];
         if (i->accelerators > 0)
-            bl_log_info("  rank %d on %s, local rank %d: %d accelerator(s), binds accelerator %d", r, i->host,
-                        i->local_rank, i->accelerators, i->local_rank % i->accelerators);
+            bl_log_info("  rank %d on %s, local rank %d: %d %s, binds accelerator %d", r, i->host,
+                        i->local_rank, i->accelerators,
+                        i->accelerator_kind == BL_ACCEL_TPU ? "TPU chip(s)" : "GPU(s)",
+                        i->local_rank % i->accelerators);
         else
             bl_log_info("  rank %d on %s, local rank %d: no accelerator", r, i->host, i->local_rank);
     }
@@ -356,10 +359,12 @@ static bl_status run(bl_pipeline *p, mpi_ctx *m, bl_plan *plan) {
     if (!caps) return bl_error(BL_ERR_OUT_OF_MEMORY, "caps");
     for (int w = 0; w < nw; w++) {
         const rank_info *i = &m->info[m->size > 1 ? w + 1 : 0];
-        caps[w] = (bl_worker_caps){i->accelerators, i->ram};
+        caps[w] = (bl_worker_caps){i->accelerators, i->ram, (bl_accel_kind)i->accelerator_kind};
     }
     const rank_info *mine = &m->info[m->rank];
-    bl_status s = bl_worker_init(&m->self, plan, m->rank, (bl_worker_caps){mine->accelerators, mine->ram});
+    bl_status s = bl_worker_init(
+        &m->self, plan, m->rank,
+        (bl_worker_caps){mine->accelerators, mine->ram, (bl_accel_kind)mine->accelerator_kind});
     if (s != BL_OK) {
         free(caps);
         return s;
