@@ -415,6 +415,9 @@ static bl_status where_process(bl_dofn_ctx *c, const void *e, bl_emitter *out) {
     char s[64];
     snprintf(s, sizeof s, "worker=%d accel=%d", bl_dofn_worker(c), bl_dofn_accelerator(c));
     bl_metric_inc(c, bl_dofn_accelerator(c) >= 0 ? "on_accelerator" : "on_cpu", 1);
+    char who[32]; /* which worker ran it: "worker0", "worker1", ... */
+    snprintf(who, sizeof who, "worker%d", bl_dofn_worker(c));
+    bl_metric_inc(c, who, 1);
     return bl_emit(out, s);
 }
 static bl_status where_setup(bl_dofn_ctx *c) {

@@ -99,6 +99,13 @@ static void test_options(void) {
     CHECK_ERR(bl_options_parse(o, 2, pos), BL_ERR_INVALID_ARG, "is not an option");
     char *acc[] = {"prog", "--worker_accelerators=1,,2"};
     CHECK_ERR(bl_options_parse(o, 2, acc), BL_ERR_INVALID_ARG, "worker_accelerators");
+    char *kinds[] = {"prog", "--worker_accelerators=tpu:1,gpu:2,3"};
+    CHECK_OK(bl_options_parse(o, 2, kinds));
+    char *npu[] = {"prog", "--worker_accelerators=1,npu:1"};
+    CHECK_ERR(bl_options_parse(o, 2, npu), BL_ERR_INVALID_ARG,
+              "--worker_accelerators=1,npu:1: 'npu:1': expected N, gpu:N or tpu:N");
+    char *tpux[] = {"prog", "--worker_accelerators=tpu:x"};
+    CHECK_ERR(bl_options_parse(o, 2, tpux), BL_ERR_INVALID_ARG, "not an integer");
     char *ram[] = {"prog", "--worker_ram=12XB"};
     CHECK_ERR(bl_options_parse(o, 2, ram), BL_ERR_FORMAT, "unknown size unit");
     char *stall[] = {"prog", "--stall_timeout_s=soon"};
@@ -175,6 +182,26 @@ static void test_hints(void) {
     CHECK(h.accelerator_count == 1);
     CHECK_OK(bl_hints_parse("", &h));
     CHECK(!h.has_accelerator && !h.min_ram);
+    /* GPU types are free-form; the kind is decided by the type alone. */
+    CHECK_OK(bl_hints_parse("accelerator=type:nvidia-l4;count:1", &h));
+    CHECK(h.accelerator_kind == BL_ACCEL_GPU && !h.accelerator_topology[0]);
+    /* TPUs in Dataflow's form (the proposal's one chip per worker), count implied by the topology. */
+    CHECK_OK(bl_hints_parse("accelerator=type:tpu-v5-lite-podslice;topology:1x1", &h));
+    CHECK(h.has_accelerator && h.accelerator_kind == BL_ACCEL_TPU &&
+          strcmp(h.accelerator_type, "tpu-v5-lite-podslice") == 0 && h.accelerator_count == 1 &&
+          strcmp(h.accelerator_topology, "1x1") == 0 && !h.install_nvidia_driver);
+    CHECK_OK(bl_hints_parse("accelerator=\"type:tpu;count:1;topology:1x1\",min_ram=8GB", &h));
+    CHECK(h.accelerator_kind == BL_ACCEL_TPU && strcmp(h.accelerator_type, "tpu") == 0 &&
+          h.accelerator_count == 1 && h.min_ram == 8000000000ull);
+    CHECK_OK(bl_hints_parse("accelerator=topology:1x1x1;type:tpu-v4", &h));
+    CHECK(h.accelerator_kind == BL_ACCEL_TPU && h.accelerator_count == 1 &&
+          strcmp(h.accelerator_topology, "1x1x1") == 0);
+    char tpu_text[128];
+    bl_hints_format(&h, tpu_text, sizeof tpu_text);
+    CHECK_MSG(strcmp(tpu_text, "accelerator=type:tpu-v4;count:1;topology:1x1x1") == 0, "%s", tpu_text);
+    bl_hints again; /* the text form parses back to the same hint */
+    CHECK_OK(bl_hints_parse(tpu_text, &again));
+    CHECK(again.accelerator_kind == BL_ACCEL_TPU && strcmp(again.accelerator_topology, "1x1x1") == 0);
     static const struct {
         const char *text, *want;
     } bad[] = {
@@ -198,6 +225,34 @@ static void test_hints(void) {
          "at position 18: accelerator type too long"},
         {"min_ram=99999999999TB", "size too large"},
         {"min_ram=1GB;", "at position 10: min_ram: unknown size unit"},
+        {"accelerator=type:t4;count:1;count:2", "at position 29: count given twice"},
+        /* TPUs: one chip per worker, a well-formed topology, no GPU-only fields. */
+        {"accelerator=type:tpu-v4;topology:2x2",
+         "at position 34: topology:2x2 is 4 TPU chips, but this build runs one chip per worker (use "
+         "topology:1x1 and more workers)"},
+        {"accelerator=type:tpu-v5p-slice;topology:2x2x1", "at position 41: topology:2x2x1 is 4 TPU chips"},
+        {"accelerator=type:tpu-v4;topology:1x2", "at position 34: topology:1x2 is 2 TPU chips"},
+        {"accelerator=type:tpu-v4;topology:1x",
+         "at position 36: topology needs AxB or AxBxC of positive integers (e.g. topology:1x1)"},
+        {"accelerator=type:tpu-v4;topology:1", "at position 35: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;topology:1x0", "at position 36: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;topology:1x1x1x1", "at position 40: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;topology:1*1", "at position 35: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;topology:", "at position 34: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;topology:2000x1", "at position 34: topology needs AxB or AxBxC"},
+        {"accelerator=type:tpu-v4;count:1",
+         "at position 13: a TPU needs topology:<AxB> (topology:1x1 for one chip, what this build runs)"},
+        {"accelerator=type:tpu-v4;topology:1x1;count:2",
+         "at position 44: count:2 disagrees with topology:1x1, which is 1 chip"},
+        {"accelerator=type:tpu-v4;topology:1x1;install-nvidia-driver",
+         "at position 38: install-nvidia-driver is for GPUs, not a TPU"},
+        {"accelerator=type:tpu-v4;topology:1x1;topology:1x1", "at position 38: topology given twice"},
+        {"accelerator=type:nvidia-l4;count:1;topology:1x1",
+         "at position 36: topology is for TPUs (type:tpu-...); a GPU takes count:<n>"},
+        {"accelerator=type:TPU-v4;topology:1x1",
+         "at position 18: a TPU type is tpu or tpu-<generation> in lower case (e.g. tpu-v5-lite-podslice)"},
+        {"accelerator=type:tpuv4;topology:1x1", "at position 18: a TPU type is tpu or tpu-<generation>"},
+        {"accelerator=type:tpu-;topology:1x1", "at position 18: a TPU type is tpu or tpu-<generation>"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         bl_test_fuzz_seed("fuzz_hints", bad[i].text, strlen(bad[i].text));
@@ -213,6 +268,15 @@ static void test_hints(void) {
     char text[128];
     bl_hints_format(&outer, text, sizeof text);
     CHECK(strcmp(text, "accelerator=type:h100;count:8,min_ram=32000000000B") == 0);
+    /* A TPU inside a GPU scope is a TPU, with its topology; a GPU inside a TPU scope drops it. */
+    CHECK_OK(bl_hints_parse("accelerator=type:tpu-v4;topology:1x1", &inner));
+    bl_hints_merge(&outer, &inner);
+    CHECK(outer.accelerator_kind == BL_ACCEL_TPU && outer.accelerator_count == 1 &&
+          strcmp(outer.accelerator_topology, "1x1") == 0);
+    CHECK_OK(bl_hints_parse("accelerator=type:t4;count:2", &inner));
+    bl_hints_merge(&outer, &inner);
+    CHECK(outer.accelerator_kind == BL_ACCEL_GPU && outer.accelerator_count == 2 &&
+          !outer.accelerator_topology[0]);
 }
 
 static bl_status ident(void *u, const void *in, void **out) {
@@ -308,8 +372,9 @@ static void test_fuzz_parsers(void) {
     bl_rng rng;
     bl_rng_seed(&rng, seed);
     const char *hint_seeds[] = {"accelerator=\"type:nvidia-l4;count:1;install-nvidia-driver\",min_ram=16GB",
-                                "min_ram=4GiB", "accelerator=count:2;type:h100"};
-    const char alphabet[] = "acdeilmnoprstuvy:;,=\" 0123456789GKMBi_-";
+                                "min_ram=4GiB", "accelerator=count:2;type:h100",
+                                "accelerator=type:tpu-v5-lite-podslice;count:1;topology:1x1x1"};
+    const char alphabet[] = "acdeilmnoprstuvxy:;,=\" 0123456789GKMBi_-";
     const bl_coder *coders[] = {bl_coder_int64(),
                                 bl_coder_double(),
                                 bl_coder_string(),
@@ -321,7 +386,7 @@ static void test_fuzz_parsers(void) {
         bl_test_fuzz_seed("fuzz_hints", hint_seeds[i], strlen(hint_seeds[i]));
     for (int iter = 0; iter < 20000; iter++) {
         char text[96];
-        const char *base = hint_seeds[bl_rng_below(&rng, 3)];
+        const char *base = hint_seeds[bl_rng_below(&rng, sizeof hint_seeds / sizeof hint_seeds[0])];
         size_t n = strlen(base);
         memcpy(text, base, n + 1);
         int edits = 1 + (int)bl_rng_below(&rng, 4);

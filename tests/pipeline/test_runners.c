@@ -198,6 +198,46 @@ static void test_hint_placement(void) {
         bl_pipeline_free(p);
         free(got);
     }
+    /* TPU hints fit TPU workers only, and GPU hints GPU workers only. */
+    const char *tpu = "accelerator=type:tpu-v5-lite-podslice;topology:1x1";
+    const char *mixed[] = {"--runner=local", "--num_workers=2", "--worker_accelerators=1,tpu:1", NULL};
+    CHECK_OK(tp_placement(mixed, tpu, &got, &p));
+    CHECK_MSG(strcmp(got, "gpu: accel=60 cpu=-1") == 0, "%s", got);
+    CHECK_MSG(tp_counter(p, "Accelerated/Gpu", "worker1") == 60, "%lld",
+              (long long)tp_counter(p, "Accelerated/Gpu", "worker1"));
+    CHECK_OK(bl_pipeline_to_text(p, &text));
+    CHECK(text && strstr(text, "type:tpu-v5-lite-podslice;count:1;topology:1x1"));
+    free(text);
+    bl_pipeline_free(p);
+    free(got);
+    const char *mixed_gpu[] = {"--runner=local", "--num_workers=2", "--worker_accelerators=tpu:1,gpu:1",
+                               NULL};
+    CHECK_OK(tp_placement(mixed_gpu, hint, &got, &p));
+    CHECK_MSG(tp_counter(p, "Accelerated/Gpu", "worker1") == 60, "%lld",
+              (long long)tp_counter(p, "Accelerated/Gpu", "worker1"));
+    bl_pipeline_free(p);
+    free(got);
+    const char *tpu_direct[] = {"--runner=direct", "--worker_accelerators=tpu:1", NULL};
+    CHECK_OK(tp_placement(tpu_direct, tpu, &got, NULL));
+    CHECK_MSG(strcmp(got, "gpu: accel=60 cpu=-1") == 0, "%s", got);
+    free(got);
+    const char *gpus[] = {"--runner=local", "--num_workers=2", "--worker_accelerators=2", NULL};
+    p = NULL;
+    CHECK_ERR(
+        tp_placement(gpus, tpu, &got, &p), BL_ERR_UNSUPPORTED,
+        "transform 'Accelerated/Gpu' needs accelerator type:tpu-v5-lite-podslice count:1 topology:1x1, but "
+        "no worker has a TPU (the most TPU chips any of the 2 workers has is 0; 2 workers have GPUs, which "
+        "do not serve a TPU hint; set --worker_accelerators=tpu:1 on a TPU host); the pipeline did not "
+        "start");
+    CHECK(p && tp_counter(p, "Cpu", "setup") == -1);
+    bl_pipeline_free(p);
+    free(got);
+    const char *tpus[] = {"--runner=local", "--num_workers=2", "--worker_accelerators=tpu:1,0", NULL};
+    CHECK_ERR(tp_placement(tpus, hint, &got, NULL), BL_ERR_UNSUPPORTED,
+              "needs accelerator type:nvidia-l4 count:1, but no worker has one (the most GPUs any of the 2 "
+              "workers has is 0; 1 worker has TPU chips, which do not serve a GPU hint; set "
+              "--worker_accelerators); the pipeline did not start");
+    free(got);
     /* Needs two; workers have one. */
     const char *one[] = {"--runner=local", "--worker_accelerators=1", NULL};
     CHECK_ERR(tp_placement(one, "accelerator=type:h100;count:2", &got, NULL), BL_ERR_UNSUPPORTED,

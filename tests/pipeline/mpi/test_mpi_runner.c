@@ -77,6 +77,24 @@ static void test_placement(void) {
     CHECK_MSG(!*got || strcmp(got, "gpu: accel=60 cpu=-1") == 0, "%s", got);
     free(got);
     bl_pipeline *p = NULL;
+    /* Rank 1 has a GPU, rank 2 a TPU chip: each hint goes to its kind (the kinds travel with the
+     * ranks' descriptions). */
+    const char *kinds[] = {"--runner=mpi", "--worker_accelerators=0,1,tpu:1", NULL};
+    CHECK_OK(tp_placement(kinds, "accelerator=type:tpu-v5-lite-podslice;topology:1x1", &got, &p));
+    CHECK_MSG(!bl_pipeline_is_coordinator(p) || tp_counter(p, "Accelerated/Gpu", "worker2") == 60, "%lld",
+              (long long)tp_counter(p, "Accelerated/Gpu", "worker2"));
+    bl_pipeline_free(p);
+    free(got);
+    CHECK_OK(tp_placement(kinds, hint, &got, &p));
+    CHECK_MSG(!bl_pipeline_is_coordinator(p) || tp_counter(p, "Accelerated/Gpu", "worker1") == 60, "%lld",
+              (long long)tp_counter(p, "Accelerated/Gpu", "worker1"));
+    bl_pipeline_free(p);
+    free(got);
+    const char *gpus[] = {"--runner=mpi", "--worker_accelerators=2", NULL};
+    CHECK_ERR(tp_placement(gpus, "accelerator=type:tpu;topology:1x1", &got, NULL), BL_ERR_UNSUPPORTED,
+              "no worker has a TPU (the most TPU chips any of the 2 workers has is 0; 2 workers have GPUs");
+    free(got);
+    p = NULL;
     CHECK_ERR(tp_placement(MPI_FLAGS, hint, &got, &p), BL_ERR_UNSUPPORTED, "but no worker has one");
     CHECK(p && tp_counter(p, "Cpu", "setup") == -1);
     bl_pipeline_free(p);
