@@ -11,8 +11,10 @@
  *   sweep  stage 4: a grid of configs reshuffled over the workers, the best model deployed
  *
  * Every stage takes every device name (beamlet/devices.h) and --allow_cpu_fallback, and tells
- * the pipeline how many accelerators its workers have (the ones visible, unless
- * --worker_accelerators says otherwise). */
+ * the pipeline which accelerators its workers have (the visible ones of its device's kind, GPUs
+ * or TPU chips, one chip per worker for a TPU; unless --worker_accelerators says otherwise).
+ * Stages 3 and 4 hint their TrainModel step for their device: a GPU as type:cuda;count:1, a
+ * TPU as type:tpu;count:1;topology:1x1, so the runner places it only where one is. */
 #ifndef BEAMLET_STAGES_H
 #define BEAMLET_STAGES_H
 
