@@ -86,14 +86,20 @@ bl_status bl_stage_sweep(const bl_options *opts) {
     bl_accel_kind kind;
     int accels;
     stage_worker_accelerators(&where, &kind, &accels);
+    char workers_have[96];
+    if (bl_options_given(opts, "worker_accelerators"))
+        snprintf(workers_have, sizeof workers_have, "--worker_accelerators=%.60s",
+                 bl_options_get(opts, "worker_accelerators"));
+    else
+        snprintf(workers_have, sizeof workers_have, "%d %s per worker", accels,
+                 kind == BL_ACCEL_TPU ? "TPU chip(s)" : "accelerator(s)");
     if (s == BL_OK && bl_pipeline_is_coordinator(p))
         printf(
             "stage 4: sweeping %d configs (--learning_rates=%s x --batch_sizes=%s x --models=%s) on %s, %s "
-            "runner, %d workers x %d compute thread(s), %d %s per worker\n",
+            "runner, %d workers x %d compute thread(s), %s\n",
             n, bl_options_get(opts, "learning_rates"), bl_options_get(opts, "batch_sizes"),
             bl_options_get(opts, "models"), where.name, bl_pipeline_runner_name(p),
-            bl_pipeline_num_workers(p), bl_pipeline_threads_per_worker(p), accels,
-            kind == BL_ACCEL_TPU ? "TPU chip(s)" : "accelerator(s)");
+            bl_pipeline_num_workers(p), bl_pipeline_threads_per_worker(p), workers_have);
     double t0 = bl_time_now();
     if (s == BL_OK) s = bl_pipeline_run(p);
 

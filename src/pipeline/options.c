@@ -29,7 +29,9 @@ static const struct {
     {"threads_per_worker", "0",
      "compute threads of each worker (0: its share of the cores, so workers x threads <= cores; "
      "OMP_NUM_THREADS caps the share)"},
-    {"resource_hints", "", "pipeline-wide hints: accelerator=\"type:T;count:N\",min_ram=16GB"},
+    {"resource_hints", "",
+     "pipeline-wide hints: accelerator=\"type:T;count:N\" (a TPU: "
+     "\"type:tpu-...;topology:1x1\"),min_ram=16GB"},
     {"worker_accelerators", "0",
      "accelerators per worker: N GPUs, or tpu:N TPU chips; or a list N0,tpu:N1,... per worker index"},
     {"worker_ram", "0", "RAM per worker (e.g. 64GB); 0: this machine's"},
