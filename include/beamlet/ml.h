@@ -92,7 +92,7 @@ const bl_coder *bl_coder_training_result(void); /* values: bl_training_result * 
 
 /* TrainModel: a DoFn from TrainingConfig to TrainingResult. The config's device is resolved
  * with the accelerator the runner bound to this worker: "auto", "gpu" or "tpu" run on that one
- * (cuda:N; a TPU worker has one chip, tpu:0) when there is one ("auto" otherwise on the CPU).
+ * (cuda:N, tpu:N: one chip per worker) when there is one ("auto" otherwise on the CPU).
  * Checkpoints make a retried or re-run element resume instead of starting over. */
 bl_dofn bl_train_model_dofn(void);
 

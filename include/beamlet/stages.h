@@ -12,7 +12,7 @@
  *
  * Every stage takes every device name (beamlet/devices.h) and --allow_cpu_fallback, and tells
  * the pipeline which accelerators its workers have (the visible ones of its device's kind, GPUs
- * or TPU chips, one chip per worker for a TPU; unless --worker_accelerators says otherwise).
+ * or TPU chips, of which each worker binds one; unless --worker_accelerators says otherwise).
  * Stages 3 and 4 hint their TrainModel step for their device: a GPU as type:cuda;count:1, a
  * TPU as type:tpu;count:1;topology:1x1, so the runner places it only where one is. */
 #ifndef BEAMLET_STAGES_H

@@ -4,9 +4,10 @@
 
 #include "beamlet/stages.h"
 
-/* The accelerators each worker has: those of the stage's device (`where`) when it is one, else
- * those "auto" would use, else none. A TPU worker has one chip (the proposal's topology:1x1:
- * one trial per chip; run one process per chip to use every chip of a host). */
+/* The accelerators each worker has: those of the stage's device family (`where`) when it is one,
+ * else those "auto" would use, else none; GPUs or TPU chips. Each worker binds one of them (its
+ * thread index or node-local rank modulo the count), so a TPU host's workers spread over its
+ * chips, one chip per worker (the proposal's topology:1x1). */
 void stage_worker_accelerators(const bl_device_choice *where, bl_accel_kind *kind, int *count);
 
 /* The stage's pipeline from its options, told which accelerators each worker has

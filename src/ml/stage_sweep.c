@@ -91,7 +91,7 @@ bl_status bl_stage_sweep(const bl_options *opts) {
         snprintf(workers_have, sizeof workers_have, "--worker_accelerators=%.60s",
                  bl_options_get(opts, "worker_accelerators"));
     else
-        snprintf(workers_have, sizeof workers_have, "%d %s per worker", accels,
+        snprintf(workers_have, sizeof workers_have, "%d %s", accels,
                  kind == BL_ACCEL_TPU ? "TPU chip(s)" : "accelerator(s)");
     if (s == BL_OK && bl_pipeline_is_coordinator(p))
         printf(

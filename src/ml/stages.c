@@ -20,8 +20,6 @@ void stage_worker_accelerators(const bl_device_choice *where, bl_accel_kind *kin
     }
     *kind = is_tpu(&c) ? BL_ACCEL_TPU : BL_ACCEL_GPU;
     *count = c.accelerator ? bl_device_count(c.family) : 0;
-    /* One chip per worker process: a process's TPU programs run on the plugin's first device. */
-    if (*kind == BL_ACCEL_TPU && *count > 1) *count = 1;
 }
 
 bl_status stage_pipeline(const bl_options *opts, const bl_device_choice *where, bl_pipeline **out) {
