@@ -460,7 +460,7 @@ static void run_mode_on(bl_device *ref, bl_device *dev, const op_case *c, const 
                   bl_dtype_name(act), how, a->name, e, thr, bad);
         double ratio = bad ? INFINITY : e / thr;
         tally.outputs++;
-        if (!(ratio <= tally.worst)) {
+        if (!(ratio <= tally.worst) || !tally.where[0]) {
             tally.worst = ratio;
             snprintf(tally.where, sizeof tally.where, "%s %s%s%s %s, nmse %.2e", c->name, bl_dtype_name(act),
                      *how ? " " : "", how, a->name, e);
