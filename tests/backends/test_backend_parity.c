@@ -13,9 +13,10 @@
  * the table too: see test_cpu_bf16_compute.
  *
  * Output: a FAIL line per output over its threshold, and one line per device saying how many
- * outputs were compared and which came closest to its threshold; BEAMLET_TEST_VERBOSE=1 adds
- * a line per output (about 400). The short form keeps the whole output within what a CI log
- * shows of a failed test, so the failing line or sanitizer report is in it. */
+ * outputs were compared and which had the largest nmse relative to its threshold;
+ * BEAMLET_TEST_VERBOSE=1 adds a line per output (about 400). The short form keeps the whole
+ * output within what a CI log shows of a failed test, so the failing line or sanitizer report
+ * is in it. */
 #include "bl_test.h"
 
 #include <stddef.h>
@@ -383,7 +384,8 @@ static double nmse(const float *out, const float *ref, int64_t n, int *bad) {
     return den > 0 ? num / den : num;
 }
 
-/* What the current device's rows compared: the count, and the output closest to its threshold. */
+/* What the current device's rows compared: the count, and the output with the largest nmse relative to
+ * its threshold. */
 static struct {
     int outputs;
     double worst; /* nmse / threshold; Inf for non-finite outputs */
@@ -403,8 +405,8 @@ static void tally_begin(void) {
 
 static void tally_end(const char *device) {
     if (tally.outputs == 0) return;
-    fprintf(stderr, "  %s: %d outputs compared; closest to its threshold: %s (%.2g of it)\n", device,
-            tally.outputs, tally.where, tally.worst);
+    fprintf(stderr, "  %s: %d outputs compared; largest nmse / threshold %.2g: %s\n", device, tally.outputs,
+            tally.worst, tally.where);
 }
 
 /* How a case runs: `act` is the activation dtype; `round_bf16` rounds the activation inputs to
