@@ -10,6 +10,7 @@
 #include "apps/app_test.h"
 #include "bl_test.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -31,6 +32,12 @@ static pid_t start(const char *args, const char *log, rlim_t fsize_limit) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "exec %s/beamlet %s >> %s 2>&1", bin, args, log);
     pid_t pid = fork();
+    if (pid < 0) {
+        /* -1 must never reach kill_after: kill(-1, SIGKILL) signals every process this user may
+         * signal (the whole machine for root, ctest and the tests running beside this one). */
+        fprintf(stderr, "  FAIL: cannot start beamlet: fork: %s\n", strerror(errno));
+        exit(1);
+    }
     if (pid == 0) {
         if (fsize_limit > 0) {
             struct rlimit r = {fsize_limit, fsize_limit};
