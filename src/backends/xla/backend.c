@@ -47,7 +47,8 @@ static bl_status xla_copy(void *ctx, void *dst, const void *src, size_t bytes, i
     }
     BL_TRY(xla_mem_read(c, src, bytes, &b));
     if (kind == BL_COPY_D2D) return xla_mem_write(c, dst, b); /* buffers are immutable: share it */
-    bl_status s = xla_buf_to_host(c, b, dst);
+    bl_status s = xla_buf_ready(c, b);
+    if (s == BL_OK) s = xla_buf_to_host(c, b, dst);
     xla_buf_unref(b);
     return s;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "backends/xla/xla.h"
+#include "beamlet/xla.h"
 
 typedef struct func {
     char *text; /* the op's program, "func.func @main(..." */
@@ -45,7 +46,11 @@ struct xla_capture {
 
 static int64_t executed_programs;
 
-int64_t xla_program_executions(void) { return __atomic_load_n(&executed_programs, __ATOMIC_RELAXED); }
+void bl_xla_stats_get(bl_xla_stats *out) {
+    *out = (bl_xla_stats){.executions = xla_executions(),
+                          .whole_programs = __atomic_load_n(&executed_programs, __ATOMIC_RELAXED)};
+    xla_program_stats(&out->compiled, &out->cached, &out->compile_seconds);
+}
 
 static uint64_t hash_text(const char *s) {
     uint64_t h = 1469598103934665603ull;
@@ -161,6 +166,7 @@ bl_status xla_run(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int
         c->capture->failed = true;
         BL_TRY(xla_capture_flush(c));
     }
+    for (int i = 0; i < nin; i++) BL_TRY(xla_buf_ready(c, in[i]));
     return xla_execute(c, text, nin, in, nout, out_len, out);
 }
 

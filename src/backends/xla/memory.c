@@ -258,7 +258,10 @@ void xla_mem_discard(xla_ctx *c, void *ptr, size_t len) {
 
 bl_status xla_mem_sync(xla_ctx *c) {
     for (int i = 0; i < c->nregions; i++)
-        for (int k = 0; k < c->regions[i].nsegs; k++) BL_TRY(xla_buf_await(c, c->regions[i].segs[k].buf));
+        for (int k = 0; k < c->regions[i].nsegs; k++) {
+            BL_TRY(xla_buf_ready(c, c->regions[i].segs[k].buf));
+            BL_TRY(xla_buf_await(c, c->regions[i].segs[k].buf));
+        }
     return BL_OK;
 }
 

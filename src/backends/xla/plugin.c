@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include "backends/xla/xla.h"
-#include "beamlet/xla.h"
 #include "pjrt_c_api.h"
 
 #ifndef BEAMLET_PJRT_CPU_PLUGINS
@@ -408,9 +407,16 @@ bl_status xla_buf_from_host(xla_ctx *c, const void *src, size_t len, xla_buf **o
     return s;
 }
 
+/* A placeholder of a recorded program has no PJRT buffer until the program runs; the callers
+ * run it first (xla_buf_ready, capture.c). Here it is only refused. */
+static bl_status need_buffer(const xla_buf *b) {
+    if (b->pjrt) return BL_OK;
+    return bl_error(BL_ERR_INTERNAL, "xla: a value of a program that has not run (or failed to run)");
+}
+
 bl_status xla_buf_to_host(xla_ctx *c, xla_buf *b, void *dst) {
     xla_plugin *p = c->plugin;
-    BL_TRY(xla_buf_ready(c, b));
+    BL_TRY(need_buffer(b));
     PJRT_Buffer_ToHostBuffer_Args a = {.struct_size = PJRT_Buffer_ToHostBuffer_Args_STRUCT_SIZE,
                                        .src = b->pjrt,
                                        .dst = dst,
@@ -421,7 +427,7 @@ bl_status xla_buf_to_host(xla_ctx *c, xla_buf *b, void *dst) {
 
 bl_status xla_buf_await(xla_ctx *c, xla_buf *b) {
     xla_plugin *p = c->plugin;
-    BL_TRY(xla_buf_ready(c, b));
+    BL_TRY(need_buffer(b));
     PJRT_Buffer_ReadyEvent_Args a = {.struct_size = PJRT_Buffer_ReadyEvent_Args_STRUCT_SIZE,
                                      .buffer = b->pjrt};
     PJ(p, PJRT_Buffer_ReadyEvent, &a);
@@ -520,19 +526,13 @@ void xla_program_stats(int64_t *compiled, int64_t *cached, double *compile_secon
     if (compile_seconds) *compile_seconds = g.compile_seconds;
 }
 
-void bl_xla_stats_get(bl_xla_stats *out) {
-    *out = (bl_xla_stats){.compiled = g.compiled,
-                          .cached = g.cached,
-                          .compile_seconds = g.compile_seconds,
-                          .executions = __atomic_load_n(&g.executed, __ATOMIC_RELAXED),
-                          .whole_programs = xla_program_executions()};
-}
+int64_t xla_executions(void) { return __atomic_load_n(&g.executed, __ATOMIC_RELAXED); }
 
 bl_status xla_execute(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout,
                       const size_t *out_len, xla_buf **out) {
     xla_plugin *p = c->plugin;
     buf_api = p->api;
-    for (int i = 0; i < nin; i++) BL_TRY(xla_buf_ready(c, in[i]));
+    for (int i = 0; i < nin; i++) BL_TRY(need_buffer(in[i]));
     program *prog;
     BL_TRY(lookup(p, text, &prog));
     if ((int)prog->nout != nout)

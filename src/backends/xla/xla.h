@@ -77,19 +77,20 @@ int xla_plugin_device_count(xla_family f, bool one);
 const char *xla_plugin_unavailable(xla_family f);
 void xla_plugin_describe(xla_plugin *p, int index, char *buf, size_t size);
 
-/* Host <-> device. */
+/* Host <-> device. The buffers must hold a PJRT buffer (xla_buf_ready). */
 bl_status xla_buf_from_host(xla_ctx *c, const void *src, size_t len, xla_buf **out);
 bl_status xla_buf_to_host(xla_ctx *c, xla_buf *b, void *dst);
 bl_status xla_buf_await(xla_ctx *c, xla_buf *b);
 xla_buf *xla_buf_ref(xla_buf *b);
 void xla_buf_unref(xla_buf *b);
 
-/* Compiles (once) and runs a program of `nin` u8 inputs and `nout` u8 outputs whose sizes are
- * given; the outputs are new buffers with one reference each. */
+/* Compiles (once) and runs a program of `nin` u8 inputs (ready: xla_buf_ready) and `nout` u8
+ * outputs whose sizes are given; the outputs are new buffers with one reference each. */
 bl_status xla_execute(xla_ctx *c, const char *text, int nin, xla_buf *const *in, int nout,
                       const size_t *out_len, xla_buf **out);
-/* Compiles and runs counted, for the tests and benchmarks. */
+/* Compiles and executions counted, for the tests and benchmarks (bl_xla_stats_get). */
 void xla_program_stats(int64_t *compiled, int64_t *cached, double *compile_seconds);
+int64_t xla_executions(void);
 
 /* ---- whole programs (capture.c) ---- */
 /* What every op and gather calls: xla_execute, or while a program is being recorded, a call
@@ -102,8 +103,6 @@ bl_status xla_capture_flush(xla_ctx *c);
 bl_status xla_capture_end(xla_ctx *c);
 /* Makes sure `b` holds a PJRT buffer (running the recording it comes from). */
 bl_status xla_buf_ready(xla_ctx *c, xla_buf *b);
-/* Whole programs run, for the tests and benchmarks. */
-int64_t xla_program_executions(void);
 
 /* ---- memory (memory.c) ---- */
 bl_status xla_mem_alloc(xla_ctx *c, size_t bytes, void **ptr);
