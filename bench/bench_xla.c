@@ -93,13 +93,19 @@ static void report(const bl_device *dev, const char *name, const char *workload,
     fflush(stdout);
 }
 
-static void bench_infer(const char *name, double min_seconds, const float *host) {
-    bl_device *dev;
-    DIE_IF(bl_device_get(name, &dev));
+/* The benchmark's model on device `name`, planned for BATCH (for training when asked). */
+static bl_model *open_model(const char *name, bool training, bl_device **dev) {
+    DIE_IF(bl_device_get(name, dev));
     bl_resnet_config cfg = config();
     bl_model *m;
-    DIE_IF(bl_resnet_new(dev, &cfg, 1, &m));
-    DIE_IF(bl_model_plan(m, BATCH, HW, HW, false));
+    DIE_IF(bl_resnet_new(*dev, &cfg, 1, &m));
+    DIE_IF(bl_model_plan(m, BATCH, HW, HW, training));
+    return m;
+}
+
+static void bench_infer(const char *name, double min_seconds, const float *host) {
+    bl_device *dev;
+    bl_model *m = open_model(name, false, &dev);
     bl_tensor x, logits;
     int64_t shape[4] = {BATCH, 1, HW, HW};
     DIE_IF(bl_tensor_alloc(dev, BL_F32, 4, shape, &x));
@@ -127,11 +133,7 @@ static void bench_infer(const char *name, double min_seconds, const float *host)
 
 static void bench_train(const char *name, double min_seconds, const float *host, const int32_t *labels) {
     bl_device *dev;
-    DIE_IF(bl_device_get(name, &dev));
-    bl_resnet_config cfg = config();
-    bl_model *m;
-    DIE_IF(bl_resnet_new(dev, &cfg, 1, &m));
-    DIE_IF(bl_model_plan(m, BATCH, HW, HW, true));
+    bl_model *m = open_model(name, true, &dev);
     bl_optimizer_config oc = bl_optimizer_config_sgd(0.01f, 0.9f, 5e-4f, true);
     bl_optimizer *opt;
     DIE_IF(bl_optimizer_new(m, &oc, &opt));

@@ -52,12 +52,6 @@ void bl_xla_stats_get(bl_xla_stats *out) {
     xla_program_stats(&out->compiled, &out->cached, &out->compile_seconds);
 }
 
-static uint64_t hash_text(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static bool grow(void **items, int *cap, int need, size_t size) {
     if (need <= *cap) return true;
     int n = *cap ? 2 * *cap : 64;
@@ -78,7 +72,7 @@ bl_status xla_capture_begin(xla_ctx *c) {
 }
 
 static int func_index(struct xla_capture *k, const char *text) {
-    uint64_t h = hash_text(text);
+    uint64_t h = xla_text_hash(text);
     for (int i = 0; i < k->nfuncs; i++)
         if (k->funcs[i].hash == h && strcmp(k->funcs[i].text, text) == 0) return i;
     if (!grow((void **)&k->funcs, &k->funcs_cap, k->nfuncs + 1, sizeof *k->funcs)) return -1;

@@ -40,6 +40,12 @@ void xla_text_add(xla_text *t, const char *fmt, ...) {
     }
 }
 
+uint64_t xla_text_hash(const char *s) { /* FNV-1a */
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 const char *xla_type(char *buf, size_t size, int ndim, const int64_t *shape, const char *elem) {
     size_t used = (size_t)snprintf(buf, size, "tensor<");
     for (int i = 0; i < ndim && used < size; i++)

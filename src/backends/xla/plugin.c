@@ -436,12 +436,6 @@ bl_status xla_buf_await(xla_ctx *c, xla_buf *b) {
 
 /* ---- programs ---- */
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -491,7 +485,7 @@ static bl_status compile(xla_plugin *p, const char *text, program *prog) {
 }
 
 static bl_status lookup(xla_plugin *p, const char *text, program **out) {
-    uint64_t h = fnv1a(text);
+    uint64_t h = xla_text_hash(text);
     pthread_mutex_lock(&p->lock);
     program **slot = &p->buckets[h % NBUCKETS];
     for (program *q = *slot; q; q = q->next)

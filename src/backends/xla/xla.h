@@ -130,6 +130,8 @@ typedef struct xla_text {
 void xla_text_init(xla_text *t);
 void xla_text_free(xla_text *t);
 void xla_text_add(xla_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The hash of a program's text (the program cache's and the recording's key, with the text). */
+uint64_t xla_text_hash(const char *s);
 /* "tensor<2x3x4xf32>" of a shape and element type ("f32", "bf16", "i32", "ui8"). */
 const char *xla_type(char *buf, size_t size, int ndim, const int64_t *shape, const char *elem);
 const char *xla_elem(bl_dtype dt);
